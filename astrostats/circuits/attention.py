@@ -1,0 +1,54 @@
+"""Exact softmax attention: the target every circuit is scored against.
+
+Queries and keys arrive already scaled, so ``q @ k.T`` is the logit; :func:`scale_queries_keys`
+applies the usual d_head^(-1/4) to each of them (paper-notes.md: "Queries and keys are each divided
+by d_head^(1/4)").
+"""
+from __future__ import annotations
+
+import torch
+
+from astrostats.validation import check_tensor, fail
+
+
+def scale_queries_keys(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Divide q and k each by d_head^(1/4), so that q·k carries 1/sqrt(d_head)."""
+    factor = q.shape[-1] ** -0.25
+    return q * factor, k * factor
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Shapes (..., N, d), (..., N, d), (..., N, d_v) with matching batch dims, all finite."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, x, min_dim=2)
+    if q.shape[-1] != k.shape[-1]:
+        raise fail("k", f"last dimension {q.shape[-1]} (as q)", tuple(k.shape))
+    if k.shape[:-1] != v.shape[:-1]:
+        raise fail("v", f"leading shape {tuple(k.shape[:-1])} (as k)", tuple(v.shape))
+    if q.shape[:-2] != k.shape[:-2]:
+        raise fail("k", f"batch shape {tuple(q.shape[:-2])} (as q)", tuple(k.shape))
+
+
+def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
+    """True where query t may attend key tau (tau <= t), aligned at the end as in streaming."""
+    offset = n_keys - n_queries
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
+
+
+def attention_logits(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    logits = q @ k.transpose(-1, -2)
+    if causal:
+        logits = logits.masked_fill(~causal_mask(q.shape[-2], k.shape[-2], q.device), float("-inf"))
+    return logits
+
+
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """y_t = sum_tau softmax_tau(q_t·k_tau) v_tau, batched over any leading dimensions."""
+    check_qkv(q, k, v)
+    return torch.softmax(attention_logits(q, k, causal), dim=-1) @ v
+
+
+def log_normaliser(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """log sum_tau exp(q_t·k_tau): the exact value the astrocyte response a_t estimates (in log space,
+    so that peaked heads do not overflow)."""
+    return torch.logsumexp(attention_logits(q, k, causal), dim=-1)

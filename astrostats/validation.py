@@ -1,0 +1,69 @@
+"""Input checks at the public boundary: one error type whose message names the parameter and the value.
+
+Inner functions trust their inputs; every public entry point calls these first (as scikit-learn's
+``check_array`` / ``check_scalar`` do). The CLI turns :class:`InputError` into exit status 2.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+
+class InputError(ValueError):
+    """Bad input: the message names the parameter, what was expected and the value received."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def fail(name: str, expected: str, value: Any) -> InputError:
+    return InputError(f"{name}: expected {expected}, got {_short(value)}")
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise fail(name, "an integer", value)
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise fail(name, f"an integer >= {minimum}", value)
+    return value
+
+
+def check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,
+                maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise fail(name, "a number", value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise fail(name, "a finite number", value)
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise fail(name, f"a number {'>' if strict else '>='} {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise fail(name, f"a number <= {maximum}", value)
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise fail(name, f"one of {choices}", value)
+    return value
+
+
+def check_tensor(name: str, value: Any, *, min_dim: int = 1) -> torch.Tensor:
+    """A floating tensor with at least ``min_dim`` dimensions and only finite entries."""
+    if not isinstance(value, torch.Tensor):
+        raise fail(name, "a torch.Tensor", type(value).__name__)
+    if not value.is_floating_point():
+        raise fail(name, "a floating-point tensor", value.dtype)
+    if value.dim() < min_dim:
+        raise fail(name, f"a tensor with >= {min_dim} dimensions", tuple(value.shape))
+    if not bool(torch.isfinite(value).all()):
+        raise fail(name, "finite values (no NaN or inf)", f"tensor of shape {tuple(value.shape)} with non-finite entries")
+    return value
