@@ -1,0 +1,21 @@
+"""Figures per study kind, drawn from that analysis's tables only: ``draw(tables) -> {name: Figure}``."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+LOG = logging.getLogger(__name__)
+
+
+def draw_analysis(kind: str, tables: dict) -> dict:
+    """The figures of one analysis; a kind without a figure module draws none."""
+    try:
+        module = importlib.import_module(f"astrostats.report.figures.{kind}")
+    except ModuleNotFoundError:
+        LOG.info("no figure module for kind %s", kind)
+        return {}
+    return module.draw(tables)

@@ -1,0 +1,84 @@
+"""Figure 2B done properly: log-log error against m with 95 % bands, theory and fitted laws drawn over it."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
+    for name, table in tables.items():
+        if name.endswith(suffix):
+            return table
+    return None
+
+
+def _measurements(tables: dict) -> pd.DataFrame:
+    return next(table for name, table in tables.items()
+                if not name.endswith(("_theory", "_fits")) and "metric" in table)
+
+
+def draw(tables: dict) -> dict:
+    measurements = _measurements(tables)
+    theory, fits = _find(tables, "_theory"), _find(tables, "_fits")
+    errors = measurements[measurements["metric"] == "relative_error"]
+    figures = {"error_vs_m": _error_vs_m(errors, theory, fits), "nulls": _nulls(errors)}
+    normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == "astrocyte")]
+    if not normaliser.empty:
+        figures["normaliser_error"] = _by_feature(normaliser, "relative error of the astrocyte response a_t")
+    return figures
+
+
+def _scales(table):
+    return list(dict.fromkeys(table["logit_scale"]))
+
+
+def _by_feature(table: pd.DataFrame, ylabel: str):
+    scales = _scales(table)
+    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        part = table[table["logit_scale"] == scale].astype({"m": float})
+        sns.lineplot(part, x="m", y="value", hue="feature_map", errorbar=("ci", 95), n_boot=200, seed=0,
+                     marker="o", ax=ax)
+        ax.set(xscale="log", yscale="log", title=f"{scale} attention", xlabel="m (hidden units)", ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def _error_vs_m(errors, theory, fits):
+    circuit = errors[errors["circuit"] == "astrocyte"]
+    fig = _by_feature(circuit, "relative output error")
+    m_grid = np.geomspace(float(circuit["m"].min()), float(circuit["m"].max()), 100)
+    for ax, scale in zip(fig.axes, _scales(circuit)):
+        if theory is not None:
+            constants = theory.loc[theory["logit_scale"] == scale, "predicted_constant"]
+            rms = float(np.sqrt(np.mean(constants**2)))
+            ax.plot(m_grid, rms / np.sqrt(m_grid), "k--", lw=1.2, label="theory (delta method)")
+        if fits is not None and "alpha" in fits:
+            row = fits[(fits["circuit"] == "astrocyte") & (fits["feature_map"] == "positive")
+                       & (fits["logit_scale"] == scale)]
+            if len(row) and row["status"].iloc[0] == "ok":
+                row = row.iloc[0]
+                ax.plot(m_grid, row["e_inf"] + row["a"] * m_grid ** (-row["alpha"]), color="0.4", lw=0.8,
+                        label=f"fit (positive): alpha={row['alpha']:.2f}")
+        baselines = errors[(errors["logit_scale"] == scale) & errors["m"].isna()]
+        for name, style in (("uniform", ":"), ("elu_linear", "-.")):
+            level = baselines.loc[baselines["circuit"] == name, "value"].mean()
+            if np.isfinite(level):
+                ax.axhline(level, color="tab:red", ls=style, lw=1, label=f"{name} (null)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _nulls(errors):
+    positive = errors[(errors["feature_map"] == "positive") & errors["m"].notna()]
+    scales = _scales(positive)
+    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        part = positive[positive["logit_scale"] == scale].astype({"m": float})
+        sns.lineplot(part, x="m", y="value", hue="circuit", errorbar=("ci", 95), n_boot=200, seed=0, marker="o", ax=ax)
+        ax.set(xscale="log", yscale="log", title=f"{scale}: circuit vs nulls", xlabel="m", ylabel="relative output error")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,118 @@
+"""Analysis specs: one TOML file per question, resolved for a profile into a frozen, hashed Spec.
+
+A spec file::
+
+    name = "scaling"            # how the CLI names it
+    kind = "scaling"            # which study runs it (astrostats.studies)
+    question = "..."            # one sentence, printed in the report's methods
+    seed = 0                    # base seed; every task derives its own from it
+
+    [parameters]                # the full (publication-grade) values
+    m = [8, 16, 32]
+
+    [profiles.quick]            # overrides for the default run
+    [profiles.smoke]            # overrides for the tests (seconds)
+
+Resolution: parameters, then the profile's overrides. The hash is over the resolved spec (canonical JSON),
+so the manifest pins exactly what ran; the file's own hash is kept beside it, because a pre-registered
+spec must be shown unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astrostats.validation import InputError, check_choice, fail
+
+PROFILES = ("smoke", "quick", "full")
+TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration"}
+ANALYSES_DIR = Path(__file__).resolve().parent.parent / "analyses"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str
+    question: str
+    seed: int
+    profile: str
+    parameters: dict = field(hash=False)
+    preregistration: dict = field(hash=False, default_factory=dict)
+    source: str = ""
+    file_sha256: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the resolved spec: what actually ran."""
+        payload = {"name": self.name, "kind": self.kind, "seed": self.seed, "profile": self.profile,
+                   "parameters": self.parameters, "preregistration": self.preregistration}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def bind(self, parameter_class):
+        """Build the study's frozen parameter dataclass; an unknown key is an error naming it."""
+        known = {f.name for f in dataclasses.fields(parameter_class)}
+        unknown = sorted(set(self.parameters) - known)
+        if unknown:
+            raise fail(f"{self.name}.parameters", f"keys among {sorted(known)}", unknown)
+        values = {key: tuple(value) if isinstance(value, list) else value for key, value in self.parameters.items()}
+        try:
+            return parameter_class(**values)
+        except TypeError as error:
+            raise InputError(f"{self.name}.parameters: {error}") from None
+
+    def with_seed(self, seed: int | None) -> "Spec":
+        return self if seed is None else dataclasses.replace(self, seed=seed)
+
+
+def load_spec(path: str | Path, profile: str = "quick") -> Spec:
+    """Read and resolve a spec file; any defect is an InputError that names the file and the key."""
+    check_choice("profile", profile, PROFILES)
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+        raw = tomllib.loads(raw_bytes.decode())
+    except FileNotFoundError:
+        raise fail("spec", "an existing spec file", str(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"spec {path}: malformed TOML ({error})") from None
+    unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise fail(f"spec {path.name}", f"top-level keys among {sorted(TOP_LEVEL_KEYS)}", unknown)
+    for key, kind in (("name", str), ("kind", str)):
+        if not isinstance(raw.get(key), kind):
+            raise fail(f"spec {path.name}: {key}", "a string", raw.get(key))
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise fail(f"spec {path.name}: seed", "a non-negative integer", seed)
+    parameters = dict(raw.get("parameters", {}))
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict) or set(profiles) - set(PROFILES):
+        raise fail(f"spec {path.name}: profiles", f"tables among {list(PROFILES)}", profiles)
+    parameters.update(profiles.get(profile, {}))
+    return Spec(name=raw["name"], kind=raw["kind"], question=str(raw.get("question", "")), seed=seed,
+                profile=profile, parameters=parameters, preregistration=dict(raw.get("preregistration", {})),
+                source=str(path), file_sha256=hashlib.sha256(raw_bytes).hexdigest())
+
+
+def available_specs(directory: Path = ANALYSES_DIR) -> dict[str, Path]:
+    """Spec name -> file, for every analyses/*.toml."""
+    return {path.stem: path for path in sorted(directory.glob("*.toml"))}
+
+
+def resolve_spec_argument(argument: str, profile: str, directory: Path = ANALYSES_DIR) -> Spec:
+    """An analysis name from analyses/, or a path to a user's spec file."""
+    specs = available_specs(directory)
+    if argument in specs:
+        return load_spec(specs[argument], profile)
+    if argument.endswith(".toml") or Path(argument).exists():
+        return load_spec(argument, profile)
+    raise fail("analysis", f"one of {sorted(specs)} or a path to a .toml spec", argument)
+
+
+def to_jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

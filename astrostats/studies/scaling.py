@@ -1,0 +1,80 @@
+"""Figure 2B done properly: relative error of the circuit against m, over feature seeds and sequences,
+for every feature map and null circuit at three logit scales, with the delta-method prediction beside it.
+
+Tables: ``<name>`` (the runner's measurements), ``<name>_theory`` (the predicted error constant C per
+sequence: relative error ~ C / sqrt(m), positive features), ``<name>_fits`` (scaling-law fits, stats layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from astrostats.circuits.features import FEATURE_MAPS
+from astrostats.circuits.theory import predicted_error_constant
+from astrostats.runner import CIRCUITS, Sweep, run_sweep
+from astrostats.spec import Spec
+from astrostats.studies.base import RunContext
+from astrostats.targets.synthetic import synthetic_head
+from astrostats.validation import check_int
+
+LABEL_COLUMNS = ("target", "layer", "head", "logit_scale", "qk_norm", "n_tokens", "d_head")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    m: tuple[int, ...] = tuple(2**p for p in range(3, 17))
+    n_seeds: int = 32
+    n_sequences: int = 8
+    logit_scales: tuple = ("diffuse", "typical", "peaked")
+    n_tokens: int = 197
+    d_head: int = 64
+    feature_maps: tuple[str, ...] = FEATURE_MAPS
+    circuits: tuple[str, ...] = CIRCUITS
+    causal: bool = False
+    n_bootstrap: int = 1000
+    memory_mb: int = 512
+
+    def __post_init__(self):
+        check_int("n_sequences", self.n_sequences, minimum=2)
+        check_int("n_bootstrap", self.n_bootstrap, minimum=100)
+
+
+def targets(spec: Spec, parameters: Parameters):
+    return [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                           d_head=parameters.d_head, logit_scale=scale, seed=spec.seed, causal=parameters.causal)
+            for scale in parameters.logit_scales]
+
+
+def theory_table(batches) -> pd.DataFrame:
+    """Delta-method constant C per sequence (relative error ~ C / sqrt(m) for i.i.d. positive features)."""
+    frames = []
+    for batch in batches:
+        constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal).numpy()
+        frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids), "predicted_constant": constant})
+        for key, value in reversed(batch.labels.items()):
+            frame.insert(0, key, value)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
+    """Scaling-law fits per (circuit, feature map, logit scale) for circuits that depend on m."""
+    from astrostats.stats import scaling_fits_table
+
+    errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
+    return scaling_fits_table(errors, by=["circuit", "feature_map", "logit_scale"],
+                              predicted_constants=theory[["logit_scale", "sequence_id", "predicted_constant"]],
+                              n_bootstrap=parameters.n_bootstrap, seed=seed)
+
+
+def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
+    parameters = spec.bind(Parameters)
+    sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, feature_maps=parameters.feature_maps,
+                  circuits=parameters.circuits, base_seed=spec.seed, memory_mb=parameters.memory_mb)
+    batches = targets(spec, parameters)
+    measurements = run_sweep(batches, sweep, progress=context.progress, executor=context.executor)
+    measurements.insert(0, "analysis", spec.name)
+    theory = theory_table(batches)
+    return {spec.name: measurements, f"{spec.name}_theory": theory,
+            f"{spec.name}_fits": fits_table(measurements, theory, parameters, spec.seed)}

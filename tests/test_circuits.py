@@ -1,0 +1,162 @@
+"""The circuit against independent computations and against theory (issue 2, item 6)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from astrostats.circuits.astrocyte import STREAM_CHUNK, astrocyte_attention
+from astrostats.circuits.attention import log_normaliser, softmax_attention
+from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
+from astrostats.circuits.features import FEATURE_MAPS, draw_projection, random_features
+from astrostats.validation import InputError
+
+Z_CRITICAL = stats.norm.ppf(1 - 0.001 / 2)  # two-sided test at alpha = 0.001 per check
+
+
+def gaussian_head(n_seq=3, n=40, d=8, d_v=5, scale=0.3, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n_seq, n, d, generator=g, dtype=dtype) * scale
+    k = torch.randn(n_seq, n, d, generator=g, dtype=dtype) * scale
+    v = torch.randn(n_seq, n, d_v, generator=g, dtype=dtype)
+    return q, k, v
+
+
+def dense_circuit(q, k, v, projection, feature, causal=False):
+    """sum_tau v_tau phi(k_tau)·phi(q) / sum_tau phi(k_tau)·phi(q), written out directly."""
+    phi_q = random_features(q, projection, feature)
+    phi_k = random_features(k, projection, feature)
+    weights = phi_q @ phi_k.transpose(-1, -2)
+    if causal:
+        weights = weights.tril()
+    return (weights @ v) / weights.sum(-1, keepdim=True), weights.sum(-1)
+
+
+@pytest.mark.parametrize("feature", FEATURE_MAPS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_circuit_equals_dense_computation(feature, causal):
+    q, k, v = gaussian_head(n=150)  # longer than one streaming block
+    projection = draw_projection(32, 8, feature=feature, seed=3, dtype=torch.float64)
+    expected, expected_response = dense_circuit(q, k, v, projection, feature, causal)
+    output, response = astrocyte_attention(q, k, v, projection=projection, feature=feature, causal=causal,
+                                           return_response=True)
+    assert torch.allclose(output, expected, rtol=0, atol=1e-10)
+    assert torch.allclose(response, expected_response, rtol=1e-10, atol=0)
+
+
+def test_causal_equals_prefix_by_prefix():
+    q, k, v = gaussian_head(n=STREAM_CHUNK + 20)
+    k[:, -10:] *= 8.0  # late keys with much larger exponents: the carried sums must be rescaled, not underflow
+    streamed = astrocyte_attention(q, k, v, 64, seed=1, causal=True)
+    for t in (0, 1, STREAM_CHUNK - 1, STREAM_CHUNK, q.shape[1] - 1):
+        prefix = astrocyte_attention(q[:, : t + 1], k[:, : t + 1], v[:, : t + 1], 64, seed=1)
+        assert torch.allclose(streamed[:, t], prefix[:, t], rtol=1e-10, atol=1e-12)
+
+
+def kernel_terms(x, y, feature, m, seed):
+    """Independent per-unit Monte-Carlo terms whose mean is phi(x)·phi(y) (blocks for orthogonal rows)."""
+    projection = draw_projection(m, x.shape[-1], feature=feature, seed=seed, dtype=torch.float64)
+    products = random_features(x, projection, feature) * random_features(y, projection, feature)
+    rows = projection.shape[0]
+    if feature in ("trigonometric", "hyperbolic"):
+        return rows * (products[:rows] + products[rows:])
+    if feature == "orthogonal":  # rows within a block are dependent; blocks are independent
+        d = x.shape[-1]
+        return rows / d * products.reshape(-1, d).sum(-1)
+    return rows * products
+
+
+@pytest.mark.parametrize("feature", FEATURE_MAPS)
+def test_features_are_unbiased_for_the_softmax_kernel(feature):
+    g = torch.Generator().manual_seed(11)
+    x, y = (torch.randn(8, generator=g, dtype=torch.float64) * 0.35 for _ in range(2))
+    terms = kernel_terms(x, y, feature, 2**16, seed=5)
+    mean, standard_error = terms.mean(), terms.std() / math.sqrt(terms.numel())
+    z = (mean - torch.exp(x @ y)) / standard_error
+    assert abs(float(z)) < Z_CRITICAL
+
+
+def test_performer_mse_formula_matches_simulation():
+    """Performer Lemma 2: MSE = (1/m) exp(|x+y|^2) SM^2 (1 - exp(-|x+y|^2)) for positive features."""
+    g = torch.Generator().manual_seed(2)
+    x, y = (torch.randn(6, generator=g, dtype=torch.float64) * 0.3 for _ in range(2))
+    m, draws = 16, 4000
+    projection = torch.stack([draw_projection(m, 6, seed=s, dtype=torch.float64) for s in range(draws)])
+    estimates = (random_features(x.expand(draws, 1, 6), projection) *
+                 random_features(y.expand(draws, 1, 6), projection)).sum(-1).squeeze(-1)
+    kernel = torch.exp(x @ y)
+    squared_errors = (estimates - kernel) ** 2
+    s = ((x + y) ** 2).sum()
+    formula = torch.exp(s) * kernel**2 * (1 - torch.exp(-s)) / m
+    z = (squared_errors.mean() - formula) / (squared_errors.std() / math.sqrt(draws))
+    assert abs(float(z)) < Z_CRITICAL
+
+
+def test_float32_is_finite_and_matches_float64_at_large_logits():
+    g = torch.Generator().manual_seed(4)
+    direction = torch.nn.functional.normalize(torch.randn(16, generator=g, dtype=torch.float64), dim=0)
+    q, k, v = gaussian_head(n_seq=2, n=50, d=16, d_v=4, scale=0.2)
+    q = q + math.sqrt(30.0) * direction  # q·k up to about 30 along the shared direction
+    k = k + math.sqrt(30.0) * direction
+    assert float((q @ k.transpose(-1, -2)).max()) > 25
+    projection = draw_projection(256, 16, seed=9, dtype=torch.float64)
+    for causal in (False, True):
+        out32, a32 = astrocyte_attention(q.float(), k.float(), v.float(), projection=projection.float(),
+                                         causal=causal, return_response=True)
+        out64, a64 = astrocyte_attention(q, k, v, projection=projection, causal=causal, return_response=True)
+        assert torch.isfinite(out32).all() and torch.isfinite(a32).all()
+        # float32 rounding: eps ~ 1.2e-7, amplified by exponents of order 30 (relative error ~ 30 * eps * d)
+        assert torch.allclose(out32.double(), out64, rtol=0, atol=1e-3 * float(out64.abs().max()))
+        assert torch.allclose(a32.log(), a64.log(), rtol=0, atol=1e-3)
+
+
+def test_circuit_converges_to_softmax_attention():
+    q, k, v = gaussian_head(n_seq=2, n=30, d=8, scale=0.3)
+    exact = softmax_attention(q, k, v)
+    errors = [float((astrocyte_attention(q, k, v, m, seed=0) - exact).norm() / exact.norm()) for m in (64, 65536)]
+    assert errors[1] < errors[0] / 8  # sqrt(65536 / 64) = 32 expected; a factor 8 leaves room for seed noise
+
+
+def test_response_estimates_the_exact_normaliser():
+    q, k, v = gaussian_head(n_seq=2, n=30, d=8, scale=0.3)
+    _, response = astrocyte_attention(q, k, v, 2**16, seed=1, return_response=True)
+    assert torch.allclose(response.log(), log_normaliser(q, k), atol=0.05)
+
+
+def test_null_circuits_against_direct_formulas():
+    q, k, v = gaussian_head()
+    assert torch.allclose(uniform_attention(q, k, v), v.mean(-2, keepdim=True).expand_as(v))
+    assert torch.allclose(uniform_attention(q, k, v, causal=True)[:, 9], v[:, :10].mean(-2))
+    phi_q, phi_k = torch.nn.functional.elu(q) + 1, torch.nn.functional.elu(k) + 1
+    weights = phi_q @ phi_k.transpose(-1, -2)
+    assert torch.allclose(elu_linear_attention(q, k, v), weights @ v / weights.sum(-1, keepdim=True))
+    causal_weights = weights.tril()
+    assert torch.allclose(elu_linear_attention(q, k, v, causal=True),
+                          causal_weights @ v / causal_weights.sum(-1, keepdim=True))
+
+
+def test_softmax_attention_matches_torch_sdpa():
+    q, k, v = gaussian_head()
+    for causal in (False, True):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=1.0)
+        assert torch.allclose(softmax_attention(q, k, v, causal), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, parameter", [
+    (lambda q, k, v: astrocyte_attention(q, k[:, :, :4], v, 8, seed=0), "k"),
+    (lambda q, k, v: astrocyte_attention(q, k, v[:, :5], 8, seed=0), "v"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, 0, seed=0), "m"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, -3, seed=0), "m"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, 8), "m, seed"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, projection=torch.randn(8, 5, dtype=torch.float64)), "projection"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, 8, seed=0, feature="laplace"), "feature"),
+    (lambda q, k, v: astrocyte_attention(q, k, v, 7, seed=0, feature="trigonometric"), "m"),
+    (lambda q, k, v: astrocyte_attention(q * float("nan"), k, v, 8, seed=0), "q"),
+    (lambda q, k, v: softmax_attention(q, k, v.int()), "v"),
+])
+def test_bad_input_names_the_parameter(call, parameter):
+    q, k, v = gaussian_head()
+    with pytest.raises(InputError) as error:
+        call(q, k, v)
+    assert str(error.value).startswith(parameter + ":")

@@ -1,0 +1,79 @@
+"""The runner's tidy table, the error law on the paper's defaults, and the null circuits (issue 2)."""
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+from astrostats.runner import Sweep, run_sweep
+from astrostats.targets.synthetic import synthetic_head
+from astrostats.validation import InputError
+
+
+@pytest.fixture(scope="module")
+def typical_table():
+    target = synthetic_head(n_sequences=4, logit_scale="typical", seed=1)  # d_head = 64, N = 197
+    sweep = Sweep(m=(64, 256, 1024, 4096), n_seeds=6,
+                  circuits=("astrocyte", "shuffled_kv", "mismatched_target", "no_astrocyte", "uniform", "elu_linear"))
+    return run_sweep([target], sweep, progress=False)
+
+
+def test_table_is_tidy_with_one_row_per_measurement(typical_table):
+    expected = {"target", "layer", "head", "logit_scale", "circuit", "feature_map", "m", "seed", "sequence_id",
+                "metric", "value"}
+    assert expected <= set(typical_table.columns)
+    astro = typical_table[typical_table["circuit"] == "astrocyte"]
+    assert len(astro) == 4 * 6 * 4 * 3  # m x seeds x sequences x metrics
+    assert not astro.duplicated(["m", "seed", "sequence_id", "metric"]).any()
+    assert np.isfinite(typical_table["value"]).all()
+
+
+def test_error_slope_against_m_is_minus_one_half(typical_table):
+    errors = typical_table[(typical_table["circuit"] == "astrocyte") & (typical_table["metric"] == "relative_error")]
+    fit = sm.OLS(np.log(errors["value"].to_numpy(float)),
+                 sm.add_constant(np.log(errors["m"].to_numpy(float)))).fit()
+    assert -0.6 <= fit.params[1] <= -0.4
+
+
+def test_null_circuits_do_not_converge(typical_table):
+    errors = typical_table[typical_table["metric"] == "relative_error"]
+    largest = errors[errors["m"] == 4096]
+    circuit = largest[largest["circuit"] == "astrocyte"].set_index(["seed", "sequence_id"])["value"]
+    for null in ("shuffled_kv", "mismatched_target"):
+        other = largest[largest["circuit"] == null].set_index(["seed", "sequence_id"])["value"]
+        # paired one-sided sign test: the null is worse than the circuit on (nearly) every pair
+        worse = int((other.loc[circuit.index] > circuit).sum())
+        assert stats.binomtest(worse, len(circuit), alternative="greater").pvalue < 1e-3
+    shuffled = errors[errors["circuit"] == "shuffled_kv"]
+    slope = sm.OLS(np.log(shuffled["value"].to_numpy(float)),
+                   sm.add_constant(np.log(shuffled["m"].to_numpy(float)))).fit()
+    assert slope.conf_int()[1][0] > -0.1  # no m^(-1/2) law for keys and values of another sequence
+    uniform = errors[errors["circuit"] == "uniform"]
+    assert uniform["m"].isna().all() and len(uniform) == 4  # uniform attention has no m to fall with
+
+
+def test_same_seed_gives_identical_tables():
+    target = synthetic_head(n_sequences=3, n_tokens=32, d_head=8, seed=2)
+    sweep = Sweep(m=(16, 64), n_seeds=5, feature_maps=("positive", "orthogonal"))
+    first = run_sweep([target], sweep, progress=False)
+    small_chunks = Sweep(m=(16, 64), n_seeds=5, feature_maps=("positive", "orthogonal"), memory_mb=1)
+    pd.testing.assert_frame_equal(first, run_sweep([target], small_chunks, progress=False))
+
+
+@pytest.mark.parametrize("kwargs, parameter", [
+    ({"m": (0, 8)}, "m"), ({"m": ()}, "m"), ({"n_seeds": 0}, "n_seeds"),
+    ({"feature_maps": ("gaussian",)}, "feature_maps"), ({"circuits": ("performer",)}, "circuits"),
+])
+def test_bad_sweeps_name_the_parameter(kwargs, parameter):
+    arguments = {"m": (8,), "n_seeds": 2, **kwargs}
+    with pytest.raises(InputError, match=f"^{parameter}:"):
+        Sweep(**arguments)
+
+
+@pytest.mark.parametrize("kwargs, parameter", [
+    ({"logit_scale": "sharp"}, "logit_scale"), ({"logit_scale": -1.0}, "logit_scale"),
+    ({"n_tokens": 0}, "n_tokens"), ({"d_head": 2.5}, "d_head"),
+])
+def test_bad_synthetic_targets_name_the_parameter(kwargs, parameter):
+    with pytest.raises(InputError, match=f"^{parameter}:"):
+        synthetic_head(**kwargs)
