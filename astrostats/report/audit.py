@@ -83,6 +83,10 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
              "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
         lines.append(f"| {verdict.claim_id}: {verdict.statement} | **{verdict.verdict}** | {verdict.headline or verdict.reason} |")
+    failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
+    if failed:
+        lines += ["", "## Analyses that did not complete", ""]
+        lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
     lines += ["", "## Verdicts, rules and evidence", ""]
     for verdict in verdicts:
         lines += [f"### {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",

@@ -38,8 +38,8 @@ class _Writer:
         self.fig = plt.figure(figsize=PAGE)
         self.y = 0.95
 
-    def line(self, text: str, size: float = 9, weight: str = "normal", colour: str = "black", width: int = 100,
-             indent: float = 0.07):
+    def line(self, text: str, size: float = 9, weight: str = "normal", colour: str = "black", indent: float = 0.07):
+        width = int((0.93 - indent) * 1100 / size)  # characters that fit across the page at this font size
         for part in textwrap.wrap(text, width=width) or [""]:
             if self.fig is None or self.y < 0.05:
                 self._new_page()
@@ -87,8 +87,8 @@ def write_report(path: Path, verdicts, manifest: dict, figures: dict, key_tables
         for verdict in verdicts:
             writer.gap(0.006)
             writer.line(f"{verdict.claim_id}  {verdict.verdict}", 10, "bold", VERDICT_COLOURS[verdict.verdict])
-            writer.line(verdict.statement, 9, indent=0.1, width=95)
-            writer.line(verdict.headline or verdict.reason, 8, colour="0.25", indent=0.1, width=105)
+            writer.line(verdict.statement, 9, indent=0.1)
+            writer.line(verdict.headline or verdict.reason, 8, colour="0.25", indent=0.1)
         failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
         if failed:
             writer.gap()
@@ -105,12 +105,12 @@ def write_report(path: Path, verdicts, manifest: dict, figures: dict, key_tables
                 writer.gap(0.006)
                 writer.line("Evidence", 10, "bold")
                 for item in verdict.evidence:
-                    writer.line("- " + evidence_line(item).replace("`", ""), 7.5, width=120)
+                    writer.line("- " + evidence_line(item).replace("`", ""), 7.5)
             for title, items in (("Major concerns", verdict.major_concerns), ("Minor concerns", verdict.minor_concerns)):
                 if items:
                     writer.line(title, 9, "bold")
                     for text in items:
-                        writer.line("- " + text, 7.5, width=120)
+                        writer.line("- " + text, 7.5)
             writer.flush()
             for kind in CLAIM_KINDS.get(verdict.claim_id, ()):
                 for name, figure in figures.get(kind, []):
@@ -127,13 +127,13 @@ def write_report(path: Path, verdicts, manifest: dict, figures: dict, key_tables
             writer.line(f"spec {record['source']}, file sha256 {record['file_sha256'][:16]}, "
                         f"resolved sha256 {record['spec_sha256'][:16]}", 7, colour="0.3")
             for key, value in record.get("parameters", {}).items():
-                writer.line(f"{key} = {value}", 7, indent=0.1, width=125)
+                writer.line(f"{key} = {value}", 7, indent=0.1)
             for key, value in record.get("preregistration", {}).items():
-                writer.line(f"pre-registered {key}: {value}", 7, indent=0.1, width=125)
+                writer.line(f"pre-registered {key}: {value}", 7, indent=0.1)
         writer.gap()
         writer.line("Limitations", 12, "bold")
         for text in LIMITATIONS:
-            writer.line("- " + text, 8, width=110)
+            writer.line("- " + text, 8)
         writer.flush()
         info = pdf.infodict()
         info["Title"] = "astrostats audit"

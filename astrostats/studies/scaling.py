@@ -14,6 +14,7 @@ from astrostats.circuits.features import FEATURE_MAPS
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
+from astrostats.stats.scaling import scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import check_int
@@ -59,13 +60,20 @@ def theory_table(batches) -> pd.DataFrame:
 
 
 def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
-    """Scaling-law fits per (circuit, feature map, logit scale) for circuits that depend on m."""
-    from astrostats.stats import scaling_fits_table
+    """Scaling-law fits per (circuit, feature map, logit scale) for circuits that depend on m.
 
+    The delta-method constant is the theory for the astrocyte circuit with i.i.d. positive features only, so
+    only those groups get a theory ratio. ``error_at_smallest_m`` (mean over seeds and sequences) says whether
+    small circuits agree.
+    """
     errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
-    return scaling_fits_table(errors, by=["circuit", "feature_map", "logit_scale"],
-                              predicted_constants=theory[["logit_scale", "sequence_id", "predicted_constant"]],
+    predicted = theory[["logit_scale", "sequence_id", "predicted_constant"]].assign(
+        circuit="astrocyte", feature_map="positive")
+    by = ["circuit", "feature_map", "logit_scale"]
+    fits = scaling_fits_table(errors, by=by, predicted_constants=predicted,
                               n_bootstrap=parameters.n_bootstrap, seed=seed)
+    smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
+    return fits.merge(smallest.reset_index(), on=by, how="left")
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:

@@ -1,0 +1,113 @@
+"""Parameter accounting: how many numbers each circuit and control takes from where, at each m.
+
+The critique ("many tunable weights m") is a claim about counts, so the counts come first. Three kinds:
+
+* fitted: set by gradient descent (or least squares) against the target's outputs;
+* fixed random: drawn once from a distribution and never changed (the circuit's projection W, m x d);
+* input determined: set by the input sequence itself, never by the target's outputs (the circuit's Hebbian
+  H, d_v x m, and presynaptic g, m; the mean value of uniform attention).
+
+The query/key/value projections W_Q, W_K, W_V are part of the target (they produce q, k, v) and are copied,
+not fitted, by every circuit alike; they are noted, not counted. A control is "matched" at m when its fitted
+count equals the circuit's budget m * d (the number of random weights a critic would call tunable).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from astrostats.validation import InputError, check_float, check_int
+
+#: fitted controls and what they fit
+FITTED_CONTROLS = ("learned_feature", "fitted_mlp")
+CAPACITY_NULLS = tuple(f"{name}_shuffled" for name in FITTED_CONTROLS)
+
+NOTES = {
+    "astrocyte": "W random N(0,1), never trained; H and g written by the sequence (Hebbian, presynaptic)",
+    "no_astrocyte": "as the circuit, one gain per sequence instead of the astrocyte's per-query division",
+    "shuffled_kv": "the circuit run on another sequence's keys and values (specificity null)",
+    "mismatched_target": "the circuit built from another head's q and k (specificity null)",
+    "uniform": "mean of the values; nothing random, nothing fitted",
+    "elu_linear": "linear attention with elu+1 features of width d; nothing random, nothing fitted",
+    "learned_feature": "the circuit's form with W (m x d) trained to reproduce the target's outputs",
+    "fitted_mlp": "residual MLP on per-query inputs [q_t, mean k, mean v] trained on the target's outputs",
+    "learned_feature_shuffled": "learned_feature trained on shuffled targets (capacity null)",
+    "fitted_mlp_shuffled": "fitted_mlp trained on shuffled targets (capacity null)",
+}
+
+
+@dataclass(frozen=True)
+class MlpSize:
+    """The hidden width that best matches a budget, and how far off the match is."""
+
+    hidden: int
+    n_fitted: int
+    budget: int
+
+    @property
+    def mismatch(self) -> float:
+        return (self.n_fitted - self.budget) / self.budget
+
+
+def mlp_fitted_count(hidden: int, d: int, d_v: int) -> int:
+    """Weights and biases of the residual MLP: inputs [q, mean k, mean v] (3d) -> hidden -> d_v."""
+    return hidden * (2 * d + d_v + 1) + hidden * d_v + d_v
+
+
+def mlp_size_for_budget(budget: int, d: int, d_v: int, tolerance: float) -> MlpSize:
+    """The hidden width whose fitted count is nearest ``budget``; InputError saying why if none is within
+    ``tolerance`` (relative), e.g. when even one hidden unit exceeds the budget."""
+    budget = check_int("budget", budget, minimum=1)
+    tolerance = check_float("budget_tolerance", tolerance, minimum=0.0)
+    per_unit = 2 * d + 2 * d_v + 1
+    candidates = {max(1, (budget - d_v) // per_unit), max(1, (budget - d_v) // per_unit + 1)}
+    best = min((MlpSize(h, mlp_fitted_count(h, d, d_v), budget) for h in candidates),
+               key=lambda size: abs(size.mismatch))
+    if abs(best.mismatch) > tolerance:
+        raise InputError(
+            f"m: the fitted MLP cannot match the circuit's budget of {budget} fitted parameters within "
+            f"budget_tolerance={tolerance:g}: its nearest size (hidden width {best.hidden}) has {best.n_fitted} "
+            f"({best.mismatch:+.0%}); each hidden unit costs {per_unit} parameters and the read-out bias {d_v}, "
+            f"so raise m or the tolerance")
+    return best
+
+
+def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: float = 0.25) -> dict:
+    """Counts for one circuit or control at m (m is None for circuits without hidden units)."""
+    budget = None if m is None else m * d
+    fitted = fixed = determined = 0
+    if circuit in ("astrocyte", "no_astrocyte", "shuffled_kv", "mismatched_target"):
+        fixed, determined = m * d, m * d_v + (m if circuit != "no_astrocyte" else 1)
+    elif circuit == "uniform":
+        determined = d_v
+    elif circuit == "elu_linear":
+        determined = d * d_v + d
+    elif circuit in ("learned_feature", "learned_feature_shuffled"):
+        fitted, determined = m * d, m * d_v + m
+    elif circuit in ("fitted_mlp", "fitted_mlp_shuffled"):
+        fitted, determined = mlp_size_for_budget(budget, d, d_v, tolerance).n_fitted, d + d_v
+    else:
+        raise InputError(f"circuit: expected one of {sorted(NOTES)}, got {circuit!r}")
+    return {"circuit": circuit, "m": m, "n_fitted": fitted, "n_fixed_random": fixed,
+            "n_input_determined": determined, "budget": budget,
+            "budget_mismatch": None if budget is None or fitted == 0 else (fitted - budget) / budget,
+            "copied_from_target": "W_Q, W_K, W_V (produce q, k, v; shared by every circuit)",
+            "note": NOTES[circuit]}
+
+
+def accounting_table(circuits: tuple[str, ...], m_values: tuple[int, ...], d: int, d_v: int,
+                     tolerance: float = 0.25) -> pd.DataFrame:
+    """One row per (circuit, m): fitted, fixed-random and input-determined counts and the budget match."""
+    d = check_int("d", d, minimum=1)
+    d_v = check_int("d_v", d_v, minimum=1)
+    rows = []
+    for circuit in circuits:
+        for m in (m_values if circuit not in ("uniform", "elu_linear") else (None,)):
+            rows.append(accounting_row(circuit, None if m is None else check_int("m", m, minimum=1),
+                                       d, d_v, tolerance))
+    table = pd.DataFrame(rows)
+    table["m"] = table["m"].astype("Int64")
+    table["budget"] = table["budget"].astype("Int64")
+    table["budget_mismatch"] = table["budget_mismatch"].astype("Float64")
+    return table

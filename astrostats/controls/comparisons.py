@@ -1,0 +1,127 @@
+"""Paired comparisons of each control with the circuit at matched m: the pre-registered test and its kin.
+
+For one (control, m, split) the unit is a sequence: e_c,i and e_circuit,i are its relative errors, averaged
+over seeds (the control of seed s is paired with the circuit of seed s; a control without seeds, such as
+uniform attention, is set beside every circuit seed). Reported:
+
+* ratio = mean e_c / mean e_circuit (> 1: the circuit is closer to the target), with a hierarchical
+  bootstrap CI (sequences, then seeds; ``astrostats.stats.hierarchical_weights`` and ``bootstrap_interval``);
+* p: paired sign-flip permutation test (``astrostats.stats.paired_permutation_test``) of
+  d_i = e_c,i - (1 + margin) e_circuit,i. With alternative "greater" it tests H1: the control's error exceeds
+  the circuit's by more than the margin (margin 0 and "two-sided" for the efficiency comparisons);
+* Holm across each family (``astrostats.stats.adjust_p_values``).
+
+A control flagged by training (not converged, diverged) keeps its row; the flag is carried in
+``control_status`` and the comparison's ``status`` so the audit can refuse to count it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from astrostats.stats import adjust_p_values, bootstrap_interval, hierarchical_weights, paired_permutation_test
+from astrostats.validation import check_choice, check_float, check_int, fail
+
+CIRCUIT = "astrocyte"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A set of comparisons corrected together, with the hypothesis they test."""
+
+    name: str
+    controls: tuple[str, ...]
+    m: tuple[int, ...]
+    splits: tuple[str, ...]
+    margin: float = 0.0
+    alternative: str = "greater"
+
+    def __post_init__(self):
+        check_float("margin", self.margin, minimum=0.0)
+        check_choice("alternative", self.alternative, ("greater", "two-sided"))
+
+
+def paired_errors(measurements: pd.DataFrame, control: str, m: int, split: str) -> pd.DataFrame:
+    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, scored against the truth."""
+    rows = measurements[(measurements["metric"] == "relative_error") & (measurements["split"] == split)
+                        & (measurements["scored_against"] == "true")]
+    circuit = rows[(rows["circuit"] == CIRCUIT) & (rows["m"] == m)][["sequence_id", "seed", "value"]]
+    other = rows[rows["circuit"] == control]
+    if other["m"].notna().any():
+        other = other[other["m"] == m]
+    other = other[["sequence_id", "seed", "value"]]
+    if other["seed"].isna().all():  # seedless baseline: beside every circuit seed
+        paired = circuit.merge(other.drop(columns="seed"), on="sequence_id", suffixes=("_circuit", "_control"))
+    else:
+        paired = circuit.merge(other, on=["sequence_id", "seed"], suffixes=("_circuit", "_control"))
+    return paired.rename(columns={"value_circuit": "circuit_error", "value_control": "control_error"})
+
+
+def _control_status(measurements: pd.DataFrame, control: str, m: int) -> str:
+    rows = measurements[(measurements["circuit"] == control) & (measurements["m"] == m)]
+    statuses = set(rows["status"].dropna()) - {"ok", "converged"}
+    return ",".join(sorted(statuses)) if statuses else "ok"
+
+
+def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: int, seed: int) -> dict:
+    """One comparison row from paired errors (see the module docstring)."""
+    per_sequence = paired.groupby("sequence_id")[["control_error", "circuit_error"]].mean()
+    n = len(per_sequence)
+    base = {"n_sequences": n, "n_seeds": int(paired["seed"].nunique()),
+            "mean_control": float(per_sequence["control_error"].mean()) if n else np.nan,
+            "mean_circuit": float(per_sequence["circuit_error"].mean()) if n else np.nan}
+    if n < 2:
+        return {**base, "status": "insufficient_data", "reason": f"{n} paired sequence(s); need at least 2"}
+    test = paired_permutation_test(per_sequence["control_error"].to_numpy(),
+                                   (1.0 + margin) * per_sequence["circuit_error"].to_numpy(),
+                                   n_resamples=n_resamples, seed=seed, alternative=alternative)
+    weights = hierarchical_weights(paired, ["sequence_id", "seed"], n_resamples, seed)
+    control, circuit = paired["control_error"].to_numpy(), paired["circuit_error"].to_numpy()
+    ratio = float(control.mean() / circuit.mean())
+    draws = (weights @ control) / (weights @ circuit)
+    units = paired["sequence_id"].unique()
+    jackknife = np.array([control[paired["sequence_id"] != u].mean() / circuit[paired["sequence_id"] != u].mean()
+                          for u in units])
+    low, high, method = bootstrap_interval(draws, ratio, method="bca", jackknife=jackknife)
+    return {**base, "ratio": ratio, "ci_low": low, "ci_high": high, "statistic": float(test["statistic"].item()),
+            "p_value": float(test["p_value"].item()), "p_value_mc_se": float(test["p_value_mc_se"].item()),
+            "method": f"{test['method'].item()} on e_control - (1 + margin) e_circuit; ratio CI: hierarchical "
+                      f"bootstrap (sequence > seed), {method}",
+            "status": "ok", "reason": ""}
+
+
+def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alpha: float = 0.05,
+                      correction: str = "holm", n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
+    """Every comparison of every family, with p-values corrected within each family."""
+    alpha = check_float("alpha", alpha, minimum=0.0, strict=True, maximum=1.0)
+    n_resamples = check_int("n_resamples", n_resamples, minimum=99)
+    if (measurements["circuit"] == CIRCUIT).sum() == 0:
+        raise fail("measurements", f"rows of the circuit '{CIRCUIT}' to compare against", "none")
+    rows = []
+    for family in families:
+        for control in family.controls:
+            for m in family.m:
+                for split in family.splits:
+                    paired = paired_errors(measurements, control, m, split)
+                    row = compare(paired, family.margin, family.alternative, n_resamples,
+                                  int(np.random.SeedSequence([seed, m, len(rows)]).generate_state(1)[0]))
+                    control_status = _control_status(measurements, control, m)
+                    if control_status != "ok" and row["status"] == "ok":
+                        row.update(status="control_flagged",
+                                   reason=f"training status {control_status}: its error may be inflated")
+                    rows.append({"family": family.name, "control": control, "m": m, "split": split,
+                                 "margin": family.margin, "alternative": family.alternative, "alpha": alpha,
+                                 "control_status": control_status, **row})
+    table = pd.DataFrame(rows)
+    for column in ("ratio", "ci_low", "ci_high", "statistic", "p_value", "p_value_mc_se"):
+        if column not in table:
+            table[column] = np.nan
+    table = adjust_p_values(table, method=correction, alpha=alpha, by=["family"])
+    table["m"] = table["m"].astype("Int64")
+    passes = (table["reject"] & (table["ci_low"] > 1.0 + table["margin"]) & (table["status"] == "ok"))
+    table["decision"] = np.select(
+        [table["status"] == "insufficient_data", passes, table["ci_high"] < 1.0 + table["margin"]],
+        ["insufficient_data", "circuit_better", "not_better"], default="undecided")
+    return table

@@ -1,0 +1,84 @@
+"""C6: big circuits agree and small ones do not: the m each target (logit scale, model, layer, head) needs."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from astrostats.report.claims import finite, quote
+from astrostats.report.verdicts import ClaimVerdict, Evidence
+
+CLAIM_ID = "C6"
+STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
+TOLERANCE = 0.10
+RODENT_SYNAPSES, HUMAN_SYNAPSES = 1.4e5, 2.0e6  # astrocyte-biophysics.md: Bushong 2002; Oberheim 2009
+RULE = (f"From every scaling-fit table (names ending in _fits) with an m_required_10pct column, astrocyte circuit, "
+        f"positive features: m_required is the m at which the fitted law reaches {TOLERANCE:.0%} relative error. "
+        f"SUPPORTED if every target reaches {TOLERANCE:.0%} at a finite m whose 95 % CI upper bound is finite, "
+        f"and the smallest m swept gives an error above {TOLERANCE:.0%} (small circuits do not agree). "
+        f"NOT_SUPPORTED if some target has an infinite m_required (a floor above {TOLERANCE:.0%}). INCONCLUSIVE "
+        f"otherwise. m_required is set against the synapses of one rodent ({RODENT_SYNAPSES:.0e}) and one human "
+        f"({HUMAN_SYNAPSES:.0e}) astrocyte.")
+KEYS = ("target", "layer", "head", "logit_scale")
+
+
+def _rows(tables: dict) -> list[tuple[str, pd.DataFrame]]:
+    found = []
+    for name, table in tables.items():
+        if name.endswith("_fits") and "m_required_10pct" in table:
+            part = table
+            if "circuit" in part:
+                part = part[part["circuit"] == "astrocyte"]
+            if "feature_map" in part:
+                part = part[part["feature_map"] == "positive"]
+            if not part.empty:
+                found.append((name, part))
+    return found
+
+
+def judge(tables: dict) -> ClaimVerdict:
+    found = _rows(tables)
+    if not found:
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
+                            reason="no scaling-fit table with m_required: run `python -m astrostats.analyze scaling`",
+                            analyses_needed=("scaling (and fig3_language, fig3_vision for real heads)",))
+    evidence, infinite, undetermined, needs = [], [], [], []
+    small_disagrees = True
+    for name, table in found:
+        for _, row in table.iterrows():
+            keys = [key for key in KEYS if key in row and pd.notna(row[key])]
+            label = "/".join(str(row[key]) for key in keys)
+            query = " and ".join(f"{key} == {quote(row[key])}" for key in keys) + (
+                " and circuit == 'astrocyte'" if "circuit" in table else "") + (
+                " and feature_map == 'positive'" if "feature_map" in table else "")
+            if row.get("status", "ok") != "ok":
+                undetermined.append(label)
+                continue
+            required = finite(row["m_required_10pct"])
+            high = finite(row.get("m_required_10pct_ci_high"))
+            if required is None:
+                infinite.append(label)
+            elif high is None:
+                undetermined.append(label)
+            needs.append((label, required))
+            if "error_at_smallest_m" in row and finite(row["error_at_smallest_m"]) is not None:
+                small_disagrees &= row["error_at_smallest_m"] > TOLERANCE
+            biology = "" if required is None else (
+                "within a rodent astrocyte's synapses" if required <= RODENT_SYNAPSES else
+                "within a human astrocyte's synapses" if required <= HUMAN_SYNAPSES else
+                "beyond any single astrocyte's synapse count")
+            evidence.append(Evidence(name, query, "m_required_10pct", required if required is not None else math.inf,
+                                     ci_low=finite(row.get("m_required_10pct_ci_low")), ci_high=high,
+                                     note=f"{label}: {biology or 'never reaches 10 % (floor)'}"))
+    if infinite:
+        verdict, reason = "NOT_SUPPORTED", f"never reaches {TOLERANCE:.0%} at any m: {', '.join(infinite)}"
+    elif undetermined or not small_disagrees:
+        verdict = "INCONCLUSIVE"
+        reason = (f"m_required undetermined for {', '.join(undetermined)}" if undetermined
+                  else f"some target already agrees within {TOLERANCE:.0%} at the smallest m")
+    else:
+        verdict, reason = "SUPPORTED", f"every target reaches {TOLERANCE:.0%} error at a finite m, small m does not"
+    finite_needs = sorted((value, label) for label, value in needs if value is not None)
+    headline = ("m for 10 % error: " + ", ".join(f"{label} {value:.3g}" for value, label in finite_needs[:6])
+                + (f"; never: {', '.join(infinite)}" if infinite else ""))
+    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence), reason, headline=headline)

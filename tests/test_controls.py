@@ -1,0 +1,154 @@
+"""astrostats.controls: accounting, fitted controls, training under a budget, splits, paired comparisons."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.baselines import uniform_attention
+from astrostats.circuits.features import draw_projection
+from astrostats.controls import (ControlPlan, FittedRegressor, LearnedFeatureAttention, TrainingBudget,
+                                 accounting_table, fit, mlp_size_for_budget, predict, run_controls,
+                                 split_by_sequence)
+from astrostats.controls.accounting import mlp_fitted_count
+from astrostats.controls.comparisons import Family, comparisons_table
+from astrostats.controls.training import derangement, exact_outputs, relative_errors
+from astrostats.targets.synthetic import synthetic_head
+from astrostats.validation import InputError
+
+D = 16
+
+
+@pytest.fixture(scope="module")
+def splits():
+    batch = synthetic_head(n_sequences=12, n_tokens=24, d_head=D, seed=5)
+    return split_by_sequence(batch, {"train": 4, "validation": 2, "test": 6}, seed=1)
+
+
+def test_accounting_counts_follow_the_definitions():
+    table = accounting_table(("astrocyte", "uniform", "learned_feature", "fitted_mlp"), (8, 64), D, D)
+    circuit = table[table["circuit"] == "astrocyte"].set_index("m")
+    assert (circuit["n_fitted"] == 0).all()
+    assert circuit.loc[64, "n_fixed_random"] == 64 * D
+    assert circuit.loc[64, "n_input_determined"] == 64 * D + 64  # H (d_v x m) and g (m)
+    learned = table[table["circuit"] == "learned_feature"].set_index("m")
+    assert (learned["n_fitted"] == learned.index.to_numpy() * D).all()
+    assert (learned["budget_mismatch"] == 0).all()
+    mlp = table[table["circuit"] == "fitted_mlp"]
+    assert (mlp["budget_mismatch"].abs() <= 0.25).all()
+    assert table.loc[table["circuit"] == "uniform", "m"].isna().all()
+
+
+def test_mlp_budget_that_cannot_be_matched_says_why():
+    with pytest.raises(InputError, match="hidden width 1"):
+        mlp_size_for_budget(2 * D, D, D, 0.25)  # one hidden unit costs 4d+1 > 2d parameters
+    size = mlp_size_for_budget(64 * D, D, D, 0.25)
+    assert size.n_fitted == mlp_fitted_count(size.hidden, D, D)
+
+
+def test_learned_feature_attention_starts_as_the_circuit(splits):
+    batch = splits["test"]
+    projection = draw_projection(32, D, seed=3)
+    model = LearnedFeatureAttention(projection)
+    assert model.n_fitted == 32 * D
+    expected = run_circuit(batch.q, batch.k, batch.v, projection).output
+    assert torch.equal(predict(model, batch), expected)
+
+
+def test_fitted_regressor_starts_as_uniform_attention_and_matches_its_count(splits):
+    batch = splits["test"]
+    model = FittedRegressor.for_budget(64, D, D, seed=0)
+    assert model.n_fitted == mlp_size_for_budget(64 * D, D, D, 0.25).n_fitted
+    torch.testing.assert_close(predict(model, batch), uniform_attention(batch.q, batch.k, batch.v))
+
+
+def test_split_by_sequence_is_disjoint_complete_and_reproducible():
+    batch = synthetic_head(n_sequences=10, n_tokens=8, d_head=4, seed=0)
+    first = split_by_sequence(batch, {"train": 6, "test": 4}, seed=3)
+    again = split_by_sequence(batch, {"train": 6, "test": 4}, seed=3)
+    train, test = set(first["train"].sequence_ids), set(first["test"].sequence_ids)
+    assert not train & test and train | test == set(range(10))
+    assert first["test"].sequence_ids == again["test"].sequence_ids
+    for index, sequence in enumerate(first["test"].sequence_ids):  # whole sequences, tokens intact
+        assert torch.equal(first["test"].q[index], batch.q[sequence])
+    with pytest.raises(InputError, match="sizes"):
+        split_by_sequence(batch, {"train": 6, "test": 5}, seed=3)
+
+
+def test_derangement_has_no_fixed_point():
+    for n in (2, 3, 17):
+        permutation = derangement(n, seed=n)
+        assert sorted(permutation) == list(range(n))
+        assert (permutation != np.arange(n)).all()
+
+
+def test_fit_keeps_the_best_validation_state_and_is_reproducible(splits):
+    budget = TrainingBudget(max_epochs=5, patience=2, batch_sequences=2, learning_rate=0.05)
+    runs = [fit(LearnedFeatureAttention(draw_projection(16, D, seed=2)), splits["train"], splits["validation"],
+                budget, seed=0) for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].history, runs[1].history)
+    result = runs[0]
+    best = result.history["validation_loss"].iloc[result.best_epoch]
+    assert best == result.history["validation_loss"].min()
+    error = relative_errors(predict(result.model, splits["validation"]), exact_outputs(splits["validation"]))
+    torch.testing.assert_close(error.square().mean().item(), best, rtol=1e-5, atol=0)
+
+
+def test_unconverged_and_diverged_fits_are_flagged(splits):
+    short = fit(LearnedFeatureAttention(draw_projection(16, D, seed=2)), splits["train"], splits["validation"],
+                TrainingBudget(max_epochs=1, patience=3), seed=0)
+    assert short.status == "not_converged" and "max_epochs" in short.reason
+    wild = fit(LearnedFeatureAttention(draw_projection(16, D, seed=2)), splits["train"], splits["validation"],
+               TrainingBudget(max_epochs=3, patience=3, learning_rate=1e30), seed=0, early_stopping=False)
+    assert wild.status == "diverged"
+    assert torch.isfinite(predict(wild.model, splits["test"])).all()  # the last finite state is kept
+
+
+def test_run_controls_keeps_flagged_fits_and_scores_capacity_null_in_sample(splits):
+    plan = ControlPlan(m=(32,), n_seeds=1, budget=TrainingBudget(max_epochs=1, patience=2))
+    measurements, training, history = run_controls(splits, plan, progress=False)
+    assert set(training["circuit"]) == {"learned_feature", "fitted_mlp", "learned_feature_shuffled",
+                                        "fitted_mlp_shuffled"}
+    assert (training["status"] == "not_converged").all()
+    assert set(measurements["status"]) == {"not_converged"}  # flagged, not dropped
+    shuffled = measurements[measurements["scored_against"] == "shuffled"]
+    assert set(shuffled["split"]) == {"train", "validation"}
+    assert set(shuffled["circuit"]) == {"learned_feature_shuffled", "fitted_mlp_shuffled"}
+    assert len(history) == 4 * 2  # epochs 0 and 1 of four fits
+
+
+def _paired_table(ratio: float, n_sequences: int, noise: float, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    circuit = rng.uniform(0.1, 0.2, size=(2, n_sequences))
+    control = circuit * ratio * np.exp(rng.normal(0, noise, size=circuit.shape))
+    rows = []
+    for name, errors in (("astrocyte", circuit), ("null", control)):
+        for seed_index in range(2):
+            for sequence in range(n_sequences):
+                rows.append({"split": "test", "circuit": name, "m": 64, "seed": seed_index, "sequence_id": sequence,
+                             "metric": "relative_error", "value": errors[seed_index, sequence],
+                             "scored_against": "true", "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_comparisons_detect_a_clear_effect_and_refute_a_null_one():
+    family = [Family("primary", ("null",), (64,), ("test",), margin=0.1)]
+    clear = comparisons_table(_paired_table(2.0, 16, 0.05), family, n_resamples=1999)
+    row = clear.iloc[0]
+    assert row["decision"] == "circuit_better" and row["ci_low"] > 1.1 and row["p_value_adjusted"] < 0.05
+    equal = comparisons_table(_paired_table(1.0, 16, 0.05), family, n_resamples=1999).iloc[0]
+    assert equal["decision"] == "not_better" and equal["ci_high"] < 1.1
+    # the CI is a 95 % interval around the true ratio 1: it covers it
+    assert equal["ci_low"] <= 1.0 <= equal["ci_high"]
+
+
+def test_comparisons_flag_tiny_samples_and_unconverged_controls():
+    family = [Family("primary", ("null",), (64,), ("test",), margin=0.1)]
+    single = comparisons_table(_paired_table(2.0, 1, 0.05), family, n_resamples=199).iloc[0]
+    assert single["status"] == "insufficient_data" and "need at least 2" in single["reason"]
+    flagged = _paired_table(2.0, 16, 0.05)
+    flagged.loc[flagged["circuit"] == "null", "status"] = "not_converged"
+    row = comparisons_table(flagged, family, n_resamples=199).iloc[0]
+    assert row["status"] == "control_flagged" and row["decision"] != "circuit_better"
