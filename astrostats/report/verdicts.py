@@ -57,7 +57,7 @@ class ClaimVerdict:
                 "reason": self.reason, "headline": self.headline,
                 "evidence": [item.to_dict() for item in self.evidence],
                 "major_concerns": list(self.major_concerns), "minor_concerns": list(self.minor_concerns),
-                "analyses_needed": list(self.analyses_needed)}
+                "analyses_needed": list(self.analyses_needed), "details": self.details}
 
 
 def missing(claim_id: str, statement: str, rule: str, tables: dict, needed: list[str], analysis: str) -> ClaimVerdict | None:

@@ -16,7 +16,7 @@ from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.studies.base import RunContext
-from astrostats.targets.synthetic import synthetic_head
+from astrostats.targets.synthetic import qk_norm, synthetic_head
 from astrostats.validation import check_int
 
 LABEL_COLUMNS = ("target", "layer", "head", "logit_scale", "qk_norm", "n_tokens", "d_head")
@@ -37,8 +37,18 @@ class Parameters:
     memory_mb: int = 512
 
     def __post_init__(self):
+        """Every value is checked here, when the spec is bound, so bad specs fail before anything runs."""
         check_int("n_sequences", self.n_sequences, minimum=2)
+        check_int("n_tokens", self.n_tokens, minimum=1)
+        check_int("d_head", self.d_head, minimum=1)
         check_int("n_bootstrap", self.n_bootstrap, minimum=100)
+        for scale in self.logit_scales:
+            qk_norm(scale)
+        self.sweep(0)
+
+    def sweep(self, base_seed: int) -> Sweep:
+        return Sweep(m=self.m, n_seeds=self.n_seeds, feature_maps=self.feature_maps, circuits=self.circuits,
+                     base_seed=base_seed, memory_mb=self.memory_mb)
 
 
 def targets(spec: Spec, parameters: Parameters):
@@ -78,8 +88,7 @@ def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Par
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
-    sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, feature_maps=parameters.feature_maps,
-                  circuits=parameters.circuits, base_seed=spec.seed, memory_mb=parameters.memory_mb)
+    sweep = parameters.sweep(spec.seed)
     batches = targets(spec, parameters)
     measurements = run_sweep(batches, sweep, progress=context.progress, executor=context.executor)
     measurements.insert(0, "analysis", spec.name)

@@ -1,0 +1,311 @@
+"""Where tasks run, and what is remembered of them: executors with a content-addressed result cache.
+
+The runner (and any study) hands an :class:`Executor` a function and a list of picklable tasks; the
+executor returns the results in task order, whichever backend ran them:
+
+* in process (the default): a plain loop, nothing to start;
+* local worker processes: a Dask ``LocalCluster`` on loopback, one thread per worker (``workers=N``);
+* an existing Dask cluster: ``scheduler="tcp://HOST:PORT"``.
+
+Seeds belong to tasks, so a task's result does not depend on the backend. Finished results are stored in a
+cache keyed by (namespace, function, task key, code version), where the code version hashes every source
+file of the package; changing any of them, the spec (the namespace) or the task gives a different key.
+Every entry carries a SHA-256 checksum of its payload: an entry that fails the check or does not unpickle
+is logged, deleted and recomputed, never trusted. Results are always written when a cache directory is set
+(so an interrupted run can resume); they are read back only with ``resume=True``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from astrostats.validation import InputError, check_int, fail
+
+LOG = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5  # an unreachable scheduler fails within this, instead of dask's default 30 s
+SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+CACHE_MAGIC = b"astrostats-cache-v1\n"
+PACKAGE_DIR = Path(__file__).resolve().parent
+_NO_COMMON = object()
+
+
+def code_version(package_dir: Path = PACKAGE_DIR) -> str:
+    """SHA-256 over the package's Python sources (relative path and bytes), in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def function_name(function: Callable) -> str:
+    """module.qualname of a function, or of the class of a callable object: part of every cache key."""
+    named = function if hasattr(function, "__qualname__") else type(function)
+    return f"{named.__module__}.{named.__qualname__}"
+
+
+class ResultCache:
+    """Finished task results on disk, one checksummed pickle per (namespace, function, key, code version)."""
+
+    def __init__(self, directory: str | Path, version: str):
+        self.directory = Path(directory)
+        self.version = version
+
+    def path(self, namespace: str, function: str, key: str) -> Path:
+        name = hashlib.sha256(json.dumps([namespace, function, key]).encode()).hexdigest()
+        return self.directory / self.version[:16] / name[:2] / f"{name}.pkl"
+
+    def _identity(self, namespace: str, function: str, key: str) -> dict:
+        return {"namespace": namespace, "function": function, "key": key, "code_version": self.version}
+
+    def load(self, namespace: str, function: str, key: str) -> tuple[bool, Any]:
+        """(True, result) for a valid entry; (False, None) when absent or corrupted (then deleted)."""
+        path = self.path(namespace, function, key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return False, None
+        problem = None
+        header = len(CACHE_MAGIC) + 65
+        if not blob.startswith(CACHE_MAGIC) or len(blob) < header:
+            problem = "unknown format"
+        else:
+            checksum, payload = blob[len(CACHE_MAGIC):header - 1].decode(errors="replace"), blob[header:]
+            if hashlib.sha256(payload).hexdigest() != checksum:
+                problem = "checksum mismatch"
+            else:
+                try:
+                    entry = pickle.loads(payload)
+                except Exception as error:  # a checksummed payload that still fails: treat as corrupted
+                    problem = f"unpickling failed ({type(error).__name__})"
+                else:
+                    if entry.get("identity") != self._identity(namespace, function, key):
+                        problem = "identity mismatch"
+                    else:
+                        return True, entry["result"]
+        LOG.warning("corrupted cache entry %s (%s): recomputing it", path, problem)
+        path.unlink(missing_ok=True)
+        return False, None
+
+    def store(self, namespace: str, function: str, key: str, result: Any) -> Path:
+        """Write atomically (temporary file, then rename), so an interruption never leaves half an entry."""
+        path = self.path(namespace, function, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = pickle.dumps({"identity": self._identity(namespace, function, key), "result": result},
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        blob = CACHE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(blob)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+
+@dataclass
+class ExecutionStats:
+    """What the executor did, summed over its map calls: tasks computed, reused from cache, found corrupted."""
+
+    computed: int = 0
+    reused: int = 0
+    corrupted: int = 0
+    per_call: list = field(default_factory=list)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _call(function: Callable, common: Any, task: Any) -> Any:
+    return function(task) if common is _NO_COMMON else function(common, task)
+
+
+class _InProcess:
+    workers = 0
+
+    def run(self, function, common, tasks, indices, priorities):
+        for index in indices:
+            yield index, _call(function, common, tasks[index])
+
+    def close(self):
+        pass
+
+
+class _Dask:
+    """Tasks as Dask futures; a worker lost mid-run has its tasks rescheduled by the scheduler."""
+
+    def __init__(self, client, cluster=None):
+        self.client, self.cluster = client, cluster
+
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def run(self, function, common, tasks, indices, priorities):
+        from distributed import as_completed
+
+        # common inputs as a task of their own (not scattered data): a lost copy is rebuilt from the graph
+        shared = common if common is _NO_COMMON else self.client.submit(_identity, common, pure=False)
+        futures = {}
+        for index in indices:
+            future = self.client.submit(_call, function, shared, tasks[index], pure=False,
+                                        priority=priorities[index] if priorities else 0)
+            futures[future] = index
+        try:
+            for future in as_completed(futures, loop=self.client.loop):
+                yield futures[future], future.result()
+        finally:
+            self.client.cancel(list(futures))
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+class Executor:
+    """Maps a function over picklable tasks, in process or on Dask, returning results in task order.
+
+    Use as a context manager (or call :meth:`close`) so a cluster it started is shut down.
+    """
+
+    def __init__(self, backend=None, *, cache_dir: str | Path | None = None, resume: bool = False):
+        if resume and cache_dir is None:
+            raise fail("resume", "a cache directory to resume from (cache_dir)", cache_dir)
+        self._backend = backend or _InProcess()
+        self.cache = None if cache_dir is None else ResultCache(cache_dir, code_version())
+        self.resume = bool(resume)
+        self.stats = ExecutionStats()
+
+    @property
+    def workers(self) -> int:
+        """Worker processes behind this executor; 0 in process."""
+        return self._backend.workers
+
+    @property
+    def description(self) -> str:
+        backend = self._backend
+        if isinstance(backend, _InProcess):
+            return "in process"
+        return f"dask ({backend.client.scheduler.address}, {self.workers} workers)"
+
+    def map(self, function: Callable, tasks: Sequence, *, keys: Sequence[str] | None = None,
+            namespace: str = "", desc: str | None = None, common: Any = _NO_COMMON,
+            costs: Sequence[float] | None = None, progress: bool = True) -> list:
+        """[function(task) for task in tasks], or function(common, task) when ``common`` is given.
+
+        ``common`` is sent to each worker once (large shared inputs, e.g. targets). ``keys`` (one unique
+        string per task) and ``namespace`` (e.g. the spec's SHA-256) address the cache; without keys nothing
+        is cached. ``costs`` (relative task sizes) start the largest tasks first, to balance workers.
+        """
+        tasks = list(tasks)
+        if keys is not None:
+            keys = [str(key) for key in keys]
+            if len(keys) != len(tasks):
+                raise fail("keys", f"one key per task ({len(tasks)})", len(keys))
+            if len(set(keys)) != len(keys):
+                raise fail("keys", "unique keys", sorted(k for k in set(keys) if keys.count(k) > 1)[:3])
+        if costs is not None and len(costs) != len(tasks):
+            raise fail("costs", f"one cost per task ({len(tasks)})", len(costs))
+        name = function_name(function)
+        results: list = [None] * len(tasks)
+        done = [False] * len(tasks)
+        call = ExecutionStats()
+        caching = self.cache is not None and keys is not None
+        if caching and self.resume:
+            for index, key in enumerate(keys):
+                existed = self.cache.path(namespace, name, key).exists()
+                found, value = self.cache.load(namespace, name, key)
+                if found:
+                    results[index], done[index] = value, True
+                    call.reused += 1
+                elif existed:
+                    call.corrupted += 1
+        pending = [index for index in range(len(tasks)) if not done[index]]
+        priorities = None
+        if costs is not None:  # Dask runs higher priorities first: rank tasks by cost
+            order = sorted(range(len(tasks)), key=lambda index: costs[index])
+            priorities = {index: rank for rank, index in enumerate(order)}
+        with tqdm(total=len(tasks), initial=call.reused, disable=not progress, desc=desc or name,
+                  unit="task") as bar:
+            for index, result in self._backend.run(function, common, tasks, pending, priorities):
+                if caching:
+                    self.cache.store(namespace, name, keys[index], result)
+                results[index], done[index] = result, True
+                call.computed += 1
+                bar.update()
+        LOG.info("%s: %d computed, %d reused from cache, %d corrupted entries recomputed (%s)",
+                 desc or name, call.computed, call.reused, call.corrupted, self.description)
+        self.stats.computed += call.computed
+        self.stats.reused += call.reused
+        self.stats.corrupted += call.corrupted
+        self.stats.per_call.append(call)
+        return results
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _connect(address: str):
+    from distributed import Client
+
+    match = SCHEDULER_ADDRESS.match(address) if isinstance(address, str) else None
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise fail("scheduler", "an address tcp://HOST:PORT", address)
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise InputError(f"scheduler: expected a reachable Dask scheduler, got {address!r} "
+                         f"(no connection within {CONNECT_TIMEOUT_S} s: {type(error).__name__})") from None
+
+
+def _local_cluster(workers: int):
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        return Client(cluster, set_as_default=False), cluster
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def make_executor(*, workers: int | None = None, scheduler: str | None = None,
+                  cache_dir: str | Path | None = None, resume: bool = False) -> Executor:
+    """The executor the command line asks for: in process (neither given), ``workers`` local processes
+    (a LocalCluster on loopback, one thread each), or an existing cluster at ``scheduler`` (tcp://HOST:PORT).
+
+    ``cache_dir`` stores finished results; ``resume`` reuses them. Use as a context manager.
+    """
+    if workers is not None and scheduler is not None:
+        raise fail("workers, scheduler", "at most one of --workers and --scheduler", (workers, scheduler))
+    if resume and cache_dir is None:
+        raise fail("resume", "a cache directory to resume from (cache_dir)", cache_dir)
+    backend = None
+    if scheduler is not None:
+        backend = _Dask(_connect(scheduler))
+    elif workers is not None:
+        backend = _Dask(*_local_cluster(check_int("workers", workers, minimum=1)))
+    return Executor(backend, cache_dir=cache_dir, resume=resume)

@@ -1,0 +1,48 @@
+"""C5: validated against real astrocyte data: what the data that exist can and cannot test."""
+from __future__ import annotations
+
+from astrostats.report.claims import finite, quote
+from astrostats.report.verdicts import ClaimVerdict, Evidence
+
+CLAIM_ID = "C5"
+STATEMENT = "It is validated against real astrocyte data."
+RULE = ("Testing the attention mapping needs recordings of an astrocyte together with the synaptic input that "
+        "drives it (to compute the softmax normaliser it should report). The available data (Schroeder, Bassett "
+        "& Meaney 2022: cultured astrocyte Ca2+ snippets, 20 fps, F/F0) record no synaptic input, so the mapping "
+        "is NOT_TESTABLE, always. What they can test is the noise and event-shape model the realistic variants "
+        "use: from the biology study's calibration table (name ending in _calibration), each metric's model "
+        "median is reported against the data's with its 95 % bootstrap CI; a missing or flagged table is stated "
+        "as such.")
+CAN_TEST = ("baseline noise SD, event SNR, 10-90 % rise and peak-to-half decay of culture Ca2+ events, and hence "
+            "the noise and kinetics fed to the realistic astrocyte variants (claim C4)")
+CANNOT_TEST = ("whether an astrocyte's response equals sum_tau exp(q_t k_tau), whether it divides a synaptic output, "
+               "any agreement with a Transformer: no synaptic input or neuronal output is recorded; cultures, not "
+               "behaving animals; 4 s snippets, too short for seconds-scale integration")
+
+
+def judge(tables: dict) -> ClaimVerdict:
+    found = [(name, table) for name, table in tables.items() if name.endswith("_calibration") and "metric" in table]
+    evidence, notes = [], []
+    for name, table in found:
+        for _, row in table.iterrows():
+            if row.get("status") != "ok":
+                notes.append(f"{row['metric']}: {row.get('reason', 'not calibrated')}")
+                continue
+            fitted = "fitted" if row.get("fitted") else "predicted (not fitted)"
+            evidence.append(Evidence(name, f"metric == {quote(row['metric'])}", f"model median {row['metric']}",
+                                     float(row["model"]), ci_low=finite(row.get("data_ci_low")),
+                                     ci_high=finite(row.get("data_ci_high")),
+                                     effect=f"relative gap {row['relative_gap']:+.1%}",
+                                     note=f"data median {row['data']:.4g} ({fitted}); CI is the data's"))
+    if evidence:
+        predicted = [e for e in evidence if "predicted" in e.note]
+        inside = [e for e in predicted if e.ci_low is not None and e.ci_high is not None and e.ci_low <= e.value <= e.ci_high]
+        reason = (f"the mapping cannot be tested with these data (no synaptic input recorded); the noise and event "
+                  f"model was: {len(inside)} of {len(predicted)} predicted statistics fall inside the data's 95 % CI")
+    else:
+        reason = ("the mapping cannot be tested with these data (no synaptic input recorded); the noise model "
+                  "calibration did not run" + (f" ({'; '.join(notes[:2])})" if notes else ""))
+    return ClaimVerdict(CLAIM_ID, STATEMENT, "NOT_TESTABLE", RULE, tuple(evidence), reason,
+                        headline="attention mapping not testable: no astrocyte recording with known synaptic input",
+                        analyses_needed=("paired recordings of astrocyte Ca2+ and the synaptic input driving it",),
+                        details={"can_test": CAN_TEST, "cannot_test": CANNOT_TEST})

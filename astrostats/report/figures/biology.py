@@ -1,0 +1,96 @@
+"""Realistic astrocytes: error against m per variant family, m_required against synapse counts, calibration."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
+    return next((table for name, table in tables.items() if name.endswith(suffix)), None)
+
+
+def _errors(tables: dict) -> pd.DataFrame | None:
+    return next((table for name, table in tables.items()
+                 if "variant" in table and "metric" in table and "value" in table), None)
+
+
+def draw(tables: dict) -> dict:
+    figures = {}
+    errors = _errors(tables)
+    if errors is not None:
+        usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
+        for scale in dict.fromkeys(usable["logit_scale"]):
+            figures[f"error_vs_m_{scale}"] = _error_vs_m(usable[usable["logit_scale"] == scale], scale)
+    floors = _find(tables, "_floors")
+    if floors is not None and "m_required_10pct" in floors:
+        figures["m_required"] = _m_required(floors, _find(tables, "_synapse_counts"))
+    calibration = _find(tables, "_calibration")
+    if calibration is not None and "model" in calibration and (calibration["status"] == "ok").any():
+        figures["calibration"] = _calibration(calibration[calibration["status"] == "ok"])
+    return figures
+
+
+def _error_vs_m(errors: pd.DataFrame, scale: str):
+    families = [f for f in dict.fromkeys(errors["family"]) if f not in ("ideal", "no_astrocyte")]
+    columns = 3
+    rows = int(np.ceil(len(families) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.6 * rows), sharex=True, sharey=True, squeeze=False)
+    references = errors[errors["family"].isin(["ideal", "no_astrocyte"])].astype({"m": float})
+    for ax, family in zip(axes.flat, families):
+        part = errors[errors["family"] == family].astype({"m": float})
+        sns.lineplot(part, x="m", y="value", hue="variant", errorbar=("ci", 95), n_boot=200, seed=0, marker="o", ax=ax)
+        for name, style in (("ideal", "k-"), ("no_astrocyte", "r:")):
+            line = references[references["family"] == name].groupby("m")["value"].mean()
+            ax.plot(line.index, line.values, style, lw=1.2, label=name)
+        ax.axhline(0.10, color="0.5", ls="--", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=family, xlabel="m (processes / hidden units)", ylabel="relative error")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(families):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Realistic astrocytes, {scale} attention (dashed: 10 %)")
+    fig.tight_layout()
+    return fig
+
+
+def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
+    ok = floors[floors["status"] == "ok"].copy()
+    ok["m_required"] = ok["m_required_10pct"].replace(np.inf, np.nan)
+    scales = list(dict.fromkeys(ok["logit_scale"]))
+    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 0.28 * ok["variant"].nunique() + 2),
+                             sharey=True, squeeze=False)
+    order = sorted(ok["variant"].unique())
+    for ax, scale in zip(axes[0], scales):
+        part = ok[ok["logit_scale"] == scale].set_index("variant").reindex(order)
+        y = np.arange(len(order))
+        finite = part["m_required"].notna()
+        low = (part["m_required"] - part["m_required_10pct_ci_low"]).clip(lower=0)
+        high = (part["m_required_10pct_ci_high"] - part["m_required"]).clip(lower=0)
+        ax.errorbar(part["m_required"][finite], y[finite.to_numpy()], xerr=[low[finite], high[finite].fillna(0)],
+                    fmt="o", ms=3, color="tab:blue")
+        never = ~finite & part["status"].notna()
+        ax.plot(np.full(never.sum(), ax.get_xlim()[1] if finite.any() else 1e9), y[never.to_numpy()], "x", color="tab:red",
+                label="never reaches 10 % (floor)")
+        if counts is not None:
+            for _, row in counts.iterrows():
+                ax.axvline(row["synapses"], ls="--", lw=1, color="0.4")
+                ax.text(row["synapses"], len(order) - 0.5, f" {row['species']}", fontsize=7)
+        ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m required for 10 % error", title=f"{scale} attention")
+        ax.tick_params(axis="y", labelsize=6)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _calibration(calibration: pd.DataFrame):
+    fig, axes = plt.subplots(1, len(calibration), figsize=(2.6 * len(calibration), 3.2), squeeze=False)
+    for ax, (_, row) in zip(axes[0], calibration.iterrows()):
+        ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", "tab:blue"])
+        ax.errorbar([0], [row["data"]], yerr=[[row["data"] - row["data_ci_low"]], [row["data_ci_high"] - row["data"]]],
+                    color="k", capsize=3)
+        ax.set(xticks=[0, 1], xticklabels=["culture data", "model"],
+               title=f"{row['metric']}\n({'fitted' if row['fitted'] else 'predicted'})")
+    fig.suptitle("Noise and event model against the culture Ca2+ traces (medians, data 95 % CI)")
+    fig.tight_layout()
+    return fig

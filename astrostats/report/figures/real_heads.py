@@ -1,0 +1,127 @@
+"""Figure 3 done properly, from the real_heads tables only: the response panel (a representative grid of
+layers and heads; the tables hold all), error against m per head, where heads sit (theory's m_required
+against logit spread), and end-to-end agreement against m."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
+                     "top1_agreement": "top-1 agreement with the model", "correct": "test accuracy",
+                     "logit_relative_error": "logit relative error"}
+
+
+def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
+    for name, table in tables.items():
+        if name.endswith(suffix) and not table.empty:
+            return table
+    return None
+
+
+def draw(tables: dict) -> dict:
+    figures = {}
+    response, sweep = _find(tables, "_response"), _find(tables, "_sweep")
+    head_stats, end_to_end = _find(tables, "_head_stats"), _find(tables, "_end_to_end")
+    if response is not None:
+        for target in dict.fromkeys(response["target"]):
+            figures[f"response_{target}"] = _response_grid(response[response["target"] == target], target)
+    if sweep is not None:
+        figures["error_vs_m"] = _error_vs_m(sweep)
+    if head_stats is not None:
+        figures["head_difficulty"] = _head_difficulty(head_stats)
+    if end_to_end is not None:
+        figures["end_to_end"] = _end_to_end(end_to_end)
+    return figures
+
+
+def _spread(values: list, count: int = 3) -> list:
+    """First, middle and last of a sorted list (a representative grid)."""
+    values = sorted(values)
+    return sorted({values[int(round(i))] for i in np.linspace(0, len(values) - 1, min(count, len(values)))})
+
+
+def _response_grid(table: pd.DataFrame, target: str):
+    table = table[table["sequence_id"] == table["sequence_id"].min()]
+    layers, heads = _spread(table["layer"].unique()), _spread(table["head"].unique())
+    fig, axes = plt.subplots(len(layers), len(heads), figsize=(3.6 * len(heads), 2.6 * len(layers)),
+                             squeeze=False, sharex=True)
+    colours = dict(zip(sorted(table["m"].unique()), sns.color_palette("colorblind")))
+    for row, layer in enumerate(layers):
+        for column, head in enumerate(heads):
+            ax = axes[row][column]
+            part = table[(table["layer"] == layer) & (table["head"] == head)]
+            exact = part.drop_duplicates("token").sort_values("token")
+            ax.plot(exact["token"], exact["log_normaliser"], color="black", lw=1.2, label="exact")
+            for m, group in part.groupby("m"):
+                group = group.sort_values("token")
+                ax.plot(group["token"], group["log_response_median"], color=colours[m], lw=0.8, label=f"m = {m:g}")
+                ax.fill_between(group["token"], group["log_response_low"], group["log_response_high"],
+                                color=colours[m], alpha=0.25, lw=0)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            if column == 0:
+                ax.set_ylabel("log normaliser")
+            if row == len(layers) - 1:
+                ax.set_xlabel("token")
+    axes[0][0].legend(fontsize=7)
+    n_seeds = int(table["n_seeds"].iloc[0])
+    fig.suptitle(f"{target}: astrocyte response vs exact normaliser (median, 5-95 % over {n_seeds} seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def _error_vs_m(sweep: pd.DataFrame):
+    errors = sweep[(sweep["metric"] == "relative_error") & (sweep["circuit"] == "astrocyte")].copy()
+    errors["head_label"] = "L" + errors["layer"].astype(str) + " H" + errors["head"].astype(str)
+    targets = list(dict.fromkeys(errors["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 3.8), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        part = errors[errors["target"] == target].astype({"m": float})
+        sns.lineplot(part, x="m", y="value", hue="head_label", errorbar=("pi", 90), ax=ax, marker="o", legend="brief")
+        m = np.array(sorted(part["m"].unique()))
+        start = part[part["m"] == m[0]]["value"].median()
+        ax.plot(m, start * np.sqrt(m[0] / m), ls="--", color="grey", label="m^-1/2 from the smallest m")
+        ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", ylabel="relative output error", title=target)
+        ax.axhline(0.1, color="black", lw=0.6, ls=":")
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _head_difficulty(head_stats: pd.DataFrame):
+    wide = head_stats.pivot_table(index=["target", "layer", "head"], columns="metric", values="value",
+                                  aggfunc="median").reset_index()
+    wide["log10_m_required"] = np.log10(wide["m_required_theory_10pct"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    sns.scatterplot(wide, x="q_plus_k_norm_max", y="log10_m_required", hue="target", style="target", ax=axes[0])
+    axes[0].set(xlabel="max |q_t + k_tau| (median over sequences)", ylabel="log10 m for 10 % error (theory)")
+    for value, label in ((np.log10(1.4e5), "rodent astrocyte synapses"), (np.log10(2e6), "human")):
+        axes[0].axhline(value, color="grey", lw=0.6, ls=":")
+        axes[0].annotate(label, (axes[0].get_xlim()[0], value), fontsize=7, va="bottom")
+    sns.scatterplot(wide, x="attention_entropy", y="log10_m_required", hue="target", style="target", ax=axes[1],
+                    legend=False)
+    axes[1].set(xlabel="attention entropy (nats)", ylabel="")
+    fig.suptitle("Where real heads sit: the theory's m for 10 % error, per layer and head")
+    fig.tight_layout()
+    return fig
+
+
+def _end_to_end(table: pd.DataFrame):
+    circuit = table[table["circuit"] == "astrocyte"].copy()
+    circuit["m"] = circuit["m"].astype(float)
+    panels = list(dict.fromkeys(zip(circuit["target"], circuit["metric"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.4), squeeze=False)
+    for ax, (target, metric) in zip(axes[0], panels):
+        part = circuit[(circuit["target"] == target) & (circuit["metric"] == metric)]
+        per_seed = part.groupby(["m", "seed"], as_index=False)["value"].mean()
+        sns.lineplot(per_seed, x="m", y="value", errorbar=("pi", 90), marker="o", ax=ax)
+        exact = table[(table["target"] == target) & (table["metric"] == metric) & (table["circuit"] == "exact")]
+        if not exact.empty:
+            ax.axhline(exact["value"].mean(), color="black", ls="--", lw=0.8, label="exact model")
+            ax.legend(fontsize=7)
+        ax.set(xscale="log", xlabel="m (hidden units per head)", ylabel=END_TO_END_LABELS.get(metric, metric),
+               title=target)
+    fig.suptitle("End to end: every attention layer replaced by the circuit")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,249 @@
+"""Realistic astrocytes (issue 7): does the error law survive measured kinetics, saturation, noise, domains,
+heterogeneous gains and the synapse counts of one astrocyte?
+
+For every variant of astrostats.circuits.biophysics (with the ideal circuit and the no-astrocyte null beside
+them) the relative error against exact softmax attention is measured over m, feature seeds and sequences on
+synthetic heads; the floor E_inf and m_required at 10 % are fitted (astrostats.stats.scaling) and set against
+one rodent (1e5) and one human (2e6) astrocyte's synapses. When the shared culture Ca2+ data exist, the noise
+and event model is calibrated on them (astrostats.targets.recordings), the calibrated SNR joins the noise
+variants and the noise is resampled from the real baselines.
+
+Tables: ``<name>`` (tidy errors: target labels, circuit, variant, family, level, feature_map, m, seed,
+sequence_id, metric, value, status), ``<name>_floors`` (fits per target x variant x feature map, with the
+synapse-count comparison), ``<name>_variants`` (definitions), ``<name>_synapse_counts`` and
+``<name>_calibration`` (data against model; flagged insufficient_data when the data are absent).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from astrostats.circuits import biophysics as bio
+from astrostats.circuits.attention import log_normaliser, softmax_attention
+from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
+from astrostats.runner import Sweep, draw_projections, score
+from astrostats.spec import Spec
+from astrostats.studies.base import RunContext
+from astrostats.targets import recordings
+from astrostats.targets.synthetic import synthetic_head
+from astrostats.validation import check_choice, check_float, check_int, fail
+
+LOG = logging.getLogger(__name__)
+TOLERANCE = 0.10
+SYNAPSE_COUNTS = pd.DataFrame([
+    {"species": "rodent", "synapses": bio.RODENT_SYNAPSES,
+     "source": "Bushong et al. 2002 J Neurosci; Lines et al. eLife 90046 ('about 100,000 synapses')"},
+    {"species": "human", "synapses": bio.HUMAN_SYNAPSES,
+     "source": "Oberheim et al. 2006 TINS; 2009 J Neurosci (270,000 to 2,000,000)"},
+])
+
+
+@dataclass(frozen=True)
+class Parameters:
+    m: tuple[int, ...] = (16, 64, 256, 1024, 4096, 16384, 65536)
+    n_seeds: int = 16
+    n_sequences: int = 8
+    logit_scales: tuple = ("typical", "peaked")
+    n_tokens: int = 197
+    d_head: int = 64
+    feature_maps: tuple[str, ...] = ("positive",)
+    causal: bool = False
+    token_interval_s: float = bio.TOKEN_INTERVAL_S
+    hill_n: tuple = (1, 2, 4)
+    ec50_ratios: tuple = (0.25, 1.0, 4.0)
+    slow_shapes: tuple = ("event", "exponential", "exponential", "exponential")
+    slow_rise_s: tuple = (0.55, 0.12, 2.0, 0.3)
+    slow_decay_s: tuple = (0.35, 0.35, 7.0, 20.0)
+    li_rinzel_ip3: tuple = (0.3, 0.5, 1.5)
+    noise_snr: tuple = (2.0, bio.MEASURED_EVENT_SNR, 5.5)
+    microdomains: tuple = (5, 50)
+    gain_sigmas: tuple = (0.5, 1.0)
+    gain_couplings: tuple = (0.0, 0.5)
+    use_recordings: bool = True
+    n_bootstrap: int = 1000
+    memory_mb: int = 512
+
+    def __post_init__(self):
+        for value in self.m:
+            check_int("m", value, minimum=2)
+        check_int("n_seeds", self.n_seeds, minimum=2)
+        check_int("n_sequences", self.n_sequences, minimum=2)
+        check_int("n_bootstrap", self.n_bootstrap, minimum=20)
+        for feature in self.feature_maps:
+            check_choice("feature_maps", feature, FEATURE_MAPS)
+        check_float("token_interval_s", self.token_interval_s, minimum=0.0, strict=True)
+        if not len(self.slow_shapes) == len(self.slow_rise_s) == len(self.slow_decay_s):
+            raise fail("slow_shapes, slow_rise_s, slow_decay_s", "lists of equal length",
+                       (len(self.slow_shapes), len(self.slow_rise_s), len(self.slow_decay_s)))
+
+
+def variants(parameters: Parameters, calibrated_snr: float | None = None) -> list:
+    """Every variant, with its level: ``measured`` (parameters at a published or calibrated value),
+    ``stress`` (brackets around them), ``ideal`` and ``null``."""
+    dt = parameters.token_interval_s
+    chosen = [bio.Ideal(), bio.NoAstrocyte()]
+    chosen += [bio.Saturating(float(n), float(r), level="measured" if (n, r) == (2, 1.0) else "stress")
+               for n in parameters.hill_n for r in parameters.ec50_ratios]
+    for index, (shape, rise, decay) in enumerate(zip(parameters.slow_shapes, parameters.slow_rise_s, parameters.slow_decay_s)):
+        measured = (shape == "event") or (rise, decay) == (0.12, 0.35)
+        chosen.append(bio.SlowDivisor(float(rise), float(decay), shape, dt, level="measured" if measured else "stress"))
+    chosen += [bio.LiRinzel(float(level), dt, level="measured") for level in parameters.li_rinzel_ip3]
+    snrs = [(float(s), "measured" if s == bio.MEASURED_EVENT_SNR else "stress") for s in parameters.noise_snr]
+    if calibrated_snr is not None:
+        snrs.append((round(float(calibrated_snr), 3), "measured"))
+    chosen += [bio.WholeCellNoise(s, level=level) for s, level in snrs]
+    chosen += [bio.ProcessNoise(s, level=level) for s, level in snrs]
+    for domains in parameters.microdomains:
+        chosen += [bio.Microdomains(int(domains), bio.WHOLE_CELL_FRACTION, level="measured"),
+                   bio.Microdomains(int(domains), None, level="stress")]
+    chosen += [bio.HeterogeneousGains(float(s), float(c), level="measured" if c == 0.0 else "stress")
+               for s in parameters.gain_sigmas for c in parameters.gain_couplings]
+    return chosen
+
+
+def variants_table(chosen: list) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v.name, "family": v.family, "level": v.level,
+                          "settings": ", ".join(f"{k}={val}" for k, val in bio.variant_settings(v).items())}
+                         for v in chosen])
+
+
+def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None]:
+    """Data-vs-model table, calibrated event SNR and the real baseline-noise pool (None when no data)."""
+    directory = recordings.calcium_data_dir() if parameters.use_recordings else None
+    if directory is None:
+        reason = ("use_recordings = false" if not parameters.use_recordings else
+                  f"no calcium data (set ${recordings.CALCIUM_DIR_ENV} or provide ../shared/data/astrocyte-calcium)")
+        return pd.DataFrame([{"metric": metric, "status": "insufficient_data", "reason": reason}
+                             for metric in recordings.METRICS]), None, None
+    data = recordings.load_reference_data(directory)
+    model, report = recordings.calibrate_event_model(data["raw"], shape=data["processed"], seed=seed)
+    summary = recordings.summarise(recordings.measure_events(data["raw"]), n_bootstrap=parameters.n_bootstrap, seed=seed)
+    table = report.merge(summary[["metric", "ci_low", "ci_high", "standard_error", "n"]], on="metric", how="left")
+    table = table.rename(columns={"ci_low": "data_ci_low", "ci_high": "data_ci_high", "standard_error": "data_se"})
+    table["within_data_ci"] = (table["model"] >= table["data_ci_low"]) & (table["model"] <= table["data_ci_high"])
+    for name in ("noise_sd", "event_snr", "rise_s", "decay_s", "noise_ar1"):
+        table[f"model_{name}"] = getattr(model, name)
+    table["status"], table["reason"], table["source"] = "ok", "", str(directory)
+    pool = torch.from_numpy(recordings.baseline_noise_pool(data["raw"]))
+    return table, model.event_snr, pool
+
+
+def targets(spec: Spec, parameters: Parameters):
+    return [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens, d_head=parameters.d_head,
+                           logit_scale=scale, seed=spec.seed, causal=parameters.causal)
+            for scale in parameters.logit_scales]
+
+
+def _rows(labels: dict, variant, feature: str, m: int, seeds, sequence_ids, metrics) -> pd.DataFrame:
+    frames = []
+    for metric, values in metrics.items():
+        values = values.reshape(len(seeds), len(sequence_ids)).numpy()
+        frames.append(pd.DataFrame({
+            "circuit": "no_astrocyte" if variant.family == "no_astrocyte" else "astrocyte",
+            "variant": variant.name, "family": variant.family, "level": variant.level, "feature_map": feature,
+            "m": m, "seed": np.repeat(np.asarray(list(seeds)), len(sequence_ids)),
+            "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds)), "metric": metric, "value": values.ravel()}))
+    frame = pd.concat(frames, ignore_index=True)
+    finite = np.isfinite(frame["value"].to_numpy(dtype=np.float64))
+    frame["status"] = np.where(finite, "ok", "non_finite")
+    frame["reason"] = np.where(finite, "", "divisor not a positive finite number (output not finite)")
+    for key, value in reversed(labels.items()):
+        frame.insert(0, key, value)
+    return frame
+
+
+def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, bar) -> list[pd.DataFrame]:
+    """Every variant at every (feature map, m) on one target, chunked over seeds to bound memory."""
+    exact = softmax_attention(batch.q, batch.k, batch.v, batch.causal).double()
+    log_z = log_normaliser(batch.q.double(), batch.k.double(), batch.causal)
+    per_process = any(v.family in bio.PER_PROCESS for v in chosen)
+    warm = {v.name: bio.li_rinzel_warm_state(v.ip3_level, v.warmup_s, parameters=v.parameters)
+            for v in chosen if v.family == "li_rinzel"}
+    n_seq, n_tok, d = batch.q.shape
+    frames = []
+    for feature in parameters.feature_maps:
+        sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, feature_maps=(feature,), base_seed=base_seed)
+        for m in parameters.m:
+            if feature in PAIRED_MAPS and m % 2:
+                LOG.warning("skipping odd m=%d for paired feature map %s", m, feature)
+                bar.update()
+                continue
+            per_seed = 16.0 * n_seq * n_tok * (m + parameters.d_head) * 8  # float64 features, weights and drives
+            chunk = int(max(1, min(parameters.n_seeds, parameters.memory_mb * 2**20 // per_seed)))
+            for start in range(0, parameters.n_seeds, chunk):
+                seeds = range(start, min(parameters.n_seeds, start + chunk))
+                projections = draw_projections(sweep, feature, m, seeds, d).to(batch.q.dtype).unsqueeze(1)
+                pieces = bio.circuit_pieces(batch.q, batch.k, batch.v, projections, feature, batch.causal, per_process)
+                for index, variant in enumerate(chosen):
+                    generators = [bio.seed_generator(base_seed, FEATURE_MAPS.index(feature), m, s, index) for s in seeds]
+                    if variant.family == "microdomains" and variant.n_domains > m:
+                        empty = torch.full((len(seeds), n_seq), math.nan, dtype=torch.float64)
+                        frame = _rows(batch.labels, variant, feature, m, seeds, list(batch.sequence_ids),
+                                      {"relative_error": empty, "cosine": empty})
+                        frame["status"], frame["reason"] = "not_applicable", f"fewer processes (m = {m}) than domains"
+                        frames.append(frame)
+                        continue
+                    output = bio.apply_variant(variant, pieces, generators, pool, warm.get(variant.name))
+                    metrics = score(output, exact, None, log_z)
+                    frames.append(_rows(batch.labels, variant, feature, m, seeds, list(batch.sequence_ids), metrics))
+            bar.update()
+    return frames
+
+
+def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
+    """E_inf and m_required at 10 % per (target, variant, feature map), set against synapse counts."""
+    from astrostats.stats.scaling import epsilon_label, scaling_fits_table
+
+    by = ["target", "logit_scale", "variant", "feature_map"]
+    usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
+    fits = scaling_fits_table(usable.drop(columns=["status", "reason"]), by=by, n_bootstrap=parameters.n_bootstrap,
+                              seed=seed, epsilons=(TOLERANCE,))
+    dropped = (errors[errors["metric"] == "relative_error"].assign(bad=lambda t: t["status"] == "non_finite")
+               .groupby(by)["bad"].sum().rename("n_non_finite").reset_index())
+    fits = fits.merge(dropped, on=by, how="left")
+    info = errors.drop_duplicates("variant").set_index("variant")[["family", "level"]]
+    fits = fits.join(info, on="variant")
+    label = f"m_required_{epsilon_label(TOLERANCE)}"
+    smallest = (usable[usable["m"] == usable["m"].min()].groupby(by)["value"].median().rename("error_at_smallest_m"))
+    largest = (usable[usable["m"] == usable["m"].max()].groupby(by)["value"].median().rename("error_at_largest_m"))
+    fits = fits.join(smallest, on=by).join(largest, on=by)
+    for species, count in zip(SYNAPSE_COUNTS["species"], SYNAPSE_COUNTS["synapses"]):
+        if label in fits:
+            high, low = fits[f"{label}_ci_high"], fits[f"{label}_ci_low"]
+            fits[f"within_{species}"] = np.select([high <= count, low > count], ["yes", "no"], "undetermined")
+            fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
+    return fits
+
+
+def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
+    parameters = spec.bind(Parameters)
+    calibration_table, calibrated_snr, pool = calibration(parameters, spec.seed)
+    chosen = variants(parameters, calibrated_snr)
+    batches = targets(spec, parameters)
+    total = len(batches) * len(parameters.feature_maps) * len(parameters.m)
+    frames = []
+    with tqdm(total=total, disable=not context.progress, desc="biology", unit="m") as bar:
+        for batch in batches:
+            frames += measure(batch, parameters, chosen, spec.seed, pool, bar)
+    errors = pd.concat(frames, ignore_index=True)
+    errors["m"] = errors["m"].astype("Int64")
+    errors["seed"] = errors["seed"].astype("Int64")
+    errors.insert(0, "analysis", spec.name)
+    return {spec.name: errors, f"{spec.name}_floors": floors_table(errors, parameters, spec.seed),
+            f"{spec.name}_variants": variants_table(chosen), f"{spec.name}_synapse_counts": SYNAPSE_COUNTS.copy(),
+            f"{spec.name}_calibration": calibration_table}
+
+
+def m_required_column() -> str:
+    from astrostats.stats.scaling import epsilon_label
+
+    return f"m_required_{epsilon_label(TOLERANCE)}"
+
+
+__all__ = ["Parameters", "run", "variants", "TOLERANCE", "SYNAPSE_COUNTS", "m_required_column"]

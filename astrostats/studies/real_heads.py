@@ -1,0 +1,338 @@
+"""Figure 3 done properly: every layer and head of real Transformers on real inputs, many feature seeds,
+and the whole network with its attention replaced by the neuron–astrocyte circuit.
+
+Models: ``minilm`` and ``smollm2`` (language, astrostats.targets.language) and ``vit`` (the ViT trained
+here, astrostats.targets.vision). Analyses, each a table prefixed by the spec's name:
+
+* ``response``   the paper's panel: per token, the astrocyte response a_t against the exact normaliser
+                 sum_tau exp(q_t·k_tau) at each ``response_m``, summarised over ``n_seeds`` feature seeds
+                 (median and 5 %-95 % band of log a_t), for the chosen layers and heads;
+* ``sweep``      error against m per layer and head (the runner's tidy table, ``_sweep``), the delta-method
+                 constant per sequence (``_theory``) and scaling-law fits per head (``_fits``, stats layer);
+* ``head_stats`` where real heads sit: per head and sequence, query/key norms, logit spread, attention
+                 entropy, the theory's error constant C and the m it implies for 10 % and 1 % error;
+* ``end_to_end`` every attention layer replaced by the circuit at m: final outputs compared with the model's
+                 own (MiniLM: sentence-embedding cosine; SmolLM2: next-token KL and top-1 agreement; ViT:
+                 top-1 agreement, logit relative error and test-set correctness).
+
+A model whose package (or data) is missing raises InputError naming the package and its install command,
+so the analysis is reported as not run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from astrostats.circuits.astrocyte import astrocyte_attention
+from astrostats.circuits.attention import attention_logits, log_normaliser
+from astrostats.circuits.theory import predicted_error_constant
+from astrostats.runner import CIRCUITS, Sweep, draw_projections, run_sweep
+from astrostats.spec import Spec
+from astrostats.studies.base import RunContext
+from astrostats.targets.base import TargetBatch
+from astrostats.targets import language, vision
+from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
+from astrostats.validation import check_choice, check_int, fail
+
+LOG = logging.getLogger(__name__)
+
+MODELS = ("minilm", "smollm2", "vit")
+ANALYSES = ("response", "sweep", "head_stats", "end_to_end")
+EPSILONS = (0.1, 0.01)
+RESPONSE_QUANTILES = (0.05, 0.5, 0.95)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    models: tuple[str, ...] = ("minilm", "smollm2")
+    analyses: tuple[str, ...] = ANALYSES
+    text_source: str = "pydoc"
+    image_source: str = "mnist"
+    n_sequences: int = 8  # text windows or test images per head (head statistics and sweep)
+    n_tokens: int = 197  # language models; the ViT always has 49 patches + CLS = 50 tokens
+    layers: tuple[int, ...] = ()  # head statistics: () = every layer and head
+    heads: tuple[int, ...] = ()
+    response_m: tuple[int, ...] = (1000, 100000)
+    response_sequences: int = 1
+    response_layers: tuple[int, ...] = ()
+    response_heads: tuple[int, ...] = ()
+    m: tuple[int, ...] = (64, 256, 1024, 4096, 16384, 65536)
+    n_seeds: int = 16
+    sweep_layers: tuple[int, ...] = ()
+    sweep_heads: tuple[int, ...] = ()
+    circuits: tuple[str, ...] = ("astrocyte",)
+    end_to_end_m: tuple[int, ...] = (256, 1024, 4096, 16384, 65536)
+    end_to_end_seeds: int = 4
+    end_to_end_sequences: int = 8
+    end_to_end_images: int = 1000
+    n_bootstrap: int = 1000
+    memory_mb: int = 1024
+
+    def __post_init__(self):
+        if not self.models:
+            raise fail("models", f"a non-empty list among {list(MODELS)}", self.models)
+        for model in self.models:
+            check_choice("models", model, MODELS)
+        for analysis in self.analyses:
+            check_choice("analyses", analysis, ANALYSES)
+        check_choice("text_source", self.text_source, TEXT_SOURCES)
+        check_choice("image_source", self.image_source, IMAGE_SOURCES)
+        for name in ("n_sequences", "n_tokens", "response_sequences", "n_seeds", "end_to_end_seeds",
+                     "end_to_end_sequences", "end_to_end_images", "memory_mb"):
+            check_int(name, getattr(self, name), minimum=1)
+        if self.response_sequences > self.n_sequences:
+            raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
+        for name in ("response_m", "m", "end_to_end_m"):
+            if not getattr(self, name):
+                raise fail(name, "a non-empty list of positive integers", getattr(self, name))
+            for value in getattr(self, name):
+                check_int(name, value, minimum=1)
+        for circuit in self.circuits:
+            check_choice("circuits", circuit, CIRCUITS)
+        if "sweep" in self.analyses and len(set(self.m)) < 3:
+            raise fail("m", "at least 3 distinct values (a scaling fit needs them)", self.m)
+
+
+# ------------------------------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class LoadedModel:
+    """One loaded model and how to get its heads and final outputs."""
+
+    name: str
+    handle: object  # language.LanguageModel or vision.ViT
+    inputs: torch.Tensor  # token ids (S, N) or images (S, 28, 28)
+    load_seconds: float
+
+    @property
+    def is_vision(self) -> bool:
+        return self.name == "vit"
+
+    def layer_attention(self, layers=()) -> list[language.LayerAttention]:
+        if self.is_vision:
+            every = vision.vit_attention(self.handle, self.inputs)
+            return [every[i] for i in language.select("layers", layers, len(every))]
+        return language.language_attention(self.handle, self.inputs, layers)
+
+
+def load(name: str, parameters: Parameters) -> LoadedModel:
+    start = time.perf_counter()
+    if name == "vit":
+        model = vision.load_vit(parameters.image_source)
+        images, _ = vision.test_images(parameters.image_source, parameters.n_sequences)
+        return LoadedModel(name, model, images, time.perf_counter() - start)
+    model = language.load_language_model(name)
+    ids = language.text_sequences(model, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                                  text_source=parameters.text_source)
+    return LoadedModel(name, model, ids, time.perf_counter() - start)
+
+
+def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads) -> list[TargetBatch]:
+    """TargetBatches of the chosen layers and heads (labels as the synthetic targets')."""
+    if loaded.is_vision:
+        target = f"vit_{parameters.image_source}"
+        extra, groups = {"n_kv_heads": loaded.handle.config.n_heads, "source": parameters.image_source}, 1
+    else:
+        target = loaded.name
+        extra = {"n_kv_heads": loaded.handle.n_kv_heads, "source": parameters.text_source}
+        groups = loaded.handle.n_heads // loaded.handle.n_kv_heads
+    return language.head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups)
+
+
+def _labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    for key, value in reversed(labels.items()):
+        frame.insert(0, key, value)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------ analyses
+def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed: int) -> pd.DataFrame:
+    """Per token: exact log normaliser and the astrocyte response's median and 5-95 % band over seeds.
+
+    Projections are the runner's (same seeds as the sweep); work is chunked over seeds to ``memory_mb``.
+    """
+    sweep = Sweep(m=parameters.response_m, n_seeds=parameters.n_seeds, base_seed=base_seed,
+                  memory_mb=parameters.memory_mb)
+    frames = []
+    for batch in batches:
+        count = parameters.response_sequences
+        q, k, v = batch.q[:count], batch.k[:count], batch.v[:count]
+        n_tokens, d = q.shape[-2:]
+        log_z = log_normaliser(q.double(), k.double(), batch.causal).numpy()
+        for m in parameters.response_m:
+            per_seed = 6.0 * count * n_tokens * m * q.element_size()
+            chunk = int(max(1, min(parameters.n_seeds, parameters.memory_mb * 2**20 // per_seed)))
+            log_responses = []
+            for start in range(0, parameters.n_seeds, chunk):
+                seeds = range(start, min(parameters.n_seeds, start + chunk))
+                projections = draw_projections(sweep, "positive", m, seeds, d).to(q.dtype).unsqueeze(1)
+                _, response = astrocyte_attention(q, k, v, projection=projections, causal=batch.causal,
+                                                  return_response=True)
+                log_responses.append(response.log())
+            log_a = torch.cat(log_responses).numpy()  # (seeds, sequences, tokens)
+            low, median, high = np.quantile(log_a, RESPONSE_QUANTILES, axis=0)
+            relative = np.median(np.abs(np.expm1(log_a - log_z[None])), axis=0)
+            frame = pd.DataFrame({
+                "sequence_id": np.repeat(np.asarray(batch.sequence_ids[:count]), n_tokens),
+                "token": np.tile(np.arange(n_tokens), count), "m": m, "n_seeds": parameters.n_seeds,
+                "log_normaliser": log_z.ravel(), "log_response_median": median.ravel(),
+                "log_response_low": low.ravel(), "log_response_high": high.ravel(),
+                "relative_error_median": relative.ravel()})
+            frames.append(_labelled(frame, batch.labels))
+    return pd.concat(frames, ignore_index=True)
+
+
+def theory_table(batches: list[TargetBatch]) -> pd.DataFrame:
+    """Delta-method constant C per sequence: predicted relative output error C / sqrt(m)."""
+    frames = []
+    for batch in batches:
+        constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal).numpy()
+        frames.append(_labelled(pd.DataFrame({"sequence_id": list(batch.sequence_ids),
+                                              "predicted_constant": constant}), batch.labels))
+    return pd.concat(frames, ignore_index=True)
+
+
+def head_statistics(batches: list[TargetBatch]) -> pd.DataFrame:
+    """Per (head, sequence): what sets the circuit's difficulty, long format (metric, value).
+
+    q_norm, k_norm: mean |q_t|, |k_t| (scaled, so q·k is the logit); q_plus_k_norm_max: max over attended
+    pairs of |q_t + k_tau| (the Performer variance grows like exp(|q + k|^2)); logit_std, logit_max over
+    attended pairs; attention_entropy: mean over queries, in nats; predicted_constant C and the m it implies,
+    (C / epsilon)^2, for 10 % and 1 % relative error.
+    """
+    frames = []
+    for batch in batches:
+        q, k = batch.q.double(), batch.k.double()
+        logits = attention_logits(q, k, batch.causal)
+        attended = torch.isfinite(logits)
+        finite_logits = logits.masked_fill(~attended, float("nan"))
+        weights = torch.softmax(logits, -1)
+        entropy = -(weights * torch.log(weights.clamp_min(1e-300))).sum(-1).mean(-1)
+        sums = (q.unsqueeze(-2) + k.unsqueeze(-3)).norm(dim=-1).masked_fill(~attended, float("nan"))
+        constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal)
+        metrics = {
+            "q_norm": q.norm(dim=-1).mean(-1), "k_norm": k.norm(dim=-1).mean(-1),
+            "q_plus_k_norm_max": sums.flatten(1).nan_to_num(-1.0).amax(-1),
+            "logit_std": torch.from_numpy(np.nanstd(finite_logits.flatten(1).numpy(), axis=1)),
+            "logit_max": finite_logits.flatten(1).nan_to_num(-math.inf).amax(-1),
+            "attention_entropy": entropy, "predicted_constant": constant.double(),
+            **{f"m_required_theory_{round(eps * 100)}pct": (constant.double() / eps) ** 2 for eps in EPSILONS},
+        }
+        for metric, values in metrics.items():
+            frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids), "metric": metric,
+                                  "value": values.numpy().astype(np.float64)})
+            frames.append(_labelled(frame, batch.labels))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
+    """Scaling-law fits (exponent, constant, floor, m_required at 10 % and 1 %) per layer and head."""
+    from astrostats.stats.scaling import scaling_fits_table
+
+    by = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]
+    errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
+    constants = theory.assign(circuit="astrocyte", feature_map="positive")
+    return scaling_fits_table(errors, by=by, predicted_constants=constants[[*by, "sequence_id", "predicted_constant"]],
+                              n_bootstrap=parameters.n_bootstrap, seed=seed, epsilons=EPSILONS)
+
+
+def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int) -> pd.DataFrame:
+    """Final outputs with every attention layer replaced by the circuit at each m and feature seed."""
+    rows = []
+    if loaded.is_vision:
+        images, labels = vision.test_images(parameters.image_source, parameters.end_to_end_images)
+        with torch.no_grad():
+            exact = loaded.handle(images)
+        rows.append(_vision_rows(exact, exact, labels, "exact", pd.NA, pd.NA))
+        for m in parameters.end_to_end_m:
+            for seed in range(parameters.end_to_end_seeds):
+                setting = language.CircuitSetting(m=m, seed=seed, causal=False, base_seed=base_seed,
+                                                  memory_mb=parameters.memory_mb)
+                with torch.no_grad():
+                    approximate = loaded.handle(images, attention=lambda layer, q, k, v, s=setting:
+                                                language.circuit_heads(layer, q, k, v, s))
+                rows.append(_vision_rows(approximate, exact, labels, "astrocyte", m, seed))
+        target = f"vit_{parameters.image_source}"
+    else:
+        model = loaded.handle
+        ids = loaded.inputs[:parameters.end_to_end_sequences]
+        exact = language.final_outputs(model, ids)
+        for m in parameters.end_to_end_m:
+            for seed in range(parameters.end_to_end_seeds):
+                setting = language.CircuitSetting(m=m, seed=seed, causal=model.causal, base_seed=base_seed,
+                                                  memory_mb=parameters.memory_mb)
+                approximate = language.final_outputs(model, ids, setting)
+                rows.append(_language_rows(model.name, approximate, exact, m, seed))
+        target = model.name
+    table = pd.concat(rows, ignore_index=True)
+    table.insert(0, "target", target)
+    table["m"] = table["m"].astype("Int64")
+    table["seed"] = table["seed"].astype("Int64")
+    return table
+
+
+def _language_rows(name: str, approximate: torch.Tensor, exact: torch.Tensor, m: int, seed: int) -> pd.DataFrame:
+    ids = np.arange(len(exact))
+    if name == "minilm":
+        metrics = {"embedding_cosine": torch.nn.functional.cosine_similarity(approximate, exact, dim=-1)}
+    else:
+        log_p, log_q = exact.double().log_softmax(-1), approximate.double().log_softmax(-1)
+        metrics = {"next_token_kl": (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1),
+                   "top1_agreement": (exact.argmax(-1) == approximate.argmax(-1)).double().mean(-1)}
+    return pd.concat([pd.DataFrame({"circuit": "astrocyte", "m": m, "seed": seed, "sequence_id": ids,
+                                    "metric": metric, "value": values.double().numpy()})
+                      for metric, values in metrics.items()], ignore_index=True)
+
+
+def _vision_rows(approximate, exact, labels, circuit, m, seed) -> pd.DataFrame:
+    metrics = {"top1_agreement": (approximate.argmax(-1) == exact.argmax(-1)).double(),
+               "correct": (approximate.argmax(-1) == labels).double(),
+               "logit_relative_error": (approximate - exact).norm(dim=-1) / exact.norm(dim=-1)}
+    ids = np.arange(len(labels))
+    return pd.concat([pd.DataFrame({"circuit": circuit, "m": m, "seed": seed, "sequence_id": ids,
+                                    "metric": metric, "value": values.double().numpy()})
+                      for metric, values in metrics.items()], ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------------------------- run
+def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
+    parameters = spec.bind(Parameters)
+    collected: dict[str, list[pd.DataFrame]] = {}
+    timings = []
+
+    def keep(key: str, frame: pd.DataFrame):
+        collected.setdefault(key, []).append(frame)
+
+    for name in parameters.models:
+        loaded = load(name, parameters)
+        timings.append({"target": name, "step": "load", "seconds": loaded.load_seconds})
+        for analysis in parameters.analyses:
+            start = time.perf_counter()
+            if analysis == "response":
+                batches = targets_of(loaded, parameters, parameters.response_layers, parameters.response_heads)
+                keep("response", response_table(batches, parameters, spec.seed))
+            elif analysis == "head_stats":
+                keep("head_stats", head_statistics(targets_of(loaded, parameters, parameters.layers, parameters.heads)))
+            elif analysis == "sweep":
+                batches = targets_of(loaded, parameters, parameters.sweep_layers, parameters.sweep_heads)
+                sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, circuits=parameters.circuits,
+                              base_seed=spec.seed, memory_mb=parameters.memory_mb)
+                measurements = run_sweep(batches, sweep, progress=context.progress, executor=context.executor)
+                theory = theory_table(batches)
+                keep("sweep", measurements)
+                keep("theory", theory)
+                keep("fits", fits_table(measurements, theory, parameters, spec.seed))
+            else:
+                keep("end_to_end", end_to_end_table(loaded, parameters, spec.seed))
+            timings.append({"target": name, "step": analysis, "seconds": time.perf_counter() - start})
+            LOG.info("%s %s: %.1f s", name, analysis, timings[-1]["seconds"])
+    tables = {f"{spec.name}_{key}": pd.concat(frames, ignore_index=True) for key, frames in collected.items()}
+    for table in tables.values():
+        table.insert(0, "analysis", spec.name)
+    tables[f"{spec.name}_timings"] = pd.DataFrame(timings).assign(analysis=spec.name)
+    return tables
