@@ -22,7 +22,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from astrostats.outputs import atomic_write_bytes
 from astrostats.validation import InputError, check_int, fail
 
 LOG = logging.getLogger(__name__)
@@ -102,18 +102,10 @@ class ResultCache:
     def store(self, namespace: str, function: str, key: str, result: Any) -> Path:
         """Write atomically (temporary file, then rename), so an interruption never leaves half an entry."""
         path = self.path(namespace, function, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = pickle.dumps({"identity": self._identity(namespace, function, key), "result": result},
                                protocol=pickle.HIGHEST_PROTOCOL)
         blob = CACHE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(blob)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, blob)
         return path
 
 

@@ -31,7 +31,7 @@ from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_att
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
 from astrostats.execution import Executor
 from astrostats.targets.base import TargetBatch
-from astrostats.validation import check_choice, check_int, fail
+from astrostats.validation import check_choice, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 
@@ -55,10 +55,7 @@ class Sweep:
     memory_mb: int = 512
 
     def __post_init__(self):
-        if not self.m:
-            raise fail("m", "a non-empty list of positive integers", self.m)
-        for value in self.m:
-            check_int("m", value, minimum=1)
+        check_int_list("m", self.m)
         check_int("n_seeds", self.n_seeds, minimum=1)
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)

@@ -35,6 +35,13 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     return value
 
 
+def check_int_list(name: str, values: Any, *, minimum: int = 1) -> tuple[int, ...]:
+    """A non-empty list of integers >= minimum (the m values of a sweep, say)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) or not list(values):
+        raise fail(name, f"a non-empty list of integers >= {minimum}", values)
+    return tuple(check_int(name, value, minimum=minimum) for value in values)
+
+
 def check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,
                 maximum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -117,6 +117,22 @@ def test_cluster_bootstrap_variance_matches_the_closed_form():
     assert result["ci_low"].item() < table.value.mean() < result["ci_high"].item()
 
 
+def test_rescaled_weights_keep_stratum_totals_and_give_an_unbiased_variance():
+    values = np.random.default_rng(3).normal(size=8)
+    strata = np.repeat([0, 1, 2], [8, 8, 1])
+    weights = S.rescaled_cluster_weights(17, 20000, seed=4, strata=strata)
+    # n_h - 1 draws weighted n_h / (n_h - 1): each stratum keeps its total; a lone unit keeps weight 1
+    np.testing.assert_allclose(weights[:, :16].reshape(20000, 2, 8).sum(axis=2), 8.0)
+    np.testing.assert_array_equal(weights[:, 16], 1.0)
+    means = weights[:, :8] @ values / 8
+    exact = values.var(ddof=1) / 8  # s^2 / n; the n-out-of-n bootstrap gives (n - 1) / n of it
+    squared = (means - means.mean()) ** 2
+    assert abs(squared.mean() - exact) <= Z * squared.std() / math.sqrt(squared.size)
+    assert abs(squared.mean() - exact * 7 / 8) > Z * squared.std() / math.sqrt(squared.size)  # the test can tell
+    with pytest.raises(InputError, match="strata"):
+        S.rescaled_cluster_weights(5, 10, strata=np.zeros(4))
+
+
 def test_hierarchical_bootstrap_callable_matches_mean_path():
     table = _design(n_sequences=6, n_seeds=3)
     fast = S.hierarchical_bootstrap(table, n_resamples=50, seed=9, method="percentile")

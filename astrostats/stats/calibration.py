@@ -18,7 +18,7 @@ from scipy import stats
 
 from astrostats.stats.effects import equivalence_test
 from astrostats.stats.resampling import paired_permutation_test, two_sample_permutation_test
-from astrostats.stats.scaling import fit_scaling_law
+from astrostats.stats.scaling import FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap, scaling_design
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LEVEL = 0.05
@@ -29,12 +29,14 @@ COVERAGE_BAND = (0.93, 0.97)
 
 def simulate_scaling_table(seed: Any, *, m_values: Sequence[int] = (8, 16, 32, 64, 128, 256), n_sequences: int = 8,
                            n_seeds: int = 4, alpha: float = 0.5, constant: float = 1.0, e_inf: float = 0.0,
-                           sequence_sd: float = 0.3, draw_sd: float = 0.05, noise_sd: float = 0.1) -> pd.DataFrame:
-    """A runner-shaped error table with known law err = e_inf + C_s m^-alpha (log-normal noise).
+                           sequence_sd: float = 0.3, draw_sd: float = 0.05, noise_sd: float = 0.1,
+                           slope_sd: float = 0.0) -> pd.DataFrame:
+    """A runner-shaped error table with known law err = e_inf + C_s m^-alpha_s (log-normal noise).
 
-    log C_s = log constant + N(0, sequence_sd^2) per sequence (some sequences are harder); each feature draw
-    (m, seed) shifts every sequence's log error by N(0, draw_sd^2) (the runner shares draws across
-    sequences); each row adds N(0, noise_sd^2).
+    log C_s = log constant + N(0, sequence_sd^2) per sequence (some sequences are harder); alpha_s = alpha +
+    N(0, slope_sd^2) (sequences whose error falls at different rates; the population exponent is alpha);
+    each feature draw (m, seed) shifts every sequence's log error by N(0, draw_sd^2) (the runner shares draws
+    across sequences); each row adds N(0, noise_sd^2).
     """
     rng = np.random.default_rng(seed)
     m_values = np.asarray(m_values, dtype=np.float64)
@@ -42,13 +44,29 @@ def simulate_scaling_table(seed: Any, *, m_values: Sequence[int] = (8, 16, 32, 6
     draw_effect = rng.normal(0, draw_sd, (m_values.size, n_seeds))
     s, mi, r = (grid.ravel() for grid in np.meshgrid(np.arange(n_sequences), np.arange(m_values.size),
                                                        np.arange(n_seeds), indexing="ij"))
-    log_power = (np.log(constant) + sequence_effect[s] - alpha * np.log(m_values[mi]) + draw_effect[mi, r]
-                 + rng.normal(0, noise_sd, s.size))
+    noise = rng.normal(0, noise_sd, s.size)
+    slopes = alpha + (rng.normal(0, slope_sd, n_sequences) if slope_sd > 0 else np.zeros(n_sequences))
+    log_power = np.log(constant) + sequence_effect[s] - slopes[s] * np.log(m_values[mi]) + draw_effect[mi, r] + noise
     return pd.DataFrame({"sequence_id": s, "seed": r, "m": m_values[mi].astype(np.int64),
                          "value": e_inf + np.exp(log_power)})
 
 
-# ---------------------------------------------------------------- one simulated data set per call
+def simulate_scaling_batch(generators: Sequence[np.random.Generator], **law: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """Many simulated tables of one layout: (the first table, the log errors of every table, one row each).
+
+    Each Generator makes its table exactly as :func:`simulate_scaling_table` would (and is left in the same
+    state), so that the batched fits can be held to :func:`fit_scaling_law` table by table.
+    """
+    tables = [simulate_scaling_table(rng, **law) for rng in generators]
+    return tables[0], np.log(np.stack([table["value"].to_numpy() for table in tables]))
+
+
+# ---------------------------------------------------------------- the checks, each over a batch of data sets
+
+def _each(function: Callable[[np.random.Generator, dict], float]) -> Callable[[list, dict], np.ndarray]:
+    """A check on one data set per Generator, looped (the resampling tests are fast one at a time)."""
+    return lambda generators, options: np.array([function(rng, options) for rng in generators])
+
 
 def _paired_permutation(rng: np.random.Generator, options: dict) -> float:
     d = rng.standard_t(3, options["n"])  # symmetric, heavy-tailed null
@@ -66,48 +84,60 @@ def _equivalence_boundary(rng: np.random.Generator, options: dict) -> float:
     return float(equivalence_test(differences, delta=options["delta"])["p_value"].item())
 
 
-def _scaling(rng: np.random.Generator, options: dict, *, alpha: float, e_inf: float, floor: bool):
-    table = simulate_scaling_table(rng, m_values=options["m_values"], n_sequences=options["n_sequences"],
-                                   n_seeds=options["n_seeds"], alpha=alpha, e_inf=e_inf)
-    return fit_scaling_law(table, n_bootstrap=options["n_bootstrap"], seed=rng, floor=floor)
+def _tables(generators: list, options: dict, **law: Any) -> tuple[FitDesign, np.ndarray]:
+    first, log_values = simulate_scaling_batch(generators, m_values=options["m_values"],
+                                               n_sequences=options["n_sequences"], n_seeds=options["n_seeds"], **law)
+    return scaling_design(first), log_values
 
 
-def _alpha_vs_half(rng: np.random.Generator, options: dict) -> float:
-    return float(_scaling(rng, options, alpha=0.5, e_inf=0.0, floor=False).tests["alpha_vs_half"]["p_value"])
+def _alpha_vs_half(generators: list, options: dict) -> np.ndarray:
+    return power_law_batch(*_tables(generators, options))["p_vs_half"]
 
 
-def _floor_test(rng: np.random.Generator, options: dict) -> float:
-    return float(_scaling(rng, options, alpha=0.5, e_inf=0.0, floor=True).tests["floor"]["p_value"])
+def _floor_test(generators: list, options: dict) -> np.ndarray:
+    return floor_test_batch(*_tables(generators, options))["p_value"]
 
 
-def _bootstrap_coverage(rng: np.random.Generator, options: dict) -> float:
-    """1.0 when the hierarchical bootstrap CI of alpha covers the true 0.5 (a 'success'), else 0.0."""
-    low, high = _scaling(rng, options, alpha=0.5, e_inf=0.0, floor=False).intervals["alpha"][:2]
-    return float(low <= 0.5 <= high)
+def _coverage(generators: list, options: dict, slope_sd: float = 0.0) -> np.ndarray:
+    """1.0 where the hierarchical bootstrap CI of alpha covers the true 1/2 (a 'success'), else 0.0."""
+    layout, log_values = _tables(generators, options, slope_sd=slope_sd)
+    result = power_law_bootstrap(layout, log_values, options["n_bootstrap"], generators)
+    return ((result["ci_low"] <= 0.5) & (0.5 <= result["ci_high"])).astype(np.float64)
 
 
-#: check -> (simulate one data set and return its p-value or coverage indicator, kind, description)
-CHECKS: dict[str, tuple[Callable[[np.random.Generator, dict], float], str, str]] = {
-    "paired_permutation": (_paired_permutation, "false_positive_rate",
+SLOPE_SD = 0.01  # sequence exponents spread as much as the draw noise moves alpha: both levels carry variance
+
+#: check -> (outcomes of a batch of simulated data sets, one Generator each: p-values or coverage
+#: indicators; kind; description)
+CHECKS: dict[str, tuple[Callable[[list, dict], np.ndarray], str, str]] = {
+    "paired_permutation": (_each(_paired_permutation), "false_positive_rate",
                            "sign-flip test, symmetric t(3) differences (null true)"),
-    "two_sample_permutation": (_two_sample_permutation, "false_positive_rate",
+    "two_sample_permutation": (_each(_two_sample_permutation), "false_positive_rate",
                                "label permutation test, two exponential samples of one law (null true)"),
-    "equivalence_tost": (_equivalence_boundary, "false_positive_rate",
+    "equivalence_tost": (_each(_equivalence_boundary), "false_positive_rate",
                          "TOST with the true difference on the margin delta (null true, least favourable)"),
     "alpha_vs_half": (_alpha_vs_half, "false_positive_rate",
                       "cluster-robust t-test of alpha = 1/2 on simulated scaling tables with alpha = 1/2"),
     "floor_test": (_floor_test, "false_positive_rate",
                    "LR F-test of E_inf = 0 on simulated scaling tables without a floor"),
-    "bootstrap_coverage": (_bootstrap_coverage, "coverage",
+    "bootstrap_coverage": (_coverage, "coverage",
                            "hierarchical bootstrap 95 % CI of alpha covers the true 1/2"),
+    "bootstrap_coverage_sequence_slopes": (lambda generators, options: _coverage(generators, options, SLOPE_SD),
+                                           "coverage",
+                                           f"as bootstrap_coverage, sequences' own exponents spread N(1/2, {SLOPE_SD}^2)"),
 }
+BATCH = 500  # simulated data sets per batch: bounds memory (the full profile runs 5,000)
 
 DEFAULT_OPTIONS = {"n": 20, "n_resamples": 199, "delta": 1.0, "m_values": (8, 16, 32, 64, 128, 256),
                    "n_sequences": 8, "n_seeds": 4, "n_bootstrap": 200}
 
 
 def simulate_check(check: str, n_simulations: int, seed: Any = 0, **options: Any) -> np.ndarray:
-    """Per-simulation outcomes of one check: p-values (false-positive checks) or 0/1 coverage indicators."""
+    """Per-simulation outcomes of one check: p-values (false-positive checks) or 0/1 coverage indicators.
+
+    Simulation i uses the i-th child of SeedSequence([seed, check index]) for its data and its resampling;
+    batches of :data:`BATCH` data sets are fitted together.
+    """
     check = check_choice("check", check, list(CHECKS))
     n_simulations = check_int("n_simulations", n_simulations, minimum=10)
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
@@ -116,7 +146,9 @@ def simulate_check(check: str, n_simulations: int, seed: Any = 0, **options: Any
     merged = {**DEFAULT_OPTIONS, **options}
     function = CHECKS[check][0]
     root = np.random.SeedSequence([check_int("seed", seed, minimum=0), list(CHECKS).index(check)])
-    return np.array([function(np.random.default_rng(child), merged) for child in root.spawn(n_simulations)])
+    generators = [np.random.default_rng(child) for child in root.spawn(n_simulations)]
+    return np.concatenate([function(generators[start:start + BATCH], merged)
+                           for start in range(0, n_simulations, BATCH)])
 
 
 def rate_row(check: str, outcomes: np.ndarray, *, level: float = LEVEL, confidence: float = 0.95) -> dict:

@@ -12,9 +12,23 @@ Two models of the error as a function of the hidden units m, both fitted to log(
 The floor is tested by a likelihood-ratio F-test on the per-m means with the boundary mixture
 p = 1/2 P(F_{1, K-3} > f) (Self & Liang 1987; K distinct m, needs K >= 4); AIC/BIC (row-level Gaussian
 likelihood, rows treated as independent) are reported beside it as diagnostics. alpha is tested against the
-random-feature rate 1/2 with the cluster-robust t-test. CIs come from a hierarchical bootstrap over
-sequences and feature seeds (crossed by default: the runner shares each feature draw across sequences;
-with ``seed_within_m`` the seeds are resampled within each m, since every (m, seed) is its own draw).
+random-feature rate 1/2 with the cluster-robust t-test.
+
+CIs come from a hierarchical bootstrap built so that each source of variance is counted once. The runner
+shares each feature draw (m, seed) across sequences, so the crossed ("pigeonhole") bootstrap of sequences x
+draws counts the row noise twice: once in the draw means, once in the sequences' own slopes (sequence fixed
+effects make sequence offsets irrelevant to alpha, so with equal slopes the sequence level carries nothing
+but that noise); its 95 % CI covered a known alpha 97.4 % of the time. Here alpha* = the slope refitted with
+the feature draws resampled within each m (Rao-Wu: n - 1 of n, rescaled, unbiased with 8 seeds per m) plus
+the resampled deviations of the sequences' own slopes, shrunk by lambda so that only their excess over the
+row noise (real slope differences between sequences) is added (:func:`_sequence_shrinkage`), widened by
+t_{S-1}/z because their variance rests on S - 1 degrees of freedom. Coverage of a known alpha over 5,000
+simulated tables: 94.9 % (equal slopes) and within 93-97 % when sequences differ in slope (calibration study).
+
+:class:`FitDesign`, :func:`power_law_batch`, :func:`power_law_bootstrap` and :func:`floor_test_batch` run
+the same estimators on many data sets sharing one layout (the calibration); tests hold them to statsmodels
+and scipy.
+
 The observed/predicted ratio of the error constant compares sqrt(mean(err^2 m)) with the RMS of the
 predicted constants C (theory: E err^2 = C^2 / m), using the upper half of the m grid (the asymptotic regime).
 """
@@ -36,6 +50,11 @@ from astrostats.validation import InputError, check_choice, check_float, check_i
 
 RATE = 0.5  # the random-feature Monte-Carlo rate
 MODELS = ("power_law", "power_law_floor")
+CHUNK_ELEMENTS = 1 << 22  # bootstrap weights held at once by the batched path (32 MB of float64)
+F_ZERO = 1e-8  # a floor F statistic below this is rounding: the floor sits on its boundary E_inf = 0
+BOOTSTRAP_METHOD = ("alpha: feature draws resampled within m (Rao-Wu) + sequence slope deviations resampled, "
+                    "shrunk to remove the row noise counted at the draw level; A, theory ratio, floor: "
+                    "sequences x feature draws (Rao-Wu)")
 
 
 def epsilon_label(epsilon: float) -> str:
@@ -292,16 +311,16 @@ class FitDesign:
         return (int(self.sequence_codes.max()) + 1 if self.sequence_codes is not None else 1) + 1
 
 
-def _one_hot(codes: np.ndarray) -> sparse.csr_matrix:
-    return sparse.csr_matrix((np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, codes.max() + 1))
+def _one_hot(codes: np.ndarray, size: int | None = None) -> sparse.csr_matrix:
+    size = int(codes.max()) + 1 if size is None else size
+    return sparse.csr_matrix((np.ones(codes.size), (np.arange(codes.size), codes)), shape=(codes.size, size))
 
 
 def _group_means(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Per-row mean of ``values`` (rows x columns) over the rows sharing a code."""
-    counts = np.bincount(codes)
-    sums = np.zeros((counts.size, values.shape[1]))
-    np.add.at(sums, codes, values)
-    return (sums / counts[:, None])[codes]
+    indicator = _one_hot(codes)
+    sums = np.asarray(indicator.T @ values)
+    return (sums / np.bincount(codes)[:, None])[codes]
 
 
 def _design(data: pd.DataFrame, cluster_cols: Sequence[str], seed_within_m: bool) -> FitDesign:
@@ -340,9 +359,10 @@ def _design(data: pd.DataFrame, cluster_cols: Sequence[str], seed_within_m: bool
         indicator = np.eye(sequence_codes.max() + 1)[sequence_codes]
         columns = np.column_stack([indicator, indicator * x[:, None]])
         columns = columns - _group_means(columns, draw_codes)
-        u, singular, _ = np.linalg.svd(columns, full_matrices=False)
-        rank = int((singular > 1e-10 * singular.max()).sum())
-        basis = u[:, :rank]
+        eigenvalues, vectors = np.linalg.eigh(columns.T @ columns)
+        kept = eigenvalues > 1e-10 * eigenvalues.max()
+        basis = columns @ (vectors[:, kept] / np.sqrt(eigenvalues[kept]))  # orthonormal basis of the columns
+        rank = int(kept.sum())
         noise_df = x.size - (draw_codes.max() + 1) - rank
         if noise_df < 1:
             basis = None
@@ -384,8 +404,7 @@ def power_law_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray]
 
     def crv(codes: np.ndarray) -> tuple[np.ndarray, int]:
         groups = int(codes.max()) + 1
-        sums = scores if groups == n else np.asarray(sparse.csr_matrix(scores) @ _one_hot(codes).tocsc())
-        sums = sums if isinstance(sums, np.ndarray) else sums.toarray()
+        sums = scores if groups == n else np.asarray(_one_hot(codes).T @ scores.T).T  # per-cluster score sums
         return groups / (groups - 1) * (n - 1) / (n - k) * (sums ** 2).sum(axis=1), groups
 
     one_way = np.full(y.shape[0], -1)
@@ -414,77 +433,109 @@ def power_law_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray]
             "one_way": one_way}
 
 
-def _sequence_shrinkage(design: FitDesign, y: np.ndarray, deviations: np.ndarray, weights: np.ndarray) -> float:
-    """lambda in [0, 1] that removes the row noise from the resampled sequence slopes.
+def _sequence_shrinkage(design: FitDesign, y: np.ndarray, deviations: np.ndarray) -> np.ndarray:
+    """lambda in [0, 1] per data set (rows of y): removes the row noise from the resampled sequence slopes.
 
     The deviations c_s = b_s - alpha_hat of the sequences' own slopes carry sigma_b^2 (real differences in
     slope between sequences) plus the row noise, which the draw level already resamples (in the draw means).
-    E sum w_s^2 c_s^2 = sum w_s^2 var(b_s) + sigma^2 (1 - sum w_s^2) / sum Sxx_s, with sigma^2 the noise
-    variance of the two-way model (a line per sequence plus a shift per feature draw). lambda^2 keeps the
-    sigma_b^2 part only (Davison & Hinkley 1997, sec. 3.8: shrink the upper-stage residuals so that the
-    two-stage bootstrap does not count the lower stage twice; the analogue of the -V_both term of two-way
-    cluster-robust variance).
+    With w_s = Sxx_s / sum Sxx (the fixed-effects weights), E sum w_s^2 c_s^2 = sum w_s^2 var_b +
+    sigma^2 (1 - sum w_s^2) / sum Sxx_s, sigma^2 the residual variance of the two-way noise model (a line
+    per sequence plus a shift per feature draw). lambda^2 keeps the excess only (Davison & Hinkley 1997,
+    sec. 3.8: shrink the upper-stage residuals so that a two-stage bootstrap does not count the lower stage
+    twice; the analogue of the -V_both term of two-way cluster-robust variance).
     """
-    if design.draw_codes is None:
-        return 1.0  # no draw level: the sequences carry all the noise, count it once
-    if design.noise_basis is None:
-        return 1.0  # noise not estimable: stay conservative
-    centred_y = y - _group_means(y[:, None], design.draw_codes)[:, 0]
-    projected = design.noise_basis.T @ centred_y
-    noise = max(float(centred_y @ centred_y - projected @ projected), 0.0) / design.noise_df
-    observed = float((weights ** 2 * deviations ** 2).sum())
-    expected_noise = noise * (1 - float((weights ** 2).sum())) / float(design.sequence_sxx.sum())
-    return math.sqrt(max(0.0, 1 - expected_noise / observed)) if observed > 0 else 0.0
+    if design.draw_codes is None or design.noise_basis is None:
+        return np.ones(y.shape[0])  # no draw level (the sequences carry all the noise) or noise not estimable
+    centred = y - _group_means(y.T, design.draw_codes).T
+    projected = centred @ design.noise_basis
+    noise = np.maximum((centred ** 2).sum(axis=1) - (projected ** 2).sum(axis=1), 0.0) / design.noise_df
+    share = design.sequence_sxx / design.sequence_sxx.sum()
+    observed = (deviations ** 2) @ (share ** 2)
+    expected_noise = noise * (1 - (share ** 2).sum()) / design.sequence_sxx.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(observed > 0, np.sqrt(np.clip(1 - expected_noise / observed, 0.0, 1.0)), 0.0)
 
 
-def _bootstrap_power_law(design: FitDesign, y: np.ndarray, n_bootstrap: int, rng: np.random.Generator,
-                         slope: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """(alpha draws, crossed row weights, sequence shrinkage lambda) of the hierarchical bootstrap.
-
-    alpha* = slope refitted with the feature draws resampled (Rao-Wu, within m), plus the resampled
-    sequence deviations of the slope shrunk by lambda (see :func:`_sequence_shrinkage`). The crossed row
-    weights (draw weight x sequence weight) serve the statistics dominated by sequence effects (A, the
-    theory ratio, the floor model); for them the twice-counted noise is small beside sequence variation.
-    """
-    n = design.n
+def _bootstrap_units(design: FitDesign, n_bootstrap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rao-Wu weights of the feature draws (B x draws; within m) and of the sequences (B x sequences, or None)."""
     if design.draw_codes is not None:
-        units = rescaled_cluster_weights(int(design.draw_codes.max()) + 1, n_bootstrap, rng, strata=design.draw_strata)
-        draw_rows = units[:, design.draw_codes]
+        draws = rescaled_cluster_weights(int(design.draw_codes.max()) + 1, n_bootstrap, rng, strata=design.draw_strata)
     else:
-        draw_rows = np.ones((n_bootstrap, n))
-    alpha, _ = _power_law_draws(draw_rows, design.log_m, y, design.sequence_codes)
-    shrinkage = 1.0
-    crossed = draw_rows
+        draws = np.ones((n_bootstrap, 1))
+    sequences = None
     if design.sequence_codes is not None:
         sequences = rescaled_cluster_weights(int(design.sequence_codes.max()) + 1, n_bootstrap, rng)
-        own_slopes = np.bincount(design.sequence_codes, weights=design.centred_log_m * y) / design.sequence_sxx
+    return draws, sequences
+
+
+def _alpha_draws(design: FitDesign, y: np.ndarray, draws: np.ndarray, sequences: np.ndarray | None,
+                 confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """alpha* for every data set (rows of y) and resample: (sets x B draws, sets lambda).
+
+    alpha* = the fixed-effects slope refitted with the feature draws reweighted (draws: sets x B x units),
+    minus the resampled, shrunk sequence deviations (sequences: sets x B x S), widened by
+    t_{S-1} / z at the confidence level: their variance rests on S - 1 degrees of freedom (8 sequences: 7),
+    and a percentile interval would treat it as known (the cluster-robust t-test uses t_{min(G)-1} for the
+    same reason; Hesterberg 2015 expands small-sample percentile intervals alike). Draw weights apply to every
+    sequence of a draw, so the weighted sums are taken over (draw, sequence) cells: one einsum per sum for
+    all data sets together (no BLAS call per data set).
+    """
+    x = design.log_m
+    unit = design.draw_codes if design.draw_codes is not None else np.zeros(design.n, dtype=np.int64)
+    sequence = design.sequence_codes if design.sequence_codes is not None else np.zeros(design.n, dtype=np.int64)
+    n_units, n_sequences = int(unit.max()) + 1, int(sequence.max()) + 1
+    cells = _one_hot(unit * n_sequences + sequence, n_units * n_sequences)
+
+    def per_cell(values: np.ndarray) -> np.ndarray:  # (sets, n) -> (sets, units, sequences)
+        return np.asarray(cells.T @ values.T).T.reshape(values.shape[0], n_units, n_sequences)
+
+    design_sums = per_cell(np.stack([np.ones_like(x), x, x * x]))
+    count, sum_x, sum_xx = (np.einsum("jbu,us->jbs", draws, design_sums[i]) for i in range(3))
+    sum_y = np.einsum("jbu,jus->jbs", draws, per_cell(y))
+    sum_xy = np.einsum("jbu,ju->jb", draws, per_cell(y * x[None, :]).sum(axis=2))
+    safe = np.where(count > 0, count, 1.0)
+    sxx = sum_xx.sum(axis=2) - (sum_x ** 2 / safe).sum(axis=2)
+    sxy = sum_xy - (sum_x * sum_y / safe).sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(sxx > 1e-12 * np.maximum(sum_xx.sum(axis=2), 1e-300), sxy / sxx, np.nan)
+    shrinkage = np.ones(y.shape[0])
+    if design.sequence_codes is not None:
         share = design.sequence_sxx / design.sequence_sxx.sum()
-        deviations = own_slopes - slope
-        shrinkage = _sequence_shrinkage(design, y, deviations, share)
-        alpha = alpha - (sequences * share) @ (shrinkage * deviations) / (sequences @ share)
-        crossed = draw_rows * sequences[:, design.sequence_codes]
-    return alpha, crossed, shrinkage
+        own = (y * design.centred_log_m[None, :]) @ _one_hot(design.sequence_codes).toarray() / design.sequence_sxx
+        full_slope = y @ design.centred_log_m / float((design.centred_log_m ** 2).sum())
+        deviations = own - full_slope[:, None]
+        shrinkage = _sequence_shrinkage(design, y, deviations)
+        level = 0.5 + confidence / 2
+        widen = stats.t.ppf(level, n_sequences - 1) / stats.norm.ppf(level)
+        weighted = sequences * share[None, None, :]
+        slope = slope + widen * np.einsum("jbs,js->jb", weighted, shrinkage[:, None] * deviations) / weighted.sum(axis=2)
+    return -slope, shrinkage
 
 
 def power_law_bootstrap(design: FitDesign, log_values: Any, n_bootstrap: int, seeds: Sequence[Any], *,
                         confidence: float = 0.95) -> dict[str, np.ndarray]:
     """Bootstrap draws and percentile CIs of alpha for many data sets (one seed or Generator each).
 
-    The same resampling as :func:`fit_scaling_law` (a Generator passed there and here, in the same state,
-    gives the same draws). Returns alpha_draws (sets x B), ci_low, ci_high, shrinkage.
+    The resampling of :func:`fit_scaling_law` (a Generator passed there and here in the same state gives
+    the same draws). Returns alpha_draws (sets x B), ci_low, ci_high, shrinkage (lambda per set).
     """
     y = np.atleast_2d(np.asarray(log_values, dtype=np.float64))
     if len(seeds) != y.shape[0]:
         raise fail("seeds", f"one seed per data set ({y.shape[0]})", len(seeds))
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=20)
     confidence = check_confidence(confidence)
-    slopes = -power_law_batch(design, y)["alpha"]
-    draws, shrinkage = np.empty((y.shape[0], n_bootstrap)), np.empty(y.shape[0])
-    for index, (row, seed) in enumerate(zip(y, seeds)):
-        draws[index], _, shrinkage[index] = _bootstrap_power_law(design, row, n_bootstrap, make_rng(seed), slopes[index])
+    n_units = int(design.draw_codes.max()) + 1 if design.draw_codes is not None else 1
+    chunk = max(1, CHUNK_ELEMENTS // (n_bootstrap * n_units))  # bounds the (sets x B x units) weights
+    alpha, shrinkage = np.empty((y.shape[0], n_bootstrap)), np.empty(y.shape[0])
+    for start in range(0, y.shape[0], chunk):
+        units = [_bootstrap_units(design, n_bootstrap, make_rng(seed)) for seed in seeds[start:start + chunk]]
+        draws = np.stack([unit[0] for unit in units])
+        sequences = np.stack([unit[1] for unit in units]) if design.sequence_codes is not None else None
+        alpha[start:start + chunk], shrinkage[start:start + chunk] = _alpha_draws(
+            design, y[start:start + chunk], draws, sequences, confidence)
     tail = (1 - confidence) / 2
-    low, high = np.quantile(draws, [tail, 1 - tail], axis=1)
-    return {"alpha_draws": draws, "ci_low": low, "ci_high": high, "shrinkage": shrinkage}
+    low, high = np.quantile(alpha, [tail, 1 - tail], axis=1)
+    return {"alpha_draws": alpha, "ci_low": low, "ci_high": high, "shrinkage": shrinkage}
 
 
 # ---------------------------------------------------------------- the floor model, batched
@@ -582,7 +633,7 @@ def floor_test_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray
     starts = np.concatenate([np.column_stack([power["log_a"], np.maximum(power["alpha"], 0) * (1 + share),
                                               share * smallest]) for share in shares])
     repeat = len(shares)
-    fits, rss = fit_floor_batch(design.level_log_m, np.tile(mean_log, (repeat, 1)), np.tile(counts, (repeat, 1)),
+    fits, rss = fit_floor_batch(design.level_log_m, np.tile(mean_log, (repeat, 1)), np.tile(counts, (repeat * y.shape[0], 1)),
                                 starts, np.tile(scale, repeat), loss="linear")
     best = rss.reshape(repeat, -1).argmin(axis=0)
     pick = best * y.shape[0] + np.arange(y.shape[0])
@@ -591,7 +642,7 @@ def floor_test_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray
                                 least_squares_params, scale)
     with np.errstate(divide="ignore", invalid="ignore"):
         f_statistic = np.maximum((rss_null - rss_floor) / (rss_floor / (k - 3)), 0.0)
-    p_value = np.where((least_squares_params[:, 2] > 0) & (f_statistic > 0) & (rss_floor > 0),
+    p_value = np.where((least_squares_params[:, 2] > 0) & (f_statistic > F_ZERO) & (rss_floor > 0),
                        0.5 * stats.f.sf(f_statistic, 1, k - 3), 1.0)
     return {"p_value": p_value, "f_statistic": f_statistic, "alpha_floor": robust[:, 1],
             "a_floor": np.exp(robust[:, 0]), "e_inf": robust[:, 2]}
@@ -600,18 +651,18 @@ def floor_test_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray
 def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "value",
                     cluster_cols: Sequence[str] = ("sequence_id", "seed"), n_bootstrap: int = 1000, seed: Any = 0,
                     epsilons: Sequence[float] = (0.1, 0.01), predicted_constant: Any = None,
-                    confidence: float = 0.95, ci_method: str = "percentile", design: str = "crossed",
-                    seed_within_m: bool = True, floor_alpha: float = 0.05, floor: bool = True) -> ScalingFit:
+                    confidence: float = 0.95, ci_method: str = "percentile", seed_within_m: bool = True, floor_alpha: float = 0.05, floor: bool = True) -> ScalingFit:
     """Fit err = A m^-alpha and err = E_inf + A m^-alpha to one group of a tidy error table.
 
     table: rows of (m, error) with cluster labels, e.g. one feature map and logit scale of the runner's
       ``relative_error`` rows. cluster_cols: (sequence column, feature-seed column); with
       ``seed_within_m`` (the runner's convention: the feature draw of seed s at width m is its own draw)
-      the SE clusters are sequences and (m, seed) draws; the bootstrap resamples sequences and seed labels.
+      the SE clusters are sequences and (m, seed) draws; the bootstrap resamples (m, seed) draws within m
+      and the sequences' slope deviations (module docstring).
     predicted_constant: a number, or a mapping / Series sequence_id -> C (theory: err = C / sqrt(m)).
     ci_method: "percentile" or "bca" (BCa with a leave-one-sequence-out jackknife, falling back to
       percentile with a warning). floor_alpha: level at which the floor test prefers the floor model.
-    floor=False skips the floor model (faster: the bootstrap is then fully vectorised). n_bootstrap=0
+    floor=False skips the floor model. n_bootstrap=0
     skips the bootstrap (point estimates and tests only; intervals say "none").
     Raises InputError on NaN/inf, non-positive m or error, fewer than 3 distinct m, or no residual variance.
     """
@@ -626,6 +677,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
     floor_alpha = check_float("floor_alpha", floor_alpha, minimum=0.0, strict=True, maximum=1.0)
     epsilons = tuple(check_float("epsilons", e, minimum=0.0, strict=True) for e in epsilons)
     data = _prepare(table, m_col, value_col, cluster_cols)
+    layout = _design(data, cluster_cols, seed_within_m)
     x, y = data["log_m"].to_numpy(), data["log_value"].to_numpy()
     m_codes, m_levels = pd.factorize(data["m"], sort=True)
     k = m_levels.size
@@ -700,7 +752,8 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
                          e_inf=float(floor_params[2]))
         if rss_floor > 0 and k > 3:
             floor_f = max((rss_null - rss_floor) / (rss_floor / (k - 3)), 0.0)
-            floor_p = 0.5 * float(stats.f.sf(floor_f, 1, k - 3)) if least_squares_params[2] > 0 and floor_f > 0 else 1.0
+            # F within rounding of 0 is a floor on the boundary (E_inf = 0): the point mass of the mixture
+            floor_p = 0.5 * float(stats.f.sf(floor_f, 1, k - 3)) if least_squares_params[2] > 0 and floor_f > F_ZERO else 1.0
         else:
             floor_status = "exact fit of the per-m means: floor test has no residual degrees of freedom"
     else:
@@ -719,7 +772,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
                    if hasattr(result, "df_resid_inference") else float(result.df_resid),
                    "cov_type": cov_type, "r_squared": float(result.rsquared), "aic_power_law": aic_power,
                    "bic_power_law": bic_power, "floor_status": floor_status, "floor_f": floor_f,
-                   "n_bootstrap": n_bootstrap, "design": design}
+                   "n_bootstrap": n_bootstrap, "bootstrap": BOOTSTRAP_METHOD}
     if "e_inf" in estimates:
         rss_floor_rows = within_ss + rss_floor
         diagnostics.update(aic_power_law_floor=2 * 4 - 2 * llf(rss_floor_rows),
@@ -739,30 +792,36 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
         diagnostics["theory_ratio_status"] = "no predicted constant given"
 
     # hierarchical bootstrap (plus leave-one-sequence-out jackknife rows for BCa)
-    levels = cluster_cols if cluster_cols else None
-    if levels is None:
-        data["_row"] = np.arange(n)
-        levels = ["_row"]
-    strata = "m" if design == "crossed" and seed_within_m and len(levels) == 2 else None
-    weights = hierarchical_weights(data, levels, max(n_bootstrap, 1), seed, design=design, strata=strata)[:n_bootstrap]
-    jack_units = pd.unique(data[levels[0]])
-    jack_weights = np.stack([(data[levels[0]] != unit).to_numpy(dtype=np.float64) for unit in jack_units]) \
-        if ci_method == "bca" and jack_units.size >= 3 else np.zeros((0, n))
+    if n_bootstrap:
+        draw_units, sequence_units = _bootstrap_units(layout, n_bootstrap, make_rng(seed))
+        boot_alpha, shrinkage = _alpha_draws(layout, y[None, :], draw_units[None],
+                                             None if sequence_units is None else sequence_units[None], confidence)
+        boot_alpha, shrinkage = boot_alpha[0], float(shrinkage[0])
+        # crossed row weights (draw x sequence) for A, the theory ratio and the floor model: statistics
+        # dominated by sequence offsets, beside which the twice-counted row noise is small
+        weights = draw_units[:, layout.draw_codes] if layout.draw_codes is not None else np.ones((n_bootstrap, n))
+        if sequence_units is not None:
+            weights = weights * sequence_units[:, layout.sequence_codes]
+    else:
+        boot_alpha, weights, shrinkage = np.zeros(0), np.zeros((0, n)), math.nan
+    diagnostics["sequence_shrinkage"] = shrinkage
+    jack_labels = data[cluster_cols[0]].to_numpy() if cluster_cols else np.arange(n)
+    jack_units = pd.unique(jack_labels)
+    jack_weights = np.stack([(jack_labels != unit).astype(np.float64) for unit in jack_units]) \
+        if ci_method == "bca" and jack_units.size >= 3 and n_bootstrap else np.zeros((0, n))
+    jack_alpha = _power_law_draws(jack_weights, x, y, layout.sequence_codes)[0] if len(jack_weights) else np.zeros(0)
     all_weights = np.vstack([weights, jack_weights])
-    draw_alpha, draw_log_a = _power_law_draws(all_weights, x, y, sequence_codes)
-    draws = {"alpha": draw_alpha, "a": np.exp(draw_log_a)}
+    draw_alpha = np.concatenate([boot_alpha, jack_alpha])
+    total = all_weights.sum(axis=1)
+    draws = {"alpha": draw_alpha, "a": np.exp((all_weights @ y + draw_alpha * (all_weights @ x)) / total)}
     if "e_inf" in estimates:
         start = np.array([math.log(estimates["a_floor"]), estimates["alpha_floor"], estimates["e_inf"]])
-        fitted = []
-        for row in all_weights:
-            row_counts, row_means = _per_m_means(row, m_codes, y, k)
-            present = row_counts > 0
-            if present.sum() < 4:
-                fitted.append([np.nan] * 3)
-                continue
-            params, _ = _fit_floor(level_log_m[present], row_means[present], row_counts[present], [start], scale)
-            fitted.append(params)
-        fitted = np.array(fitted, dtype=np.float64).reshape(-1, 3)
+        indicator = np.eye(k)[m_codes]
+        row_counts = all_weights @ indicator
+        row_means = (all_weights @ (indicator * y[:, None])) / np.where(row_counts > 0, row_counts, 1.0)
+        fitted, _ = fit_floor_batch(level_log_m, row_means, row_counts, np.tile(start, (len(all_weights), 1)),
+                                    np.full(len(all_weights), scale))
+        fitted[(row_counts > 0).sum(axis=1) < 4] = np.nan
         draws.update(alpha_floor=fitted[:, 1], a_floor=np.exp(fitted[:, 0]), e_inf=fitted[:, 2])
     if constants is not None:
         draws["theory_ratio"] = np.sqrt((all_weights @ numerator) / (all_weights @ (constants ** 2 * upper)))

@@ -38,7 +38,7 @@ from astrostats.studies.base import RunContext
 from astrostats.targets.base import TargetBatch
 from astrostats.targets import language, vision
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
-from astrostats.validation import check_choice, check_int, fail
+from astrostats.validation import check_choice, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 
@@ -89,10 +89,7 @@ class Parameters:
         if self.response_sequences > self.n_sequences:
             raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
         for name in ("response_m", "m", "end_to_end_m"):
-            if not getattr(self, name):
-                raise fail(name, "a non-empty list of positive integers", getattr(self, name))
-            for value in getattr(self, name):
-                check_int(name, value, minimum=1)
+            check_int_list(name, getattr(self, name))
         for circuit in self.circuits:
             check_choice("circuits", circuit, CIRCUITS)
         if "sweep" in self.analyses and len(set(self.m)) < 3:

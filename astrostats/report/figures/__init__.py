@@ -11,6 +11,14 @@ matplotlib.use("Agg")
 LOG = logging.getLogger(__name__)
 
 
+def find_table(tables: dict, suffix: str):
+    """The first non-empty table whose name ends with ``suffix`` (an analysis's tables share its name as prefix)."""
+    for name, table in tables.items():
+        if name.endswith(suffix) and not table.empty:
+            return table
+    return None
+
+
 def draw_analysis(kind: str, tables: dict) -> dict:
     """The figures of one analysis; a kind without a figure module draws none."""
     try:

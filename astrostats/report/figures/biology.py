@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-
-def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
-    return next((table for name, table in tables.items() if name.endswith(suffix)), None)
+from astrostats.report.figures import find_table
 
 
 def _errors(tables: dict) -> pd.DataFrame | None:
@@ -23,10 +21,10 @@ def draw(tables: dict) -> dict:
         usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
         for scale in dict.fromkeys(usable["logit_scale"]):
             figures[f"error_vs_m_{scale}"] = _error_vs_m(usable[usable["logit_scale"] == scale], scale)
-    floors = _find(tables, "_floors")
+    floors = find_table(tables, "_floors")
     if floors is not None and "m_required_10pct" in floors:
-        figures["m_required"] = _m_required(floors, _find(tables, "_synapse_counts"))
-    calibration = _find(tables, "_calibration")
+        figures["m_required"] = _m_required(floors, find_table(tables, "_synapse_counts"))
+    calibration = find_table(tables, "_calibration")
     if calibration is not None and "model" in calibration and (calibration["status"] == "ok").any():
         figures["calibration"] = _calibration(calibration[calibration["status"] == "ok"])
     return figures

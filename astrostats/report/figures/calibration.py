@@ -10,12 +10,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report.figures import find_table
 
-def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
-    for name, table in tables.items():
-        if name.endswith(suffix) or (suffix == "" and "within_target" in table):
-            return table
-    return None
 
 
 def draw(tables: dict[str, pd.DataFrame]) -> dict[str, plt.Figure]:
@@ -23,10 +19,10 @@ def draw(tables: dict[str, pd.DataFrame]) -> dict[str, plt.Figure]:
     rates = next((table for table in tables.values() if "within_target" in table), None)
     if rates is not None and not rates.empty:
         figures["calibration_rates"] = _rates(rates)
-    simulations = _find(tables, "_simulations")
+    simulations = find_table(tables, "_simulations")
     if simulations is not None and not simulations.empty:
         figures["calibration_null_p_values"] = _qq(simulations)
-    recovery = _find(tables, "_recovery")
+    recovery = find_table(tables, "_recovery")
     if recovery is not None and not recovery.empty:
         figures["calibration_recovery"] = _recovery(recovery)
     return figures

@@ -13,17 +13,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report.figures import find_table
 
-def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
-    for name, table in tables.items():
-        if name.endswith(suffix) and not table.empty:
-            return table
-    return None
 
 
 def draw(tables: dict) -> dict:
     figures = {}
-    curves, tests, history = _find(tables, "_learning_curves"), _find(tables, "_tests"), _find(tables, "_history")
+    curves, tests, history = find_table(tables, "_learning_curves"), find_table(tables, "_tests"), find_table(tables, "_history")
     if curves is not None:
         figures["learning_curves"] = _learning_curves(curves)
     if tests is not None:

@@ -8,22 +8,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report.figures import find_table
+
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
                      "top1_agreement": "top-1 agreement with the model", "correct": "test accuracy",
                      "logit_relative_error": "logit relative error"}
 
 
-def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
-    for name, table in tables.items():
-        if name.endswith(suffix) and not table.empty:
-            return table
-    return None
-
 
 def draw(tables: dict) -> dict:
     figures = {}
-    response, sweep = _find(tables, "_response"), _find(tables, "_sweep")
-    head_stats, end_to_end = _find(tables, "_head_stats"), _find(tables, "_end_to_end")
+    response, sweep = find_table(tables, "_response"), find_table(tables, "_sweep")
+    head_stats, end_to_end = find_table(tables, "_head_stats"), find_table(tables, "_end_to_end")
     if response is not None:
         for target in dict.fromkeys(response["target"]):
             figures[f"response_{target}"] = _response_grid(response[response["target"] == target], target)

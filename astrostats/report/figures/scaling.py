@@ -6,12 +6,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report.figures import find_table
 
-def _find(tables: dict, suffix: str) -> pd.DataFrame | None:
-    for name, table in tables.items():
-        if name.endswith(suffix):
-            return table
-    return None
 
 
 def _measurements(tables: dict) -> pd.DataFrame:
@@ -21,7 +17,7 @@ def _measurements(tables: dict) -> pd.DataFrame:
 
 def draw(tables: dict) -> dict:
     measurements = _measurements(tables)
-    theory, fits = _find(tables, "_theory"), _find(tables, "_fits")
+    theory, fits = find_table(tables, "_theory"), find_table(tables, "_fits")
     errors = measurements[measurements["metric"] == "relative_error"]
     figures = {"error_vs_m": _error_vs_m(errors, theory, fits), "nulls": _nulls(errors)}
     normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == "astrocyte")]

@@ -1,0 +1,28 @@
+"""Wall time of the default run, `python -m astrostats.analyze` (every analysis at the quick profile), as a newcomer
+runs it: a fresh process, default threads, per-analysis seconds from the manifest and the peak memory."""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run(quick: bool = False) -> dict[str, list[dict]]:
+    profile = "smoke" if quick else "quick"
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "reports"
+        begin = time.perf_counter()
+        completed = subprocess.run([sys.executable, "-m", "astrostats.analyze", "--profile", profile, "--quiet",
+                                    "--out", str(out)], capture_output=True, text=True)
+        wall = time.perf_counter() - begin
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+    rows = [{"benchmark": "default_run", "analysis": record["name"], "status": record["status"],
+             "seconds": record["seconds"]} for record in manifest.get("analyses", [])]
+    rows.append({"benchmark": "default_run", "analysis": "TOTAL (process wall time, incl. report)",
+                 "status": f"exit {completed.returncode}", "seconds": wall, "peak_rss_mb": peak_mb})
+    return {"default_run": rows}
