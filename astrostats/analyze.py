@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -41,6 +42,9 @@ def parse_arguments(argv):
 
 
 def setup_logging(out_dir: Path, quiet: bool) -> None:
+    if quiet:  # the model loaders' own progress bars too
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"
     LOG.setLevel(logging.INFO)
     for handler in list(LOG.handlers):
         LOG.removeHandler(handler)

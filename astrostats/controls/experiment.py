@@ -30,6 +30,7 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
+HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
 
     measurements: tidy rows (target labels, split, circuit, m, seed, sequence_id, metric, value,
     scored_against, status); training: one row per fit (n_fitted, status, epochs, seconds, reason);
-    history: per-epoch train and validation loss of every fit.
+    history: per-epoch train and validation loss of every fit. Training and history rows start with the
+    training split's target, layer and head, so fits of several heads can share one table.
     """
     for name in ("train", "validation"):
         if name not in splits:
@@ -121,6 +123,14 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
             if is_null and name in shuffled:
                 measurements.append(_score_rows(batch.labels, name, control, m, seed, result.status, "shuffled",
                                                 batch.sequence_ids, relative_errors(estimate, shuffled[name])))
-    history = pd.concat(histories, ignore_index=True)
-    return (pd.concat(measurements, ignore_index=True), pd.DataFrame(training),
-            history[["circuit", "m", "seed", "epoch", "train_loss", "validation_loss"]])
+    history = pd.concat(histories, ignore_index=True)[["circuit", "m", "seed", "epoch", "train_loss",
+                                                         "validation_loss"]]
+    head = {key: train.labels[key] for key in HEAD_KEYS if key in train.labels}  # which head was fitted
+    return (pd.concat(measurements, ignore_index=True), _with_head(pd.DataFrame(training), head),
+            _with_head(history, head))
+
+
+def _with_head(frame: pd.DataFrame, head: dict) -> pd.DataFrame:
+    for key, value in reversed(head.items()):
+        frame.insert(0, key, value)
+    return frame

@@ -1,21 +1,40 @@
 """The critique itself: does the circuit's agreement exceed what fitted capacity gives?
 
-Spec -> splits of one head (train / validation / test by whole sequence, plus out-of-distribution: longer N,
-another logit scale, another head) -> the runner's circuits and nulls on every split, and the fitted controls
-(astrostats.controls) trained on the training split -> paired comparisons with the circuit at matched m,
-corrected by family as the spec's [preregistration] table says.
+Spec -> splits of one head (train / validation / test by whole sequence, plus out-of-distribution sets) ->
+the runner's circuits and nulls on every split, and the fitted controls (astrostats.controls) trained on the
+training split -> paired comparisons with the circuit at matched m, corrected by family as the spec's
+[preregistration] table says.
 
-Tables (prefixed by the spec name): ``<name>`` (every measurement: split, circuit, m, seed, sequence_id,
-metric, value, scored_against, status), ``_accounting`` (fitted / fixed-random / input-determined counts),
-``_training`` (one row per fit: status, epochs, seconds), ``_history`` (per-epoch losses),
-``_learning_curves`` (in-sample and held-out error against fitted-parameter count) and ``_tests`` (the
-comparisons; family "primary" is the pre-registered test of claim C3).
+A target is only a source of q, k, v and exact outputs, so every head takes the same path:
+
+* ``synthetic``: Gaussian heads; out of distribution: ood_length (ood_n_tokens tokens), ood_scale (query/key
+  norm ood_logit_scale), ood_head (another head's q and k on the same inputs, the same values);
+* ``minilm``, ``smollm2`` (astrostats.targets.language) and ``vit`` (astrostats.targets.vision): head
+  ``head`` of layer ``layer`` on real inputs, split by whole text window (language) or whole test image
+  (ViT, images it never saw in training); out of distribution: ood_length (language only: longer windows,
+  from text after every window of the other splits), ood_layer (the next layer's head of the same index,
+  test inputs) and ood_head (the next head of the same layer, its own q, k, v, test inputs).
+
+``target`` is the head of the pre-registered analysis (families ``primary``, ``nulls_other_m``,
+``baselines``, ``efficiency``); each of ``secondary_targets`` is analysed the same way and reported as
+secondary families (``secondary_nulls``, ``secondary_nulls_other_m``, ``secondary_baselines``,
+``secondary_efficiency``), Holm-corrected per head and family, never deciding claim C3.
+
+Tables (prefixed by the spec name), each row labelled with ``role`` (primary / secondary) and
+``analysed_head`` (e.g. "vit_mnist/layer0/head0"): ``<name>`` (every measurement: target labels, split,
+circuit, m, seed, sequence_id, metric, value, scored_against, status), ``_accounting`` (fitted /
+fixed-random / input-determined counts per head size), ``_training`` (one row per fit: status, epochs,
+seconds), ``_history`` (per-epoch losses), ``_learning_curves`` (in-sample and held-out error against
+fitted-parameter count) and ``_tests`` (the comparisons; family "primary" is the pre-registered test of C3).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
+import time
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -26,15 +45,24 @@ from astrostats.controls.experiment import ControlPlan, run_controls
 from astrostats.controls.training import TrainingBudget, split_by_sequence
 from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
+from astrostats.studies import real_heads
 from astrostats.studies.base import RunContext
+from astrostats.targets import language
 from astrostats.targets.base import TargetBatch
+from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
-EVALUATION_SPLITS = ("test", "ood_length", "ood_scale", "ood_head")
+TARGETS = ("synthetic", "minilm", "smollm2", "vit")
+EVALUATION_SPLITS = ("test", "ood_length", "ood_scale", "ood_layer", "ood_head")
+TARGET_SPLITS = {"synthetic": ("test", "ood_length", "ood_scale", "ood_head"),
+                 "minilm": ("test", "ood_length", "ood_layer", "ood_head"),
+                 "smollm2": ("test", "ood_length", "ood_layer", "ood_head"),
+                 "vit": ("test", "ood_layer", "ood_head")}
 PREREGISTRATION_KEYS = ("endpoint", "margin", "alpha", "correction", "primary_controls", "primary_m",
                         "primary_splits", "decision_rule")
+SECONDARY_PREFIX = "secondary_"
 
 
 @dataclass(frozen=True)
@@ -45,12 +73,17 @@ class Parameters:
     n_validation: int = 4
     n_test: int = 16
     n_ood: int = 16
-    n_tokens: int = 197
-    d_head: int = 64
+    n_tokens: int = 197  # synthetic and language windows; the ViT always has 49 patches + CLS = 50 tokens
+    d_head: int = 64  # synthetic only; real heads have their model's head size
     logit_scale: str | float = "typical"
     ood_n_tokens: int = 394
     ood_logit_scale: str | float = 1.5
     target: str = "synthetic"
+    secondary_targets: tuple[str, ...] = ()
+    layer: int = 0  # the head analysed on a real target (negative: from the end)
+    head: int = 0
+    text_source: str = "pydoc"
+    image_source: str = "mnist"
     controls: tuple[str, ...] = FITTED_CONTROLS
     capacity_null: bool = True
     circuits: tuple[str, ...] = CIRCUITS
@@ -64,11 +97,20 @@ class Parameters:
     memory_mb: int = 512
 
     def __post_init__(self):
-        for name in ("n_train", "n_validation"):
+        for name in ("n_train", "n_validation", "n_test", "n_ood"):
             check_int(name, getattr(self, name), minimum=2)
-        for name in ("n_test", "n_ood"):
-            check_int(name, getattr(self, name), minimum=2)
-        check_choice("target", self.target, ("synthetic",))
+        check_int("n_tokens", self.n_tokens, minimum=3)
+        check_int("ood_n_tokens", self.ood_n_tokens, minimum=self.n_tokens + 1)  # longer N
+        check_choice("target", self.target, TARGETS)
+        for target in self.secondary_targets:
+            check_choice("secondary_targets", target, TARGETS)
+        if self.target in self.secondary_targets:
+            raise fail("secondary_targets", f"targets other than the primary target {self.target!r}",
+                       self.secondary_targets)
+        check_int("layer", self.layer)
+        check_int("head", self.head)
+        check_choice("text_source", self.text_source, TEXT_SOURCES)
+        check_choice("image_source", self.image_source, IMAGE_SOURCES)
         if "astrocyte" not in self.circuits:
             raise fail("circuits", "a list including 'astrocyte' (the circuit every control is compared with)",
                        self.circuits)
@@ -79,14 +121,18 @@ class Parameters:
         return TrainingBudget(self.max_epochs, self.batch_sequences, self.learning_rate, self.patience,
                               self.min_improvement)
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}
 
+
+# --------------------------------------------------------------------------------------------------- splits
 def synthetic_splits(parameters: Parameters, seed: int) -> dict[str, TargetBatch]:
     """Train / validation / test of one synthetic head, and the three out-of-distribution sets."""
     common = dict(d_head=parameters.d_head)
-    main = synthetic_head(n_sequences=parameters.n_train + parameters.n_validation + parameters.n_test,
-                          n_tokens=parameters.n_tokens, logit_scale=parameters.logit_scale, seed=seed, **common)
-    splits = split_by_sequence(main, {"train": parameters.n_train, "validation": parameters.n_validation,
-                                      "test": parameters.n_test}, seed)
+    main = synthetic_head(n_sequences=sum(parameters.sizes.values()), n_tokens=parameters.n_tokens,
+                          logit_scale=parameters.logit_scale, seed=seed, **common)
+    splits = split_by_sequence(main, parameters.sizes, seed)
     splits["ood_length"] = synthetic_head(n_sequences=parameters.n_ood, n_tokens=parameters.ood_n_tokens,
                                           logit_scale=parameters.logit_scale, seed=seed + 1, **common)
     splits["ood_scale"] = synthetic_head(n_sequences=parameters.n_ood, n_tokens=parameters.n_tokens,
@@ -104,6 +150,78 @@ def other_head(batch: TargetBatch) -> TargetBatch:
     return replace(batch, q=q, k=k, alternative_qk=(batch.q, batch.k))
 
 
+def _model_shape(loaded: real_heads.LoadedModel) -> tuple[int, int, int | None]:
+    """(layers, heads, longest input) of a loaded model; None: no limit that concerns us."""
+    if loaded.is_vision:
+        return loaded.handle.config.n_layers, loaded.handle.config.n_heads, None
+    config = loaded.handle.model.config
+    return loaded.handle.n_layers, loaded.handle.n_heads, getattr(config, "max_position_embeddings", None)
+
+
+def _index(name: str, value: int, total: int) -> int:
+    if not -total <= value < total:
+        raise fail(name, f"an index in [{-total}, {total - 1}]", value)
+    return value % total
+
+
+def real_splits(target: str, parameters: Parameters, seed: int) -> dict[str, TargetBatch]:
+    """Splits of head ``parameters.head`` of layer ``parameters.layer`` of a real Transformer (see the module
+    docstring); InputError naming the package when the model is not installed."""
+    check_choice("target", target, TARGETS[1:])
+    n_main = sum(parameters.sizes.values())
+    settings = real_heads.Parameters(models=(target,), n_sequences=n_main, n_tokens=parameters.n_tokens,
+                                     text_source=parameters.text_source, image_source=parameters.image_source)
+    started = time.perf_counter()
+    loaded = real_heads.load(target, settings)
+    n_layers, n_heads, longest = _model_shape(loaded)
+    layer, head = _index("layer", parameters.layer, n_layers), _index("head", parameters.head, n_heads)
+    if n_layers < 2 or n_heads < 2:
+        raise fail("target", "a model with at least 2 layers and 2 heads (ood_layer, ood_head)", target)
+    next_layer, next_head = (layer + 1) % n_layers, (head + 1) % n_heads
+    if longest is not None and parameters.ood_n_tokens > longest:
+        raise fail("ood_n_tokens", f"at most {longest} (the longest input {target} takes)", parameters.ood_n_tokens)
+    batches = {(b.labels["layer"], b.labels["head"]): b
+               for b in real_heads.targets_of(loaded, settings, [layer, next_layer], [head, next_head])}
+    splits = split_by_sequence(batches[layer, head], parameters.sizes, seed)
+    # the same permutation (seed, count) picks the same test sequences for the other layer and head
+    splits["ood_layer"] = split_by_sequence(batches[next_layer, head], parameters.sizes, seed)["test"]
+    splits["ood_head"] = split_by_sequence(batches[layer, next_head], parameters.sizes, seed)["test"]
+    if "ood_length" in TARGET_SPLITS[target]:
+        splits["ood_length"] = _longer_windows(loaded, settings, parameters, layer, head)
+    LOG.info("%s layer %d head %d: splits ready in %.1f s", target, layer, head, time.perf_counter() - started)
+    return {name: splits[name] for name in ("train", "validation", *TARGET_SPLITS[target])}
+
+
+def _longer_windows(loaded: real_heads.LoadedModel, settings: real_heads.Parameters, parameters: Parameters,
+                    layer: int, head: int) -> TargetBatch:
+    longer = dataclasses.replace(loaded, inputs=longer_window_ids(loaded.handle, parameters))
+    return real_heads.targets_of(longer, settings, [layer], [head])[0]
+
+
+def longer_window_ids(language_model: language.LanguageModel, parameters: Parameters):
+    """(n_ood, ood_n_tokens) token ids from text after every window of the train/validation/test splits.
+
+    Window j of length L starts at body token j * (L - 2) or later (at most two special tokens per window), so
+    skipping the first ceil(n_main * n_tokens / (L - 2)) windows skips every token the other splits used.
+    """
+    n_main = sum(parameters.sizes.values())
+    skip = math.ceil(n_main * parameters.n_tokens / (parameters.ood_n_tokens - 2))
+    ids = language.text_sequences(language_model, n_sequences=skip + parameters.n_ood,
+                                  n_tokens=parameters.ood_n_tokens, text_source=parameters.text_source)
+    return ids[skip:]
+
+
+def target_splits(target: str, parameters: Parameters, seed: int) -> dict[str, TargetBatch]:
+    return synthetic_splits(parameters, seed) if target == "synthetic" else real_splits(target, parameters, seed)
+
+
+def head_name(batch: TargetBatch) -> str:
+    """How a head is named in the tables' ``analysed_head`` column."""
+    labels = batch.labels
+    return f"{labels['target']}/layer{labels['layer']}/head{labels['head']}"
+
+
+# -------------------------------------------------------------------------------------- pre-registration
 def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
     """The [preregistration] table, complete and consistent with the parameters, or an InputError naming why."""
     registered = spec.preregistration
@@ -118,30 +236,43 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
         names |= {f"{c}_shuffled" for c in parameters.controls}
     for control in registered["primary_controls"]:
         check_choice("preregistration.primary_controls", control, sorted(names - {"astrocyte"}))
-    for split in registered["primary_splits"]:
-        check_choice("preregistration.primary_splits", split, EVALUATION_SPLITS)
+    for split in registered["primary_splits"]:  # the pre-registered splits must exist for the primary target
+        check_choice(f"preregistration.primary_splits (target {parameters.target!r})", split,
+                     TARGET_SPLITS[parameters.target])
     if registered["primary_m"] != "largest":
         raise fail("preregistration.primary_m", "'largest' (the largest m of the run)", registered["primary_m"])
     return registered
 
 
-def families(parameters: Parameters, registered: dict) -> list[Family]:
-    """Primary (pre-registered, decides C3), the same nulls at every other m, baselines, and efficiency."""
+def families(parameters: Parameters, registered: dict, splits: tuple[str, ...] | None = None,
+             role: str = "primary") -> list[Family]:
+    """Primary (pre-registered, decides C3), the same nulls at every other m, baselines, and efficiency.
+
+    ``splits``: the evaluation splits the head has (default: those of the primary target). A secondary head
+    gets the same comparisons under ``secondary_`` names, its nulls on all of its splits.
+    """
+    check_choice("role", role, ("primary", "secondary"))
+    splits = TARGET_SPLITS[parameters.target] if splits is None else tuple(splits)
     largest = max(parameters.m)
     others = tuple(m for m in parameters.m if m != largest)
-    primary = tuple(registered["primary_controls"])
+    nulls = tuple(registered["primary_controls"])
     margin = float(registered["margin"])
     baselines = tuple(c for c in ("uniform", "elu_linear", "no_astrocyte") if c in parameters.circuits)
-    result = [Family("primary", primary, (largest,), tuple(registered["primary_splits"]), margin, "greater")]
+    if role == "primary":
+        result = [Family("primary", nulls, (largest,), tuple(registered["primary_splits"]), margin, "greater")]
+    else:
+        result = [Family("nulls", nulls, (largest,), splits, margin, "greater")]
     if others:
-        result.append(Family("nulls_other_m", primary, others, EVALUATION_SPLITS, margin, "greater"))
+        result.append(Family("nulls_other_m", nulls, others, splits, margin, "greater"))
     if baselines:
-        result.append(Family("baselines", baselines, tuple(parameters.m), EVALUATION_SPLITS, 0.0, "greater"))
-    result.append(Family("efficiency", tuple(parameters.controls), tuple(parameters.m), EVALUATION_SPLITS, 0.0,
-                         "two-sided"))
+        result.append(Family("baselines", baselines, tuple(parameters.m), splits, 0.0, "greater"))
+    result.append(Family("efficiency", tuple(parameters.controls), tuple(parameters.m), splits, 0.0, "two-sided"))
+    if role == "secondary":
+        result = [replace(family, name=SECONDARY_PREFIX + family.name) for family in result]
     return result
 
 
+# ------------------------------------------------------------------------------------------------ analysis
 def circuit_measurements(splits: dict[str, TargetBatch], parameters: Parameters, seed: int, context: RunContext
                          ) -> pd.DataFrame:
     """The runner's circuits and nulls on every split (the circuit is scored on training sequences too:
@@ -157,19 +288,70 @@ def circuit_measurements(splits: dict[str, TargetBatch], parameters: Parameters,
 
 
 def learning_curves(measurements: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
-    """Mean in-sample (train) and held-out (test) error against fitted-parameter count, circuit included."""
+    """Mean in-sample (train) and held-out (test) error against fitted-parameter count, circuit included,
+    per head (target, layer, head)."""
+    keys = [key for key in ("target", "layer", "head") if key in measurements and key in accounting]
     rows = measurements[(measurements["metric"] == "relative_error") & measurements["split"].isin(["train", "test"])
                         & measurements["m"].notna()]
     rows = rows[rows["circuit"].isin(["astrocyte", *accounting.loc[accounting["n_fitted"] > 0, "circuit"]])]
-    curves = (rows.groupby(["circuit", "m", "split", "scored_against"], as_index=False)["value"]
+    curves = (rows.groupby([*keys, "circuit", "m", "split", "scored_against"], as_index=False)["value"]
               .agg(error="mean", error_sd="std", n="count"))
-    counts = accounting[["circuit", "m", "n_fitted", "n_fixed_random", "n_input_determined"]]
-    curves = curves.merge(counts, on=["circuit", "m"], how="left")
-    wide = curves.pivot_table(index=["circuit", "m", "scored_against"], columns="split", values="error")
+    counts = accounting[[*keys, "circuit", "m", "n_fitted", "n_fixed_random", "n_input_determined"]]
+    curves = curves.merge(counts, on=[*keys, "circuit", "m"], how="left")
+    index = [*keys, "circuit", "m", "scored_against"]
+    wide = curves.pivot_table(index=index, columns="split", values="error")
     if {"train", "test"} <= set(wide.columns):
         gap = (wide["test"] - wide["train"]).rename("generalisation_gap").reset_index()
-        curves = curves.merge(gap, on=["circuit", "m", "scored_against"], how="left")
+        curves = curves.merge(gap, on=index, how="left")
     return curves
+
+
+@dataclass(frozen=True)
+class HeadAnalysis:
+    """One head's splits, its role and its parameter accounting (computed before any training)."""
+
+    role: str
+    splits: dict
+    accounting: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return head_name(self.splits["train"])
+
+
+def prepare(target: str, role: str, parameters: Parameters, plan: ControlPlan, seed: int) -> HeadAnalysis:
+    """Splits and accounting of one head; fails early (before any training) when a budget cannot be matched."""
+    splits = target_splits(target, parameters, seed)
+    train = splits["train"]
+    d, d_v = train.q.shape[-1], train.v.shape[-1]
+    accounting = accounting_table(tuple(parameters.circuits) + plan.names, parameters.m, d, d_v,
+                                  parameters.budget_tolerance)
+    for key in ("d_head", "head", "layer", "target"):
+        accounting.insert(0, key, d if key == "d_head" else train.labels[key])
+    return HeadAnalysis(role, splits, accounting)
+
+
+def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, registered: dict, seed: int,
+            context: RunContext) -> dict[str, pd.DataFrame]:
+    """Circuits, fitted controls, learning curves and comparisons of one head, labelled by role and head."""
+    circuits = circuit_measurements(head.splits, parameters, seed, context)
+    controls, training, history = run_controls(head.splits, plan, progress=context.progress)
+    measurements = pd.concat([circuits, controls], ignore_index=True)
+    measurements["m"] = measurements["m"].astype("Int64")
+    measurements["seed"] = measurements["seed"].astype("Int64")
+    evaluation = tuple(name for name in head.splits if name in EVALUATION_SPLITS)
+    tests = comparisons_table(measurements, families(parameters, registered, evaluation, head.role),
+                              alpha=float(registered["alpha"]), correction=registered["correction"],
+                              n_resamples=parameters.n_resamples, seed=seed)
+    labels = head.splits["train"].labels
+    for key in ("head", "layer", "target"):
+        tests.insert(0, key, labels[key])
+    tables = {"": measurements, "_accounting": head.accounting, "_training": training, "_history": history,
+              "_learning_curves": learning_curves(measurements, head.accounting), "_tests": tests}
+    for table in tables.values():
+        table.insert(0, "analysed_head", head.name)
+        table.insert(0, "role", head.role)
+    return tables
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -178,29 +360,27 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     plan = ControlPlan(m=parameters.m, n_seeds=parameters.n_seeds, controls=parameters.controls,
                        capacity_null=parameters.capacity_null, budget=parameters.budget,
                        budget_tolerance=parameters.budget_tolerance, base_seed=spec.seed)
-    accounting = accounting_table(tuple(parameters.circuits) + plan.names, parameters.m, parameters.d_head,
-                                  parameters.d_head, parameters.budget_tolerance)  # fails early if unmatched
-    splits = synthetic_splits(parameters, spec.seed)
-    circuits = circuit_measurements(splits, parameters, spec.seed, context)
-    controls, training, history = run_controls(splits, plan, progress=context.progress)
-    measurements = pd.concat([circuits, controls], ignore_index=True)
-    measurements["m"] = measurements["m"].astype("Int64")
-    measurements["seed"] = measurements["seed"].astype("Int64")
-    measurements.insert(0, "analysis", spec.name)
-    tests = comparisons_table(measurements, families(parameters, registered), alpha=float(registered["alpha"]),
-                              correction=registered["correction"], n_resamples=parameters.n_resamples,
-                              seed=spec.seed)
+    heads = [prepare(parameters.target, "primary", parameters, plan, spec.seed)]  # fails early if unmatched
+    heads += [prepare(target, "secondary", parameters, plan, spec.seed) for target in parameters.secondary_targets]
+    collected: dict[str, list[pd.DataFrame]] = {}
+    for head in heads:
+        started = time.perf_counter()
+        for suffix, table in analyse(head, parameters, plan, registered, spec.seed, context).items():
+            collected.setdefault(suffix, []).append(table)
+        LOG.info("%s (%s): %.1f s", head.name, head.role, time.perf_counter() - started)
+    tables = {f"{spec.name}{suffix}": pd.concat(frames, ignore_index=True) for suffix, frames in collected.items()}
+    tables[spec.name].insert(0, "analysis", spec.name)
+    tests = tables[f"{spec.name}_tests"]
     tests.insert(0, "analysis", spec.name)
     tests["spec_sha256"] = spec.sha256
     tests["preregistration_sha256"] = _preregistration_hash(registered)
-    return {spec.name: measurements, f"{spec.name}_accounting": accounting, f"{spec.name}_training": training,
-            f"{spec.name}_history": history, f"{spec.name}_learning_curves": learning_curves(measurements, accounting),
-            f"{spec.name}_tests": tests}
+    return tables
 
 
 def _preregistration_hash(registered: dict) -> str:
     return hashlib.sha256(json.dumps(registered, sort_keys=True, default=str).encode()).hexdigest()
 
 
-__all__ = ["Parameters", "run", "synthetic_splits", "other_head", "families", "check_preregistration",
-           "learning_curves"]
+__all__ = ["Parameters", "run", "synthetic_splits", "real_splits", "target_splits", "other_head", "families",
+           "check_preregistration", "learning_curves", "prepare", "analyse", "head_name", "longer_window_ids", "TARGETS",
+           "TARGET_SPLITS", "EVALUATION_SPLITS"]

@@ -65,6 +65,8 @@ def _gap_concerns(tables: dict) -> list[str]:
     curves = tables.get(CURVES)
     if curves is None or curves.empty or "generalisation_gap" not in curves:
         return []
+    if "role" in curves:
+        curves = curves[curves["role"] == "primary"]
     true_rows = curves[(curves["scored_against"] == "true") & (curves["split"] == "test")]
     notes = []
     for circuit, group in true_rows.groupby("circuit"):
@@ -95,6 +97,8 @@ def judge(tables: dict) -> ClaimVerdict:
     evidence = [_evidence(row, "primary" + ("" if row["status"] == "ok" else f" ({row['status']}: {row['reason']})"))
                 for _, row in primary.iterrows()]
     accounting = tables[ACCOUNTING]
+    if "role" in accounting:
+        accounting = accounting[accounting["role"] == "primary"]
     circuit = accounting[accounting["circuit"] == "astrocyte"]
     if not circuit.empty:
         evidence.append(Evidence(ACCOUNTING, "circuit == 'astrocyte'", "parameters fitted to the target",

@@ -20,7 +20,7 @@ RULE = (f"From the biology study's floors table (name ending in _floors): per ta
         f"(level 'measured'). NOT_SUPPORTED if any judged variant is 'beyond' on any target. SUPPORTED if every "
         f"judged variant is 'within' on every target and, on at least one target, the no-astrocyte null is not "
         f"'within' (so the astrocyte's division is shown to matter). INCONCLUSIVE otherwise.")
-KEYS = ("target", "logit_scale", "feature_map")
+KEYS = ("target", "layer", "head", "logit_scale", "feature_map")
 
 
 def _floors(tables: dict) -> tuple[str, pd.DataFrame] | None:

@@ -7,6 +7,7 @@ import logging
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["figure.max_open_warning"] = 0  # figures stay open on purpose until the PDF is written
 
 LOG = logging.getLogger(__name__)
 

@@ -14,13 +14,23 @@ def _errors(tables: dict) -> pd.DataFrame | None:
                  if "variant" in table and "metric" in table and "value" in table), None)
 
 
+def _panels(table: pd.DataFrame) -> pd.Series:
+    """One panel per head: the logit scale for synthetic heads, target/layer/head for real ones."""
+    if "layer" not in table:
+        return table["logit_scale"].astype(str)
+    real = table["target"] != "synthetic"
+    named = table["target"] + "_layer" + table["layer"].astype(str) + "_head" + table["head"].astype(str)
+    return named.where(real, table["logit_scale"].astype(str))
+
+
 def draw(tables: dict) -> dict:
     figures = {}
     errors = _errors(tables)
     if errors is not None:
         usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
-        for scale in dict.fromkeys(usable["logit_scale"]):
-            figures[f"error_vs_m_{scale}"] = _error_vs_m(usable[usable["logit_scale"] == scale], scale)
+        panels = _panels(usable)
+        for panel in dict.fromkeys(panels):
+            figures[f"error_vs_m_{panel}"] = _error_vs_m(usable[panels == panel], panel)
     floors = find_table(tables, "_floors")
     if floors is not None and "m_required_10pct" in floors:
         figures["m_required"] = _m_required(floors, find_table(tables, "_synapse_counts"))
@@ -55,6 +65,9 @@ def _error_vs_m(errors: pd.DataFrame, scale: str):
 def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
     ok = floors[floors["status"] == "ok"].copy()
     ok["m_required"] = ok["m_required_10pct"].replace(np.inf, np.nan)
+    ok["logit_scale"] = _panels(ok)  # one column of panels per head
+    if ok["feature_map"].nunique() > 1:  # one row per variant and feature map
+        ok["variant"] = ok["variant"] + " (" + ok["feature_map"] + ")"
     scales = list(dict.fromkeys(ok["logit_scale"]))
     fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 0.28 * ok["variant"].nunique() + 2),
                              sharey=True, squeeze=False)

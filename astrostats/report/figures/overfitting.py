@@ -17,15 +17,26 @@ from astrostats.report.figures import find_table
 
 
 
+def _per_head(table: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """The primary head under the plain figure names; each secondary head with its name as a suffix."""
+    if table is None:
+        return {}
+    if "analysed_head" not in table:
+        return {"": table}
+    parts = {}
+    for (role, head), part in table.groupby(["role", "analysed_head"], sort=False):
+        parts["" if role == "primary" else "_" + head.replace("/", "_")] = part
+    return parts
+
+
 def draw(tables: dict) -> dict:
     figures = {}
-    curves, tests, history = find_table(tables, "_learning_curves"), find_table(tables, "_tests"), find_table(tables, "_history")
-    if curves is not None:
-        figures["learning_curves"] = _learning_curves(curves)
-    if tests is not None:
-        figures["comparisons"] = _comparisons(tests)
-    if history is not None:
-        figures["training"] = _training(history)
+    for suffix, curves in _per_head(find_table(tables, "_learning_curves")).items():
+        figures[f"learning_curves{suffix}"] = _learning_curves(curves)
+    for suffix, tests in _per_head(find_table(tables, "_tests")).items():
+        figures[f"comparisons{suffix}"] = _comparisons(tests)
+    for suffix, history in _per_head(find_table(tables, "_history")).items():
+        figures[f"training{suffix}"] = _training(history)
     return figures
 
 
