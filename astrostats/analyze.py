@@ -86,7 +86,11 @@ def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
     path = out_dir / ".done" / f"{spec.name}.json"
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        LOG.warning("%s: unreadable completion record %s; recomputing", spec.name, path)
+        return None
     tables_present = all((out_dir / "tables" / f"{name}.parquet").exists() for name in record.get("tables", {}))
     if record.get("spec_sha256") == spec.sha256 and record.get("code_version") == code and tables_present:
         return record

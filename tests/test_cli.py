@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from astrostats import analyze
@@ -42,7 +43,8 @@ def test_audit_json_has_every_claim_with_rule_and_evidence(smoke_run):
         if claim["verdict"] not in ("INSUFFICIENT_DATA", "NOT_TESTABLE"):
             assert claim["evidence"], claim["id"]
             for item in claim["evidence"]:
-                assert (smoke_run / "tables" / f"{item['table']}.parquet").exists()
+                table = pd.read_parquet(smoke_run / "tables" / f"{item['table']}.parquet")
+                assert not table.query(item["rows"]).empty, (claim["id"], item["rows"])
 
 
 def test_same_spec_and_seed_give_identical_tables(smoke_run, tmp_path):

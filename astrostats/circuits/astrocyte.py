@@ -122,7 +122,7 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
     Exactly one of (m and seed) or projection defines the hidden units. With ``return_response`` the
     astrocyte response a_t (float64, original units) is returned too: ``(y, a)``.
     """
-    check_qkv(q, k, v)
+    check_qkv(q, k, v, causal)
     check_choice("feature", feature, FEATURE_MAPS)
     if projection is None:
         if m is None or seed is None:
@@ -132,7 +132,7 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
         projection = draw_projection(m, q.shape[-1], feature=feature, seed=seed, dtype=q.dtype)
     elif m is not None or seed is not None:
         raise fail("projection", "either a projection or m and seed, not both", (m, seed))
-    check_projection(projection, q.shape[-1], feature)
+    check_projection(projection, q.shape[-1])
     result = run_circuit(q, k, v, projection.to(q.dtype), feature, causal)
     if return_response:
         return result.output, result.log_response.exp()

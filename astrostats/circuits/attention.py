@@ -17,8 +17,9 @@ def scale_queries_keys(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, 
     return q * factor, k * factor
 
 
-def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """Shapes (..., N, d), (..., N, d), (..., N, d_v) with matching batch dims, all finite."""
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> None:
+    """Shapes (..., N_q, d), (..., N, d), (..., N, d_v) with matching batch dims, all finite; causal
+    (streaming) attention reads query t after writing token t, so it needs N_q = N."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_tensor(name, x, min_dim=2)
     if q.shape[-1] != k.shape[-1]:
@@ -27,12 +28,13 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise fail("v", f"leading shape {tuple(k.shape[:-1])} (as k)", tuple(v.shape))
     if q.shape[:-2] != k.shape[:-2]:
         raise fail("k", f"batch shape {tuple(q.shape[:-2])} (as q)", tuple(k.shape))
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise fail("k", f"{q.shape[-2]} tokens (as q) in causal mode", tuple(k.shape))
 
 
 def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
-    """True where query t may attend key tau (tau <= t), aligned at the end as in streaming."""
-    offset = n_keys - n_queries
-    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
+    """True where query t may attend key tau (tau <= t)."""
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril()
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> torch.Tensor:
@@ -44,7 +46,7 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """y_t = sum_tau softmax_tau(q_t·k_tau) v_tau, batched over any leading dimensions."""
-    check_qkv(q, k, v)
+    check_qkv(q, k, v, causal)
     return torch.softmax(attention_logits(q, k, causal), dim=-1) @ v
 
 

@@ -49,14 +49,16 @@ def draw_projection(m: int, d: int, *, feature: str = "positive", seed: int | np
         blocks = []
         for start in range(0, rows, d):
             block = torch.randn(d, d, generator=generator, dtype=torch.float64)
-            orthonormal, _ = torch.linalg.qr(block)
+            orthonormal, triangular = torch.linalg.qr(block)
+            # QR's sign convention is not random: fix R's diagonal positive so Q is Haar-distributed
+            orthonormal = orthonormal * torch.sign(torch.diagonal(triangular)).unsqueeze(0)
             blocks.append(orthonormal.T[: min(d, rows - start)])
         norms = gaussian.norm(dim=-1, keepdim=True)  # chi_d lengths, as a Gaussian row would have
         gaussian = torch.cat(blocks) * norms
     return gaussian.to(dtype)
 
 
-def check_projection(projection: torch.Tensor, d: int, feature: str) -> torch.Tensor:
+def check_projection(projection: torch.Tensor, d: int) -> torch.Tensor:
     check_tensor("projection", projection, min_dim=2)
     if projection.shape[-1] != d:
         raise fail("projection", f"width {d} (the head size of q and k)", tuple(projection.shape))

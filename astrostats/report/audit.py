@@ -44,11 +44,29 @@ def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
             LOG.exception("claim %s: rule failed", claim_id)
             verdict = ClaimVerdict(claim_id, statement, "INSUFFICIENT_DATA", getattr(module, "RULE", "?"),
                                    reason=f"the rule could not be applied: {type(error).__name__}: {error}")
+        broken = unresolved_evidence(verdict, tables)
+        if broken:  # a citation that points nowhere is a defect of the audit itself: say so, loudly
+            verdict = ClaimVerdict(**{**verdict.__dict__, "major_concerns": verdict.major_concerns + tuple(
+                f"evidence {item.statistic!r} cites rows `{item.rows}` that select nothing in table {item.table}"
+                for item in broken)})
         if verdict.verdict == "INSUFFICIENT_DATA" and not_completed:
             failures = "; ".join(f"{name}: {error}" for name, error in not_completed.items())
             verdict = ClaimVerdict(**{**verdict.__dict__, "reason": f"{verdict.reason} (not completed: {failures})"})
         verdicts.append(verdict)
     return verdicts
+
+
+def unresolved_evidence(verdict: ClaimVerdict, tables: dict) -> list:
+    """Evidence items whose table is absent or whose row query fails or selects no row."""
+    broken = []
+    for item in verdict.evidence:
+        try:
+            selected = tables[item.table].query(item.rows)
+        except Exception:  # a malformed query or a missing table or column
+            selected = None
+        if selected is None or selected.empty:
+            broken.append(item)
+    return broken
 
 
 def _format(value) -> str:

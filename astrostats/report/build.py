@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from astrostats import outputs
+from astrostats.validation import InputError
 from astrostats.report import audit, pdf
 from astrostats.report.figures import draw_analysis
 
@@ -86,7 +87,10 @@ def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None) -> 
 
 def rebuild_from(source: Path, out_dir: Path) -> list:
     """--audit-only: audit and report from stored tables, recomputing nothing."""
-    manifest = json.loads((source / "manifest.json").read_text())
+    try:
+        manifest = json.loads((source / "manifest.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"--from: {str(source / 'manifest.json')!r} is not a readable manifest ({error})") from None
     if out_dir.resolve() != source.resolve():
         shutil.copytree(source / "tables", out_dir / "tables", dirs_exist_ok=True)
     manifest["rebuilt_from"] = str(source)

@@ -17,7 +17,7 @@ from astrostats.spec import Spec
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.targets.synthetic import qk_norm, synthetic_head
-from astrostats.validation import check_int
+from astrostats.validation import check_int, fail
 
 LABEL_COLUMNS = ("target", "layer", "head", "logit_scale", "qk_norm", "n_tokens", "d_head")
 
@@ -42,6 +42,11 @@ class Parameters:
         check_int("n_tokens", self.n_tokens, minimum=1)
         check_int("d_head", self.d_head, minimum=1)
         check_int("n_bootstrap", self.n_bootstrap, minimum=100)
+        check_int("n_seeds", self.n_seeds, minimum=2)
+        if len(set(self.m)) != len(self.m) or len(self.m) < 3:
+            raise fail("m", "at least 3 distinct values (a scaling law needs them)", self.m)
+        if not isinstance(self.causal, bool):
+            raise fail("causal", "true or false", self.causal)
         for scale in self.logit_scales:
             qk_norm(scale)
         self.sweep(0)

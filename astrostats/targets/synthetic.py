@@ -7,6 +7,8 @@ deviation about r^2 / sqrt(d), and the positive-feature error constant grows lik
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 
@@ -37,7 +39,8 @@ def synthetic_head(*, n_sequences: int = 8, n_tokens: int = 197, d_head: int = 6
     n_tokens = check_int("n_tokens", n_tokens, minimum=1)
     d_head = check_int("d_head", d_head, minimum=1)
     r = qk_norm(logit_scale)
-    entropy = np.random.SeedSequence([check_int("seed", seed, minimum=0), n_tokens, d_head, int(r * 1000)])
+    scale_key = zlib.crc32(repr(r).encode())  # every distinct r gets its own draws
+    entropy = np.random.SeedSequence([check_int("seed", seed, minimum=0), n_tokens, d_head, scale_key])
     gen_main, gen_alt = (torch_generator(s) for s in entropy.spawn(2))
     std = r / np.sqrt(d_head)
     q = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype)

@@ -15,11 +15,19 @@ RULE = (f"Scaling fits of the astrocyte circuit with the paper's positive featur
         f"INCONCLUSIVE otherwise. The constant is reported as observed/predicted (delta method) beside the rule.")
 
 
+def scaling_fits_name(tables: dict) -> str | None:
+    """The synthetic scaling study's fits (a *_fits table with circuit and logit_scale but no real target),
+    whatever the spec was named; 'scaling_fits' first."""
+    candidates = [name for name, table in tables.items() if name.endswith("_fits") and "target" not in table
+                  and {"circuit", "feature_map", "logit_scale"} <= set(table.columns)]
+    return "scaling_fits" if "scaling_fits" in candidates else (candidates[0] if candidates else None)
+
+
 def judge(tables: dict) -> ClaimVerdict:
-    absent = missing(CLAIM_ID, STATEMENT, RULE, tables, ["scaling_fits"], "scaling")
-    if absent:
-        return absent
-    fits = tables["scaling_fits"]
+    name = scaling_fits_name(tables)
+    if name is None:
+        return missing(CLAIM_ID, STATEMENT, RULE, tables, ["scaling_fits"], "scaling")
+    fits = tables[name]
     rows = fits[(fits["circuit"] == "astrocyte") & (fits["feature_map"] == "positive")]
     if rows.empty or (rows["status"] != "ok").all():
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
@@ -34,12 +42,12 @@ def judge(tables: dict) -> ClaimVerdict:
         low, high = finite(row["alpha_ci_low"]), finite(row["alpha_ci_high"])
         floor = row["preferred_model"] == "power_law_floor"
         floor_excludes_zero = floor and (finite(row.get("e_inf_ci_low")) or 0.0) > 0
-        evidence.append(Evidence("scaling_fits", query, "alpha", finite(row["alpha"]),
+        evidence.append(Evidence(name, query, "alpha", finite(row["alpha"]),
                                  p_value=finite(row.get("alpha_vs_half_p_value")), ci_low=low, ci_high=high,
                                  note=f"{row['logit_scale']} attention; test of alpha = 1/2; preferred model "
                                       f"{row['preferred_model']}"))
         if "theory_ratio" in row and finite(row["theory_ratio"]) is not None:
-            evidence.append(Evidence("scaling_fits", query, "observed/predicted error constant",
+            evidence.append(Evidence(name, query, "observed/predicted error constant",
                                      finite(row["theory_ratio"]), ci_low=finite(row.get("theory_ratio_ci_low")),
                                      ci_high=finite(row.get("theory_ratio_ci_high")),
                                      note="delta-method prediction C/sqrt(m) for the same inputs"))

@@ -5,13 +5,13 @@ import math
 
 import pandas as pd
 
+from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES  # one definition, with sources
 from astrostats.report.claims import finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
 TOLERANCE = 0.10
-RODENT_SYNAPSES, HUMAN_SYNAPSES = 1.4e5, 2.0e6  # astrocyte-biophysics.md: Bushong 2002; Oberheim 2009
 RULE = (f"From every scaling-fit table (names ending in _fits) with an m_required_10pct column, astrocyte circuit, "
         f"positive features: m_required is the m at which the fitted law reaches {TOLERANCE:.0%} relative error. "
         f"SUPPORTED if every target reaches {TOLERANCE:.0%} at a finite m whose 95 % CI upper bound is finite, "
@@ -42,7 +42,7 @@ def judge(tables: dict) -> ClaimVerdict:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
                             reason="no scaling-fit table with m_required: run `python -m astrostats.analyze scaling`",
                             analyses_needed=("scaling (and fig3_language, fig3_vision for real heads)",))
-    evidence, infinite, undetermined, needs = [], [], [], []
+    evidence, infinite, undetermined, needs, small_unknown = [], [], [], [], []
     small_disagrees = True
     for name, table in found:
         for _, row in table.iterrows():
@@ -55,30 +55,39 @@ def judge(tables: dict) -> ClaimVerdict:
                 undetermined.append(label)
                 continue
             required = finite(row["m_required_10pct"])
+            is_floor = bool(row.get("m_required_10pct_infinite", False)) or row["m_required_10pct"] == math.inf
             high = finite(row.get("m_required_10pct_ci_high"))
-            if required is None:
+            if is_floor:
                 infinite.append(label)
-            elif high is None:
+            elif required is None or high is None:  # NaN: the fit could not say (not a floor)
                 undetermined.append(label)
             needs.append((label, required))
-            if "error_at_smallest_m" in row and finite(row["error_at_smallest_m"]) is not None:
-                small_disagrees &= row["error_at_smallest_m"] > TOLERANCE
+            small = finite(row.get("error_at_smallest_m"))
+            if small is None:
+                small_unknown.append(label)
+            else:
+                small_disagrees &= small > TOLERANCE
             biology = "" if required is None else (
                 "within a rodent astrocyte's synapses" if required <= RODENT_SYNAPSES else
                 "within a human astrocyte's synapses" if required <= HUMAN_SYNAPSES else
                 "beyond any single astrocyte's synapse count")
-            evidence.append(Evidence(name, query, "m_required_10pct", required if required is not None else math.inf,
+            note = biology or ("never reaches 10 % (floor)" if is_floor else "undetermined (fit gave no value)")
+            evidence.append(Evidence(name, query, "m_required_10pct",
+                                     math.inf if is_floor else required,
                                      ci_low=finite(row.get("m_required_10pct_ci_low")), ci_high=high,
-                                     note=f"{label}: {biology or 'never reaches 10 % (floor)'}"))
+                                     note=f"{label}: {note}"))
     if infinite:
         verdict, reason = "NOT_SUPPORTED", f"never reaches {TOLERANCE:.0%} at any m: {', '.join(infinite)}"
-    elif undetermined or not small_disagrees:
+    elif undetermined or small_unknown or not small_disagrees:
         verdict = "INCONCLUSIVE"
         reason = (f"m_required undetermined for {', '.join(undetermined)}" if undetermined
+                  else f"error at the smallest m not recorded for {', '.join(small_unknown)}" if small_unknown
                   else f"some target already agrees within {TOLERANCE:.0%} at the smallest m")
     else:
         verdict, reason = "SUPPORTED", f"every target reaches {TOLERANCE:.0%} error at a finite m, small m does not"
     finite_needs = sorted((value, label) for label, value in needs if value is not None)
-    headline = ("m for 10 % error: " + ", ".join(f"{label} {value:.3g}" for value, label in finite_needs[:6])
-                + (f"; never: {', '.join(infinite)}" if infinite else ""))
+    beyond = sum(value > HUMAN_SYNAPSES for value, _ in finite_needs) + len(infinite)
+    headline = (f"m for 10 % error ranges from {finite_needs[0][0]:.3g} ({finite_needs[0][1]}) to "
+                f"{finite_needs[-1][0]:.3g} ({finite_needs[-1][1]}); {beyond} of {len(needs)} targets need more "
+                f"than one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses" if finite_needs else reason)
     return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence), reason, headline=headline)
