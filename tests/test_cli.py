@@ -25,7 +25,7 @@ def smoke_run(tmp_path_factory):
 def test_default_outputs_are_complete(smoke_run):
     for name in ("report.pdf", "audit.md", "audit.json", "manifest.json", "astrostats.log",
                  "tables/scaling.csv", "tables/scaling.parquet", "tables/scaling_fits.csv",
-                 "tables/scaling_theory.parquet", "figures/scaling_error_vs_m.png"):
+                 "tables/scaling_theory.parquet", "figures/scaling.png", "figures/scaling_nulls.png"):
         assert (smoke_run / name).is_file(), name
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     record = manifest["analyses"][0]

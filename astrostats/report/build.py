@@ -19,6 +19,7 @@ from astrostats.report import audit, pdf
 from astrostats.report.figures import draw_analysis
 
 LOG = logging.getLogger(__name__)
+MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
 
 
 def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
@@ -44,10 +45,11 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict) -> dict:
             record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
             continue
         for name, figure in drawn.items():
+            stem = record["name"] if name == MAIN_FIGURE else f"{record['name']}_{name}"
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-            outputs.atomic_write_bytes(out_dir / "figures" / f"{record['name']}_{name}.png", buffer.getvalue())
-            figures.setdefault(record["kind"], []).append((f"{record['name']}_{name}", figure))
+            outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue())
+            figures.setdefault(record["kind"], []).append((stem, figure))
     return figures
 
 

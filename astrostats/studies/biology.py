@@ -37,7 +37,7 @@ from astrostats.studies.base import RunContext
 from astrostats.studies import real_heads
 from astrostats.targets import recordings
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
-from astrostats.targets.synthetic import synthetic_head
+from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
@@ -106,6 +106,39 @@ class Parameters:
         if not len(self.slow_shapes) == len(self.slow_rise_s) == len(self.slow_decay_s):
             raise fail("slow_shapes, slow_rise_s, slow_decay_s", "lists of equal length",
                        (len(self.slow_shapes), len(self.slow_rise_s), len(self.slow_decay_s)))
+        self._check_physical()
+
+    def _check_physical(self) -> None:
+        """Every value of every physical list, at bind time: a bad spec fails before anything runs."""
+        for name in ("m", "feature_maps", "logit_scales"):
+            if not getattr(self, name):
+                raise fail(name, "a non-empty list", getattr(self, name))
+        for scale in self.logit_scales:
+            if isinstance(scale, str):
+                check_choice("logit_scales", scale, LOGIT_SCALES)
+            else:
+                check_float("logit_scales", scale, minimum=0.0, strict=True)
+        check_int("n_tokens", self.n_tokens, minimum=1)
+        check_int("d_head", self.d_head, minimum=1)
+        check_int("memory_mb", self.memory_mb, minimum=1)
+        for name in ("causal", "use_recordings"):
+            if not isinstance(getattr(self, name), bool):
+                raise fail(name, "true or false", getattr(self, name))
+        positive = ("hill_n", "ec50_ratios", "slow_rise_s", "slow_decay_s", "noise_snr")
+        for name in positive:
+            for value in getattr(self, name):
+                check_float(name, value, minimum=0.0, strict=True)
+        for shape in self.slow_shapes:
+            check_choice("slow_shapes", shape, bio.KERNEL_SHAPES)
+        rest = bio.LiRinzelParameters().ip3_rest
+        for value in self.li_rinzel_ip3:
+            check_float("li_rinzel_ip3", value, minimum=rest)
+        for value in self.microdomains:
+            check_int("microdomains", value, minimum=1)
+        for value in self.gain_sigmas:
+            check_float("gain_sigmas", value, minimum=0.0)
+        for value in self.gain_couplings:
+            check_float("gain_couplings", value, minimum=0.0, maximum=1.0)
 
 
 def variants(parameters: Parameters, calibrated_snr: float | None = None) -> list:
@@ -129,7 +162,17 @@ def variants(parameters: Parameters, calibrated_snr: float | None = None) -> lis
                    bio.Microdomains(int(domains), None, level="stress")]
     chosen += [bio.HeterogeneousGains(float(s), float(c), level="measured" if c == 0.0 else "stress")
                for s in parameters.gain_sigmas for c in parameters.gain_couplings]
-    return chosen
+    return unique_variants(chosen)
+
+
+def unique_variants(chosen: list) -> list:
+    """One variant per name (a calibrated SNR that rounds to a listed one, a value listed twice), in first-seen
+    order; where the copies' levels differ, the ``measured`` one is kept, so no fit counts rows twice."""
+    kept: dict[str, object] = {}
+    for variant in chosen:
+        if variant.name not in kept or variant.level == "measured":
+            kept[variant.name] = variant
+    return list(kept.values())
 
 
 def variants_table(chosen: list) -> pd.DataFrame:
@@ -254,7 +297,8 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
 
 
 def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
-    """E_inf and m_required at 10 % per (target, variant, feature map), set against synapse counts."""
+    """E_inf and m_required at 10 % per (target, variant, feature map), set against synapse counts: ``within_<species>``
+    is 'yes' (CI upper bound <= count), 'no' (CI lower bound above it, or m_required infinite) or 'undetermined'."""
     from astrostats.stats.scaling import epsilon_label, scaling_fits_table
 
     by = ["target", "layer", "head", "logit_scale", "variant", "feature_map"]
@@ -273,7 +317,12 @@ def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     for species, count in zip(SYNAPSE_COUNTS["species"], SYNAPSE_COUNTS["synapses"]):
         if label in fits:
             high, low = fits[f"{label}_ci_high"], fits[f"{label}_ci_low"]
-            fits[f"within_{species}"] = np.select([high <= count, low > count], ["yes", "no"], "undetermined")
+            infinite = fits[f"{label}_infinite"].fillna(False).astype(bool) if f"{label}_infinite" in fits \
+                else pd.Series(False, index=fits.index)
+            infinite = infinite | np.isposinf(fits[label].astype(float))
+            # 'no' also when the estimate is infinite (floor at or above the tolerance), whatever its CI
+            fits[f"within_{species}"] = np.select([infinite, high <= count, low > count], ["no", "yes", "no"],
+                                                  "undetermined")
             fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
     return fits
 
@@ -303,5 +352,5 @@ def m_required_column() -> str:
     return f"m_required_{epsilon_label(TOLERANCE)}"
 
 
-__all__ = ["Parameters", "run", "variants", "targets", "real_targets", "measure", "TOLERANCE", "SYNAPSE_COUNTS",
-           "m_required_column"]
+__all__ = ["Parameters", "run", "variants", "unique_variants", "targets", "real_targets", "measure", "TOLERANCE",
+           "SYNAPSE_COUNTS", "m_required_column"]

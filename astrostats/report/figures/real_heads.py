@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES
 from astrostats.report.figures import find_table
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
@@ -92,7 +93,7 @@ def _head_difficulty(head_stats: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     sns.scatterplot(wide, x="q_plus_k_norm_max", y="log10_m_required", hue="target", style="target", ax=axes[0])
     axes[0].set(xlabel="max |q_t + k_tau| (median over sequences)", ylabel="log10 m for 10 % error (theory)")
-    for value, label in ((np.log10(1.4e5), "rodent astrocyte synapses"), (np.log10(2e6), "human")):
+    for value, label in ((np.log10(RODENT_SYNAPSES), "rodent astrocyte synapses"), (np.log10(HUMAN_SYNAPSES), "human")):
         axes[0].axhline(value, color="grey", lw=0.6, ls=":")
         axes[0].annotate(label, (axes[0].get_xlim()[0], value), fontsize=7, va="bottom")
     sns.scatterplot(wide, x="attention_entropy", y="log10_m_required", hue="target", style="target", ax=axes[1],

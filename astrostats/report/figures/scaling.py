@@ -19,7 +19,7 @@ def draw(tables: dict) -> dict:
     measurements = _measurements(tables)
     theory, fits = find_table(tables, "_theory"), find_table(tables, "_fits")
     errors = measurements[measurements["metric"] == "relative_error"]
-    figures = {"error_vs_m": _error_vs_m(errors, theory, fits), "nulls": _nulls(errors)}
+    figures = {"main": _error_vs_m(errors, theory, fits), "nulls": _nulls(errors)}
     normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == "astrocyte")]
     if not normaliser.empty:
         figures["normaliser_error"] = _by_feature(normaliser, "relative error of the astrocyte response a_t")
