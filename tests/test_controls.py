@@ -152,3 +152,22 @@ def test_comparisons_flag_tiny_samples_and_unconverged_controls():
     flagged.loc[flagged["circuit"] == "null", "status"] = "not_converged"
     row = comparisons_table(flagged, family, n_resamples=199).iloc[0]
     assert row["status"] == "control_flagged" and row["decision"] != "circuit_better"
+
+
+def test_comparison_seeds_depend_on_names_not_on_loop_position():
+    """Adding a family and a control before a comparison leaves its p-value and interval as they were."""
+    base = _paired_table(1.15, 12, 0.2)
+    other = base[base["circuit"] == "null"].assign(circuit="other")
+    measurements = pd.concat([base, other], ignore_index=True)
+    alone = comparisons_table(measurements, [Family("primary", ("null",), (64,), ("test",), margin=0.1)],
+                              n_resamples=199, seed=7)
+    crowded = comparisons_table(measurements, [Family("efficiency", ("other",), (64,), ("test",)),
+                                               Family("primary", ("other", "null"), (64,), ("test",), margin=0.1)],
+                                n_resamples=199, seed=7)
+    first = alone.iloc[0]
+    again = crowded[(crowded["family"] == "primary") & (crowded["control"] == "null")].iloc[0]
+    for column in ("p_value", "ci_low", "ci_high", "statistic"):
+        assert first[column] == again[column]
+    reseeded = comparisons_table(measurements, [Family("primary", ("null",), (64,), ("test",), margin=0.1)],
+                                 n_resamples=199, seed=8).iloc[0]
+    assert (reseeded["ci_low"], reseeded["ci_high"]) != (first["ci_low"], first["ci_high"])  # the seed still counts

@@ -11,6 +11,7 @@ from astrostats.report.figures import real_heads as figures
 from astrostats.spec import load_spec
 from astrostats.studies import get_study, real_heads
 from astrostats.studies.base import RunContext
+from astrostats.targets import language
 from astrostats.validation import InputError
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
@@ -77,6 +78,16 @@ def test_sweep_has_fits_per_head(language_tables):
     assert {"alpha", "e_inf", "m_required_10pct", "m_required_1pct", "theory_ratio", "status"} <= set(fits.columns)
 
 
+def test_fits_report_the_error_at_the_smallest_m(language_tables):
+    """error_at_smallest_m is the mean relative error over seeds and sequences at the smallest m, per head."""
+    fits, sweep = language_tables["fig3_language_fits"], language_tables["fig3_language_sweep"]
+    errors = sweep[(sweep["metric"] == "relative_error") & (sweep["m"] == sweep["m"].min())]
+    assert errors["seed"].nunique() == 3 and errors["sequence_id"].nunique() == 2
+    expected = errors.groupby(["layer", "head"])["value"].mean()
+    for _, row in fits.iterrows():
+        assert row["error_at_smallest_m"] == pytest.approx(expected[(row["layer"], row["head"])], rel=1e-12)
+
+
 def test_end_to_end_rows(vision_tables, language_tables):
     vision = vision_tables["fig3_vision_end_to_end"]
     exact = vision[vision["circuit"] == "exact"]
@@ -99,6 +110,51 @@ def test_bad_parameters_are_input_errors(tmp_path):
         run("fig3_vision", tmp_path, response_sequences=5)
     with pytest.raises(InputError, match="layers"):
         run("fig3_vision", tmp_path, layers=[4], analyses=["head_stats"])
+
+
+@pytest.mark.parametrize("overrides, parameter", [
+    ({"layers": 3}, "layers"),  # a scalar, not a list
+    ({"sweep_heads": 1}, "sweep_heads"),
+    ({"layers": ["0"]}, "layers"),
+    ({"n_bootstrap": 99}, "n_bootstrap"),
+    ({"m": (32, 128, 128, 512)}, "m"),
+    ({"end_to_end_m": (64, 64)}, "end_to_end_m"),
+    ({"circuits": ("astrocyte", "shuffled_kv"), "n_sequences": 1, "response_sequences": 1}, "n_sequences"),
+])
+def test_parameters_are_checked_when_bound(overrides, parameter):
+    values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters, **overrides}
+    with pytest.raises(InputError, match=rf"^{parameter}:"):
+        real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def test_shuffled_kv_with_two_sequences_binds():
+    values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters, "circuits": ("astrocyte", "shuffled_kv")}
+    parameters = real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    assert parameters.n_sequences == 2
+
+
+@pytest.mark.parametrize("parameter, value", [("sweep_layers", [4]), ("sweep_heads", [-5]), ("response_layers", [7]),
+                                              ("heads", [4])])
+def test_indices_outside_the_model_fail_before_any_model_is_loaded(tmp_path, monkeypatch, parameter, value):
+    monkeypatch.setattr(real_heads, "load", lambda *a: pytest.fail("the model was loaded before the check"))
+    with pytest.raises(InputError, match=rf"^{parameter}: .*vit \(4 layers, 4 heads\)"):
+        run("fig3_vision", tmp_path, **{parameter: value})
+
+
+def test_model_shapes_come_from_the_configs_and_match_the_loaded_models():
+    parameters = load_spec(ANALYSES / "fig3_vision.toml", "smoke").bind(real_heads.Parameters)
+    vit = real_heads.load("vit", parameters).handle.config
+    assert real_heads.model_shape("vit", parameters) == (language.ModelShape(vit.n_layers, vit.n_heads, vit.n_heads))
+    assert real_heads.model_shape("minilm", parameters) == language.ModelShape(6, 12, 12)
+
+
+def test_mismatched_target_needs_a_head_of_another_key_value_group():
+    values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters,
+              "circuits": ("astrocyte", "mismatched_target"), "sweep_heads": (0,)}
+    parameters = real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    parameters.check_shape("vit", language.ModelShape(4, 4, 4))  # four key/value groups: fine
+    with pytest.raises(InputError, match="^circuits: .*mismatched_target"):
+        parameters.check_shape("one_group", language.ModelShape(4, 4, 1))
 
 
 def test_missing_model_package_stops_the_analysis(tmp_path, monkeypatch):

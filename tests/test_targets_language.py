@@ -97,6 +97,34 @@ def test_smollm2_heads_reproduce_causal_rotary_gqa_attention(smollm2):
         assert torch.equal(layer.k[:, 0], layer.k[:, 2]) and not torch.equal(layer.k[:, 2], layer.k[:, 3])
     batches = language.head_targets("smollm2", layers[:1], heads=[0, 4, 8], kv_groups=3)
     assert [b.labels["kv_head"] for b in batches] == [0, 1, 2]
+    for batch in batches:  # the mismatched-target null reads other keys, not its own group's
+        assert not torch.equal(batch.alternative_qk[1], batch.k)
+
+
+def test_language_model_shapes_match_the_loaded_models(minilm, smollm2):
+    for model in (minilm, smollm2):
+        assert language.language_model_shape(model.name) == language.ModelShape(model.n_layers, model.n_heads,
+                                                                                 model.n_kv_heads)
+
+
+def test_alternative_head_is_in_another_key_value_group():
+    for n_heads, groups in ((9, 3), (12, 1), (4, 2), (2, 1)):
+        for head in range(n_heads):
+            other = language.alternative_head(head, n_heads, groups)
+            assert other != head and other // groups != head // groups
+    assert language.alternative_head(0, 1) is None and language.alternative_head(2, 3, kv_groups=3) is None
+    with pytest.raises(InputError, match="kv_groups"):
+        language.alternative_head(0, 9, kv_groups=2)
+
+
+def test_one_key_value_group_has_no_mismatched_target():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=generator) for _ in range(3))
+    layer = language.LayerAttention(0, q, k.expand(2, 3, 5, 4).clone(), v, v, causal=False)
+    batches = language.head_targets("shared", [layer], kv_groups=3)
+    assert all(batch.alternative_qk is None for batch in batches)
+    with pytest.raises(InputError, match="^circuits: .*key/value group"):
+        language.head_targets("shared", [layer], kv_groups=3, require_alternative=True)
 
 
 def test_smollm2_circuit_streams_causally(smollm2):

@@ -7,7 +7,7 @@ import torch
 
 from astrostats.circuits.attention import softmax_attention
 from astrostats.targets import language, vision
-from astrostats.targets.train_vit import accuracy, main
+from astrostats.targets.train_vit import accuracy, main, train
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,20 @@ def test_training_command_writes_weights_and_manifest(tmp_path):
     reloaded = vision.ViT(vision.ViTConfig(**manifest["config"]))
     from safetensors.torch import load_file
     reloaded.load_state_dict(load_file(str(tmp_path / "vit_mnist.safetensors")))
+
+
+def test_training_leaves_the_callers_random_state_alone():
+    """The seed reaches only a forked copy of the global generator: the caller's state is as it was, and the
+    weights do not depend on it."""
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    first, _ = train(epochs=1, train_limit=64, seed=0)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(2)
+    second, _ = train(epochs=1, train_limit=64, seed=0)
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[name])
+
+
+def test_configuration_is_read_without_the_weights(model):
+    assert vision.vit_config("mnist") == model.config

@@ -16,6 +16,7 @@ A control flagged by training (not converged, diverged) keeps its row; the flag 
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +93,13 @@ def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: 
             "status": "ok", "reason": ""}
 
 
+def comparison_seed(seed: int, family: str, control: str, m: int, split: str) -> int:
+    """The resampling seed of one comparison, from its names alone (a stable CRC-32, not Python's salted hash),
+    so adding or reordering comparisons leaves every other p-value and interval as it was."""
+    key = zlib.crc32("\x1f".join((family, control, str(int(m)), split)).encode())
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
+
+
 def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alpha: float = 0.05,
                       correction: str = "holm", n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
     """Every comparison of every family, with p-values corrected within each family."""
@@ -106,7 +114,7 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
                 for split in family.splits:
                     paired = paired_errors(measurements, control, m, split)
                     row = compare(paired, family.margin, family.alternative, n_resamples,
-                                  int(np.random.SeedSequence([seed, m, len(rows)]).generate_state(1)[0]))
+                                  comparison_seed(seed, family.name, control, m, split))
                     control_status = _control_status(measurements, control, m)
                     if control_status != "ok" and row["status"] == "ok":
                         row.update(status="control_flagged",

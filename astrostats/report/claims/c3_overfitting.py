@@ -1,7 +1,9 @@
 """C3: the circuit's agreement is not explained by fitted capacity (the critique's "overfitting").
 
-Applies the decision rule pre-registered in analyses/overfitting.toml to the ``overfitting_tests`` table
-(margin and alpha are read from the table's rows, which carry what the run was registered with). Reported
+Applies the decision rule pre-registered in analyses/overfitting.toml to the ``*_tests`` table of an
+overfitting run (found by suffix, with its ``*_accounting`` and ``*_learning_curves`` of the same prefix, so a
+copied spec under another name is judged too; margin and alpha are read from the primary rows, which carry
+what the run was registered with). Several runs are judged each; they must agree. Reported
 apart, never deciding the verdict: (a) efficiency, controls with the same budget fitted to the true target
 (they may do better); (b) construction, agreement at large m follows from the circuit being an unbiased
 estimator of the softmax kernel.
@@ -15,9 +17,11 @@ from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C3"
 STATEMENT = "The circuit's agreement with softmax attention is not explained by fitted capacity."
-TESTS, ACCOUNTING, CURVES = "overfitting_tests", "overfitting_accounting", "overfitting_learning_curves"
+TESTS, ACCOUNTING, CURVES = "_tests", "_accounting", "_learning_curves"  # suffixes after the run's name
+TEST_COLUMNS = {"family", "control", "m", "split", "margin", "alpha"}
 RULE_TEMPLATE = (
-    "Pre-registered (analyses/overfitting.toml): family 'primary' of {tests} = capacity nulls (controls with the "
+    "Pre-registered (analyses/overfitting.toml): family 'primary' of {tests} (every run's *_tests table; runs "
+    "that disagree make the claim INCONCLUSIVE) = capacity nulls (controls with the "
     "circuit's budget of m*d parameters fitted to shuffled targets) and specificity nulls (the circuit on another "
     "head's q, k; on another sequence's k, v) against the circuit at the largest m, on held-out and out-of-"
     "distribution sequences. Per comparison: ratio = mean null error / mean circuit error, 95 % hierarchical-"
@@ -30,12 +34,31 @@ CONSTRUCTION = ("(b) construction: with W ~ N(0, I), E[phi(q)·phi(k)] = exp(q·
                 "evidence about random features, not about astrocytes.")
 
 
-def rule(tests: pd.DataFrame | None = None) -> str:
-    margin, alpha = 0.10, 0.05
-    if tests is not None and not tests.empty and {"margin", "alpha"} <= set(tests.columns):
-        margin, alpha = float(tests["margin"].iloc[0]), float(tests["alpha"].iloc[0])
-    return RULE_TEMPLATE.format(tests=TESTS, margin=f"{margin:g}", alpha=f"{alpha:g}",
-                                threshold=f"{1 + margin:g}")
+def rule(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
+    """The rule with the margin and alpha of the primary rows (the registered ones; defaults without a table)."""
+    margins, alphas = [0.10], [0.05]
+    if tests is not None and not tests.empty and TEST_COLUMNS <= set(tests.columns):
+        primary = tests[tests["family"] == "primary"]
+        if not primary.empty:
+            margins = sorted(set(primary["margin"].astype(float)))
+            alphas = sorted(set(primary["alpha"].astype(float)))
+    return RULE_TEMPLATE.format(tests=name, margin="/".join(f"{m:g}" for m in margins),
+                                alpha="/".join(f"{a:g}" for a in alphas),
+                                threshold="/".join(f"{1 + m:g}" for m in margins))
+
+
+def runs(tables: dict) -> list[str]:
+    """Names (prefixes) of the overfitting runs present: a non-empty ``<name>_tests`` table with primary rows
+    and the comparison columns, beside a non-empty ``<name>_accounting``."""
+    found = []
+    for name, table in sorted(tables.items()):
+        if not name.endswith(TESTS) or table is None or table.empty or not TEST_COLUMNS <= set(table.columns):
+            continue
+        prefix = name[:-len(TESTS)]
+        accounting = tables.get(prefix + ACCOUNTING)
+        if (table["family"] == "primary").any() and accounting is not None and not accounting.empty:
+            found.append(prefix)
+    return found
 
 
 def _query(row: pd.Series) -> str:
@@ -43,26 +66,25 @@ def _query(row: pd.Series) -> str:
             f"and split == {quote(row['split'])}")
 
 
-def _evidence(row: pd.Series, note: str) -> Evidence:
-    return Evidence(TESTS, _query(row), "error ratio (control / circuit)", finite(row.get("ratio")),
+def _evidence(table: str, row: pd.Series, note: str) -> Evidence:
+    return Evidence(table, _query(row), "error ratio (control / circuit)", finite(row.get("ratio")),
                     p_value=finite(row.get("p_value_adjusted")), ci_low=finite(row.get("ci_low")),
                     ci_high=finite(row.get("ci_high")),
                     effect=f"mean error {row['mean_control']:.3g} vs circuit {row['mean_circuit']:.3g}",
                     note=note)
 
 
-def _efficiency(tests: pd.DataFrame) -> list[Evidence]:
+def _efficiency(name: str, tests: pd.DataFrame) -> list[Evidence]:
     rows = tests[tests["family"] == "efficiency"]
     if rows.empty:
         return []
     largest = rows[rows["m"] == rows["m"].max()]
-    return [_evidence(row, f"(a) efficiency, reported apart: {row['control']} fitted to the true target "
-                           f"(two-sided, Holm p; training status {row['control_status']})")
+    return [_evidence(name, row, f"(a) efficiency, reported apart: {row['control']} fitted to the true target "
+                                 f"(two-sided, Holm p; training status {row['control_status']})")
             for _, row in largest.iterrows()]
 
 
-def _gap_concerns(tables: dict) -> list[str]:
-    curves = tables.get(CURVES)
+def _gap_concerns(curves: pd.DataFrame | None) -> list[str]:
     if curves is None or curves.empty or "generalisation_gap" not in curves:
         return []
     if "role" in curves:
@@ -77,35 +99,50 @@ def _gap_concerns(tables: dict) -> list[str]:
 
 
 def judge(tables: dict) -> ClaimVerdict:
-    absent = missing(CLAIM_ID, STATEMENT, rule(), tables, [TESTS, ACCOUNTING], "overfitting")
-    if absent:
-        return absent
-    tests = tables[TESTS]
-    stated = rule(tests)
+    found = runs(tables)
+    if not found:
+        return missing(CLAIM_ID, STATEMENT, rule(), tables, ["overfitting" + TESTS, "overfitting" + ACCOUNTING],
+                       "overfitting") or ClaimVerdict(
+            CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", rule(),
+            reason=f"no *{TESTS} table holds 'primary' comparisons beside its *{ACCOUNTING} table")
+    verdicts = [_judge_run(prefix, tables) for prefix in found]
+    if len(verdicts) == 1:
+        return verdicts[0]
+    outcomes = {prefix: verdict.verdict for prefix, verdict in zip(found, verdicts)}
+    agreed = len(set(outcomes.values())) == 1
+    first = verdicts[0]
+    return ClaimVerdict(
+        CLAIM_ID, STATEMENT, first.verdict if agreed else "INCONCLUSIVE",
+        rule(pd.concat([tables[p + TESTS] for p in found], ignore_index=True)),
+        tuple(e for v in verdicts for e in v.evidence),
+        ("; ".join(f"{p}: {v.reason}" for p, v in zip(found, verdicts)) if agreed
+         else "the overfitting runs disagree: " + ", ".join(f"{p} {v}" for p, v in outcomes.items())),
+        major_concerns=tuple(c for v in verdicts for c in v.major_concerns),
+        minor_concerns=tuple(dict.fromkeys(c for v in verdicts for c in v.minor_concerns)),
+        headline="; ".join(f"{p}: {v.headline}" for p, v in zip(found, verdicts) if v.headline),
+        details={"runs": {p: v.details for p, v in zip(found, verdicts)}, "verdicts": outcomes})
+
+
+def _judge_run(prefix: str, tables: dict) -> ClaimVerdict:
+    """The rule applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
+    tests_name, accounting_name = prefix + TESTS, prefix + ACCOUNTING
+    tests = tables[tests_name]
+    stated = rule(tests, tests_name)
     primary = tests[tests["family"] == "primary"]
-    if primary.empty:
-        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated,
-                            reason=f"{TESTS} holds no 'primary' comparisons")
     threshold = 1.0 + primary["margin"].astype(float)
     usable = primary["status"].isin(["ok", "control_flagged"])
     passes = (primary["status"] == "ok") & (primary["p_value_adjusted"] < primary["alpha"]) & (primary["ci_low"] > threshold)
     fails = usable & (primary["ci_high"] < threshold)
     if not usable.any():
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated,
-                            reason="no primary comparison could be computed (see status/reason in the table)")
+                            reason=f"no primary comparison of {tests_name} could be computed (see status/reason)")
     verdict = "NOT_SUPPORTED" if fails.any() else "SUPPORTED" if passes.all() else "INCONCLUSIVE"
-    evidence = [_evidence(row, "primary" + ("" if row["status"] == "ok" else f" ({row['status']}: {row['reason']})"))
+    evidence = [_evidence(tests_name, row, "primary" + ("" if row["status"] == "ok"
+                                                         else f" ({row['status']}: {row['reason']})"))
                 for _, row in primary.iterrows()]
-    accounting = tables[ACCOUNTING]
-    if "role" in accounting:
-        accounting = accounting[accounting["role"] == "primary"]
-    circuit = accounting[accounting["circuit"] == "astrocyte"]
-    if not circuit.empty:
-        evidence.append(Evidence(ACCOUNTING, "circuit == 'astrocyte'", "parameters fitted to the target",
-                                 float(circuit["n_fitted"].max()),
-                                 note=f"fixed random {int(circuit['n_fixed_random'].max())} and input-determined "
-                                      f"{int(circuit['n_input_determined'].max())} at m={int(circuit['m'].max())}"))
-    evidence += _efficiency(tests)
+    evidence += _accounting_evidence(accounting_name, tables[accounting_name], int(primary["m"].max()))
+    efficiency = _efficiency(tests_name, tests)
+    evidence += efficiency
     major = [f"{row['control']} on {row['split']}: {row['status']} ({row['reason']})"
              for _, row in primary[primary["status"] != "ok"].iterrows()]
     worst = primary.loc[primary["ratio"].idxmin()] if primary["ratio"].notna().any() else None
@@ -124,7 +161,18 @@ def judge(tables: dict) -> ClaimVerdict:
         f"[{worst['ci_low']:.2f}, {worst['ci_high']:.2f}] ({worst['control']}, {worst['split']})")
     return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, stated, tuple(evidence), reason,
                         major_concerns=tuple(major),
-                        minor_concerns=tuple(_gap_concerns(tables)) + (CONSTRUCTION,),
+                        minor_concerns=tuple(_gap_concerns(tables.get(prefix + CURVES))) + (CONSTRUCTION,),
                         headline=headline,
-                        details={"efficiency": [e.to_dict() for e in _efficiency(tests)],
-                                 "construction": CONSTRUCTION})
+                        details={"efficiency": [e.to_dict() for e in efficiency], "construction": CONSTRUCTION})
+
+
+def _accounting_evidence(name: str, accounting: pd.DataFrame, m: int) -> list[Evidence]:
+    """The circuit's fitted-parameter count on the primary head at the m the primary comparisons cite."""
+    conditions = (["role == 'primary'"] if "role" in accounting else []) + ["circuit == 'astrocyte'", f"m == {m}"]
+    query = " and ".join(conditions)
+    rows = accounting.query(query)
+    if rows.empty:
+        return []
+    return [Evidence(name, query, "parameters fitted to the target", float(rows["n_fitted"].max()),
+                     note=f"fixed random {int(rows['n_fixed_random'].max())} and input-determined "
+                          f"{int(rows['n_input_determined'].max())} at m={m}")]
