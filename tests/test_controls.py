@@ -171,3 +171,14 @@ def test_comparison_seeds_depend_on_names_not_on_loop_position():
     reseeded = comparisons_table(measurements, [Family("primary", ("null",), (64,), ("test",), margin=0.1)],
                                  n_resamples=199, seed=8).iloc[0]
     assert (reseeded["ci_low"], reseeded["ci_high"]) != (first["ci_low"], first["ci_high"])  # the seed still counts
+
+
+def test_plateau_compares_window_means_not_two_noisy_epochs():
+    from astrostats.controls.training import TrainingBudget, _plateau_status
+
+    budget = TrainingBudget(max_epochs=40, patience=5, min_improvement=0.01)
+    falling = [1.0 * 0.97**epoch for epoch in range(40)]  # 3 % per epoch: about 14 % per window
+    noisy_flat = [1.0 + (0.05 if epoch % 2 else -0.05) for epoch in range(40)]  # +-5 % noise, no trend
+    assert _plateau_status(falling, budget)[0] == "not_converged"
+    assert _plateau_status(noisy_flat, budget)[0] == "converged"
+    assert _plateau_status(falling[:9], budget)[0] == "not_converged"  # shorter than two windows

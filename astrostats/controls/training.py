@@ -180,13 +180,18 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
 
 def _plateau_status(train_losses: list[float], budget: TrainingBudget) -> tuple[str, str]:
     """Full-budget fits: converged when the training loss levelled off over the last ``patience`` epochs."""
-    if len(train_losses) <= budget.patience:
-        return "not_converged", f"max_epochs={budget.max_epochs} is not longer than patience={budget.patience}"
-    earlier, last = train_losses[-1 - budget.patience], train_losses[-1]
+    window = budget.patience
+    if len(train_losses) < 2 * window:
+        return "not_converged", f"max_epochs={budget.max_epochs} is shorter than two windows of patience={window}"
+    # mean over the last window against the window before: robust to epoch-to-epoch SGD noise
+    earlier = sum(train_losses[-2 * window:-window]) / window
+    last = sum(train_losses[-window:]) / window
     change = (earlier - last) / max(abs(earlier), 1e-300)
     if change < budget.min_improvement:
-        return "converged", f"training loss changed by {change:+.2%} over the last {budget.patience} epochs"
-    return "not_converged", f"training loss still falling ({change:+.2%} over the last {budget.patience} epochs)"
+        return "converged", (f"mean training loss improved by {change:+.2%} from the previous {window} epochs "
+                             f"to the last {window}")
+    return "not_converged", (f"training loss still falling ({change:+.2%} from the previous {window} epochs "
+                             f"to the last {window})")
 
 
 def predict(model: nn.Module, batch: TargetBatch, chunk: int = 8) -> torch.Tensor:
