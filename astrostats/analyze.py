@@ -42,9 +42,6 @@ def parse_arguments(argv):
 
 
 def setup_logging(out_dir: Path, quiet: bool) -> None:
-    if quiet:  # the model loaders' own progress bars too
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        os.environ["TQDM_DISABLE"] = "1"
     LOG.setLevel(logging.INFO)
     for handler in list(LOG.handlers):
         LOG.removeHandler(handler)
@@ -170,6 +167,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_arguments(argv)
+    if args.quiet:  # the model loaders' own progress bars too; set before transformers is first imported
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         if args.list:
             for name, path in available_specs().items():
