@@ -9,8 +9,9 @@ epochs; the best validation state is kept. A fit that reaches ``max_epochs`` sti
 
 Without early stopping (the capacity null: its validation targets are shuffled too, so early stopping would
 always hand back the untrained start) the whole budget of ``max_epochs`` is used and the final state kept;
-it counts as converged when the training loss improved by less than ``min_improvement`` (relative) over the
-last ``patience`` epochs, i.e. when the fit to what it was given has levelled off.
+it counts as converged when the mean training loss of the last ``patience`` epochs improved on the mean of
+the ``patience`` epochs before by less than ``min_improvement`` (relative), i.e. when the fit to what it was
+given has levelled off (window means, so epoch-to-epoch SGD noise does not decide).
 """
 from __future__ import annotations
 

@@ -15,3 +15,13 @@ def finite(value) -> float | None:
 
 def quote(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def astrocyte_positive(table):
+    """The rows of the circuit under audit: the astrocyte circuit with the paper's positive features
+    (columns that a table lacks select nothing away)."""
+    if "circuit" in table:
+        table = table[table["circuit"] == "astrocyte"]
+    if "feature_map" in table:
+        table = table[table["feature_map"] == "positive"]
+    return table

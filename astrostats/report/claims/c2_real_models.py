@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from astrostats.report.claims import finite
+from astrostats.report.claims import astrocyte_positive, finite
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C2"
@@ -54,11 +54,7 @@ def _tables(tables: dict, suffix: str) -> list[tuple[str, pd.DataFrame]]:
     found = []
     for name, table in tables.items():
         if name.endswith(suffix) and "target" in table and not table.empty:
-            part = table[table["target"].map(_is_real)]
-            if "circuit" in part:
-                part = part[part["circuit"] == "astrocyte"]
-            if "feature_map" in part:
-                part = part[part["feature_map"] == "positive"]
+            part = astrocyte_positive(table[table["target"].map(_is_real)])
             if not part.empty:
                 found.append((name, part))
     return found

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES  # one definition, with sources
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import astrocyte_positive, finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
@@ -26,11 +26,7 @@ def _rows(tables: dict) -> list[tuple[str, pd.DataFrame]]:
     found = []
     for name, table in tables.items():
         if name.endswith("_fits") and "m_required_10pct" in table:
-            part = table
-            if "circuit" in part:
-                part = part[part["circuit"] == "astrocyte"]
-            if "feature_map" in part:
-                part = part[part["feature_map"] == "positive"]
+            part = astrocyte_positive(table)
             if not part.empty:
                 found.append((name, part))
     return found
