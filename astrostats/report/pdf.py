@@ -83,6 +83,18 @@ def write_report(path: Path, verdicts, manifest: dict, figures: dict, key_tables
         writer.line(f"profile {manifest.get('profile')}, commit {git.get('commit')}, "
                     f"astrostats code {str(manifest.get('code_version'))[:12]}", 8, colour="0.3")
         writer.gap()
+        by_id = {verdict.claim_id: verdict for verdict in verdicts}
+        writer.line("The critic's two questions", 12, "bold")
+        for question, claim_ids in (("Is the agreement what overfitting (many tunable units) would give?", ("C3",)),
+                                    ("Does it survive contact with real astrocytes?", ("C4", "C5"))):
+            writer.line(question, 9, "bold", indent=0.08)
+            for claim_id in claim_ids:
+                if claim_id in by_id:
+                    verdict = by_id[claim_id]
+                    summary = textwrap.shorten("; ".join(filter(None, (verdict.headline, verdict.reason))), 320,
+                                               placeholder=" ...")
+                    writer.line(f"{claim_id} {verdict.verdict}: {summary}", 8, colour="0.2", indent=0.1)
+        writer.gap()
         writer.line("The bottom line", 12, "bold")
         for verdict in verdicts:
             writer.gap(0.006)
