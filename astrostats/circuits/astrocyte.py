@@ -13,6 +13,7 @@ multiply numerator and denominator alike and cancel in y_t; the returned respons
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -54,20 +55,40 @@ def read_phase(hebbian: torch.Tensor, presynaptic: torch.Tensor, phi_q: torch.Te
     return response.squeeze(-1), drive
 
 
+def _positive_rates_in_place(x: torch.Tensor, projection: torch.Tensor, dims: tuple[int, ...]):
+    """phi(x) shifted by its maximum over ``dims``, for the positive maps, without autograd: one GEMM with
+    -|x|^2/2 folded in as an extra column, then shift and exp in place (the same numbers as
+    ``_shifted(feature_parts(...))`` with about half the memory traffic)."""
+    half_norm = 0.5 * (x * x).sum(-1, keepdim=True)
+    augmented_x = torch.cat([x, -half_norm], -1)
+    augmented_w = torch.cat([projection, projection.new_ones(*projection.shape[:-1], 1)], -1)
+    exponent = augmented_x @ augmented_w.transpose(-1, -2)  # w·x - |x|^2/2
+    shift = exponent.amax(dim=dims, keepdim=True)
+    return exponent.sub_(shift).exp_(), shift - 0.5 * math.log(projection.shape[-2])
+
+
+def _rates(x, projection, feature, dims):
+    """Shifted hidden-unit rates and the shift, by the fast path where it applies."""
+    fast = feature in ("positive", "orthogonal") and not (
+        torch.is_grad_enabled() and (x.requires_grad or projection.requires_grad))
+    if fast:
+        return _positive_rates_in_place(x, projection, dims)
+    return _shifted(*feature_parts(x, projection, feature), dims)
+
+
 def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor,
                 feature: str = "positive", causal: bool = False) -> CircuitOutput:
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims."""
-    q_exponent, q_osc = feature_parts(q, projection, feature)
-    phi_q, q_shift = _shifted(q_exponent, q_osc, (-1,))
-    k_exponent, k_osc = feature_parts(k, projection, feature)
-    if k_exponent.shape[-1] == 1 and k_osc is not None:
-        k_exponent = k_exponent.expand_as(k_osc)
+    phi_q, q_shift = _rates(q, projection, feature, (-1,))
     if not causal:
-        phi_k, k_shift = _shifted(k_exponent, k_osc, (-2, -1))
+        phi_k, k_shift = _rates(k, projection, feature, (-2, -1))
         hebbian, presynaptic = write_phase(phi_k, v)
         response, drive = read_phase(hebbian, presynaptic, phi_q)
         key_shift = k_shift.squeeze(-1)
     else:
+        k_exponent, k_osc = feature_parts(k, projection, feature)
+        if k_exponent.shape[-1] == 1 and k_osc is not None:
+            k_exponent = k_exponent.expand_as(k_osc)
         response, drive, key_shift = _stream(phi_q, k_exponent, k_osc, v)
     output = drive / response.unsqueeze(-1)
     log_response = response.double().abs().log() + q_shift.squeeze(-1).double() + key_shift.double()
