@@ -323,15 +323,20 @@ def _group_means(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(codes)[:, None])[codes]
 
 
+def _cluster_codes(data: pd.DataFrame, column: str, position: int, seed_within_m: bool) -> np.ndarray:
+    """Integer cluster codes; the second level (feature seeds) is nested within m when ``seed_within_m``."""
+    key = data[column].astype(str)
+    if position == 1 and seed_within_m:
+        key = data["m"].astype(str) + "/" + key
+    return pd.factorize(key)[0]
+
+
 def _design(data: pd.DataFrame, cluster_cols: Sequence[str], seed_within_m: bool) -> FitDesign:
     x = data["log_m"].to_numpy()
     m_codes, m_levels = pd.factorize(data["m"], sort=True)
     clusters, sequence_codes, draw_codes, strata = [], None, None, None
     for position, column in enumerate(cluster_cols):
-        key = data[column].astype(str)
-        if position == 1 and seed_within_m:
-            key = data["m"].astype(str) + "/" + key
-        codes = pd.factorize(key)[0]
+        codes = _cluster_codes(data, column, position, seed_within_m)
         if codes.max() >= 1:
             clusters.append((column, codes))
         if position == 0 and codes.max() >= 1:
@@ -686,13 +691,11 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
 
     # power law: OLS in log-log space, cluster-robust covariance
     design_matrix = sm.add_constant(x)
-    cluster_keys = []
+    cluster_names, cluster_keys = [], []
     for position, column in enumerate(cluster_cols):
-        key = data[column].astype(str)
-        if position == 1 and seed_within_m:
-            key = data["m"].astype(str) + "/" + key
-        codes = pd.factorize(key)[0]
+        codes = _cluster_codes(data, column, position, seed_within_m)
         if codes.max() >= 1:
+            cluster_names.append(column)
             cluster_keys.append(codes)
     sequence_codes = pd.factorize(data[sequence_col])[0] if sequence_col else None
     if sequence_codes is not None and sequence_codes.max() >= 1:
@@ -707,7 +710,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
     if cluster_keys:
         groups = np.column_stack(cluster_keys) if len(cluster_keys) == 2 else cluster_keys[0]
         result = ols.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-        cov_type = f"cluster ({' x '.join(c for c, _ in zip(cluster_cols, cluster_keys))}{', seed within m' if seed_within_m and len(cluster_keys) == 2 else ''})"
+        cov_type = f"cluster ({' x '.join(cluster_names)}{', seed within m' if seed_within_m and len(cluster_keys) == 2 else ''})"
         with np.errstate(invalid="ignore"):  # a negative two-way variance is handled just below
             two_way_ok = bool(result.bse[-1] > 0)
         if len(cluster_keys) == 2 and not two_way_ok:
