@@ -30,7 +30,7 @@ from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
 from astrostats.execution import Executor
-from astrostats.targets.base import TargetBatch
+from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def score(estimate: torch.Tensor, exact: torch.Tensor, log_response: torch.Tenso
     return metrics
 
 
-def _rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, metrics) -> pd.DataFrame:
+def tidy_rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, metrics) -> pd.DataFrame:
     """Tidy rows from metric tensors shaped (seeds, sequences)."""
     frames = []
     for metric, values in metrics.items():
@@ -100,10 +100,7 @@ def _rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, metr
             "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds)),
             "metric": metric, "value": values.ravel(),
         }))
-    frame = pd.concat(frames, ignore_index=True)
-    for key, value in reversed(labels.items()):
-        frame.insert(0, key, value)
-    return frame
+    return labelled(pd.concat(frames, ignore_index=True), labels)
 
 
 def _circuit_inputs(target: TargetBatch, circuit: str):
@@ -154,14 +151,14 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
             for metric, value in score(output, exact[part], log_response, log_z[part]).items():
                 table = values.setdefault(metric, torch.empty(sweep.n_seeds, n_seq, dtype=torch.float64))
                 table[seeds, part] = value.reshape(seeds.stop - seeds.start, part.stop - part.start)
-    return _rows(target.labels, circuit, feature, m, list(range(sweep.n_seeds)), list(target.sequence_ids), values)
+    return tidy_rows(target.labels, circuit, feature, m, list(range(sweep.n_seeds)), list(target.sequence_ids), values)
 
 
 def run_fixed_circuit(target: TargetBatch, circuit: str, exact, log_z) -> pd.DataFrame:
     q, k, v = target.q, target.k, target.v
     output = (uniform_attention if circuit == "uniform" else elu_linear_attention)(q, k, v, target.causal)
     metrics = {key: value.unsqueeze(0) for key, value in score(output, exact, None, log_z).items()}
-    return _rows(target.labels, circuit, "none", pd.NA, [pd.NA], list(target.sequence_ids), metrics)
+    return tidy_rows(target.labels, circuit, "none", pd.NA, [pd.NA], list(target.sequence_ids), metrics)
 
 
 def target_digest(target: TargetBatch) -> str:

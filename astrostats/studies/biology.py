@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from astrostats.circuits import biophysics as bio
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
-from astrostats.runner import Sweep, draw_projections, score
+from astrostats.runner import Sweep, draw_projections, score, tidy_rows
 from astrostats.spec import Spec
 from astrostats.studies.base import RunContext
 from astrostats.studies import real_heads
@@ -235,20 +235,17 @@ def levels_for(batch, parameters: Parameters) -> tuple[str, ...] | None:
 
 
 def _rows(labels: dict, variant, feature: str, m: int, seeds, sequence_ids, metrics) -> pd.DataFrame:
-    frames = []
-    for metric, values in metrics.items():
-        values = values.reshape(len(seeds), len(sequence_ids)).numpy()
-        frames.append(pd.DataFrame({
-            "circuit": "no_astrocyte" if variant.family == "no_astrocyte" else "astrocyte",
-            "variant": variant.name, "family": variant.family, "level": variant.level, "feature_map": feature,
-            "m": m, "seed": np.repeat(np.asarray(list(seeds)), len(sequence_ids)),
-            "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds)), "metric": metric, "value": values.ravel()}))
-    frame = pd.concat(frames, ignore_index=True)
+    """The runner's tidy rows, plus which variant made them and whether each value is finite."""
+    circuit = "no_astrocyte" if variant.family == "no_astrocyte" else "astrocyte"
+    frame = tidy_rows(labels, circuit, feature, m, list(seeds), sequence_ids, metrics)
+    frame["seed"] = frame["seed"].astype(np.int64)
+    position = frame.columns.get_loc("circuit") + 1
+    for offset, (column, value) in enumerate((("variant", variant.name), ("family", variant.family),
+                                              ("level", variant.level))):
+        frame.insert(position + offset, column, value)
     finite = np.isfinite(frame["value"].to_numpy(dtype=np.float64))
     frame["status"] = np.where(finite, "ok", "non_finite")
     frame["reason"] = np.where(finite, "", "divisor not a positive finite number (output not finite)")
-    for key, value in reversed(labels.items()):
-        frame.insert(0, key, value)
     return frame
 
 

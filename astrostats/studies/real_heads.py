@@ -35,7 +35,8 @@ from astrostats.circuits.theory import predicted_error_constant
 from astrostats.runner import CIRCUITS, Sweep, draw_projections, run_sweep
 from astrostats.spec import Spec
 from astrostats.studies.base import RunContext
-from astrostats.targets.base import TargetBatch
+from astrostats.studies.scaling import fit_error_laws, theory_table
+from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets import language, vision
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.validation import check_choice, check_int, check_int_list, fail
@@ -180,10 +181,7 @@ def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads, *,
                                  require_alternative=require_alternative)
 
 
-def _labelled(frame: pd.DataFrame, labels: dict) -> pd.DataFrame:
-    for key, value in reversed(labels.items()):
-        frame.insert(0, key, value)
-    return frame
+HEAD_KEYS = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]  # one scaling fit per head
 
 
 # ------------------------------------------------------------------------------------------------ analyses
@@ -219,17 +217,7 @@ def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed
                 "log_normaliser": log_z.ravel(), "log_response_median": median.ravel(),
                 "log_response_low": low.ravel(), "log_response_high": high.ravel(),
                 "relative_error_median": relative.ravel()})
-            frames.append(_labelled(frame, batch.labels))
-    return pd.concat(frames, ignore_index=True)
-
-
-def theory_table(batches: list[TargetBatch]) -> pd.DataFrame:
-    """Delta-method constant C per sequence: predicted relative output error C / sqrt(m)."""
-    frames = []
-    for batch in batches:
-        constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal).numpy()
-        frames.append(_labelled(pd.DataFrame({"sequence_id": list(batch.sequence_ids),
-                                              "predicted_constant": constant}), batch.labels))
+            frames.append(labelled(frame, batch.labels))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -262,24 +250,8 @@ def head_statistics(batches: list[TargetBatch]) -> pd.DataFrame:
         for metric, values in metrics.items():
             frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids), "metric": metric,
                                   "value": values.numpy().astype(np.float64)})
-            frames.append(_labelled(frame, batch.labels))
+            frames.append(labelled(frame, batch.labels))
     return pd.concat(frames, ignore_index=True)
-
-
-def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
-    """Scaling-law fits (exponent, constant, floor, m_required at 10 % and 1 %) per layer and head.
-
-    ``error_at_smallest_m`` (mean over seeds and sequences, as the scaling study's) says whether small
-    circuits already agree."""
-    from astrostats.stats.scaling import scaling_fits_table
-
-    by = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]
-    errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
-    constants = theory.assign(circuit="astrocyte", feature_map="positive")
-    fits = scaling_fits_table(errors, by=by, predicted_constants=constants[[*by, "sequence_id", "predicted_constant"]],
-                              n_bootstrap=parameters.n_bootstrap, seed=seed, epsilons=EPSILONS)
-    smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
-    return fits.merge(smallest.reset_index(), on=by, how="left")
 
 
 def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int) -> pd.DataFrame:
@@ -370,7 +342,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 theory = theory_table(batches)
                 keep("sweep", measurements)
                 keep("theory", theory)
-                keep("fits", fits_table(measurements, theory, parameters, spec.seed))
+                keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_bootstrap=parameters.n_bootstrap,
+                                             seed=spec.seed, epsilons=EPSILONS))
             else:
                 keep("end_to_end", end_to_end_table(loaded, parameters, spec.seed))
             timings.append({"target": name, "step": analysis, "seconds": time.perf_counter() - start})

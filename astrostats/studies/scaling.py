@@ -16,6 +16,7 @@ from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.studies.base import RunContext
+from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
 from astrostats.validation import check_int, fail
 
@@ -67,26 +68,25 @@ def theory_table(batches) -> pd.DataFrame:
     frames = []
     for batch in batches:
         constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal).numpy()
-        frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids), "predicted_constant": constant})
-        for key, value in reversed(batch.labels.items()):
-            frame.insert(0, key, value)
-        frames.append(frame)
+        frames.append(labelled(pd.DataFrame({"sequence_id": list(batch.sequence_ids),
+                                             "predicted_constant": constant}), batch.labels))
     return pd.concat(frames, ignore_index=True)
 
 
-def fits_table(measurements: pd.DataFrame, theory: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
-    """Scaling-law fits per (circuit, feature map, logit scale) for circuits that depend on m.
+def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[str], *, n_bootstrap: int,
+                   seed: int, **fit_options) -> pd.DataFrame:
+    """Scaling-law fits of relative error per group of ``by`` (circuits that depend on m), for any target.
 
     The delta-method constant is the theory for the astrocyte circuit with i.i.d. positive features only, so
     only those groups get a theory ratio. ``error_at_smallest_m`` (mean over seeds and sequences) says whether
     small circuits agree.
     """
     errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
-    predicted = theory[["logit_scale", "sequence_id", "predicted_constant"]].assign(
+    sequence_keys = [key for key in by if key in theory and key not in ("circuit", "feature_map")]
+    predicted = theory[[*sequence_keys, "sequence_id", "predicted_constant"]].assign(
         circuit="astrocyte", feature_map="positive")
-    by = ["circuit", "feature_map", "logit_scale"]
-    fits = scaling_fits_table(errors, by=by, predicted_constants=predicted,
-                              n_bootstrap=parameters.n_bootstrap, seed=seed)
+    fits = scaling_fits_table(errors, by=by, predicted_constants=predicted, n_bootstrap=n_bootstrap, seed=seed,
+                              **fit_options)
     smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
     return fits.merge(smallest.reset_index(), on=by, how="left")
 
@@ -99,4 +99,5 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     measurements.insert(0, "analysis", spec.name)
     theory = theory_table(batches)
     return {spec.name: measurements, f"{spec.name}_theory": theory,
-            f"{spec.name}_fits": fits_table(measurements, theory, parameters, spec.seed)}
+            f"{spec.name}_fits": fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
+                                                n_bootstrap=parameters.n_bootstrap, seed=spec.seed)}

@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 import torch
 
 
+def labelled(frame, labels: dict):
+    """The frame with a target's labels as its leading columns (every table row says which head it is)."""
+    for key, value in reversed(labels.items()):
+        frame.insert(0, key, value)
+    return frame
+
+
 @dataclass(frozen=True)
 class TargetBatch:
     """q, k (S, N, d) already scaled so q·k is the logit, v (S, N, d_v), for S sequences of one head.
