@@ -30,6 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from astrostats.outputs import atomic_write_bytes
+from astrostats.provenance import code_version
 from astrostats.validation import InputError, check_int, fail
 
 LOG = logging.getLogger(__name__)
@@ -37,17 +38,7 @@ LOG = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5  # an unreachable scheduler fails within this, instead of dask's default 30 s
 SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 CACHE_MAGIC = b"astrostats-cache-v1\n"
-PACKAGE_DIR = Path(__file__).resolve().parent
 _NO_COMMON = object()
-
-
-def code_version(package_dir: Path = PACKAGE_DIR) -> str:
-    """SHA-256 over the package's Python sources (relative path and bytes), in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def function_name(function: Callable) -> str:

@@ -35,12 +35,12 @@ def git_commit() -> dict[str, str | bool | None]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def code_version() -> str:
+def code_version(package_root: Path = PACKAGE_ROOT) -> str:
     """Hash of the package's own source: cached results are invalid once any of it changes."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
+    for path in sorted(package_root.rglob("*.py")):
+        digest.update(path.relative_to(package_root).as_posix().encode() + b"\0")  # separators: no ambiguity
+        digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

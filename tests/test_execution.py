@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import astrostats.runner as runner
-from astrostats.execution import Executor, ResultCache, code_version, make_executor
+from astrostats.execution import Executor, ResultCache, make_executor
+from astrostats.provenance import code_version
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import InputError
 
