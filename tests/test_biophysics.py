@@ -308,45 +308,52 @@ def test_biology_study_smoke_tables_claims_and_figures(tmp_path):
         plt.close(figure)
 
 
-def test_biology_measurements_are_reproducible():
-    from astrostats.studies.biology import Parameters, measure, variants
+class _NoProgress:
+    """Stands in for the study's progress bar."""
 
-    parameters = Parameters(m=(8, 16), n_seeds=2, n_sequences=2, logit_scales=("typical",), n_tokens=16, d_head=8,
-                            li_rinzel_ip3=(0.5,), microdomains=(4,), hill_n=(2,), ec50_ratios=(1.0,),
-                            slow_shapes=("event",), slow_rise_s=(0.55,), slow_decay_s=(0.35,), noise_snr=(3.1,),
-                            gain_sigmas=(0.5,), gain_couplings=(0.0,), use_recordings=False)
+    def update(self):
+        pass
+
+
+NO_PROGRESS = _NoProgress()
+
+
+def small_biology_parameters(**overrides):
+    """A biology spec small enough for unit tests: one value of each variant unless overridden."""
+    from astrostats.studies.biology import Parameters
+
+    values = dict(m=(8, 16), n_seeds=2, n_sequences=2, logit_scales=("typical",), n_tokens=16, d_head=8,
+                  li_rinzel_ip3=(0.5,), microdomains=(4,), hill_n=(2,), ec50_ratios=(1.0,), slow_shapes=("event",),
+                  slow_rise_s=(0.55,), slow_decay_s=(0.35,), noise_snr=(3.1,), gain_sigmas=(0.5,),
+                  gain_couplings=(0.0,), use_recordings=False)
+    return Parameters(**{**values, **overrides})
+
+
+def test_biology_measurements_are_reproducible():
+    from astrostats.studies.biology import measure, variants
+
+    parameters = small_biology_parameters()
     chosen = variants(parameters)
     from astrostats.targets.synthetic import synthetic_head
 
     batch = synthetic_head(n_sequences=2, n_tokens=16, d_head=8, seed=1)
 
-    class Bar:
-        def update(self):
-            pass
-
-    first = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
-    second = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
+    first = pd.concat(measure(batch, parameters, chosen, 7, None, NO_PROGRESS), ignore_index=True)
+    second = pd.concat(measure(batch, parameters, chosen, 7, None, NO_PROGRESS), ignore_index=True)
     pd.testing.assert_frame_equal(first, second)
 
 
 def test_real_head_levels_keep_each_variant_noise_seeds():
     """Running only some levels on a head leaves every kept variant's numbers as they are with all levels."""
-    from astrostats.studies.biology import Parameters, measure, variants
+    from astrostats.studies.biology import measure, variants
     from astrostats.targets.synthetic import synthetic_head
 
-    parameters = Parameters(m=(8, 16), n_seeds=2, n_sequences=2, logit_scales=("typical",), n_tokens=16, d_head=8,
-                            li_rinzel_ip3=(0.5,), microdomains=(4,), hill_n=(2,), ec50_ratios=(1.0, 4.0),
-                            slow_shapes=("event",), slow_rise_s=(0.55,), slow_decay_s=(0.35,), noise_snr=(3.1, 5.5),
-                            gain_sigmas=(0.5,), gain_couplings=(0.0,), use_recordings=False)
+    parameters = small_biology_parameters(ec50_ratios=(1.0, 4.0), noise_snr=(3.1, 5.5))
     chosen = variants(parameters)
     batch = synthetic_head(n_sequences=2, n_tokens=16, d_head=8, seed=1)
 
-    class Bar:
-        def update(self):
-            pass
-
-    every = pd.concat(measure(batch, parameters, chosen, 7, None, Bar()), ignore_index=True)
-    judged = pd.concat(measure(batch, parameters, chosen, 7, None, Bar(), ("ideal", "measured")), ignore_index=True)
+    every = pd.concat(measure(batch, parameters, chosen, 7, None, NO_PROGRESS), ignore_index=True)
+    judged = pd.concat(measure(batch, parameters, chosen, 7, None, NO_PROGRESS, ("ideal", "measured")), ignore_index=True)
     assert set(judged["level"]) == {"ideal", "measured"}
     expected = every[every["level"].isin(["ideal", "measured"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(judged, expected)
