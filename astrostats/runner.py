@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.astrocyte import is_tiled, run_circuit
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
@@ -40,6 +40,7 @@ RANDOM_CIRCUITS = ("astrocyte", "no_astrocyte", "shuffled_kv", "mismatched_targe
 FIXED_CIRCUITS = ("uniform", "elu_linear")
 CIRCUITS = RANDOM_CIRCUITS + FIXED_CIRCUITS
 METRICS = ("relative_error", "normaliser_error", "cosine")
+CHUNK_TOKENS = 1024  # tokens (sequences x N) per call of the tiled circuit
 CHUNK_BYTES = 2 * 2**20  # target size of one feature tensor (seeds x sequences x N x m) per chunk
 
 
@@ -123,22 +124,29 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
                        exact: torch.Tensor, log_z: torch.Tensor) -> pd.DataFrame:
     """All seeds of one (circuit, feature map, m) on one target, chunked over seeds and sequences.
 
-    A chunk holds at most ``CHUNK_BYTES`` per (seeds x sequences x N x m) tensor, and its live tensors stay
-    under the sweep's ``memory_mb``: small chunks stay in cache and in malloc's heap (no page faults); on one
-    core, 2-12 MB chunks ran 2-3x faster than the 25-100 MB batches a 512 MB budget gave (m = 1024-4096).
+    The tiled circuit (positive maps, non-causal) keeps its rates in cache by itself: it gets one seed's W
+    at a time (a 2-D W lets torch fold sequences and tokens into one GEMM) and as many sequences as memory
+    allows. Other paths materialise (seeds x sequences x N x m) tensors: a chunk holds at most
+    ``CHUNK_BYTES`` of one, within the sweep's ``memory_mb``; small chunks stay in cache and in malloc's heap
+    (on one core, 2-12 MB chunks ran 2-3x faster than the 25-100 MB batches of a 512 MB budget).
     """
     q, k, v = _circuit_inputs(target, circuit)
     n_seq, n_tok, d = q.shape
     per_tensor = float(n_tok * m * q.element_size())
-    per_pair = 6.0 * per_tensor  # live (N, m) tensors per (seed, sequence)
-    budget = min(sweep.memory_mb * 2**20, CHUNK_BYTES / per_tensor * per_pair)
-    seq_chunk = _chunk(n_seq, per_pair, budget)
-    seed_chunk = _chunk(sweep.n_seeds, per_pair * seq_chunk, budget)
+    if circuit != "no_astrocyte" and is_tiled(feature, target.causal):
+        per_pair = 3.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks, rescaled, concatenated
+        budget = min(sweep.memory_mb * 2**20, per_pair * max(1, CHUNK_TOKENS // n_tok))
+        seq_chunk, seed_chunk = _chunk(n_seq, per_pair, budget), 1
+    else:
+        per_pair = 6.0 * per_tensor  # live (N, m) tensors per (seed, sequence)
+        budget = min(sweep.memory_mb * 2**20, CHUNK_BYTES / per_tensor * per_pair)
+        seq_chunk = _chunk(n_seq, per_pair, budget)
+        seed_chunk = _chunk(sweep.n_seeds, per_pair * seq_chunk, budget)
     values: dict[str, torch.Tensor] = {}  # metric -> (n_seeds, n_seq): rows keep one order whatever the chunks
     for seed_start in range(0, sweep.n_seeds, seed_chunk):
         seeds = slice(seed_start, min(sweep.n_seeds, seed_start + seed_chunk))
-        projections = draw_projections(sweep, feature, m, range(seeds.start, seeds.stop), d)
-        projections = projections.to(q.dtype).unsqueeze(1)
+        projections = draw_projections(sweep, feature, m, range(seeds.start, seeds.stop), d).to(q.dtype)
+        projections = projections[0] if seed_chunk == 1 else projections.unsqueeze(1)
         for seq_start in range(0, n_seq, seq_chunk):
             part = slice(seq_start, min(n_seq, seq_start + seq_chunk))
             args = (q[part], k[part], v[part], projections, feature, target.causal)

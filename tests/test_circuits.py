@@ -128,14 +128,19 @@ def test_float32_is_finite_and_matches_float64_at_large_logits():
 
 
 def test_error_matches_the_delta_method_prediction():
-    """Over seeds, mean(err^2) * m / C^2 = 1 where C / sqrt(m) is the delta-method relative error (z-test)."""
-    q, k, v = gaussian_head(n_seq=2, n=30, d=8, scale=0.3)
+    """Over seeds, mean(err^2) * m / C^2 = 1 where C / sqrt(m) is the delta-method relative error (z-test).
+
+    Small logits (|q + k| about 0.6) keep err^2 light-tailed (skew about 2), so the z-test over 48 seeds is
+    calibrated; at |q + k| about 1.2 the skew reaches 4-5 and the sample mean sits low for hundreds of seeds.
+    The two sequences share each seed's W, so the test runs over per-seed means.
+    """
+    q, k, v = gaussian_head(n_seq=2, n=30, d=8, scale=0.15)
     exact = softmax_attention(q, k, v)
     constant = predicted_error_constant(q, k, v)
-    m, seeds = 4096, 24
-    ratios = torch.stack([((astrocyte_attention(q, k, v, m, seed=s) - exact).norm(dim=(-2, -1)) / exact.norm(dim=(-2, -1))) ** 2
-                          * m / constant**2 for s in range(seeds)]).flatten()
-    z = (ratios.mean() - 1) / (ratios.std() / math.sqrt(ratios.numel()))
+    m, seeds = 4096, 48
+    ratios = torch.stack([(((astrocyte_attention(q, k, v, m, seed=s) - exact).norm(dim=(-2, -1))
+                            / exact.norm(dim=(-2, -1))) ** 2 * m / constant**2).mean() for s in range(seeds)])
+    z = (ratios.mean() - 1) / (ratios.std() / math.sqrt(seeds))
     assert abs(float(z)) < Z_CRITICAL
 
 

@@ -28,6 +28,8 @@ from astrostats.circuits.features import (
 from astrostats.validation import check_choice, check_int, fail
 
 STREAM_CHUNK = 64  # tokens per block in streaming mode: running sums across blocks, exact within
+TILE_ELEMENTS = 2**19  # rates per tile of hidden units (batch x N x tile): 2 MB of float32, about L2 size
+LOG2E = 1.0 / math.log(2.0)
 
 
 class CircuitOutput(NamedTuple):
@@ -43,56 +45,119 @@ def _shifted(exponent: torch.Tensor, oscillation: torch.Tensor | None, dims: tup
 
 def write_phase(phi_k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Hebbian H (..., d_v, m) and presynaptic g (..., m) from a block of tokens."""
-    hebbian = torch.einsum("...nv,...nm->...vm", v, phi_k)
+    hebbian = v.transpose(-1, -2) @ phi_k
     presynaptic = phi_k.sum(-2)
     return hebbian, presynaptic
 
 
 def read_phase(hebbian: torch.Tensor, presynaptic: torch.Tensor, phi_q: torch.Tensor):
     """Astrocyte response a_t = g·phi(q_t) and synaptic drive H phi(q_t), for every query t."""
-    response = phi_q @ presynaptic.unsqueeze(-1)
-    drive = torch.einsum("...vm,...tm->...tv", hebbian, phi_q)
-    return response.squeeze(-1), drive
+    response = (phi_q * presynaptic.unsqueeze(-2)).sum(-1)  # not a matmul: batched GEMV is 8x slower in torch
+    drive = phi_q @ hebbian.transpose(-1, -2)
+    return response, drive
 
 
-def _positive_rates_in_place(x: torch.Tensor, projection: torch.Tensor, dims: tuple[int, ...]):
-    """phi(x) shifted by its maximum over ``dims``, for the positive maps, without autograd: one GEMM with
-    -|x|^2/2 folded in as an extra column, then shift and exp in place (the same numbers as
-    ``_shifted(feature_parts(...))`` with about half the memory traffic)."""
-    half_norm = 0.5 * (x * x).sum(-1, keepdim=True)
-    augmented_x = torch.cat([x, -half_norm], -1)
-    augmented_w = torch.cat([projection, projection.new_ones(*projection.shape[:-1], 1)], -1)
-    exponent = augmented_x @ augmented_w.transpose(-1, -2)  # w·x - |x|^2/2
-    shift = exponent.amax(dim=dims, keepdim=True)
-    return exponent.sub_(shift).exp_(), shift - 0.5 * math.log(projection.shape[-2])
+def _positive_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor):
+    """The non-causal circuit for the positive maps, without autograd: the same numbers as the general path
+    (to float rounding), about twice as fast on CPU, for three reasons.
+
+    * Exponents in base 2, log2(e) folded into q and k: torch's exp2 is about 3x faster than its exp.
+    * The |x|^2/2 term is not a GEMM column: for queries it cancels in the per-token shift, for keys it is
+      subtracted with the per-sequence shift (one pass), so every GEMM has the head size as inner dimension.
+    * Hidden units run in tiles whose (batch x N x tile) rates stay in L2 cache. Shifts stay consistent
+      across tiles: each key tile's Hebbian block is rescaled to the sequence maximum at the end; queries
+      keep an online per-token maximum and rescale their running sums when it grows (as FlashAttention).
+    """
+    rows = projection.shape[-2]
+    weights = projection.transpose(-1, -2)
+    q_half, k_half = (0.5 * LOG2E * (x * x).sum(-1) for x in (q, k))  # |x|^2/2 in log2 units, (..., N)
+    q, k = q * LOG2E, k * LOG2E
+    batch = q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    n_tokens = q.shape[-2]
+    tiles = _tiles(math.prod(batch) * n_tokens, rows)
+    width = tiles[0].stop - tiles[0].start
+    # preallocated and reused: GEMMs writing to memory not in cache run at half speed, and fresh large
+    # tensors cost page faults. Rates: one buffer for every tile; Hebbian and presynaptic: a block per tile.
+    workspace = q.new_empty(math.prod(batch) * n_tokens * width)
+    hebbian = q.new_empty(len(tiles), *batch, v.shape[-1], width)
+    presynaptic = q.new_empty(len(tiles), *batch, width)
+    key_shifts = q.new_empty(len(tiles), *batch, 1)
+
+    def tile_views(index, tile):
+        size = tile.stop - tile.start
+        rates = workspace[: math.prod(batch) * n_tokens * size].view(*batch, n_tokens, size)
+        return rates, hebbian[index, ..., :size], presynaptic[index, ..., :size]
+
+    for index, tile in enumerate(tiles):  # write phase
+        rates, block_hebbian, block_presynaptic = tile_views(index, tile)
+        torch.matmul(k, weights[..., tile], out=rates)
+        shift = torch.amax(rates.amax(-1) - k_half, -1, keepdim=True, out=key_shifts[index])  # sequence maximum
+        rates.sub_((k_half + shift).unsqueeze(-1)).exp2_()
+        torch.matmul(v.transpose(-1, -2), rates, out=block_hebbian)
+        torch.sum(rates, -2, out=block_presynaptic)
+    key_shift = key_shifts.amax(0)  # (..., 1)
+    if len(tiles) > 1:  # every tile to the sequence maximum
+        scales = (key_shifts - key_shift).exp2_()
+        hebbian.mul_(scales.unsqueeze(-1))
+        presynaptic.mul_(scales)
+
+    response = drive = token_shift = None
+    for index, tile in enumerate(tiles):  # read phase
+        rates, block_hebbian, block_presynaptic = tile_views(index, tile)
+        torch.matmul(q, weights[..., tile], out=rates)
+        tile_max = rates.amax(-1, keepdim=True)
+        if token_shift is None:
+            token_shift = tile_max
+        else:  # the running sums to the new per-token maximum
+            new_shift = torch.maximum(token_shift, tile_max)
+            rescale = (token_shift - new_shift).exp2_()
+            response.mul_(rescale.squeeze(-1))
+            drive.mul_(rescale)
+            token_shift = new_shift
+        rates.sub_(token_shift).exp2_()
+        block_drive = rates @ block_hebbian.transpose(-1, -2)
+        block_response = rates.mul_(block_presynaptic.unsqueeze(-2)).sum(-1)  # in place: stays in cache
+        response = block_response if response is None else response.add_(block_response)
+        drive = block_drive if drive is None else drive.add_(block_drive)
+    # phi carries 1/sqrt(rows) on each side; shifts back to natural units
+    log_shift = (token_shift.squeeze(-1).double() - q_half.double() + key_shift.double()) / LOG2E - math.log(rows)
+    return response, drive, log_shift
 
 
-def _rates(x, projection, feature, dims):
-    """Shifted hidden-unit rates and the shift, by the fast path where it applies."""
-    fast = feature in ("positive", "orthogonal") and not (
-        torch.is_grad_enabled() and (x.requires_grad or projection.requires_grad))
-    if fast:
-        return _positive_rates_in_place(x, projection, dims)
-    return _shifted(*feature_parts(x, projection, feature), dims)
+def is_tiled(feature: str, causal: bool) -> bool:
+    """Whether :func:`run_circuit` takes the tiled path (when no gradient is needed)."""
+    return feature in ("positive", "orthogonal") and not causal
+
+
+def _tiles(batch_tokens: int, rows: int) -> list[slice]:
+    """Hidden units in tiles of equal width (the last may be narrower), each about TILE_ELEMENTS rates and
+    at least 64 units wide."""
+    count = math.ceil(rows / max(64, TILE_ELEMENTS // batch_tokens))
+    width = math.ceil(rows / count)
+    return [slice(start, min(rows, start + width)) for start in range(0, rows, width)]
 
 
 def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor,
                 feature: str = "positive", causal: bool = False) -> CircuitOutput:
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims."""
-    phi_q, q_shift = _rates(q, projection, feature, (-1,))
-    if not causal:
-        phi_k, k_shift = _rates(k, projection, feature, (-2, -1))
-        hebbian, presynaptic = write_phase(phi_k, v)
-        response, drive = read_phase(hebbian, presynaptic, phi_q)
-        key_shift = k_shift.squeeze(-1)
+    if is_tiled(feature, causal) and not (
+            torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))):
+        response, drive, log_shift = _positive_circuit(q, k, v, projection)
     else:
-        k_exponent, k_osc = feature_parts(k, projection, feature)
-        if k_exponent.shape[-1] == 1 and k_osc is not None:
-            k_exponent = k_exponent.expand_as(k_osc)
-        response, drive, key_shift = _stream(phi_q, k_exponent, k_osc, v)
+        phi_q, q_shift = _shifted(*feature_parts(q, projection, feature), (-1,))
+        if not causal:
+            phi_k, k_shift = _shifted(*feature_parts(k, projection, feature), (-2, -1))
+            hebbian, presynaptic = write_phase(phi_k, v)
+            response, drive = read_phase(hebbian, presynaptic, phi_q)
+            key_shift = k_shift.squeeze(-1)
+        else:
+            k_exponent, k_osc = feature_parts(k, projection, feature)
+            if k_exponent.shape[-1] == 1 and k_osc is not None:
+                k_exponent = k_exponent.expand_as(k_osc)
+            response, drive, key_shift = _stream(phi_q, k_exponent, k_osc, v)
+        log_shift = q_shift.squeeze(-1).double() + key_shift.double()
     output = drive / response.unsqueeze(-1)
-    log_response = response.double().abs().log() + q_shift.squeeze(-1).double() + key_shift.double()
-    return CircuitOutput(output, log_response)
+    return CircuitOutput(output, response.double().abs().log() + log_shift)
 
 
 def _stream(phi_q, k_exponent, k_osc, v):
