@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
+from astrostats.circuits import astrocyte
 from astrostats.circuits.astrocyte import STREAM_CHUNK, astrocyte_attention
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
@@ -42,6 +43,23 @@ def test_circuit_equals_dense_computation(feature, causal):
     expected, expected_response = dense_circuit(q, k, v, projection, feature, causal)
     output, response = astrocyte_attention(q, k, v, projection=projection, feature=feature, causal=causal,
                                            return_response=True)
+    assert torch.allclose(output, expected, rtol=0, atol=1e-10)
+    assert torch.allclose(response, expected_response, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("feature", ["positive", "orthogonal"])
+def test_tiled_path_equals_dense_computation(feature, monkeypatch):
+    """Hidden units in several tiles of unequal width (online per-token shifts, per-tile key shifts rescaled
+    to the sequence maximum), with a batch of projections broadcast against the sequences: the same numbers
+    as the dense formula. Large logits make the tiles' maxima differ, so every rescaling path runs."""
+    monkeypatch.setattr(astrocyte, "TILE_ELEMENTS", 1)  # at most 64 units per tile: 202 -> 51 + 51 + 51 + 49
+    q, k, v = gaussian_head(n=40, scale=1.0)
+    projections = torch.stack([draw_projection(202, 8, feature=feature, seed=s, dtype=torch.float64)
+                               for s in range(2)]).unsqueeze(1)  # (seeds, 1, m, d)
+    assert [tile.stop - tile.start for tile in astrocyte._tiles(240, 202)] == [51, 51, 51, 49]
+    expected, expected_response = dense_circuit(q, k, v, projections, feature)
+    output, response = astrocyte_attention(q, k, v, projection=projections, feature=feature, return_response=True)
+    assert output.shape == (2, 3, 40, 5)
     assert torch.allclose(output, expected, rtol=0, atol=1e-10)
     assert torch.allclose(response, expected_response, rtol=1e-10, atol=0)
 
