@@ -1,12 +1,13 @@
-"""Wall time and peak memory of a scaling sweep: in process, and on 1 and 2 local worker processes.
+"""Wall time and peak memory of the scaling analysis's sweep: in process, and on 1 and 2 local worker processes.
 
-Each configuration runs in a fresh process (so its peak resident memory is its own); cluster start-up is
-timed apart from the sweep. Efficiency = (1-worker time / 2-worker time) / 2. The sweep is the scaling
-study's shape: one synthetic typical head (8 sequences, N = 197, d = 64), m from 16 to 4096, positive and
-trigonometric features, the astrocyte and no-astrocyte circuits and the uniform baseline.
+The sweep is exactly the one ``python -m astrostats.analyze scaling`` runs (analyses/scaling.toml): the full
+profile by default, the quick one with ``--quick``. Each configuration runs in a fresh process (so its peak
+resident memory is its own); cluster start-up and a one-task warm-up (imports in the workers) are timed apart
+from the sweep. Efficiency = (1-worker time / 2-worker time) / 2.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import resource
 import time
@@ -14,15 +15,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def sweep_and_targets(quick: bool):
-    from astrostats.runner import Sweep
-    from astrostats.targets.synthetic import synthetic_head
+    from astrostats.spec import resolve_spec_argument
+    from astrostats.studies import scaling
 
-    m = (16, 64, 256, 1024) if quick else (16, 64, 256, 1024, 4096)
-    sweep = Sweep(m=m, n_seeds=4 if quick else 8, feature_maps=("positive", "trigonometric"),
-                  circuits=("astrocyte", "no_astrocyte", "uniform"))
-    targets = [synthetic_head(n_sequences=8, n_tokens=197, d_head=64, logit_scale=scale, seed=0)
-               for scale in ("diffuse", "typical")]
-    return targets, sweep
+    spec = resolve_spec_argument("scaling", "quick" if quick else "full")
+    parameters = spec.bind(scaling.Parameters)
+    return scaling.targets(spec, parameters), parameters.sweep(spec.seed)
 
 
 def _peak_mb() -> float:
@@ -43,7 +41,9 @@ def _one_configuration(workers: int | None, quick: bool) -> dict:
     start = time.perf_counter()
     with make_executor(workers=workers) as executor:
         started = time.perf_counter()
-        run_sweep(targets, sweep, progress=False, executor=executor)  # warm-up: imports in workers
+        warm_up = dataclasses.replace(sweep, m=sweep.m[:1], n_seeds=1, feature_maps=("positive",),
+                                      circuits=("astrocyte",))
+        run_sweep(targets[:1], warm_up, progress=False, executor=executor)  # imports in the workers
         begin = time.perf_counter()
         table = run_sweep(targets, sweep, progress=False, executor=executor)
         wall = time.perf_counter() - begin

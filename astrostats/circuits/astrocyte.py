@@ -125,7 +125,7 @@ def _positive_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, project
 
 
 def is_tiled(feature: str, causal: bool) -> bool:
-    """Whether :func:`run_circuit` takes the tiled path (when no gradient is needed)."""
+    """Whether :func:`run_circuit` takes the tiled path, which keeps its rates in cache (without gradients)."""
     return feature in ("positive", "orthogonal") and not causal
 
 
@@ -140,9 +140,16 @@ def _tiles(batch_tokens: int, rows: int) -> list[slice]:
 def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor,
                 feature: str = "positive", causal: bool = False) -> CircuitOutput:
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims."""
-    if is_tiled(feature, causal) and not (
-            torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))):
+    needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))
+    positive = feature in ("positive", "orthogonal") and not needs_grad
+    if positive and not causal:
         response, drive, log_shift = _positive_circuit(q, k, v, projection)
+    elif positive:  # streaming, with base-2 exponents as in the tiled path
+        q_exponent = _log2_rates(q, projection)
+        q_shift = q_exponent.amax(-1, keepdim=True)
+        phi_q = q_exponent.sub_(q_shift).exp2_()
+        response, drive, key_shift = _stream(phi_q, _log2_rates(k, projection), None, v, torch.exp2)
+        log_shift = (q_shift.squeeze(-1).double() + key_shift.double()) / LOG2E
     else:
         phi_q, q_shift = _shifted(*feature_parts(q, projection, feature), (-1,))
         if not causal:
@@ -154,18 +161,26 @@ def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: t
             k_exponent, k_osc = feature_parts(k, projection, feature)
             if k_exponent.shape[-1] == 1 and k_osc is not None:
                 k_exponent = k_exponent.expand_as(k_osc)
-            response, drive, key_shift = _stream(phi_q, k_exponent, k_osc, v)
+            response, drive, key_shift = _stream(phi_q, k_exponent, k_osc, v, torch.exp)
         log_shift = q_shift.squeeze(-1).double() + key_shift.double()
     output = drive / response.unsqueeze(-1)
     return CircuitOutput(output, response.double().abs().log() + log_shift)
 
 
-def _stream(phi_q, k_exponent, k_osc, v):
+def _log2_rates(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """log2 phi(x) for the positive maps: log2(e) (w·x - |x|^2/2) - log2(rows)/2, one GEMM and one pass."""
+    exponent = (x * LOG2E) @ projection.transpose(-1, -2)
+    offset = 0.5 * LOG2E * (x * x).sum(-1, keepdim=True) + 0.5 * math.log2(projection.shape[-2])
+    return exponent.sub_(offset)
+
+
+def _stream(phi_q, k_exponent, k_osc, v, exp):
     """Causal write phase: H_t = H_(t-1) + v_t phi(k_t)^T, g_t = g_(t-1) + phi(k_t), read at every t.
 
     Runs block by block: the state carried between blocks is exactly the running sums; inside a block the
     same sums are formed with a lower-triangular mask. Key exponents are shifted per block, with the carried
-    sums rescaled whenever the running maximum grows, so early tokens never underflow.
+    sums rescaled whenever the running maximum grows, so early tokens never underflow. ``exp`` is the base of
+    the exponents (torch.exp or torch.exp2); the returned shifts are in that base.
     """
     n = k_exponent.shape[-2]
     batch = k_exponent.shape[:-2]
@@ -180,10 +195,10 @@ def _stream(phi_q, k_exponent, k_osc, v):
         block_shift = exponent.amax(dim=(-2, -1), keepdim=True)
         new_shift = block_shift if running_shift is None else torch.maximum(running_shift, block_shift)
         if running_shift is not None:  # rescale the carried sums to the new reference
-            rescale = (running_shift - new_shift).exp()
+            rescale = exp(running_shift - new_shift)
             hebbian, presynaptic = hebbian * rescale, presynaptic * rescale.squeeze(-1)
         running_shift = new_shift
-        phi_block = (exponent - new_shift).exp()
+        phi_block = exp(exponent - new_shift)
         if k_osc is not None:
             phi_block = phi_block * k_osc[..., block, :]
         q_block = phi_q[..., block, :]
