@@ -134,7 +134,7 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
     n_seq, n_tok, d = q.shape
     per_tensor = float(n_tok * m * q.element_size())
     if circuit != "no_astrocyte" and is_tiled(feature, target.causal):
-        per_pair = 3.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks, rescaled, concatenated
+        per_pair = 2.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks (rates: one tile buffer)
         budget = min(sweep.memory_mb * 2**20, per_pair * max(1, CHUNK_TOKENS // n_tok))
         seq_chunk, seed_chunk = _chunk(n_seq, per_pair, budget), 1
     else:

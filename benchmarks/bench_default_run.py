@@ -3,6 +3,7 @@ runs it: a fresh process, default threads, per-analysis seconds from the manifes
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -12,9 +13,12 @@ from pathlib import Path
 
 
 def analyze_run(profile: str, name: str) -> list[dict]:
-    """Every analysis at ``profile`` in a fresh process: seconds per analysis, total wall time, peak memory."""
+    """Every analysis at ``profile`` in a fresh process: seconds per analysis, total wall time, peak memory.
+
+    The outputs go to a temporary folder, or to $ASTROSTATS_BENCH_OUT when set (to read the run afterwards).
+    """
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "reports"
+        out = Path(os.environ.get("ASTROSTATS_BENCH_OUT") or Path(folder) / "reports")
         begin = time.perf_counter()
         completed = subprocess.run([sys.executable, "-m", "astrostats.analyze", "--profile", profile, "--quiet",
                                     "--out", str(out)], capture_output=True, text=True)

@@ -148,9 +148,9 @@ def test_float32_is_finite_and_matches_float64_at_large_logits():
 def test_error_matches_the_delta_method_prediction():
     """Over seeds, mean(err^2) * m / C^2 = 1 where C / sqrt(m) is the delta-method relative error (z-test).
 
-    Small logits (|q + k| about 0.6) keep err^2 light-tailed (skew about 2), so the z-test over 48 seeds is
-    calibrated; at |q + k| about 1.2 the skew reaches 4-5 and the sample mean sits low for hundreds of seeds.
-    The two sequences share each seed's W, so the test runs over per-seed means.
+    Small logits (|q + k| about 0.6) keep err^2 lighter-tailed (skew about 2): at |q + k| about 1.2 the skew
+    reaches 4-5, and a normal z-test is then misled, the sample mean sitting below the expectation for hundreds
+    of seeds. The two sequences share each seed's W, so the test runs over per-seed means.
     """
     q, k, v = gaussian_head(n_seq=2, n=30, d=8, scale=0.15)
     exact = softmax_attention(q, k, v)

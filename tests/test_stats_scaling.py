@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from astrostats.stats.calibration import simulate_scaling_batch, simulate_scaling_table
-from astrostats.stats.scaling import (_fit_floor, fit_floor_batch, fit_scaling_law, floor_test_batch, power_law_batch,
+from astrostats.stats.scaling import (_fit_floor, _solve_steps, fit_floor_batch, fit_scaling_law, floor_test_batch, power_law_batch,
                                       power_law_bootstrap, scaling_design, scaling_fits_table)
 from astrostats.validation import InputError
 
@@ -190,6 +190,21 @@ def test_batched_floor_solver_reaches_the_least_squares_minimum():
         for row in range(6):
             reference, _ = _fit_floor(log_m, means[row], counts[row], [starts[row]], 0.1, loss=loss)
             np.testing.assert_allclose(fitted[row], reference, rtol=1e-5, atol=1e-8)
+
+
+def test_floor_solver_survives_an_exactly_singular_step():
+    """At alpha = 0 the Jacobian's log A and E_inf columns are proportional: a bootstrap draw of a flat real head
+    (SmolLM2) gave an exactly singular system, which stopped the whole batch. Now it takes least-norm steps."""
+    share = np.array([1.0, 1.0, 1.0, 1.0])
+    jacobian = np.stack([share, -np.log([64, 256, 1024, 4096]) * share, 0.857 * share], axis=-1)
+    singular = jacobian.T @ jacobian
+    regular = singular + np.diag([1.0, 2.0, 3.0])
+    systems, right = np.stack([regular, singular]), np.array([[1.0, -2.0, 0.5], [1.0, 7.0, 0.857]])
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.solve(systems, right[..., None])
+    steps = _solve_steps(systems, right)
+    assert np.allclose(steps[0], np.linalg.solve(regular, right[0]), rtol=1e-10)
+    assert np.allclose(steps[1], np.linalg.pinv(singular) @ right[1], rtol=1e-10)
 
 
 def test_batched_bootstrap_draws_are_those_of_fit_scaling_law():

@@ -552,6 +552,15 @@ def _floor_cost(residual: np.ndarray, f_scale: np.ndarray, loss: str) -> np.ndar
     return (f_scale ** 2 * (np.sqrt(1 + z) - 1).sum(axis=1))
 
 
+def _solve_steps(systems: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Batched 3x3 solves. At alpha = 0 (its bound) A and E_inf are interchangeable and a system can be exactly
+    singular: then the whole batch takes pseudo-inverse (least-norm) steps rather than stopping."""
+    try:
+        return np.linalg.solve(systems, right[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return (np.linalg.pinv(systems) @ right[..., None])[..., 0]
+
+
 def fit_floor_batch(level_log_m: np.ndarray, mean_log: np.ndarray, counts: np.ndarray, starts: np.ndarray,
                     f_scale: np.ndarray, loss: str = "soft_l1", max_iterations: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Batched bounded Levenberg-Marquardt fit of log err = log(E_inf + A m^-alpha) to per-m means.
@@ -588,12 +597,12 @@ def fit_floor_batch(level_log_m: np.ndarray, mean_log: np.ndarray, counts: np.nd
         gradient = np.einsum("pki,pk,pk->pi", jacobian, weight, residual)
         diagonal = np.maximum(np.einsum("pii->pi", normal), 1e-12)
         system = normal + damping[:, None, None] * np.eye(3)[None] * diagonal[:, :, None]
-        step = np.linalg.solve(system, gradient[..., None])[..., 0]
+        step = _solve_steps(system, gradient)
         blocked = ((theta <= lower) & (step < 0)) | ((theta >= upper) & (step > 0))
         if blocked.any():  # hold the parameters at a bound fixed and solve for the others
             keep = ~blocked
             reduced = system * keep[:, :, None] * keep[:, None, :] + np.eye(3)[None] * blocked[:, :, None]
-            step = np.linalg.solve(reduced, (gradient * keep)[..., None])[..., 0]
+            step = _solve_steps(reduced, gradient * keep)
         trial = np.clip(theta + step, lower, upper)
         trial_residual, trial_power, trial_curve = evaluate(trial)
         trial_cost = _floor_cost(trial_residual, f_scale, loss)
