@@ -56,7 +56,7 @@ def throughput(m_values, n_tokens_values, *, d: int = 64, n_sequences: int = 8, 
             projection = draw_projection(m, d, seed=0)
             heavy_flops = flops_per_sequence(n_tokens, d, d, m)
             one = (target.q[:1], target.k[:1], target.v[:1], projection)
-            heavy = best_time(lambda: run_circuit(*one), repeats)
+            heavy = best_time(lambda: run_circuit(*one), 4 * repeats)  # milliseconds each: more repeats
             rate = matmul_gflops()
             for part, seconds, work in (("runner task", task, flops), ("run_circuit", heavy, heavy_flops)):
                 rows.append({"benchmark": "throughput", "part": part, "n_tokens": n_tokens, "m": m,
