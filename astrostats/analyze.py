@@ -30,7 +30,7 @@ def parse_arguments(argv):
     parser.add_argument("analyses", nargs="*", help="analysis names (see --list) or paths to spec files; default: all")
     parser.add_argument("--list", action="store_true", help="list the available analyses and exit")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports/)")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="smoke | quick (default) | full")
+    parser.add_argument("--profile", choices=PROFILES, default="quick", help="smoke | quick (default) | full | exhaustive")
     parser.add_argument("--seed", type=int, default=None, help="override every spec's base seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     parser.add_argument("--audit-only", action="store_true", help="rebuild audit and report from stored tables")

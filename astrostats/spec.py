@@ -7,13 +7,14 @@ A spec file::
     question = "..."            # one sentence, printed in the report's methods
     seed = 0                    # base seed; every task derives its own from it
 
-    [parameters]                # the full (publication-grade) values
+    [parameters]                # the exhaustive values (publication grade: hours, a Dask cluster)
     m = [8, 16, 32]
 
+    [profiles.full]             # overrides sized so that every analysis at full runs in 30 min on 2 cores
     [profiles.quick]            # overrides for the default run
     [profiles.smoke]            # overrides for the tests (seconds)
 
-Resolution: parameters, then the profile's overrides. The hash is over the resolved spec (canonical JSON),
+Resolution: parameters, then the profile's overrides (the exhaustive profile has none). The hash is over the resolved spec (canonical JSON),
 so the manifest pins exactly what ran; the file's own hash is kept beside it, because a pre-registered
 spec must be shown unchanged.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from astrostats.validation import InputError, check_choice, fail
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "full", "exhaustive")
 TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration"}
 ANALYSES_DIR = Path(__file__).resolve().parent.parent / "analyses"
 

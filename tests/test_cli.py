@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from astrostats import analyze
+from astrostats.spec import PROFILES, available_specs, load_spec
+from astrostats.studies import get_study
 from astrostats.studies import scaling
 
 SMOKE = ["--profile", "smoke", "--quiet"]
@@ -101,6 +103,13 @@ def test_a_failed_analysis_is_reported_and_the_others_complete(tmp_path, monkeyp
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "astrostats.analyze", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_analysis_resolves_and_binds_at_every_profile(profile):
+    for path in available_specs().values():
+        spec = load_spec(path, profile)
+        spec.bind(get_study(spec.kind).Parameters)  # raises InputError naming a bad or unknown parameter
 
 
 def test_list_names_every_analysis():

@@ -34,12 +34,16 @@ def language_tables(tmp_path_factory):
     return run("fig3_language", tmp_path_factory.mktemp("language"))
 
 
-def test_full_profiles_meet_the_issue(tmp_path):
+def test_exhaustive_profiles_cover_every_head_with_many_seeds():
+    """Issue 6's publication grade: the exhaustive profile (a cluster's job); `full` is sized for 30 minutes."""
     for name in ("fig3_language", "fig3_vision"):
-        parameters = load_spec(ANALYSES / f"{name}.toml", "full").bind(real_heads.Parameters)
+        parameters = load_spec(ANALYSES / f"{name}.toml", "exhaustive").bind(real_heads.Parameters)
         assert parameters.n_seeds >= 16 and {1000, 100000} <= set(parameters.response_m)
         assert set(parameters.analyses) == set(real_heads.ANALYSES)
         assert parameters.layers == parameters.heads == parameters.response_layers == parameters.response_heads == ()
+        assert parameters.sweep_layers == parameters.sweep_heads == ()
+        full = load_spec(ANALYSES / f"{name}.toml", "full").bind(real_heads.Parameters)
+        assert full.layers == full.heads == () and set(full.analyses) == set(real_heads.ANALYSES)
     assert set(load_spec(ANALYSES / "fig3_language.toml", "full").parameters["models"]) == {"minilm", "smollm2"}
 
 
