@@ -1,6 +1,7 @@
 """Run the benchmarks, print one table per benchmark, and write JSON to benchmarks/results/.
 
-    python benchmarks/run.py                 # everything (about 10 minutes on 2 idle cores)
+    python benchmarks/run.py                 # everything (about an hour on 2 idle cores: full_run and sweep
+                                             # run the full profile; each takes 20 minutes)
     python benchmarks/run.py --quick         # smaller grids
     python benchmarks/run.py --only circuit  # any bench_<name>.py that defines run(quick)
     python benchmarks/run.py --threads 2     # torch threads for the in-process measurements (default 1)
