@@ -520,21 +520,13 @@ class WholeCellNoise:
 
     @property
     def name(self) -> str:
-        return _name("noise_whole_cell", snr=float(self.snr))
+        return _name(self.family, snr=float(self.snr))
 
 
 @dataclass(frozen=True)
-class ProcessNoise:
-    snr: float = MEASURED_EVENT_SNR
-    level: str = "stress"
+class ProcessNoise(WholeCellNoise):
+    """The same noise drawn for every process (hidden unit) apart; variants dispatch on ``family``."""
     family: str = "noise_per_process"
-
-    def __post_init__(self):
-        check_float("snr", self.snr, minimum=0.0, strict=True)
-
-    @property
-    def name(self) -> str:
-        return _name("noise_per_process", snr=float(self.snr))
 
 
 @dataclass(frozen=True)
