@@ -34,9 +34,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from astrostats.circuits.astrocyte import read_phase, run_circuit, write_phase
+from astrostats.circuits.astrocyte import _shifted, read_phase, run_circuit, write_phase
 from astrostats.circuits.attention import causal_mask
-from astrostats.circuits.features import feature_parts
+from astrostats.circuits.features import feature_parts, torch_generator
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 TOKEN_INTERVAL_S = 0.025  # one token every 25 ms: within the 10-50 ms of speech and reading
@@ -63,12 +63,6 @@ class CircuitPieces(NamedTuple):
     causal: bool
 
 
-def _sequence_shifted(exponent: torch.Tensor, oscillation: torch.Tensor | None) -> torch.Tensor:
-    shift = exponent.amax(dim=(-2, -1), keepdim=True)
-    rates = (exponent - shift).exp()
-    return rates if oscillation is None else rates * oscillation
-
-
 def process_features(q: torch.Tensor, k: torch.Tensor, projection: torch.Tensor,
                      feature: str = "positive") -> tuple[torch.Tensor, torch.Tensor]:
     """phi(q), phi(k) per process in float64, each scaled by one constant per sequence (which cancels in
@@ -76,7 +70,7 @@ def process_features(q: torch.Tensor, k: torch.Tensor, projection: torch.Tensor,
     projection = projection.double()
     q_exponent, q_osc = feature_parts(q.double(), projection, feature)
     k_exponent, k_osc = feature_parts(k.double(), projection, feature)
-    return _sequence_shifted(q_exponent, q_osc), _sequence_shifted(k_exponent, k_osc)
+    return _shifted(q_exponent, q_osc, (-2, -1))[0], _shifted(k_exponent, k_osc, (-2, -1))[0]
 
 
 def circuit_pieces(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor,
@@ -104,16 +98,18 @@ def hebbian_parts(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, cau
     """Drive H phi(q_t) and response sum_i w_i g_i phi_i(q_t), where w are per-process weights on the
     astrocyte's side only (gains or noise; broadcast against phi_q). Non-causal: the write/read phases of
     astrocyte.py; causal: the same sums with the running-sum (lower-triangular) mask written out."""
-    weighted_q = phi_q if response_weights is None else phi_q * response_weights
     if not causal:
         hebbian, presynaptic = write_phase(phi_k, v)
-        _, drive = read_phase(hebbian, presynaptic, phi_q)
-        response = weighted_q @ presynaptic.unsqueeze(-1)
-        return drive, response.squeeze(-1)
+        response, drive = read_phase(hebbian, presynaptic, phi_q if response_weights is None
+                                     else phi_q * response_weights)
+        if response_weights is not None:
+            drive = phi_q @ hebbian.transpose(-1, -2)  # the weights act on the astrocyte's side only
+        return drive, response
     mask = causal_mask(phi_q.shape[-2], phi_k.shape[-2])
-    drive = ((phi_q @ phi_k.transpose(-1, -2)) * mask) @ v
-    response = ((weighted_q @ phi_k.transpose(-1, -2)) * mask).sum(-1)
-    return drive, response
+    scores = (phi_q @ phi_k.transpose(-1, -2)) * mask
+    if response_weights is not None:
+        return scores @ v, (((phi_q * response_weights) @ phi_k.transpose(-1, -2)) * mask).sum(-1)
+    return scores @ v, scores.sum(-1)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -646,5 +642,4 @@ def realistic_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
 
 def seed_generator(*entropy: int) -> torch.Generator:
     """A torch generator from integers, via numpy's SeedSequence (as the runner derives task seeds)."""
-    state = np.random.SeedSequence([int(x) for x in entropy]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+    return torch_generator(np.random.SeedSequence([int(x) for x in entropy]))
