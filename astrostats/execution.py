@@ -23,7 +23,7 @@ import os
 import pickle
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,6 @@ class ExecutionStats:
     computed: int = 0
     reused: int = 0
     corrupted: int = 0
-    per_call: list = field(default_factory=list)
 
 
 def _identity(value: Any) -> Any:
@@ -237,7 +236,6 @@ class Executor:
         self.stats.computed += call.computed
         self.stats.reused += call.reused
         self.stats.corrupted += call.corrupted
-        self.stats.per_call.append(call)
         return results
 
     def close(self) -> None:

@@ -132,14 +132,13 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
     """
     q, k, v = _circuit_inputs(target, circuit)
     n_seq, n_tok, d = q.shape
-    per_tensor = float(n_tok * m * q.element_size())
+    memory = sweep.memory_mb * 2**20
     if circuit != "no_astrocyte" and is_tiled(feature, target.causal):
         per_pair = 2.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks (rates: one tile buffer)
-        budget = min(sweep.memory_mb * 2**20, per_pair * max(1, CHUNK_TOKENS // n_tok))
-        seq_chunk, seed_chunk = _chunk(n_seq, per_pair, budget), 1
+        seq_chunk, seed_chunk = min(_chunk(n_seq, per_pair, memory), max(1, CHUNK_TOKENS // n_tok)), 1
     else:
-        per_pair = 6.0 * per_tensor  # live (N, m) tensors per (seed, sequence)
-        budget = min(sweep.memory_mb * 2**20, CHUNK_BYTES / per_tensor * per_pair)
+        per_pair = 6.0 * n_tok * m * q.element_size()  # live (N, m) tensors per (seed, sequence)
+        budget = min(memory, 6.0 * CHUNK_BYTES)  # CHUNK_BYTES per (N, m) tensor
         seq_chunk = _chunk(n_seq, per_pair, budget)
         seed_chunk = _chunk(sweep.n_seeds, per_pair * seq_chunk, budget)
     values: dict[str, torch.Tensor] = {}  # metric -> (n_seeds, n_seq): rows keep one order whatever the chunks

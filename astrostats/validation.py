@@ -37,9 +37,10 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
 
 def check_int_list(name: str, values: Any, *, minimum: int = 1) -> tuple[int, ...]:
     """A non-empty list of integers >= minimum (the m values of a sweep, say)."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) or not list(values):
+    items = None if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) else list(values)
+    if not items:
         raise fail(name, f"a non-empty list of integers >= {minimum}", values)
-    return tuple(check_int(name, value, minimum=minimum) for value in values)
+    return tuple(check_int(name, value, minimum=minimum) for value in items)
 
 
 def check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,

@@ -77,3 +77,11 @@ def test_bad_sweeps_name_the_parameter(kwargs, parameter):
 def test_bad_synthetic_targets_name_the_parameter(kwargs, parameter):
     with pytest.raises(InputError, match=f"^{parameter}:"):
         synthetic_head(**kwargs)
+
+
+def test_int_lists_are_read_once_so_iterators_work():
+    from astrostats.validation import check_int_list
+
+    assert check_int_list("m", (m for m in (8, 16))) == (8, 16)  # read twice, a generator came back empty
+    with pytest.raises(InputError, match="m"):
+        check_int_list("m", iter(()))

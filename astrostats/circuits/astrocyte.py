@@ -21,6 +21,7 @@ import torch
 from astrostats.circuits.attention import check_qkv
 from astrostats.circuits.features import (
     FEATURE_MAPS,
+    POSITIVE_MAPS,
     check_projection,
     draw_projection,
     feature_parts,
@@ -30,7 +31,6 @@ from astrostats.validation import check_choice, check_int, fail
 STREAM_CHUNK = 64  # tokens per block in streaming mode: running sums across blocks, exact within
 TILE_ELEMENTS = 2**19  # rates per tile of hidden units (batch x N x tile): 2 MB of float32, about L2 size
 LOG2E = 1.0 / math.log(2.0)
-POSITIVE_MAPS = ("positive", "orthogonal")  # phi(x) = exp(w·x - |x|^2/2) / sqrt(m), no oscillating factor
 
 
 class CircuitOutput(NamedTuple):

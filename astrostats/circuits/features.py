@@ -19,6 +19,7 @@ from astrostats.validation import check_choice, check_int, check_tensor, fail
 
 FEATURE_MAPS = ("positive", "orthogonal", "trigonometric", "hyperbolic")
 PAIRED_MAPS = ("trigonometric", "hyperbolic")
+POSITIVE_MAPS = ("positive", "orthogonal")  # phi(x) = exp(w·x - |x|^2/2) / sqrt(m), no oscillating factor
 
 
 def projection_rows(m: int, feature: str) -> int:
@@ -75,7 +76,7 @@ def feature_parts(x: torch.Tensor, projection: torch.Tensor, feature: str) -> tu
     projected = x @ projection.transpose(-1, -2)
     half_norm = 0.5 * (x * x).sum(-1, keepdim=True)
     rows = projection.shape[-2]
-    if feature in ("positive", "orthogonal"):
+    if feature in POSITIVE_MAPS:
         return projected - half_norm - 0.5 * math.log(rows), None
     if feature == "hyperbolic":
         return torch.cat([projected, -projected], -1) - half_norm - 0.5 * math.log(2 * rows), None
