@@ -116,7 +116,8 @@ def _circuit_inputs(target: TargetBatch, circuit: str):
     return target.q, target.k, target.v
 
 
-def _chunk(total: int, per_item_bytes: float, budget_bytes: float) -> int:
+def items_per_chunk(total: int, per_item_bytes: float, budget_bytes: float) -> int:
+    """How many of ``total`` items fit in ``budget_bytes`` (at least 1)."""
     return int(max(1, min(total, budget_bytes // max(per_item_bytes, 1.0))))
 
 
@@ -135,12 +136,13 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
     memory = sweep.memory_mb * 2**20
     if circuit != "no_astrocyte" and is_tiled(feature, target.causal):
         per_pair = 2.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks (rates: one tile buffer)
-        seq_chunk, seed_chunk = min(_chunk(n_seq, per_pair, memory), max(1, CHUNK_TOKENS // n_tok)), 1
+        seq_chunk = min(items_per_chunk(n_seq, per_pair, memory), max(1, CHUNK_TOKENS // n_tok))
+        seed_chunk = 1
     else:
         per_pair = 6.0 * n_tok * m * q.element_size()  # live (N, m) tensors per (seed, sequence)
         budget = min(memory, 6.0 * CHUNK_BYTES)  # CHUNK_BYTES per (N, m) tensor
-        seq_chunk = _chunk(n_seq, per_pair, budget)
-        seed_chunk = _chunk(sweep.n_seeds, per_pair * seq_chunk, budget)
+        seq_chunk = items_per_chunk(n_seq, per_pair, budget)
+        seed_chunk = items_per_chunk(sweep.n_seeds, per_pair * seq_chunk, budget)
     values: dict[str, torch.Tensor] = {}  # metric -> (n_seeds, n_seq): rows keep one order whatever the chunks
     for seed_start in range(0, sweep.n_seeds, seed_chunk):
         seeds = slice(seed_start, min(sweep.n_seeds, seed_start + seed_chunk))
@@ -190,7 +192,7 @@ class SweepTask:
     m: int | None  # None for the fixed circuits
 
 
-def _references(target: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def references(target: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact attention (float64) and log softmax normaliser: what every circuit is scored against."""
     exact = softmax_attention(target.q, target.k, target.v, target.causal).double()
     log_z = log_normaliser(target.q.double(), target.k.double(), target.causal)
@@ -199,9 +201,9 @@ def _references(target: TargetBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_task(common: tuple, task: SweepTask) -> pd.DataFrame:
     """Run one task; ``common`` = (sweep, targets, references), shipped to each worker once."""
-    sweep, targets, references = common
+    sweep, targets, exact_references = common
     target = targets[task.target_index]
-    exact, log_z = references[task.target_index]
+    exact, log_z = exact_references[task.target_index]
     if task.m is None:
         return run_fixed_circuit(target, task.circuit, exact, log_z)
     return run_random_circuit(target, sweep, task.circuit, task.feature, task.m, exact, log_z)
@@ -237,7 +239,7 @@ def run_sweep(targets: Iterable[TargetBatch], sweep: Sweep, *, progress: bool = 
     sweep_id = json.dumps(dataclasses.asdict(sweep), sort_keys=True)
     keys = [json.dumps([digests[t.target_index], sweep_id, t.circuit, t.feature, t.m]) for t in tasks]
     costs = [_task_cost(targets[t.target_index], sweep, t) for t in tasks]
-    common = (sweep, targets, [_references(target) for target in targets])
+    common = (sweep, targets, [references(target) for target in targets])
     executor = executor or Executor()
     frames = executor.map(run_task, tasks, keys=keys, namespace="runner.run_sweep", desc="circuits",
                           common=common, costs=costs, progress=progress)

@@ -445,7 +445,7 @@ def test_a_calibrated_snr_equal_to_a_listed_one_gives_one_measured_variant():
 
 def test_infinite_m_required_is_beyond_whatever_its_ci(monkeypatch):
     """The floors table says 'no' for an infinite estimate even when its CI's lower bound is finite."""
-    import astrostats.stats.scaling as scaling
+    from astrostats.studies import biology
     from astrostats.studies.biology import Parameters, floors_table
 
     by = {"target": "synthetic", "layer": -1, "head": -1, "logit_scale": "typical", "feature_map": "positive"}
@@ -458,7 +458,7 @@ def test_infinite_m_required_is_beyond_whatever_its_ci(monkeypatch):
     fits = pd.DataFrame([{**by, "variant": v, "m_required_10pct": e, "m_required_10pct_ci_low": lo,
                           "m_required_10pct_ci_high": hi, "m_required_10pct_infinite": inf, "status": "ok"}
                          for v, e, lo, hi, inf, _ in cases])
-    monkeypatch.setattr(scaling, "scaling_fits_table", lambda *args, **kwargs: fits.copy())
+    monkeypatch.setattr(biology, "scaling_fits_table", lambda *args, **kwargs: fits.copy())
     errors = pd.DataFrame([{**by, "variant": v, "family": v.split("_")[0], "level": "measured", "m": m, "seed": 0,
                             "sequence_id": 0, "metric": "relative_error", "value": 0.1, "status": "ok", "reason": ""}
                            for v, *_ in cases for m in (8, 16)])

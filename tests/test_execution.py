@@ -54,7 +54,7 @@ def _run_task_killing_worker_once(common, task):
 def test_worker_lost_mid_run_is_survived(cluster_executor, in_process_table, tmp_path):
     targets = smoke_targets()
     tasks = runner.sweep_tasks(targets, SMOKE_SWEEP)
-    sweep_common = (SMOKE_SWEEP, targets, [runner._references(target) for target in targets])
+    sweep_common = (SMOKE_SWEEP, targets, [runner.references(target) for target in targets])
     marker = tmp_path / "worker-killed"
     frames = cluster_executor.map(_run_task_killing_worker_once, tasks, common=(str(marker), sweep_common),
                                   progress=False)

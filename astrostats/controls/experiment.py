@@ -26,7 +26,7 @@ from astrostats.controls.fitted import FittedRegressor, LearnedFeatureAttention
 from astrostats.controls.training import (TrainingBudget, derangement, exact_outputs, fit, predict,
                                           relative_errors)
 from astrostats.runner import Sweep, draw_projections
-from astrostats.targets.base import TargetBatch
+from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
@@ -126,11 +126,5 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
     history = pd.concat(histories, ignore_index=True)[["circuit", "m", "seed", "epoch", "train_loss",
                                                          "validation_loss"]]
     head = {key: train.labels[key] for key in HEAD_KEYS if key in train.labels}  # which head was fitted
-    return (pd.concat(measurements, ignore_index=True), _with_head(pd.DataFrame(training), head),
-            _with_head(history, head))
-
-
-def _with_head(frame: pd.DataFrame, head: dict) -> pd.DataFrame:
-    for key, value in reversed(head.items()):
-        frame.insert(0, key, value)
-    return frame
+    return (pd.concat(measurements, ignore_index=True), labelled(pd.DataFrame(training), head),
+            labelled(history, head))

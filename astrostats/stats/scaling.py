@@ -49,7 +49,6 @@ from astrostats.stats.resampling import bootstrap_interval, rescaled_cluster_wei
 from astrostats.validation import InputError, check_choice, check_float, check_int, fail
 
 RATE = 0.5  # the random-feature Monte-Carlo rate
-MODELS = ("power_law", "power_law_floor")
 CHUNK_ELEMENTS = 1 << 22  # bootstrap weights held at once by the batched path (32 MB of float64)
 F_ZERO = 1e-8  # a floor F statistic below this is rounding: the floor sits on its boundary E_inf = 0
 BOOTSTRAP_METHOD = ("alpha: feature draws resampled within m (Rao-Wu) + sequence slope deviations resampled, "

@@ -29,10 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from astrostats.circuits import biophysics as bio
-from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
-from astrostats.runner import Sweep, draw_projections, score, tidy_rows
+from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
+from astrostats.stats.scaling import epsilon_label, scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.studies import real_heads
 from astrostats.targets import recordings
@@ -253,8 +253,7 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
             levels: tuple[str, ...] | None = None) -> list[pd.DataFrame]:
     """Every variant (or those at ``levels``) at every (feature map, m) on one target, chunked over seeds to
     bound memory. A variant's noise seeds depend on its place in ``chosen``, whatever ``levels`` keeps."""
-    exact = softmax_attention(batch.q, batch.k, batch.v, batch.causal).double()
-    log_z = log_normaliser(batch.q.double(), batch.k.double(), batch.causal)
+    exact, log_z = references(batch)
     kept_index = {i for i, v in enumerate(chosen) if levels is None or v.level in levels}
     kept = [chosen[i] for i in sorted(kept_index)]
     per_process = any(v.family in bio.PER_PROCESS for v in kept)
@@ -270,7 +269,7 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
                 bar.update()
                 continue
             per_seed = 16.0 * n_seq * n_tok * (m + d) * 8  # float64 features, weights and drives
-            chunk = int(max(1, min(parameters.n_seeds, parameters.memory_mb * 2**20 // per_seed)))
+            chunk = items_per_chunk(parameters.n_seeds, per_seed, parameters.memory_mb * 2**20)
             for start in range(0, parameters.n_seeds, chunk):
                 seeds = range(start, min(parameters.n_seeds, start + chunk))
                 projections = draw_projections(sweep, feature, m, seeds, d).to(batch.q.dtype).unsqueeze(1)
@@ -296,8 +295,6 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
 def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
     """E_inf and m_required at 10 % per (target, variant, feature map), set against synapse counts: ``within_<species>``
     is 'yes' (CI upper bound <= count), 'no' (CI lower bound above it, or m_required infinite) or 'undetermined'."""
-    from astrostats.stats.scaling import epsilon_label, scaling_fits_table
-
     by = ["target", "layer", "head", "logit_scale", "variant", "feature_map"]
     usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
     fits = scaling_fits_table(usable.drop(columns=["status", "reason"]), by=by, n_bootstrap=parameters.n_bootstrap,
@@ -311,16 +308,17 @@ def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     smallest = (usable[usable["m"] == usable["m"].min()].groupby(by)["value"].median().rename("error_at_smallest_m"))
     largest = (usable[usable["m"] == usable["m"].max()].groupby(by)["value"].median().rename("error_at_largest_m"))
     fits = fits.join(smallest, on=by).join(largest, on=by)
+    if label not in fits:
+        return fits
+    high, low = fits[f"{label}_ci_high"], fits[f"{label}_ci_low"]
+    infinite = fits[f"{label}_infinite"].fillna(False).astype(bool) if f"{label}_infinite" in fits \
+        else pd.Series(False, index=fits.index)
+    infinite = infinite | np.isposinf(fits[label].astype(float))
     for species, count in zip(SYNAPSE_COUNTS["species"], SYNAPSE_COUNTS["synapses"]):
-        if label in fits:
-            high, low = fits[f"{label}_ci_high"], fits[f"{label}_ci_low"]
-            infinite = fits[f"{label}_infinite"].fillna(False).astype(bool) if f"{label}_infinite" in fits \
-                else pd.Series(False, index=fits.index)
-            infinite = infinite | np.isposinf(fits[label].astype(float))
-            # 'no' also when the estimate is infinite (floor at or above the tolerance), whatever its CI
-            fits[f"within_{species}"] = np.select([infinite, high <= count, low > count], ["no", "yes", "no"],
-                                                  "undetermined")
-            fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
+        # 'no' also when the estimate is infinite (floor at or above the tolerance), whatever its CI
+        fits[f"within_{species}"] = np.select([infinite, high <= count, low > count], ["no", "yes", "no"],
+                                              "undetermined")
+        fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
     return fits
 
 
@@ -343,11 +341,5 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
             f"{spec.name}_calibration": calibration_table}
 
 
-def m_required_column() -> str:
-    from astrostats.stats.scaling import epsilon_label
-
-    return f"m_required_{epsilon_label(TOLERANCE)}"
-
-
 __all__ = ["Parameters", "run", "variants", "unique_variants", "targets", "real_targets", "measure", "TOLERANCE",
-           "SYNAPSE_COUNTS", "m_required_column"]
+           "SYNAPSE_COUNTS"]

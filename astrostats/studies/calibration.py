@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from astrostats.spec import Spec
-from astrostats.stats.calibration import CHECKS, rate_row, simulate_check, simulate_scaling_table
+from astrostats.stats.calibration import CHECKS, DEFAULT_OPTIONS, rate_row, simulate_check, simulate_scaling_table
 from astrostats.stats.scaling import fit_scaling_law
 from astrostats.studies.base import RunContext
 from astrostats.validation import check_choice, check_float, check_int, fail
@@ -58,9 +58,7 @@ class Parameters:
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
-    options = {"n": parameters.n, "n_resamples": parameters.n_resamples, "delta": parameters.delta,
-               "m_values": parameters.m_values, "n_sequences": parameters.n_sequences,
-               "n_seeds": parameters.n_seeds, "n_bootstrap": parameters.n_bootstrap}
+    options = {key: getattr(parameters, key) for key in DEFAULT_OPTIONS}  # every option the checks take
     rows, simulations = [], []
     for check in tqdm(parameters.checks, desc="calibration", disable=not context.progress):
         outcomes = simulate_check(check, parameters.n_simulations, seed=spec.seed, **options)

@@ -48,7 +48,7 @@ from astrostats.spec import Spec
 from astrostats.studies import real_heads
 from astrostats.studies.base import RunContext
 from astrostats.targets import language
-from astrostats.targets.base import TargetBatch
+from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, fail
@@ -326,8 +326,7 @@ def prepare(target: str, role: str, parameters: Parameters, plan: ControlPlan, s
     d, d_v = train.q.shape[-1], train.v.shape[-1]
     accounting = accounting_table(tuple(parameters.circuits) + plan.names, parameters.m, d, d_v,
                                   parameters.budget_tolerance)
-    for key in ("d_head", "head", "layer", "target"):
-        accounting.insert(0, key, d if key == "d_head" else train.labels[key])
+    labelled(accounting, {**{key: train.labels[key] for key in ("target", "layer", "head")}, "d_head": d})
     return HeadAnalysis(role, splits, accounting)
 
 
@@ -343,14 +342,11 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
     tests = comparisons_table(measurements, families(parameters, registered, evaluation, head.role),
                               alpha=float(registered["alpha"]), correction=registered["correction"],
                               n_resamples=parameters.n_resamples, seed=seed)
-    labels = head.splits["train"].labels
-    for key in ("head", "layer", "target"):
-        tests.insert(0, key, labels[key])
+    labelled(tests, {key: head.splits["train"].labels[key] for key in ("target", "layer", "head")})
     tables = {"": measurements, "_accounting": head.accounting, "_training": training, "_history": history,
               "_learning_curves": learning_curves(measurements, head.accounting), "_tests": tests}
     for table in tables.values():
-        table.insert(0, "analysed_head", head.name)
-        table.insert(0, "role", head.role)
+        labelled(table, {"role": head.role, "analysed_head": head.name})
     return tables
 
 

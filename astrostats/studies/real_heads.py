@@ -32,7 +32,7 @@ import torch
 from astrostats.circuits.astrocyte import astrocyte_attention
 from astrostats.circuits.attention import attention_logits, log_normaliser
 from astrostats.circuits.theory import predicted_error_constant
-from astrostats.runner import CIRCUITS, Sweep, draw_projections, run_sweep
+from astrostats.runner import CIRCUITS, Sweep, draw_projections, items_per_chunk, run_sweep
 from astrostats.spec import Spec
 from astrostats.studies.base import RunContext
 from astrostats.studies.scaling import fit_error_laws, theory_table
@@ -200,7 +200,7 @@ def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed
         log_z = log_normaliser(q.double(), k.double(), batch.causal).numpy()
         for m in parameters.response_m:
             per_seed = 6.0 * count * n_tokens * m * q.element_size()
-            chunk = int(max(1, min(parameters.n_seeds, parameters.memory_mb * 2**20 // per_seed)))
+            chunk = items_per_chunk(parameters.n_seeds, per_seed, parameters.memory_mb * 2**20)
             log_responses = []
             for start in range(0, parameters.n_seeds, chunk):
                 seeds = range(start, min(parameters.n_seeds, start + chunk))
