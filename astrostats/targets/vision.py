@@ -193,8 +193,9 @@ def vit_heads(*, source: str = "mnist", n_sequences: int = 8, layers=(), heads=(
     model = load_vit(source) if model is None else model
     images, _ = test_images(source, n_sequences)
     chosen_layers = select("layers", layers, model.config.n_layers)
-    return head_targets(f"vit_{source}", [vit_attention(model, images)[layer] for layer in chosen_layers],
-                        heads, extra={"n_kv_heads": model.config.n_heads, "source": source})
+    every_layer = vit_attention(model, images)  # one forward pass for all layers
+    return head_targets(f"vit_{source}", [every_layer[layer] for layer in chosen_layers], heads,
+                        extra={"n_kv_heads": model.config.n_heads, "source": source})
 
 
 def config_dict(config: ViTConfig) -> dict:
