@@ -56,6 +56,13 @@ def test_nan_m_required_is_not_reported_as_a_floor():
     assert "floor" not in result.evidence[0].note and "undetermined" in result.evidence[0].note
 
 
+def test_a_missing_floor_flag_is_not_a_floor():
+    """Fits concatenated with older rows carry NaN where the infinite flag is missing: bool(NaN) is True, and
+    C6 used to read such a finite row as a floor (NOT_SUPPORTED); C4 already did not."""
+    rows = pd.DataFrame([need_row("diffuse", 40, 30, 50, infinite=float("nan")), need_row("typical", 500, 400, 600)])
+    assert c6_required_m.judge({"scaling_fits": rows}).verdict == "SUPPORTED"
+
+
 def test_evidence_that_selects_no_rows_becomes_a_major_concern(monkeypatch):
     table = pd.DataFrame({"x": [1, 2]})
     cited = ClaimVerdict("C1", "s", "SUPPORTED", "r", (Evidence("t", "x == 3", "x", 3.0),), "why")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 
 def finite(value) -> float | None:
     """A float for the audit, or None where the table holds no finite number."""
@@ -15,6 +17,14 @@ def finite(value) -> float | None:
 
 def quote(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def is_floor(row) -> bool:
+    """Whether a fit row says the error never reaches the tolerance: the infinite flag (a missing flag, NaN in
+    tables concatenated with older rows, is not a floor) or an infinite m_required."""
+    flag = row.get("m_required_10pct_infinite", False)
+    value = pd.to_numeric(row.get("m_required_10pct", math.nan), errors="coerce")
+    return bool(pd.notna(flag) and bool(flag)) or value == math.inf
 
 
 def astrocyte_positive(table):

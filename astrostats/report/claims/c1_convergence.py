@@ -1,7 +1,7 @@
 """C1: the circuit converges to softmax attention as m grows, at the rate random-feature theory predicts."""
 from __future__ import annotations
 
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import astrocyte_positive, finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C1"
@@ -28,7 +28,7 @@ def judge(tables: dict) -> ClaimVerdict:
     if name is None:
         return missing(CLAIM_ID, STATEMENT, RULE, tables, ["scaling_fits"], "scaling")
     fits = tables[name]
-    rows = fits[(fits["circuit"] == "astrocyte") & (fits["feature_map"] == "positive")]
+    rows = astrocyte_positive(fits)
     if rows.empty or (rows["status"] != "ok").all():
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
                             reason="no usable positive-feature fit in scaling_fits")

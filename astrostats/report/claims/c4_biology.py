@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from astrostats.circuits.biophysics import HUMAN_SYNAPSES
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
@@ -38,9 +38,7 @@ def _status(row) -> str:
     infinite m_required is beyond whatever its CI (also in tables written before the study said so)."""
     if row.get("status", "ok") != "ok":
         return "undetermined"
-    flag = row.get("m_required_10pct_infinite", False)
-    value = pd.to_numeric(row.get("m_required_10pct", math.nan), errors="coerce")
-    if (pd.notna(flag) and bool(flag)) or value == math.inf:
+    if is_floor(row):
         return "no"
     return str(row["within_human"])
 

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES  # one definition, with sources
-from astrostats.report.claims import astrocyte_positive, finite, quote
+from astrostats.report.claims import astrocyte_positive, finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
@@ -51,9 +51,9 @@ def judge(tables: dict) -> ClaimVerdict:
                 undetermined.append(label)
                 continue
             required = finite(row["m_required_10pct"])
-            is_floor = bool(row.get("m_required_10pct_infinite", False)) or row["m_required_10pct"] == math.inf
             high = finite(row.get("m_required_10pct_ci_high"))
-            if is_floor:
+            floor = is_floor(row)
+            if floor:
                 infinite.append(label)
             elif required is None or high is None:  # NaN: the fit could not say (not a floor)
                 undetermined.append(label)
@@ -67,9 +67,9 @@ def judge(tables: dict) -> ClaimVerdict:
                 "within a rodent astrocyte's synapses" if required <= RODENT_SYNAPSES else
                 "within a human astrocyte's synapses" if required <= HUMAN_SYNAPSES else
                 "beyond any single astrocyte's synapse count")
-            note = biology or ("never reaches 10 % (floor)" if is_floor else "undetermined (fit gave no value)")
+            note = biology or ("never reaches 10 % (floor)" if floor else "undetermined (fit gave no value)")
             evidence.append(Evidence(name, query, "m_required_10pct",
-                                     math.inf if is_floor else required,
+                                     math.inf if floor else required,
                                      ci_low=finite(row.get("m_required_10pct_ci_low")), ci_high=high,
                                      note=f"{label}: {note}"))
     if infinite:
