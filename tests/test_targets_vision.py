@@ -30,15 +30,18 @@ def test_committed_weights_are_small_and_match_the_manifest(model, test_split):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_extracted_heads_reproduce_the_models_attention(model, test_split, dtype):
+def test_extracted_heads_reproduce_the_models_attention(model, test_split, dtype, rounding_bound):
     """Softmax attention from the extracted (scaled) q, k, v equals the model's own attention output,
     captured independently at the input of its output projection."""
     images = test_split[0][:16].to(dtype)
-    for layer in vision.vit_attention(model.to(dtype), images):
+    try:
+        layers = vision.vit_attention(model.to(dtype), images)
+    finally:
+        model.float()  # the module-scoped model stays float32 for the other tests, whatever happens here
+    for layer in layers:
         recomputed = softmax_attention(layer.q, layer.k, layer.v)
         assert layer.q.shape == (16, 4, 50, 16)
-        assert (recomputed - layer.output).abs().max() < 1e-5
-    model.float()
+        assert (recomputed - layer.output).abs().max() <= rounding_bound(layer.q, layer.k, layer.v)
 
 
 def test_heads_are_target_batches_with_labels_and_another_head(model):
