@@ -692,27 +692,21 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
     data = _prepare(table, m_col, value_col, cluster_cols)
     layout = _design(data, cluster_cols, seed_within_m)
     x, y = data["log_m"].to_numpy(), data["log_value"].to_numpy()
-    m_codes, m_levels = pd.factorize(data["m"], sort=True)
-    k = m_levels.size
+    m_codes, level_log_m = layout.m_codes, layout.level_log_m
+    m_levels = pd.Index(np.sort(data["m"].unique()))  # the widths themselves (level_log_m holds their logs)
+    k = level_log_m.size
     sequence_col = cluster_cols[0] if cluster_cols else None
     constants = _constants_per_row(data, predicted_constant, sequence_col)
 
     # power law: OLS in log-log space, cluster-robust covariance
-    design_matrix = sm.add_constant(x)
-    cluster_names, cluster_keys = [], []
-    for position, column in enumerate(cluster_cols):
-        codes = _cluster_codes(data, column, position, seed_within_m)
-        if codes.max() >= 1:
-            cluster_names.append(column)
-            cluster_keys.append(codes)
-    sequence_codes = pd.factorize(data[sequence_col])[0] if sequence_col else None
-    if sequence_codes is not None and sequence_codes.max() >= 1:
+    cluster_names = [column for column, _ in layout.clusters]
+    cluster_keys = [codes for _, codes in layout.clusters]
+    if layout.sequence_codes is not None:
         # sequence fixed effects: a hard sequence shifts log error at every m; left in the residuals it
         # would make the two-way cluster covariance (V_seq + V_draw - V_rows) badly biased downwards
-        dummies = np.eye(sequence_codes.max() + 1)[sequence_codes]
+        dummies = np.eye(layout.sequence_codes.max() + 1)[layout.sequence_codes]
         design_matrix = np.column_stack([dummies, x])
     else:
-        sequence_codes = None
         design_matrix = sm.add_constant(x)
     ols = sm.OLS(y, design_matrix)
     if cluster_keys:
@@ -743,7 +737,6 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
 
     # power law with floor, on per-m mean log errors
     counts, mean_log = _per_m_means(np.ones(len(data)), m_codes, y, k)
-    level_log_m = np.log(m_levels.to_numpy(dtype=np.float64))
     within = y - mean_log[m_codes]
     scale = 3 * max(float(np.sqrt((within ** 2).sum() / max(len(data) - k, 1))), 1e-8)
     null_fit = np.polyfit(level_log_m, mean_log, 1, w=np.sqrt(counts))  # = row-level pooled OLS
