@@ -167,17 +167,23 @@ def _capture_attention(module, query, key, value, attention_mask, scaling=None, 
     return output, weights
 
 
-def _circuit_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    setting, layer = module.astrostats_circuit
+def _scaled_heads(query, key, value, scaling):
+    """q, k scaled so q·k is the logit, and k, v of shared key/value heads expanded to the query heads that
+    read them (query head h reads kv head h // (n_heads / n_kv_heads)), as the model's own attention does."""
     d_head = query.shape[-1]
     if scaling is not None and not np.isclose(scaling, d_head ** -0.5):
         raise fail("scaling", f"the standard 1/sqrt(d_head) = {d_head ** -0.5:g}", scaling)
-    if not setting.causal and attention_mask is not None and bool((attention_mask < 0).any()):
-        raise fail("attention_mask", "no masked positions (equal-length windows, no padding)", "a padding mask")
     groups = query.shape[1] // key.shape[1]
     key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     q, k = scale_queries_keys(query, key)
-    output = circuit_heads(layer, q, k, value, setting)
+    return q, k, value
+
+
+def _circuit_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    setting, layer = module.astrostats_circuit
+    if not setting.causal and attention_mask is not None and bool((attention_mask < 0).any()):
+        raise fail("attention_mask", "no masked positions (equal-length windows, no padding)", "a padding mask")
+    output = circuit_heads(layer, *_scaled_heads(query, key, value, scaling), setting)
     return output.transpose(1, 2).contiguous(), None
 
 
@@ -339,13 +345,8 @@ def language_attention(language_model: LanguageModel, input_ids: torch.Tensor, l
     result = []
     for layer in select("layers", layers, len(modules)):
         query, key, value, output, scaling = captured[layer]
-        d_head = query.shape[-1]
-        if scaling is not None and not np.isclose(scaling, d_head ** -0.5):
-            raise fail("scaling", f"the standard 1/sqrt(d_head) = {d_head ** -0.5:g}", scaling)
-        groups = query.shape[1] // key.shape[1]
-        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
-        q, k = scale_queries_keys(query, key)
-        result.append(LayerAttention(layer, q, k, value, output.transpose(1, 2), language_model.causal))
+        q, k, v = _scaled_heads(query, key, value, scaling)
+        result.append(LayerAttention(layer, q, k, v, output.transpose(1, 2), language_model.causal))
     return result
 
 
