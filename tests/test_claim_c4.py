@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from astrostats.circuits.biophysics import HUMAN_SYNAPSES
+from astrostats.constants import HUMAN_SYNAPSES
 from astrostats.report.claims import c4_biology
 
 TARGETS = ("typical", "peaked")
@@ -73,7 +73,7 @@ def test_null_failing_on_one_target_is_enough_for_supported():
 
 
 def test_the_synapse_count_is_the_biophysics_constant():
-    """Rule and reasons quote the one definition (biophysics.HUMAN_SYNAPSES), as the study's table does."""
+    """Rule and reasons quote the one definition (constants.HUMAN_SYNAPSES), as the study's table does."""
     from astrostats.studies.biology import SYNAPSE_COUNTS
 
     human = SYNAPSE_COUNTS.set_index("species").loc["human", "synapses"]

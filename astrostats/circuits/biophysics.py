@@ -40,8 +40,6 @@ from astrostats.circuits.features import feature_parts, torch_generator
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 TOKEN_INTERVAL_S = 0.025  # one token every 25 ms: within the 10-50 ms of speech and reading
-RODENT_SYNAPSES = 1.0e5  # one rodent astrocyte: ~1e5 synapses (Bushong et al. 2002; Lines et al. eLife 90046)
-HUMAN_SYNAPSES = 2.0e6  # one human astrocyte: up to ~2e6 synapses (Oberheim et al. 2006, 2009)
 WHOLE_CELL_FRACTION = 0.23  # fraction of the arbor active for a whole-cell surge (Lines et al., eLife 90046)
 MEASURED_EVENT_SNR = 3.1  # single-event peak / baseline noise SD, culture traces (Schroeder et al. 2022 data)
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from astrostats.circuits import biophysics as bio
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
+from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, SYNAPSE_SOURCES, TOLERANCE
 from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
 from astrostats.stats.scaling import epsilon_label, scaling_fits_table
@@ -41,13 +42,10 @@ from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
-TOLERANCE = 0.10
 LEVELS = ("ideal", "null", "measured", "stress")
 SYNAPSE_COUNTS = pd.DataFrame([
-    {"species": "rodent", "synapses": bio.RODENT_SYNAPSES,
-     "source": "Bushong et al. 2002 J Neurosci; Lines et al. eLife 90046 ('about 100,000 synapses')"},
-    {"species": "human", "synapses": bio.HUMAN_SYNAPSES,
-     "source": "Oberheim et al. 2006 TINS; 2009 J Neurosci (270,000 to 2,000,000)"},
+    {"species": "rodent", "synapses": RODENT_SYNAPSES, "source": SYNAPSE_SOURCES["rodent"]},
+    {"species": "human", "synapses": HUMAN_SYNAPSES, "source": SYNAPSE_SOURCES["human"]},
 ])
 
 

@@ -32,6 +32,7 @@ import torch
 from astrostats.circuits.astrocyte import astrocyte_attention
 from astrostats.circuits.attention import attention_logits, log_normaliser
 from astrostats.circuits.theory import predicted_error_constant
+from astrostats.constants import EPSILONS
 from astrostats.runner import CIRCUITS, Sweep, draw_projections, items_per_chunk, run_sweep
 from astrostats.spec import Spec
 from astrostats.studies.base import RunContext
@@ -45,7 +46,6 @@ LOG = logging.getLogger(__name__)
 
 MODELS = ("minilm", "smollm2", "vit")
 ANALYSES = ("response", "sweep", "head_stats", "end_to_end")
-EPSILONS = (0.1, 0.01)
 RESPONSE_QUANTILES = (0.05, 0.5, 0.95)
 MIN_BOOTSTRAP = 100
 INDEX_LISTS = {"layers": "heads", "response_layers": "response_heads", "sweep_layers": "sweep_heads"}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from astrostats.constants import TOLERANCE
 from astrostats.report.claims import astrocyte_positive, finite
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
@@ -18,7 +19,6 @@ CLAIM_ID = "C2"
 STATEMENT = ("The agreement holds on real language and vision Transformers, layer by layer, head by head, "
              "end to end.")
 LANGUAGE, VISION = ("minilm", "smollm2"), "vit"
-TOLERANCE = 0.10
 EXTRAPOLATION = 10  # a head 'agrees' if it reaches TOLERANCE within 10 x the largest m swept
 REGIME_M = 10_000  # end-to-end evidence counts only from an m of the paper's regime (10^3 - 10^5) or above
 END_TO_END = {  # (metric, direction, threshold): the network with the circuit agrees with the model's own

@@ -5,13 +5,12 @@ import math
 
 import pandas as pd
 
-from astrostats.circuits.biophysics import HUMAN_SYNAPSES
+from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
 from astrostats.report.claims import finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
 STATEMENT = ("It survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte.")
-TOLERANCE = 0.10
 HUMAN = f"{HUMAN_SYNAPSES:.0e}".replace("e+0", "e")  # one human astrocyte's synapses, as '2e6'
 JUDGED = ("ideal", "measured")
 RULE = (f"From the biology study's floors table (name ending in _floors): per target (target, logit scale, feature "

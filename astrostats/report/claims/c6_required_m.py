@@ -5,13 +5,12 @@ import math
 
 import pandas as pd
 
-from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES  # one definition, with sources
+from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.report.claims import astrocyte_positive, finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
-TOLERANCE = 0.10
 RULE = (f"From every scaling-fit table (names ending in _fits) with an m_required_10pct column, astrocyte circuit, "
         f"positive features: m_required is the m at which the fitted law reaches {TOLERANCE:.0%} relative error. "
         f"SUPPORTED if every target reaches {TOLERANCE:.0%} at a finite m whose 95 % CI upper bound is finite, "

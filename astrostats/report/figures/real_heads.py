@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from astrostats.circuits.biophysics import HUMAN_SYNAPSES, RODENT_SYNAPSES
+from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES
 from astrostats.report.figures import find_table
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",

@@ -1,0 +1,22 @@
+"""The project's fixed numbers, each defined once with its source; torch-free, so the report may import it.
+
+Biological scale (see ../shared/reference/astrocyte-biophysics.md):
+
+* one rodent astrocyte contacts about 1e5 synapses (Bushong et al. 2002 J Neurosci; "a single astrocyte may
+  contact about 100,000 synapses", Lines et al. eLife 90046);
+* one human astrocyte contacts about 2.7e5 to 2e6 synapses (Oberheim et al. 2006 TINS; 2009 J Neurosci).
+
+The error tolerance is the relative output error at which the circuit is said to agree with attention.
+"""
+from __future__ import annotations
+
+RODENT_SYNAPSES = 1.0e5  # one rodent astrocyte (Bushong et al. 2002; Lines et al. eLife 90046)
+HUMAN_SYNAPSES = 2.0e6  # one human astrocyte, upper end (Oberheim et al. 2006, 2009)
+SYNAPSE_SOURCES = {
+    "rodent": "Bushong et al. 2002 J Neurosci; Lines et al. eLife 90046 ('about 100,000 synapses')",
+    "human": "Oberheim et al. 2006 TINS; 2009 J Neurosci (270,000 to 2,000,000)",
+}
+TOLERANCE = 0.10  # relative error |Y_hat - Y|_F / |Y|_F at which a circuit "agrees" with attention
+EPSILONS = (TOLERANCE, 0.01)  # tolerances at which m_required is reported
+
+__all__ = ["RODENT_SYNAPSES", "HUMAN_SYNAPSES", "SYNAPSE_SOURCES", "TOLERANCE", "EPSILONS"]
