@@ -462,7 +462,7 @@ def test_infinite_m_required_is_beyond_whatever_its_ci(monkeypatch):
     errors = pd.DataFrame([{**by, "variant": v, "family": v.split("_")[0], "level": "measured", "m": m, "seed": 0,
                             "sequence_id": 0, "metric": "relative_error", "value": 0.1, "status": "ok", "reason": ""}
                            for v, *_ in cases for m in (8, 16)])
-    floors = floors_table(errors, Parameters(n_bootstrap=20), seed=0)
+    floors = floors_table(errors, Parameters(n_resamples=20), seed=0)
     for (variant, *_, (rodent, human)) in cases:
         row = floors[floors["variant"] == variant].iloc[0]
         assert (row["within_rodent"], row["within_human"]) == (rodent, human), variant

@@ -120,7 +120,7 @@ def test_bad_parameters_are_input_errors(tmp_path):
     ({"layers": 3}, "layers"),  # a scalar, not a list
     ({"sweep_heads": 1}, "sweep_heads"),
     ({"layers": ["0"]}, "layers"),
-    ({"n_bootstrap": 99}, "n_bootstrap"),
+    ({"n_resamples": 99}, "n_resamples"),
     ({"m": (32, 128, 128, 512)}, "m"),
     ({"end_to_end_m": (64, 64)}, "end_to_end_m"),
     ({"circuits": ("astrocyte", "shuffled_kv"), "n_sequences": 1, "response_sequences": 1}, "n_sequences"),

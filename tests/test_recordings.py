@@ -121,9 +121,9 @@ def test_calibration_recovers_a_known_model():
 def test_real_data_load_and_match_the_published_figures():
     data = rec.load_reference_data()
     assert data["raw"].n_traces == 280 and data["processed"].n_traces == 218
-    raw = rec.summarise(rec.measure_events(data["raw"]), n_bootstrap=500).set_index("metric")
+    raw = rec.summarise(rec.measure_events(data["raw"]), n_resamples=500).set_index("metric")
     shape = rec.summarise(rec.measure_events(data["processed"], baseline_s=0.25, smoothing_s=0.0),
-                          n_bootstrap=500).set_index("metric")
+                          n_resamples=500).set_index("metric")
     # published medians (data README): noise 0.011, rise 0.55 s, decay 0.35 s: inside our 95 % bootstrap CI
     # widened by the 3-digit rounding of the published value
     for table, metric, published, rounding in ((raw, "noise_sd", 0.011, 0.0005), (shape, "rise_time_s", 0.55, 0.005),
@@ -139,9 +139,9 @@ def test_calibrated_model_reproduces_the_real_statistics():
     the two bootstrap standard errors combined."""
     data = rec.load_reference_data()
     model, _ = rec.calibrate_event_model(data["raw"], shape=data["processed"], seed=0)
-    real = rec.summarise(rec.measure_events(data["raw"]), n_bootstrap=1000, seed=1).set_index("metric")
+    real = rec.summarise(rec.measure_events(data["raw"]), n_resamples=1000, seed=1).set_index("metric")
     simulated = rec.summarise(rec.measure_events(rec.simulate_recordings(model, 1000, seed=99)),
-                              n_bootstrap=1000, seed=2).set_index("metric")
+                              n_resamples=1000, seed=2).set_index("metric")
     for metric in rec.METRICS:
         gap = abs(simulated.loc[metric, "statistic"] - real.loc[metric, "statistic"])
         bound = Z * math.hypot(simulated.loc[metric, "standard_error"], real.loc[metric, "standard_error"])

@@ -18,12 +18,12 @@ from astrostats.studies import calibration as study
 from astrostats.studies.base import RunContext
 from astrostats.validation import InputError
 
-QUICK = dict(m_values=(8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096), n_sequences=8, n_seeds=8, n_bootstrap=500)
+QUICK = dict(m_values=(8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096), n_sequences=8, n_seeds=8, bootstrap_resamples=500)
 
 
 @pytest.mark.parametrize("check", ["paired_permutation", "two_sample_permutation", "equivalence_tost"])
 def test_exact_level_tests_reject_five_percent_of_true_nulls(check):
-    outcomes = simulate_check(check, 1000, seed=1, n_resamples=99)
+    outcomes = simulate_check(check, 1000, seed=1, permutation_resamples=99)
     row = rate_row(check, outcomes)
     assert 0.03 <= row["statistic"] <= 0.07, row
     assert row["within_target"]

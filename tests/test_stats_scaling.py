@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from astrostats.stats.calibration import simulate_scaling_batch, simulate_scaling_table
-from astrostats.stats.scaling import (_fit_floor, _solve_steps, fit_floor_batch, fit_scaling_law, floor_test_batch, power_law_batch,
-                                      power_law_bootstrap, scaling_design, scaling_fits_table)
+from astrostats.stats.scaling import _fit_floor, fit_scaling_law, scaling_fits_table
+from astrostats.stats.scaling_batch import (_solve_steps, fit_floor_batch, floor_test_batch, power_law_batch,
+                                            power_law_bootstrap, scaling_design)
 from astrostats.validation import InputError
 
 DESIGN = dict(m_values=(8, 16, 32, 64, 128, 256, 512, 1024), n_sequences=8, n_seeds=6)
@@ -17,13 +18,13 @@ Z_SCORE = 4.0  # tolerance in standard errors: a false alarm about once in 16,00
 
 @pytest.fixture(scope="module")
 def power_fit():
-    return fit_scaling_law(simulate_scaling_table(11, **DESIGN), n_bootstrap=400, seed=1)
+    return fit_scaling_law(simulate_scaling_table(11, **DESIGN), n_resamples=400, seed=1)
 
 
 @pytest.fixture(scope="module")
 def floor_fit():
     table = simulate_scaling_table(12, **{**DESIGN, "m_values": FLOOR_GRID}, alpha=0.3, e_inf=0.05)
-    return fit_scaling_law(table, n_bootstrap=300, seed=2)
+    return fit_scaling_law(table, n_resamples=300, seed=2)
 
 
 def test_recovers_alpha_one_half_without_floor(power_fit):
@@ -45,7 +46,7 @@ def test_recovers_alpha_and_floor(floor_fit):
 
 def test_power_law_slope_is_the_log_log_least_squares_slope():
     table = simulate_scaling_table(3, **DESIGN)
-    fit = fit_scaling_law(table, n_bootstrap=0, floor=False)
+    fit = fit_scaling_law(table, n_resamples=0, floor=False)
     slope, intercept = np.polyfit(np.log(table.m), np.log(table.value), 1)  # balanced: FE slope = pooled slope
     assert fit.estimates["alpha"] == pytest.approx(-slope, rel=1e-10)
     assert fit.estimates["a"] == pytest.approx(math.exp(intercept), rel=1e-10)
@@ -70,10 +71,10 @@ def test_theory_ratio_is_one_when_the_constant_is_right():
     # E[err^2 m] = C_s^2 exp(2 (draw_sd^2 + noise_sd^2)) for log-normal noise; recover each C_s from the table
     log_c = (np.log(table.value) + 0.5 * np.log(table.m)).groupby(table.sequence_id).mean()
     constants = np.exp(log_c) * math.exp(draw_sd ** 2 + noise_sd ** 2)
-    fit = fit_scaling_law(table, n_bootstrap=400, seed=3, predicted_constant=constants, floor=False)
+    fit = fit_scaling_law(table, n_resamples=400, seed=3, predicted_constant=constants, floor=False)
     low, high = fit.intervals["theory_ratio"][:2]
     assert low <= 1.0 <= high
-    doubled = fit_scaling_law(table, n_bootstrap=400, seed=3, predicted_constant=2 * constants, floor=False)
+    doubled = fit_scaling_law(table, n_resamples=400, seed=3, predicted_constant=2 * constants, floor=False)
     assert doubled.estimates["theory_ratio"] == pytest.approx(fit.estimates["theory_ratio"] / 2)
 
 
@@ -86,8 +87,8 @@ def test_to_frame_is_tidy(power_fit):
 
 def test_same_seed_same_fit():
     table = simulate_scaling_table(7, **DESIGN)
-    first = fit_scaling_law(table, n_bootstrap=50, seed=4)
-    second = fit_scaling_law(table, n_bootstrap=50, seed=4)
+    first = fit_scaling_law(table, n_resamples=50, seed=4)
+    second = fit_scaling_law(table, n_resamples=50, seed=4)
     pd.testing.assert_frame_equal(first.draws, second.draws)
 
 
@@ -108,7 +109,7 @@ def test_scaling_fits_table_one_row_per_group_and_flags():
     table = _runner_table()
     constants = pd.DataFrame({"feature_map": "positive", "logit_scale": "typical", "sequence_id": range(4),
                               "predicted_constant": 1.0})
-    fits = scaling_fits_table(table, predicted_constants=constants, n_bootstrap=100, seed=0)
+    fits = scaling_fits_table(table, predicted_constants=constants, n_resamples=100, seed=0)
     assert len(fits) == 4
     by_map = fits.set_index("feature_map")
     assert by_map.loc["hyperbolic", "status"] == "insufficient_data" and "3 distinct m" in by_map.loc["hyperbolic", "reason"]
@@ -130,19 +131,19 @@ def test_scaling_fits_table_one_row_per_group_and_flags():
 def test_bad_tables_raise(mutate, name):
     table = mutate(simulate_scaling_table(0, m_values=(8, 32, 128, 512), n_sequences=4, n_seeds=3))
     with pytest.raises(InputError, match=name):
-        fit_scaling_law(table, n_bootstrap=20)
+        fit_scaling_law(table, n_resamples=20)
 
 
 def test_nan_in_a_runner_table_is_an_error_and_bad_options_are_named():
     table = _runner_table()
     table.loc[5, "value"] = np.nan
     with pytest.raises(InputError, match="value"):
-        scaling_fits_table(table, n_bootstrap=20)
-    with pytest.raises(InputError, match="n_bootstrap"):
-        fit_scaling_law(simulate_scaling_table(0), n_bootstrap=5)
+        scaling_fits_table(table, n_resamples=20)
+    with pytest.raises(InputError, match="n_resamples"):
+        fit_scaling_law(simulate_scaling_table(0), n_resamples=5)
     exact = simulate_scaling_table(0, sequence_sd=0, draw_sd=0, noise_sd=0)
     with pytest.raises(InputError, match="zero variance"):
-        fit_scaling_law(exact, n_bootstrap=20)
+        fit_scaling_law(exact, n_resamples=20)
 
 
 # ---------------------------------------------------------------- the batched path against statsmodels and scipy
@@ -157,7 +158,7 @@ def test_batched_power_law_matches_statsmodels(cluster_cols):
     layout = scaling_design(tables[0], cluster_cols=cluster_cols)
     batch = power_law_batch(layout, _stack(tables))
     for index, table in enumerate(tables):
-        fit = fit_scaling_law(table, cluster_cols=cluster_cols, n_bootstrap=0, floor=False)
+        fit = fit_scaling_law(table, cluster_cols=cluster_cols, n_resamples=0, floor=False)
         assert batch["alpha"][index] == pytest.approx(fit.estimates["alpha"], rel=1e-10)
         assert math.exp(batch["log_a"][index]) == pytest.approx(fit.estimates["a"], rel=1e-10)
         assert batch["alpha_se"][index] == pytest.approx(fit.diagnostics["alpha_se_cluster"], rel=1e-9)
@@ -171,7 +172,7 @@ def test_batched_floor_test_matches_scipy():
               for index, law in enumerate(laws)]
     batch = floor_test_batch(scaling_design(tables[0]), _stack(tables))
     for index, table in enumerate(tables):
-        fit = fit_scaling_law(table, n_bootstrap=0)
+        fit = fit_scaling_law(table, n_resamples=0)
         assert batch["p_value"][index] == pytest.approx(fit.tests["floor"]["p_value"], rel=1e-6, abs=1e-12)
         for name in ("alpha_floor", "a_floor", "e_inf"):
             assert batch[name][index] == pytest.approx(fit.estimates[name], rel=1e-5, abs=1e-9), name
@@ -212,7 +213,7 @@ def test_batched_bootstrap_draws_are_those_of_fit_scaling_law():
     batch = power_law_bootstrap(scaling_design(tables[0]), _stack(tables), 200,
                                 [np.random.default_rng(9 + index) for index in range(3)])
     for index, table in enumerate(tables):
-        fit = fit_scaling_law(table, n_bootstrap=200, seed=np.random.default_rng(9 + index), floor=False)
+        fit = fit_scaling_law(table, n_resamples=200, seed=np.random.default_rng(9 + index), floor=False)
         np.testing.assert_allclose(batch["alpha_draws"][index], fit.draws["alpha"], rtol=1e-10)
         assert (batch["ci_low"][index], batch["ci_high"][index]) == pytest.approx(fit.intervals["alpha"][:2], rel=1e-10)
         assert batch["shrinkage"][index] == pytest.approx(fit.diagnostics["sequence_shrinkage"])

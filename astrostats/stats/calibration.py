@@ -18,7 +18,7 @@ from scipy import stats
 
 from astrostats.stats.effects import equivalence_test
 from astrostats.stats.resampling import paired_permutation_test, two_sample_permutation_test
-from astrostats.stats.scaling import FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap, scaling_design
+from astrostats.stats.scaling_batch import FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap, scaling_design
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 LEVEL = 0.05
@@ -70,12 +70,12 @@ def _each(function: Callable[[np.random.Generator, dict], float]) -> Callable[[l
 
 def _paired_permutation(rng: np.random.Generator, options: dict) -> float:
     d = rng.standard_t(3, options["n"])  # symmetric, heavy-tailed null
-    return float(paired_permutation_test(d, n_resamples=options["n_resamples"], seed=rng)["p_value"].item())
+    return float(paired_permutation_test(d, n_resamples=options["permutation_resamples"], seed=rng)["p_value"].item())
 
 
 def _two_sample_permutation(rng: np.random.Generator, options: dict) -> float:
     x, y = rng.exponential(size=options["n"]), rng.exponential(size=options["n"] + 5)  # skewed, same law
-    return float(two_sample_permutation_test(x, y, n_resamples=options["n_resamples"], seed=rng)["p_value"].item())
+    return float(two_sample_permutation_test(x, y, n_resamples=options["permutation_resamples"], seed=rng)["p_value"].item())
 
 
 def _equivalence_boundary(rng: np.random.Generator, options: dict) -> float:
@@ -101,7 +101,7 @@ def _floor_test(generators: list, options: dict) -> np.ndarray:
 def _coverage(generators: list, options: dict, slope_sd: float = 0.0) -> np.ndarray:
     """1.0 where the hierarchical bootstrap CI of alpha covers the true 1/2 (a 'success'), else 0.0."""
     layout, log_values = _tables(generators, options, slope_sd=slope_sd)
-    result = power_law_bootstrap(layout, log_values, options["n_bootstrap"], generators)
+    result = power_law_bootstrap(layout, log_values, options["bootstrap_resamples"], generators)
     return ((result["ci_low"] <= 0.5) & (0.5 <= result["ci_high"])).astype(np.float64)
 
 
@@ -128,8 +128,8 @@ CHECKS: dict[str, tuple[Callable[[list, dict], np.ndarray], str, str]] = {
 }
 BATCH = 500  # simulated data sets per batch: bounds memory (the full profile runs 5,000)
 
-DEFAULT_OPTIONS = {"n": 20, "n_resamples": 199, "delta": 1.0, "m_values": (8, 16, 32, 64, 128, 256),
-                   "n_sequences": 8, "n_seeds": 4, "n_bootstrap": 200}
+DEFAULT_OPTIONS = {"n": 20, "permutation_resamples": 199, "delta": 1.0, "m_values": (8, 16, 32, 64, 128, 256),
+                   "n_sequences": 8, "n_seeds": 4, "bootstrap_resamples": 200}
 
 
 def simulate_check(check: str, n_simulations: int, seed: Any = 0, **options: Any) -> np.ndarray:

@@ -6,7 +6,6 @@ BCa is degenerate); the TOST from ``statsmodels.stats.weightstats``.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 

@@ -33,7 +33,8 @@ from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, SYNAPSE_SOURCES, TOLERANCE
 from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
-from astrostats.stats.scaling import epsilon_label, scaling_fits_table
+from astrostats.stats.scaling import scaling_fits_table
+from astrostats.stats.scaling_result import epsilon_label
 from astrostats.studies.base import RunContext
 from astrostats.studies import real_heads
 from astrostats.targets import recordings
@@ -77,7 +78,7 @@ class Parameters:
     real_levels: tuple[str, ...] = ("ideal", "null", "measured")
     text_source: str = "pydoc"
     image_source: str = "mnist"
-    n_bootstrap: int = 1000
+    n_resamples: int = 1000
     memory_mb: int = 512
 
     def __post_init__(self):
@@ -85,7 +86,7 @@ class Parameters:
             check_int("m", value, minimum=2)
         check_int("n_seeds", self.n_seeds, minimum=2)
         check_int("n_sequences", self.n_sequences, minimum=2)
-        check_int("n_bootstrap", self.n_bootstrap, minimum=20)
+        check_int("n_resamples", self.n_resamples, minimum=20)
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)
         check_float("token_interval_s", self.token_interval_s, minimum=0.0, strict=True)
@@ -189,7 +190,7 @@ def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float 
                              for metric in recordings.METRICS]), None, None
     data = recordings.load_reference_data(directory)
     model, report = recordings.calibrate_event_model(data["raw"], shape=data["processed"], seed=seed)
-    summary = recordings.summarise(recordings.measure_events(data["raw"]), n_bootstrap=parameters.n_bootstrap, seed=seed)
+    summary = recordings.summarise(recordings.measure_events(data["raw"]), n_resamples=parameters.n_resamples, seed=seed)
     table = report.merge(summary[["metric", "ci_low", "ci_high", "standard_error", "n"]], on="metric", how="left")
     table = table.rename(columns={"ci_low": "data_ci_low", "ci_high": "data_ci_high", "standard_error": "data_se"})
     table["within_data_ci"] = (table["model"] >= table["data_ci_low"]) & (table["model"] <= table["data_ci_high"])
@@ -295,7 +296,7 @@ def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     is 'yes' (CI upper bound <= count), 'no' (CI lower bound above it, or m_required infinite) or 'undetermined'."""
     by = ["target", "layer", "head", "logit_scale", "variant", "feature_map"]
     usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
-    fits = scaling_fits_table(usable.drop(columns=["status", "reason"]), by=by, n_bootstrap=parameters.n_bootstrap,
+    fits = scaling_fits_table(usable.drop(columns=["status", "reason"]), by=by, n_resamples=parameters.n_resamples,
                               seed=seed, epsilons=(TOLERANCE,))
     dropped = (errors[errors["metric"] == "relative_error"].assign(bad=lambda t: t["status"] == "non_finite")
                .groupby(by)["bad"].sum().rename("n_non_finite").reset_index())

@@ -31,29 +31,29 @@ class Parameters:
     n_simulations: int = 1000
     checks: tuple[str, ...] = tuple(CHECKS)
     n: int = 20
-    n_resamples: int = 199
+    permutation_resamples: int = 199
     delta: float = 1.0
     m_values: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     n_sequences: int = 8
     n_seeds: int = 8
-    n_bootstrap: int = 200
+    bootstrap_resamples: int = 200
     recovery_replicates: int = 10
-    recovery_bootstrap: int = 500
+    recovery_resamples: int = 500
 
     def __post_init__(self):
         check_int("n_simulations", self.n_simulations, minimum=10)
         for check in self.checks:
             check_choice("checks", check, list(CHECKS))
         check_int("n", self.n, minimum=5)
-        check_int("n_resamples", self.n_resamples, minimum=19)
+        check_int("permutation_resamples", self.permutation_resamples, minimum=19)
         check_float("delta", self.delta, minimum=0.0, strict=True)
         if len(set(self.m_values)) < 4:
             raise fail("m_values", "at least 4 distinct widths", self.m_values)
         check_int("n_sequences", self.n_sequences, minimum=2)
         check_int("n_seeds", self.n_seeds, minimum=2)
-        check_int("n_bootstrap", self.n_bootstrap, minimum=20)
+        check_int("bootstrap_resamples", self.bootstrap_resamples, minimum=20)
         check_int("recovery_replicates", self.recovery_replicates, minimum=1)
-        check_int("recovery_bootstrap", self.recovery_bootstrap, minimum=20)
+        check_int("recovery_resamples", self.recovery_resamples, minimum=20)
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -80,7 +80,7 @@ def recovery_table(parameters: Parameters, seed: int) -> pd.DataFrame:
             rng = np.random.default_rng(children[index * parameters.recovery_replicates + replicate])
             table = simulate_scaling_table(rng, m_values=grid or parameters.m_values, alpha=alpha, e_inf=e_inf,
                                            n_sequences=parameters.n_sequences, n_seeds=parameters.n_seeds)
-            fit = fit_scaling_law(table, n_bootstrap=parameters.recovery_bootstrap, seed=rng, floor=True)
+            fit = fit_scaling_law(table, n_resamples=parameters.recovery_resamples, seed=rng, floor=True)
             name = "alpha_floor" if e_inf > 0 else "alpha"
             low, high = fit.intervals[name][:2]
             e_low, e_high = fit.intervals["e_inf"][:2]

@@ -74,7 +74,7 @@ class Parameters:
     end_to_end_seeds: int = 4
     end_to_end_sequences: int = 8
     end_to_end_images: int = 1000
-    n_bootstrap: int = 1000
+    n_resamples: int = 1000
     memory_mb: int = 1024
 
     def __post_init__(self):
@@ -106,7 +106,7 @@ class Parameters:
             check_choice("circuits", circuit, CIRCUITS)
         if "sweep" in self.analyses and len(set(self.m)) < 3:
             raise fail("m", "at least 3 distinct values (a scaling fit needs them)", self.m)
-        check_int("n_bootstrap", self.n_bootstrap, minimum=MIN_BOOTSTRAP)
+        check_int("n_resamples", self.n_resamples, minimum=MIN_BOOTSTRAP)
         if "sweep" in self.analyses and "shuffled_kv" in self.circuits and self.n_sequences < 2:
             raise fail("n_sequences", "at least 2 with circuit 'shuffled_kv' (it reads another sequence's keys "
                                       "and values; with one sequence it would be the circuit itself)",
@@ -342,7 +342,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 theory = theory_table(batches)
                 keep("sweep", measurements)
                 keep("theory", theory)
-                keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_bootstrap=parameters.n_bootstrap,
+                keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_resamples=parameters.n_resamples,
                                              seed=spec.seed, epsilons=EPSILONS))
             else:
                 keep("end_to_end", end_to_end_table(loaded, parameters, spec.seed))

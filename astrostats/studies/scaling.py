@@ -34,7 +34,7 @@ class Parameters:
     feature_maps: tuple[str, ...] = FEATURE_MAPS
     circuits: tuple[str, ...] = CIRCUITS
     causal: bool = False
-    n_bootstrap: int = 1000
+    n_resamples: int = 1000
     memory_mb: int = 512
 
     def __post_init__(self):
@@ -42,7 +42,7 @@ class Parameters:
         check_int("n_sequences", self.n_sequences, minimum=2)
         check_int("n_tokens", self.n_tokens, minimum=1)
         check_int("d_head", self.d_head, minimum=1)
-        check_int("n_bootstrap", self.n_bootstrap, minimum=100)
+        check_int("n_resamples", self.n_resamples, minimum=100)
         check_int("n_seeds", self.n_seeds, minimum=2)
         if len(set(self.m)) != len(self.m) or len(self.m) < 3:
             raise fail("m", "at least 3 distinct values (a scaling law needs them)", self.m)
@@ -73,7 +73,7 @@ def theory_table(batches) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[str], *, n_bootstrap: int,
+def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[str], *, n_resamples: int,
                    seed: int, **fit_options) -> pd.DataFrame:
     """Scaling-law fits of relative error per group of ``by`` (circuits that depend on m), for any target.
 
@@ -85,7 +85,7 @@ def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[st
     sequence_keys = [key for key in by if key in theory and key not in ("circuit", "feature_map")]
     predicted = theory[[*sequence_keys, "sequence_id", "predicted_constant"]].assign(
         circuit="astrocyte", feature_map="positive")
-    fits = scaling_fits_table(errors, by=by, predicted_constants=predicted, n_bootstrap=n_bootstrap, seed=seed,
+    fits = scaling_fits_table(errors, by=by, predicted_constants=predicted, n_resamples=n_resamples, seed=seed,
                               **fit_options)
     smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
     return fits.merge(smallest.reset_index(), on=by, how="left")
@@ -100,4 +100,4 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     theory = theory_table(batches)
     return {spec.name: measurements, f"{spec.name}_theory": theory,
             f"{spec.name}_fits": fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
-                                                n_bootstrap=parameters.n_bootstrap, seed=spec.seed)}
+                                                n_resamples=parameters.n_resamples, seed=spec.seed)}

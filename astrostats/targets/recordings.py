@@ -199,7 +199,7 @@ def measure_events(recordings: Recordings, *, baseline_s: float = 1.0, smoothing
     return pd.DataFrame(rows)
 
 
-def summarise(measurements: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarise(measurements: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per metric: the median with a percentile-bootstrap 95 % CI (scipy.stats.bootstrap), its bootstrap SE,
     the 10/25/75/90 % quantiles and n; a metric with fewer than 5 usable traces is flagged."""
     rows = []
@@ -209,7 +209,7 @@ def summarise(measurements: pd.DataFrame, *, n_bootstrap: int = 2000, seed: int 
         if values.size < 5:
             rows.append(row | {"status": "insufficient_data", "reason": f"{values.size} usable traces (< 5)"})
             continue
-        boot = stats.bootstrap((values,), np.median, n_resamples=n_bootstrap, method="percentile",
+        boot = stats.bootstrap((values,), np.median, n_resamples=n_resamples, method="percentile",
                                random_state=np.random.default_rng(seed))
         q10, q25, q75, q90 = np.quantile(values, [0.1, 0.25, 0.75, 0.9])
         rows.append(row | {"statistic": float(np.median(values)), "ci_low": boot.confidence_interval.low,
