@@ -11,7 +11,7 @@ from astrostats.report.figures import real_heads as figures
 from astrostats.spec import load_spec
 from astrostats.studies import get_study, real_heads
 from astrostats.studies.base import RunContext
-from astrostats.targets import language
+from astrostats.targets import language, models
 from astrostats.validation import InputError
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
@@ -140,16 +140,15 @@ def test_shuffled_kv_with_two_sequences_binds():
 @pytest.mark.parametrize("parameter, value", [("sweep_layers", [4]), ("sweep_heads", [-5]), ("response_layers", [7]),
                                               ("heads", [4])])
 def test_indices_outside_the_model_fail_before_any_model_is_loaded(tmp_path, monkeypatch, parameter, value):
-    monkeypatch.setattr(real_heads, "load", lambda *a: pytest.fail("the model was loaded before the check"))
+    monkeypatch.setattr(real_heads, "load", lambda *a, **k: pytest.fail("the model was loaded before the check"))
     with pytest.raises(InputError, match=rf"^{parameter}: .*vit \(4 layers, 4 heads\)"):
         run("fig3_vision", tmp_path, **{parameter: value})
 
 
 def test_model_shapes_come_from_the_configs_and_match_the_loaded_models():
-    parameters = load_spec(ANALYSES / "fig3_vision.toml", "smoke").bind(real_heads.Parameters)
-    vit = real_heads.load("vit", parameters).handle.config
-    assert real_heads.model_shape("vit", parameters) == (language.ModelShape(vit.n_layers, vit.n_heads, vit.n_heads))
-    assert real_heads.model_shape("minilm", parameters) == language.ModelShape(6, 12, 12)
+    vit = models.load("vit", n_sequences=2).handle.config
+    assert models.model_shape("vit") == (language.ModelShape(vit.n_layers, vit.n_heads, vit.n_heads))
+    assert models.model_shape("minilm") == language.ModelShape(6, 12, 12)
 
 
 def test_mismatched_target_needs_a_head_of_another_key_value_group():

@@ -36,7 +36,7 @@ from astrostats.spec import Spec
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.stats.scaling_result import epsilon_label
 from astrostats.studies.base import RunContext
-from astrostats.studies import real_heads
+from astrostats.targets.models import MODELS, load, targets_of
 from astrostats.targets import recordings
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
@@ -91,7 +91,7 @@ class Parameters:
             check_choice("feature_maps", feature, FEATURE_MAPS)
         check_float("token_interval_s", self.token_interval_s, minimum=0.0, strict=True)
         for model in self.real_models:
-            check_choice("real_models", model, real_heads.MODELS)
+            check_choice("real_models", model, MODELS)
         for level in self.real_levels:
             check_choice("real_levels", level, LEVELS)
         if self.real_models and not (self.real_layers and self.real_heads and self.real_levels):
@@ -213,17 +213,15 @@ def real_targets(parameters: Parameters) -> list:
     """TargetBatches of the chosen layers and heads of every real model, as the figure-3 analyses load them."""
     if not parameters.real_models:
         return []
-    settings = real_heads.Parameters(models=parameters.real_models, n_sequences=parameters.n_sequences,
-                                     n_tokens=parameters.n_tokens, text_source=parameters.text_source,
-                                     image_source=parameters.image_source)
     batches = []
     for name in parameters.real_models:
-        loaded = real_heads.load(name, settings)
+        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                      text_source=parameters.text_source, image_source=parameters.image_source)
         handle = loaded.handle.config if loaded.is_vision else loaded.handle
         for key, total in (("real_layers", handle.n_layers), ("real_heads", handle.n_heads)):
             if not all(-total <= index < total for index in getattr(parameters, key)):
                 raise fail(key, f"indices in [{-total}, {total - 1}] ({name} has {total})", getattr(parameters, key))
-        batches += real_heads.targets_of(loaded, settings, parameters.real_layers, parameters.real_heads)
+        batches += targets_of(loaded, parameters.real_layers, parameters.real_heads)
         LOG.info("biology: %s heads loaded in %.1f s", name, loaded.load_seconds)
     return batches
 

@@ -45,7 +45,7 @@ from astrostats.controls.experiment import ControlPlan, run_controls
 from astrostats.controls.training import TrainingBudget, split_by_sequence
 from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
-from astrostats.studies import real_heads
+from astrostats.targets.models import LoadedModel, load, targets_of
 from astrostats.studies.base import RunContext
 from astrostats.targets import language
 from astrostats.targets.base import TargetBatch, labelled
@@ -150,7 +150,7 @@ def other_head(batch: TargetBatch) -> TargetBatch:
     return replace(batch, q=q, k=k, alternative_qk=(batch.q, batch.k))
 
 
-def _model_shape(loaded: real_heads.LoadedModel) -> tuple[int, int, int | None]:
+def _model_shape(loaded: LoadedModel) -> tuple[int, int, int | None]:
     """(layers, heads, longest input) of a loaded model; None: no limit that concerns us."""
     if loaded.is_vision:
         return loaded.handle.config.n_layers, loaded.handle.config.n_heads, None
@@ -169,10 +169,9 @@ def real_splits(target: str, parameters: Parameters, seed: int) -> dict[str, Tar
     docstring); InputError naming the package when the model is not installed."""
     check_choice("target", target, TARGETS[1:])
     n_main = sum(parameters.sizes.values())
-    settings = real_heads.Parameters(models=(target,), n_sequences=n_main, n_tokens=parameters.n_tokens,
-                                     text_source=parameters.text_source, image_source=parameters.image_source)
     started = time.perf_counter()
-    loaded = real_heads.load(target, settings)
+    loaded = load(target, n_sequences=n_main, n_tokens=parameters.n_tokens, text_source=parameters.text_source,
+                  image_source=parameters.image_source)
     n_layers, n_heads, longest = _model_shape(loaded)
     layer, head = _index("layer", parameters.layer, n_layers), _index("head", parameters.head, n_heads)
     if n_layers < 2 or n_heads < 2:
@@ -181,21 +180,20 @@ def real_splits(target: str, parameters: Parameters, seed: int) -> dict[str, Tar
     if longest is not None and parameters.ood_n_tokens > longest:
         raise fail("ood_n_tokens", f"at most {longest} (the longest input {target} takes)", parameters.ood_n_tokens)
     batches = {(b.labels["layer"], b.labels["head"]): b
-               for b in real_heads.targets_of(loaded, settings, [layer, next_layer], [head, next_head])}
+               for b in targets_of(loaded, [layer, next_layer], [head, next_head])}
     splits = split_by_sequence(batches[layer, head], parameters.sizes, seed)
     # the same permutation (seed, count) picks the same test sequences for the other layer and head
     splits["ood_layer"] = split_by_sequence(batches[next_layer, head], parameters.sizes, seed)["test"]
     splits["ood_head"] = split_by_sequence(batches[layer, next_head], parameters.sizes, seed)["test"]
     if "ood_length" in TARGET_SPLITS[target]:
-        splits["ood_length"] = _longer_windows(loaded, settings, parameters, layer, head)
+        splits["ood_length"] = _longer_windows(loaded, parameters, layer, head)
     LOG.info("%s layer %d head %d: splits ready in %.1f s", target, layer, head, time.perf_counter() - started)
     return {name: splits[name] for name in ("train", "validation", *TARGET_SPLITS[target])}
 
 
-def _longer_windows(loaded: real_heads.LoadedModel, settings: real_heads.Parameters, parameters: Parameters,
-                    layer: int, head: int) -> TargetBatch:
+def _longer_windows(loaded: LoadedModel, parameters: Parameters, layer: int, head: int) -> TargetBatch:
     longer = dataclasses.replace(loaded, inputs=longer_window_ids(loaded.handle, parameters))
-    return real_heads.targets_of(longer, settings, [layer], [head])[0]
+    return targets_of(longer, [layer], [head])[0]
 
 
 def longer_window_ids(language_model: language.LanguageModel, parameters: Parameters):

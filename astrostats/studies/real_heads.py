@@ -39,12 +39,12 @@ from astrostats.studies.base import RunContext
 from astrostats.studies.scaling import fit_error_laws, theory_table
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets import language, vision
+from astrostats.targets.models import MODELS, LoadedModel, load, model_shape, targets_of
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.validation import check_choice, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 
-MODELS = ("minilm", "smollm2", "vit")
 ANALYSES = ("response", "sweep", "head_stats", "end_to_end")
 RESPONSE_QUANTILES = (0.05, 0.5, 0.95)
 MIN_BOOTSTRAP = 100
@@ -124,61 +124,6 @@ class Parameters:
         if "sweep" in self.analyses and "mismatched_target" in self.circuits and shape.n_kv_heads < 2:
             raise fail("circuits", f"'mismatched_target' only for a model with a head of another key/value group "
                                    f"({model} has {shape.n_kv_heads})", "mismatched_target")
-
-
-def model_shape(name: str, parameters: Parameters) -> language.ModelShape:
-    """Layers and heads from the model's configuration (no weights): seconds, before any heavy work."""
-    if name == "vit":
-        config = vision.vit_config(parameters.image_source)
-        return language.ModelShape(config.n_layers, config.n_heads, config.n_heads)
-    return language.language_model_shape(name)
-
-
-# ------------------------------------------------------------------------------------------------- loading
-@dataclass(frozen=True)
-class LoadedModel:
-    """One loaded model and how to get its heads and final outputs."""
-
-    name: str
-    handle: object  # language.LanguageModel or vision.ViT
-    inputs: torch.Tensor  # token ids (S, N) or images (S, 28, 28)
-    load_seconds: float
-
-    @property
-    def is_vision(self) -> bool:
-        return self.name == "vit"
-
-    def layer_attention(self, layers=()) -> list[language.LayerAttention]:
-        if self.is_vision:
-            every = vision.vit_attention(self.handle, self.inputs)
-            return [every[i] for i in language.select("layers", layers, len(every))]
-        return language.language_attention(self.handle, self.inputs, layers)
-
-
-def load(name: str, parameters: Parameters) -> LoadedModel:
-    start = time.perf_counter()
-    if name == "vit":
-        model = vision.load_vit(parameters.image_source)
-        images, _ = vision.test_images(parameters.image_source, parameters.n_sequences)
-        return LoadedModel(name, model, images, time.perf_counter() - start)
-    model = language.load_language_model(name)
-    ids = language.text_sequences(model, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
-                                  text_source=parameters.text_source)
-    return LoadedModel(name, model, ids, time.perf_counter() - start)
-
-
-def targets_of(loaded: LoadedModel, parameters: Parameters, layers, heads, *,
-               require_alternative: bool = False) -> list[TargetBatch]:
-    """TargetBatches of the chosen layers and heads (labels as the synthetic targets')."""
-    if loaded.is_vision:
-        target = f"vit_{parameters.image_source}"
-        extra, groups = {"n_kv_heads": loaded.handle.config.n_heads, "source": parameters.image_source}, 1
-    else:
-        target = loaded.name
-        extra = {"n_kv_heads": loaded.handle.n_kv_heads, "source": parameters.text_source}
-        groups = loaded.handle.n_heads // loaded.handle.n_kv_heads
-    return language.head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
-                                 require_alternative=require_alternative)
 
 
 HEAD_KEYS = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]  # one scaling fit per head
@@ -322,19 +267,20 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
         collected.setdefault(key, []).append(frame)
 
     for name in parameters.models:  # every index checked against every model before the first is loaded
-        parameters.check_shape(name, model_shape(name, parameters))
+        parameters.check_shape(name, model_shape(name, parameters.image_source))
     for name in parameters.models:
-        loaded = load(name, parameters)
+        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                      text_source=parameters.text_source, image_source=parameters.image_source)
         timings.append({"target": name, "step": "load", "seconds": loaded.load_seconds})
         for analysis in parameters.analyses:
             start = time.perf_counter()
             if analysis == "response":
-                batches = targets_of(loaded, parameters, parameters.response_layers, parameters.response_heads)
+                batches = targets_of(loaded, parameters.response_layers, parameters.response_heads)
                 keep("response", response_table(batches, parameters, spec.seed))
             elif analysis == "head_stats":
-                keep("head_stats", head_statistics(targets_of(loaded, parameters, parameters.layers, parameters.heads)))
+                keep("head_stats", head_statistics(targets_of(loaded, parameters.layers, parameters.heads)))
             elif analysis == "sweep":
-                batches = targets_of(loaded, parameters, parameters.sweep_layers, parameters.sweep_heads,
+                batches = targets_of(loaded, parameters.sweep_layers, parameters.sweep_heads,
                                      require_alternative="mismatched_target" in parameters.circuits)
                 sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, circuits=parameters.circuits,
                               base_seed=spec.seed, memory_mb=parameters.memory_mb)
