@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.astrocyte import is_tiled, run_circuit
+from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.kernels import is_tiled
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection

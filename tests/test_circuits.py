@@ -1,14 +1,13 @@
 """The circuit against independent computations and against theory (issue 2, item 6)."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from astrostats.circuits import astrocyte
-from astrostats.circuits.astrocyte import STREAM_CHUNK, astrocyte_attention
-from astrostats.circuits.attention import log_normaliser, softmax_attention
+from astrostats.circuits import astrocyte, kernels
+from astrostats.circuits.astrocyte import astrocyte_attention
+from astrostats.circuits.attention import softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, draw_projection, random_features
 from astrostats.circuits.theory import predicted_error_constant
@@ -25,50 +24,71 @@ def gaussian_head(n_seq=3, n=40, d=8, d_v=5, scale=0.3, dtype=torch.float64, see
     return q, k, v
 
 
-def dense_circuit(q, k, v, projection, feature, causal=False):
-    """sum_tau v_tau phi(k_tau)·phi(q) / sum_tau phi(k_tau)·phi(q), written out directly."""
-    phi_q = random_features(q, projection, feature)
-    phi_k = random_features(k, projection, feature)
-    weights = phi_q @ phi_k.transpose(-1, -2)
-    if causal:
-        weights = weights.tril()
-    return (weights @ v) / weights.sum(-1, keepdim=True), weights.sum(-1)
+def float_bound(q, k, projection, dtype):
+    """Rounding bound on the fast path's relative output error and its log-response error: each exponent
+    w·x - |x|^2/2 carries an absolute error up to eps (|w| |x| + |x|^2) (for q and for k); the ratio doubles
+    it; the sums over N tokens and m units add eps (N + m)."""
+    eps = torch.finfo(dtype).eps
+    row_norm = float(projection.norm(dim=-1).max())
+    exponent_error = sum(eps * (row_norm * float(x.norm(dim=-1).max()) + float((x * x).sum(-1).max())) for x in (q, k))
+    return 2 * exponent_error + eps * (q.shape[-2] + projection.shape[-2])
+
+
+def assert_matches_reference(q, k, v, projection, feature, causal, dtype=torch.float64):
+    """The fast path in ``dtype`` against the library's float64 reference of the paper's two phases."""
+    expected, expected_response = astrocyte.reference_circuit(q, k, v, projection, feature, causal)
+    output, response = astrocyte_attention(q.to(dtype), k.to(dtype), v.to(dtype), projection=projection.to(dtype),
+                                           feature=feature, causal=causal, return_response=True)
+    assert output.dtype == dtype
+    bound = max(float_bound(q, k, projection, dtype), 1e-12)
+    scale = float(expected.abs().max())
+    assert torch.allclose(output.double(), expected, rtol=0, atol=bound * scale)
+    assert torch.allclose(response.log(), expected_response.abs().log(), rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("feature", FEATURE_MAPS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_circuit_equals_dense_computation(feature, causal):
-    q, k, v = gaussian_head(n=150)  # longer than one streaming block
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_circuit_equals_the_reference(feature, causal, dtype):
+    q, k, v = gaussian_head(n=150)  # longer than two streaming blocks
     projection = draw_projection(32, 8, feature=feature, seed=3, dtype=torch.float64)
-    expected, expected_response = dense_circuit(q, k, v, projection, feature, causal)
-    output, response = astrocyte_attention(q, k, v, projection=projection, feature=feature, causal=causal,
-                                           return_response=True)
-    assert torch.allclose(output, expected, rtol=0, atol=1e-10)
-    assert torch.allclose(response, expected_response, rtol=1e-10, atol=0)
+    assert_matches_reference(q, k, v, projection, feature, causal, dtype)
+
+
+def test_reference_is_the_kernel_weighted_average():
+    """The reference's two phases equal sum_tau w_t,tau v_tau / sum_tau w_t,tau with w = phi(q_t)·phi(k_tau)
+    (non-causal; causal: tau <= t), the definition in paper-notes.md."""
+    q, k, v = gaussian_head(n=20)
+    projection = draw_projection(16, 8, seed=2, dtype=torch.float64)
+    weights = random_features(q, projection) @ random_features(k, projection).transpose(-1, -2)
+    for causal, w in ((False, weights), (True, weights.tril())):
+        output, response = astrocyte.reference_circuit(q, k, v, projection, causal=causal)
+        assert torch.allclose(output, (w @ v) / w.sum(-1, keepdim=True), rtol=1e-12, atol=0)
+        assert torch.allclose(response, w.sum(-1), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("feature", ["positive", "orthogonal"])
-def test_tiled_path_equals_dense_computation(feature, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch):
     """Hidden units in several tiles of unequal width (online per-token shifts, per-tile key shifts rescaled
     to the sequence maximum), with a batch of projections broadcast against the sequences: the same numbers
-    as the dense formula. Large logits make the tiles' maxima differ, so every rescaling path runs."""
-    monkeypatch.setattr(astrocyte, "TILE_ELEMENTS", 1)  # at most 64 units per tile: 202 -> 51 + 51 + 51 + 49
+    as the reference. Large logits make the tiles' maxima differ, so every rescaling path runs."""
+    monkeypatch.setattr(kernels, "TILE_ELEMENTS", 1)  # at most 64 units per tile: 202 -> 51 + 51 + 51 + 49
     q, k, v = gaussian_head(n=40, scale=1.0)
     projections = torch.stack([draw_projection(202, 8, feature=feature, seed=s, dtype=torch.float64)
                                for s in range(2)]).unsqueeze(1)  # (seeds, 1, m, d)
-    assert [tile.stop - tile.start for tile in astrocyte._tiles(240, 202)] == [51, 51, 51, 49]
-    expected, expected_response = dense_circuit(q, k, v, projections, feature)
-    output, response = astrocyte_attention(q, k, v, projection=projections, feature=feature, return_response=True)
+    assert [tile.stop - tile.start for tile in kernels.tiles_of(240, 202)] == [51, 51, 51, 49]
+    assert kernels.is_tiled(feature, causal=False)
+    output = astrocyte_attention(q, k, v, projection=projections, feature=feature)
     assert output.shape == (2, 3, 40, 5)
-    assert torch.allclose(output, expected, rtol=0, atol=1e-10)
-    assert torch.allclose(response, expected_response, rtol=1e-10, atol=0)
+    assert_matches_reference(q, k, v, projections, feature, False, dtype)
 
 
 def test_causal_equals_prefix_by_prefix():
-    q, k, v = gaussian_head(n=STREAM_CHUNK + 20)
+    q, k, v = gaussian_head(n=kernels.STREAM_CHUNK + 20)
     k[:, -10:] *= 8.0  # late keys with much larger exponents: the carried sums must be rescaled, not underflow
     streamed = astrocyte_attention(q, k, v, 64, seed=1, causal=True)
-    for t in (0, 1, STREAM_CHUNK - 1, STREAM_CHUNK, q.shape[1] - 1):
+    for t in (0, 1, kernels.STREAM_CHUNK - 1, kernels.STREAM_CHUNK, q.shape[1] - 1):
         prefix = astrocyte_attention(q[:, : t + 1], k[:, : t + 1], v[:, : t + 1], 64, seed=1)
         assert torch.allclose(streamed[:, t], prefix[:, t], rtol=1e-10, atol=1e-12)
 
@@ -133,14 +153,7 @@ def test_float32_is_finite_and_matches_float64_at_large_logits():
                                          causal=causal, return_response=True)
         out64, a64 = astrocyte_attention(q, k, v, projection=projection, causal=causal, return_response=True)
         assert torch.isfinite(out32).all() and torch.isfinite(a32).all()
-        # float32 rounding bound: each exponent w·x - |x|^2/2 carries an absolute error up to
-        # eps (|w| |x| + |x|^2) (for q and for k); the ratio doubles it; the sums over N tokens and m units add
-        # eps (N + m). The log-response and the output's relative error must stay under that.
-        eps = torch.finfo(torch.float32).eps
-        row_norm = float(projection.norm(dim=-1).max())
-        exponent_error = sum(eps * (row_norm * float(x.norm(dim=-1).max()) + float((x * x).sum(-1).max()))
-                             for x in (q, k))
-        bound = 2 * exponent_error + eps * (q.shape[-2] + projection.shape[0])
+        bound = float_bound(q, k, projection, torch.float32)
         assert torch.allclose(out32.double(), out64, rtol=0, atol=bound * float(out64.abs().max()))
         assert torch.allclose(a32.log(), a64.log(), rtol=0, atol=bound)
 

@@ -1,0 +1,160 @@
+"""Tuned kernels of the neuron–astrocyte circuit: the same numbers as the paper's two phases
+(:func:`astrostats.circuits.astrocyte.reference_circuit`, to float rounding), computed fast.
+
+Nothing here changes what is computed, only how: exponents in base 2 (torch's exp2 is about 3x faster than its
+exp on a CPU), hidden units in tiles that stay in cache, per-tile key shifts rescaled to the sequence maximum,
+online per-token query shifts (as FlashAttention), and causal streaming in blocks with running sums. Tests bind
+every path here (each feature map, causal or not, uneven tiles, float32 and float64) to the reference.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from astrostats.circuits.features import POSITIVE_MAPS
+
+STREAM_CHUNK = 64  # tokens per block in streaming mode: running sums across blocks, exact within
+TILE_ELEMENTS = 2**19  # rates per tile of hidden units (batch x N x tile): 2 MB of float32, about L2 size
+LOG2E = 1.0 / math.log(2.0)
+
+
+def positive_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, causal: bool):
+    """Response, drive and the log shift (natural units) of the positive maps without autograd: tiled when
+    not causal, streamed in base 2 when causal."""
+    if not causal:
+        return tiled_positive(q, k, v, projection)
+    q_exponent = log2_rates(q, projection)
+    q_shift = q_exponent.amax(-1, keepdim=True)
+    phi_q = q_exponent.sub_(q_shift).exp2_()
+    response, drive, key_shift = stream(phi_q, log2_rates(k, projection), None, v, torch.exp2)
+    return response, drive, (q_shift.squeeze(-1).double() + key_shift.double()) / LOG2E
+
+
+def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor):
+    """The non-causal circuit for the positive maps, without autograd: the same numbers as the reference
+    (to float rounding), 1.1-1.8x faster on one CPU core (most at large N x m), for three reasons.
+
+    * Exponents in base 2, log2(e) folded into q and k: torch's exp2 is about 3x faster than its exp.
+    * The |x|^2/2 term is not a GEMM column: for queries it cancels in the per-token shift, for keys it is
+      subtracted with the per-sequence shift (one pass), so every GEMM has the head size as inner dimension.
+    * Hidden units run in tiles whose (batch x N x tile) rates stay in L2 cache. Shifts stay consistent
+      across tiles: each key tile's Hebbian block is rescaled to the sequence maximum at the end; queries
+      keep an online per-token maximum and rescale their running sums when it grows (as FlashAttention).
+    """
+    rows = projection.shape[-2]
+    weights = projection.transpose(-1, -2)
+    q_half, k_half = (0.5 * LOG2E * (x * x).sum(-1) for x in (q, k))  # |x|^2/2 in log2 units, (..., N)
+    q, k = q * LOG2E, k * LOG2E
+    batch = q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    n_tokens = q.shape[-2]
+    tiles = tiles_of(math.prod(batch) * n_tokens, rows)
+    width = tiles[0].stop - tiles[0].start
+    # preallocated and reused: GEMMs writing to memory not in cache run at half speed, and fresh large
+    # tensors cost page faults. Rates: one buffer for every tile; Hebbian and presynaptic: a block per tile.
+    workspace = q.new_empty(math.prod(batch) * n_tokens * width)
+    hebbian = q.new_empty(len(tiles), *batch, v.shape[-1], width)
+    presynaptic = q.new_empty(len(tiles), *batch, width)
+    key_shifts = q.new_empty(len(tiles), *batch, 1)
+
+    def tile_views(index, tile):
+        size = tile.stop - tile.start
+        rates = workspace[: math.prod(batch) * n_tokens * size].view(*batch, n_tokens, size)
+        return rates, hebbian[index, ..., :size], presynaptic[index, ..., :size]
+
+    for index, tile in enumerate(tiles):  # write phase
+        rates, block_hebbian, block_presynaptic = tile_views(index, tile)
+        torch.matmul(k, weights[..., tile], out=rates)
+        shift = torch.amax(rates.amax(-1) - k_half, -1, keepdim=True, out=key_shifts[index])  # sequence maximum
+        rates.sub_((k_half + shift).unsqueeze(-1)).exp2_()
+        torch.matmul(v.transpose(-1, -2), rates, out=block_hebbian)
+        torch.sum(rates, -2, out=block_presynaptic)
+    key_shift = key_shifts.amax(0)  # (..., 1)
+    if len(tiles) > 1:  # every tile to the sequence maximum
+        scales = (key_shifts - key_shift).exp2_()
+        hebbian.mul_(scales.unsqueeze(-1))
+        presynaptic.mul_(scales)
+
+    response = drive = token_shift = None
+    for index, tile in enumerate(tiles):  # read phase
+        rates, block_hebbian, block_presynaptic = tile_views(index, tile)
+        torch.matmul(q, weights[..., tile], out=rates)
+        tile_max = rates.amax(-1, keepdim=True)
+        if token_shift is None:
+            token_shift = tile_max
+        else:  # the running sums to the new per-token maximum
+            new_shift = torch.maximum(token_shift, tile_max)
+            rescale = (token_shift - new_shift).exp2_()
+            response.mul_(rescale.squeeze(-1))
+            drive.mul_(rescale)
+            token_shift = new_shift
+        rates.sub_(token_shift).exp2_()
+        block_drive = rates @ block_hebbian.transpose(-1, -2)
+        block_response = rates.mul_(block_presynaptic.unsqueeze(-2)).sum(-1)  # in place: stays in cache
+        response = block_response if response is None else response.add_(block_response)
+        drive = block_drive if drive is None else drive.add_(block_drive)
+    # phi carries 1/sqrt(rows) on each side; shifts back to natural units
+    log_shift = (token_shift.squeeze(-1).double() - q_half.double() + key_shift.double()) / LOG2E - math.log(rows)
+    return response, drive, log_shift
+
+
+def is_tiled(feature: str, causal: bool) -> bool:
+    """Whether :func:`run_circuit` takes the tiled path, which keeps its rates in cache (without gradients)."""
+    return feature in POSITIVE_MAPS and not causal
+
+
+def tiles_of(batch_tokens: int, rows: int) -> list[slice]:
+    """Hidden units in tiles of equal width (the last may be narrower), each about TILE_ELEMENTS rates and
+    at least 64 units wide."""
+    count = math.ceil(rows / max(64, TILE_ELEMENTS // batch_tokens))
+    width = math.ceil(rows / count)
+    return [slice(start, min(rows, start + width)) for start in range(0, rows, width)]
+
+
+def log2_rates(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """log2 phi(x) for the positive maps: log2(e) (w·x - |x|^2/2) - log2(rows)/2, one GEMM and one pass."""
+    exponent = (x * LOG2E) @ projection.transpose(-1, -2)
+    offset = 0.5 * LOG2E * (x * x).sum(-1, keepdim=True) + 0.5 * math.log2(projection.shape[-2])
+    return exponent.sub_(offset)
+
+
+def stream(phi_q, k_exponent, k_osc, v, exp):
+    """Causal write phase: H_t = H_(t-1) + v_t phi(k_t)^T, g_t = g_(t-1) + phi(k_t), read at every t.
+
+    Runs block by block: the state carried between blocks is exactly the running sums; inside a block the
+    same sums are formed with a lower-triangular mask. Key exponents are shifted per block, with the carried
+    sums rescaled whenever the running maximum grows, so early tokens never underflow. ``exp`` is the base of
+    the exponents (torch.exp or torch.exp2); the returned shifts are in that base.
+    """
+    n = k_exponent.shape[-2]
+    batch = k_exponent.shape[:-2]
+    m = k_exponent.shape[-1]
+    hebbian = torch.zeros(*batch, v.shape[-1], m, dtype=phi_q.dtype)
+    presynaptic = torch.zeros(*batch, m, dtype=phi_q.dtype)
+    running_shift = None
+    responses, drives, shifts = [], [], []
+    for start in range(0, n, STREAM_CHUNK):
+        block = slice(start, min(n, start + STREAM_CHUNK))
+        exponent = k_exponent[..., block, :]
+        block_shift = exponent.amax(dim=(-2, -1), keepdim=True)
+        new_shift = block_shift if running_shift is None else torch.maximum(running_shift, block_shift)
+        if running_shift is not None:  # rescale the carried sums to the new reference
+            rescale = exp(running_shift - new_shift)
+            hebbian, presynaptic = hebbian * rescale, presynaptic * rescale.squeeze(-1)
+        running_shift = new_shift
+        phi_block = exp(exponent - new_shift)
+        if k_osc is not None:
+            phi_block = phi_block * k_osc[..., block, :]
+        q_block = phi_q[..., block, :]
+        v_block = v[..., block, :]
+        # read: what the carried running sums give, plus this block's tokens up to and including t
+        within = torch.tril(q_block @ phi_block.transpose(-1, -2))
+        carried_response = (q_block * presynaptic.unsqueeze(-2)).sum(-1)  # the read phase on the carried sums
+        carried_drive = q_block @ hebbian.transpose(-1, -2)
+        responses.append(carried_response + within.sum(-1))
+        drives.append(carried_drive + within @ v_block)
+        shifts.append(new_shift[..., 0, 0, None].expand(*new_shift.shape[:-2], block.stop - block.start))
+        # write: fold this block into the running sums
+        hebbian = hebbian + v_block.transpose(-1, -2) @ phi_block
+        presynaptic = presynaptic + phi_block.sum(-2)
+    return torch.cat(responses, -1), torch.cat(drives, -2), torch.cat(shifts, -1)
