@@ -33,6 +33,7 @@ from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_project
 from astrostats.execution import Executor
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_int, check_int_list, fail
+from astrostats.seeding import feature_code, seed_sequence
 
 LOG = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Sweep:
 
 
 def projection_seed(base_seed: int, feature: str, m: int, seed: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence([base_seed, FEATURE_MAPS.index(feature), m, seed])
+    return seed_sequence(base_seed, feature_code(feature), m, seed)
 
 
 def draw_projections(sweep: Sweep, feature: str, m: int, seeds: range, d: int) -> torch.Tensor:

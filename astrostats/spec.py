@@ -22,17 +22,28 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.resources
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from astrostats.validation import InputError, check_choice, fail
 
 PROFILES = ("smoke", "quick", "full", "exhaustive")
 TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration"}
-ANALYSES_DIR = Path(__file__).resolve().parent.parent / "analyses"
+
+
+def _analyses_dir() -> Path:
+    """The specs: analyses/ beside the package in a source checkout (editable installs and worktrees read their
+    own), else the copy the wheel ships as the package astrostats.analyses, found with importlib.resources."""
+    checkout = Path(__file__).resolve().parent.parent / "analyses"
+    if (checkout / "__init__.py").is_file():
+        return checkout
+    return Path(str(importlib.resources.files("astrostats.analyses")))
+
+
+ANALYSES_DIR = _analyses_dir()
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,3 @@ def resolve_spec_argument(argument: str, profile: str, directory: Path = ANALYSE
     if argument.endswith(".toml") or Path(argument).exists():
         return load_spec(argument, profile)
     raise fail("analysis", f"one of {sorted(specs)} or a path to a .toml spec", argument)
-
-
-def to_jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

@@ -31,12 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from astrostats.circuits.astrocyte import _shifted, read_phase, run_circuit, write_phase
 from astrostats.circuits.attention import causal_mask
-from astrostats.circuits.features import feature_parts, torch_generator
+from astrostats.circuits.features import feature_parts
 from astrostats.validation import check_choice, check_float, check_int, fail
 
 TOKEN_INTERVAL_S = 0.025  # one token every 25 ms: within the 10-50 ms of speech and reading
@@ -636,8 +635,3 @@ def realistic_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
                             per_process=variant.family in PER_PROCESS)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     return apply_variant(variant, pieces, [generator], noise_pool)[0]
-
-
-def seed_generator(*entropy: int) -> torch.Generator:
-    """A torch generator from integers, via numpy's SeedSequence (as the runner derives task seeds)."""
-    return torch_generator(np.random.SeedSequence([int(x) for x in entropy]))

@@ -27,13 +27,6 @@ def projection_rows(m: int, feature: str) -> int:
     return m // 2 if feature in PAIRED_MAPS else m
 
 
-def torch_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
-    """One generator per task: seeds belong to tasks, so results do not depend on batching or workers."""
-    if isinstance(seed, np.random.SeedSequence):
-        seed = int(seed.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    return torch.Generator().manual_seed(int(seed))
-
-
 def draw_projection(m: int, d: int, *, feature: str = "positive", seed: int | np.random.SeedSequence = 0,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """W for m hidden units on d-dimensional inputs: i.i.d. N(0, 1) rows, or for ``orthogonal``

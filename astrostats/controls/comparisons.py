@@ -16,7 +16,6 @@ A control flagged by training (not converged, diverged) keeps its row; the flag 
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ import pandas as pd
 
 from astrostats.stats import adjust_p_values, bootstrap_interval, hierarchical_weights, paired_permutation_test
 from astrostats.validation import check_choice, check_float, check_int, fail
+from astrostats.seeding import derived_seed, name_code
 
 CIRCUIT = "astrocyte"
 
@@ -96,8 +96,7 @@ def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: 
 def comparison_seed(seed: int, family: str, control: str, m: int, split: str) -> int:
     """The resampling seed of one comparison, from its names alone (a stable CRC-32, not Python's salted hash),
     so adding or reordering comparisons leaves every other p-value and interval as it was."""
-    key = zlib.crc32("\x1f".join((family, control, str(int(m)), split)).encode())
-    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
+    return derived_seed(seed, name_code(family, control, str(int(m)), split))
 
 
 def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alpha: float = 0.05,

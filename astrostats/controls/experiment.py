@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +27,7 @@ from astrostats.controls.training import (TrainingBudget, derangement, exact_out
 from astrostats.runner import Sweep, draw_projections
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_float, check_int, fail
+from astrostats.seeding import derived_seed
 
 LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
@@ -67,7 +67,7 @@ def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: Contr
     if base == "learned_feature":
         sweep = Sweep(m=(m,), n_seeds=seed + 1, base_seed=plan.base_seed)
         return LearnedFeatureAttention(draw_projections(sweep, "positive", m, range(seed, seed + 1), d)[0])
-    init_seed = int(np.random.SeedSequence([plan.base_seed, m, seed]).generate_state(1)[0])
+    init_seed = derived_seed(plan.base_seed, m, seed)
     return FittedRegressor.for_budget(m, d, d_v, init_seed, plan.budget_tolerance)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from astrostats.validation import InputError, check_choice, check_float, check_int, fail
+from astrostats.validation import InputError, check_choice, check_float, fail
 
 RESULT_COLUMNS = ("statistic", "p_value", "ci_low", "ci_high", "effect", "n", "method")
 EXTRA_COLUMNS = ("effect_name", "status", "reason")
@@ -78,15 +78,6 @@ def as_pair(a: Any, b: Any, *, min_size: int = 2) -> tuple[np.ndarray, np.ndarra
     return a, b
 
 
-def make_rng(seed: Any) -> np.random.Generator:
-    """One way in for randomness: a non-negative int, a SeedSequence or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.default_rng(seed)
-    return np.random.default_rng(check_int("seed", seed, minimum=0))
-
-
 def check_confidence(confidence: Any) -> float:
     confidence = check_float("confidence", confidence, minimum=0.0, strict=True, maximum=1.0)
     if confidence >= 1.0:
@@ -119,5 +110,5 @@ def warn(message: str) -> None:
     warnings.warn(message, StatsWarning, stacklevel=3)
 
 
-__all__ = ["InputError", "StatsWarning", "Draws", "RESULT_COLUMNS", "result_frame", "as_vector", "as_pair", "make_rng",
+__all__ = ["InputError", "StatsWarning", "Draws", "RESULT_COLUMNS", "result_frame", "as_vector", "as_pair",
            "check_confidence", "check_alternative", "check_columns", "monte_carlo_p", "warn"]

@@ -14,16 +14,17 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats import weightstats
 
-from astrostats.stats._common import as_pair, as_vector, check_confidence, make_rng, result_frame, warn
+from astrostats.stats._common import as_pair, as_vector, check_confidence, result_frame, warn
 from astrostats.stats.resampling import cliffs_delta_value, paired_permutation_test, two_sample_permutation_test
 from astrostats.validation import check_float, check_int
+from astrostats.seeding import numpy_rng
 
 
 def _scipy_bootstrap(data: tuple, statistic, *, paired: bool, n_resamples: int, seed: Any,
                      confidence: float) -> tuple[float, float, str, np.ndarray]:
     """scipy's BCa bootstrap; a degenerate BCa (scipy warns, or gives NaN) becomes the percentile CI."""
     kwargs = dict(paired=paired, vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
-                  random_state=make_rng(seed))
+                  random_state=numpy_rng(seed))
     with warnings.catch_warnings():
         warnings.simplefilter("error", stats.DegenerateDataWarning)
         try:

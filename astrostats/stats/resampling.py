@@ -20,8 +20,9 @@ import pandas as pd
 from scipy import special, stats
 
 from astrostats.stats._common import (as_pair, as_vector, check_alternative, check_columns, check_confidence,
-                                      make_rng, monte_carlo_p, result_frame, warn)
+                                      monte_carlo_p, result_frame, warn)
 from astrostats.validation import check_choice, check_int, fail
+from astrostats.seeding import numpy_rng
 
 #: bit k of byte b -> +1 if set, else -1 (little-endian within a block of eight differences)
 _SIGNS = np.where((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1, 1.0, -1.0)
@@ -54,7 +55,7 @@ def sign_flip_sums(differences: Any, n_resamples: int = 9999, seed: Any = 0) -> 
     if d.size < 63 and 2 ** d.size <= n_resamples:
         codes = np.arange(2 ** d.size, dtype="<u8").view(np.uint8).reshape(-1, 8)[:, :blocks]
         return _sums_from_bytes(table, codes), True
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     rows_per_chunk = max(1, _CHUNK_BYTES // blocks)
     sums = np.empty(n_resamples)
     for start in range(0, n_resamples, rows_per_chunk):
@@ -141,7 +142,7 @@ def two_sample_permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
     alternative = check_alternative(alternative)
     confidence = check_confidence(confidence)
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     pooled = np.concatenate([x, y])
     total, size = pooled.sum(), pooled.size
     observed = float(x.mean() - y.mean())
@@ -245,7 +246,7 @@ def hierarchical_weights(table: pd.DataFrame, levels: Sequence[str], n_resamples
     if not 1 <= len(levels) <= 2:
         raise fail("levels", "one or two column names (outer first)", levels)
     check_columns(table, levels)
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     outer_codes, outer_units = pd.factorize(table[levels[0]], sort=True)
     outer_counts = rng.multinomial(outer_units.size, np.full(outer_units.size, 1 / outer_units.size), size=n_resamples)
     if len(levels) == 1:
@@ -285,7 +286,7 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
     """
     n_units = check_int("n_units", n_units, minimum=1)
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     strata = np.zeros(n_units, dtype=np.int64) if strata is None else np.asarray(strata)
     if strata.shape != (n_units,):
         raise fail("strata", f"one stratum per unit ({n_units})", f"shape {strata.shape}")

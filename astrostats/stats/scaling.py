@@ -45,12 +45,13 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import optimize
 
-from astrostats.stats._common import check_columns, check_confidence, make_rng
+from astrostats.stats._common import check_columns, check_confidence
 from astrostats.stats.resampling import bootstrap_interval
 from astrostats.stats.scaling_batch import (RATE, alpha_draws, bootstrap_units, design_of, fit_floor_batch,
                                             floor_f_test, floor_starts, prepare)
 from astrostats.stats.scaling_result import ScalingFit
 from astrostats.validation import InputError, check_choice, check_float, check_int, fail
+from astrostats.seeding import numpy_rng
 
 BOOTSTRAP_METHOD = ("alpha: feature draws resampled within m (Rao-Wu) + sequence slope deviations resampled, "
                     "shrunk to remove the row noise counted at the draw level; A, theory ratio, floor: "
@@ -259,7 +260,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
 
     # hierarchical bootstrap (plus leave-one-sequence-out jackknife rows for BCa)
     if n_resamples:
-        draw_units, sequence_units = bootstrap_units(layout, n_resamples, make_rng(seed))
+        draw_units, sequence_units = bootstrap_units(layout, n_resamples, numpy_rng(seed))
         boot_alpha, shrinkage = alpha_draws(layout, y[None, :], draw_units[None],
                                              None if sequence_units is None else sequence_units[None], confidence)
         boot_alpha, shrinkage = boot_alpha[0], float(shrinkage[0])

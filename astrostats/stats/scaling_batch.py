@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from astrostats.stats._common import check_columns, check_confidence, make_rng
+from astrostats.stats._common import check_columns, check_confidence
 from astrostats.stats.resampling import rescaled_cluster_weights
 from astrostats.validation import check_int, fail
+from astrostats.seeding import numpy_rng
 
 RATE = 0.5  # the random-feature Monte-Carlo rate
 CHUNK_ELEMENTS = 1 << 22  # bootstrap weights held at once by the batched path (32 MB of float64)
@@ -307,7 +308,7 @@ def power_law_bootstrap(design: FitDesign, log_values: Any, n_resamples: int, se
     chunk = max(1, CHUNK_ELEMENTS // (n_resamples * n_units))  # bounds the (sets x B x units) weights
     alpha, shrinkage = np.empty((y.shape[0], n_resamples)), np.empty(y.shape[0])
     for start in range(0, y.shape[0], chunk):
-        units = [bootstrap_units(design, n_resamples, make_rng(seed)) for seed in seeds[start:start + chunk]]
+        units = [bootstrap_units(design, n_resamples, numpy_rng(seed)) for seed in seeds[start:start + chunk]]
         draws = np.stack([unit[0] for unit in units])
         sequences = np.stack([unit[1] for unit in units]) if design.sequence_codes is not None else None
         alpha[start:start + chunk], shrinkage[start:start + chunk] = alpha_draws(

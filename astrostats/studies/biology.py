@@ -41,6 +41,7 @@ from astrostats.targets import recordings
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, fail
+from astrostats.seeding import feature_code, seed_sequence, torch_generator
 
 LOG = logging.getLogger(__name__)
 LEVELS = ("ideal", "null", "measured", "stress")
@@ -274,7 +275,7 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
                 for index, variant in enumerate(chosen):
                     if index not in kept_index:
                         continue
-                    generators = [bio.seed_generator(base_seed, FEATURE_MAPS.index(feature), m, s, index) for s in seeds]
+                    generators = [torch_generator(seed_sequence(base_seed, feature_code(feature), m, s, index)) for s in seeds]
                     if variant.family == "microdomains" and variant.n_domains > m:
                         empty = torch.full((len(seeds), n_seq), math.nan, dtype=torch.float64)
                         frame = _rows(batch.labels, variant, feature, m, seeds, list(batch.sequence_ids),

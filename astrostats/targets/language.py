@@ -36,6 +36,7 @@ from astrostats.circuits.features import draw_projection
 from astrostats.targets.base import TargetBatch
 from astrostats.targets.corpora import english_text, require_package, token_windows
 from astrostats.validation import InputError, check_choice, check_int, fail
+from astrostats.seeding import seed_sequence
 
 
 LANGUAGE_MODELS = ("minilm", "smollm2")
@@ -145,7 +146,7 @@ def circuit_heads(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     chunk = int(max(1, min(batch, setting.memory_mb * 2**20 // per_sequence)))
     outputs = []
     for head in range(n_heads):
-        seed = np.random.SeedSequence([setting.base_seed, setting.seed, layer, head, setting.m])
+        seed = seed_sequence(setting.base_seed, setting.seed, layer, head, setting.m)
         projection = draw_projection(setting.m, d, feature=setting.feature, seed=seed, dtype=q.dtype)
         parts = [run_circuit(q[start:start + chunk, head], k[start:start + chunk, head], v[start:start + chunk, head],
                              projection, setting.feature, setting.causal).output

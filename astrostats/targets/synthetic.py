@@ -7,14 +7,14 @@ deviation about r^2 / sqrt(d), and the positive-feature error constant grows lik
 """
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import torch
 
-from astrostats.circuits.features import torch_generator
+
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_float, check_int, fail
+from astrostats.seeding import name_code, seed_sequence, torch_generator
 
 LOGIT_SCALES = {"diffuse": 0.5, "typical": 1.0, "peaked": 2.0}
 
@@ -39,8 +39,7 @@ def synthetic_head(*, n_sequences: int = 8, n_tokens: int = 197, d_head: int = 6
     n_tokens = check_int("n_tokens", n_tokens, minimum=1)
     d_head = check_int("d_head", d_head, minimum=1)
     r = qk_norm(logit_scale)
-    scale_key = zlib.crc32(repr(r).encode())  # every distinct r gets its own draws
-    entropy = np.random.SeedSequence([check_int("seed", seed, minimum=0), n_tokens, d_head, scale_key])
+    entropy = seed_sequence(check_int("seed", seed, minimum=0), n_tokens, d_head, name_code(repr(r)))  # each r its own draws
     gen_main, gen_alt = (torch_generator(s) for s in entropy.spawn(2))
     std = r / np.sqrt(d_head)
     q = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype)
