@@ -108,7 +108,7 @@ def test_hierarchical_weights_keep_the_design():
 
 def test_cluster_bootstrap_variance_matches_the_closed_form():
     table = _design(n_sequences=15, n_seeds=4, seed=1)
-    result = S.hierarchical_bootstrap(table, levels=["sequence_id"], n_resamples=4000, seed=2, method="percentile")
+    result = S.hierarchical_bootstrap(table, clusters=["sequence_id"], n_resamples=4000, seed=2, method="percentile")
     draws = result.attrs["draws"]["bootstrap"]
     cluster_means = table.groupby("sequence_id")["value"].mean()
     exact = cluster_means.var(ddof=0) / cluster_means.size  # bootstrap variance of the mean of cluster means
@@ -195,7 +195,7 @@ def test_holm_and_bh_on_a_table():
     (lambda: S.equivalence_test([1.0, 2.0, 3.0], delta=0), "delta"),
     (lambda: S.adjust_p_values(pd.DataFrame({"p_value": [0.1, 1.5]})), "p_value"),
     (lambda: S.adjust_p_values(pd.DataFrame({"p_value": [0.1]}), method="fdr"), "method"),
-    (lambda: S.hierarchical_bootstrap(_design(), levels=["nope"]), "table"),
+    (lambda: S.hierarchical_bootstrap(_design(), clusters=["nope"]), "table"),
 ])
 def test_bad_input_names_the_parameter(call, name):
     with pytest.raises(InputError, match=name):

@@ -14,10 +14,10 @@ from astrostats.circuits.attention import log_normaliser, scale_queries_keys, so
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import (FEATURE_MAPS, PAIRED_MAPS, POSITIVE_MAPS, draw_projection, feature_parts,
                                           random_features)
-from astrostats.circuits.theory import kernel_entry_relative_rmse, predicted_error_constant
+from astrostats.circuits.theory import predicted_error_constant
 
 __all__ = ["astrocyte_attention", "run_circuit", "reference_circuit", "write_phase", "read_phase", "CircuitOutput",
            "softmax_attention", "log_normaliser", "scale_queries_keys",
            "uniform_attention", "no_astrocyte_attention", "elu_linear_attention",
            "FEATURE_MAPS", "PAIRED_MAPS", "POSITIVE_MAPS", "draw_projection", "random_features", "feature_parts",
-           "predicted_error_constant", "kernel_entry_relative_rmse"]
+           "predicted_error_constant"]

@@ -16,11 +16,6 @@ import torch
 from astrostats.circuits.attention import attention_logits
 
 
-def kernel_entry_relative_rmse(x: torch.Tensor, y: torch.Tensor, m: int) -> torch.Tensor:
-    """Relative RMS error of phi(x)·phi(y) as an estimate of exp(x·y): sqrt((exp(|x+y|^2) - 1) / m)."""
-    return torch.sqrt(torch.expm1(((x + y) ** 2).sum(-1)) / m)
-
-
 def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """C per sequence such that the predicted relative output error is C / sqrt(m) (positive features).
 

@@ -31,7 +31,6 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import InputError, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
-STATUSES = ("converged", "not_converged", "diverged")
 
 
 @dataclass(frozen=True)

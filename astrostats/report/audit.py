@@ -9,40 +9,28 @@ from astrostats.report.verdicts import ClaimVerdict
 
 LOG = logging.getLogger(__name__)
 
-CLAIMS = (
-    ("C1", "astrostats.report.claims.c1_convergence",
-     "The circuit's output converges to softmax attention as m grows, at the rate and constant theory predicts."),
-    ("C2", "astrostats.report.claims.c2_real_models",
-     "The agreement holds on real language and vision Transformers, layer by layer, head by head, end to end."),
-    ("C3", "astrostats.report.claims.c3_overfitting",
-     "The agreement is not explained by fitted capacity (the critique's 'overfitting')."),
-    ("C4", "astrostats.report.claims.c4_biology",
-     "The agreement survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte."),
-    ("C5", "astrostats.report.claims.c5_real_data",
-     "The circuit is validated against real astrocyte data."),
-    ("C6", "astrostats.report.claims.c6_required_m",
-     "Big circuits agree and small ones do not: the m each model, layer and head needs."),
+CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges it (judge)
+    ("C1", "astrostats.report.claims.c1_convergence"),
+    ("C2", "astrostats.report.claims.c2_real_models"),
+    ("C3", "astrostats.report.claims.c3_overfitting"),
+    ("C4", "astrostats.report.claims.c4_biology"),
+    ("C5", "astrostats.report.claims.c5_real_data"),
+    ("C6", "astrostats.report.claims.c6_required_m"),
 )
 
 
 def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
-    """One verdict per claim; a claim whose rule is not built or crashes is INSUFFICIENT_DATA, with the reason."""
+    """One verdict per claim; a claim whose rule crashes is INSUFFICIENT_DATA, with the reason."""
     not_completed = {record["name"]: record.get("error", record["status"])
                      for record in manifest.get("analyses", []) if record["status"] != "ok"}
     verdicts = []
-    for claim_id, module_name, statement in CLAIMS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            verdicts.append(ClaimVerdict(claim_id, statement, "INSUFFICIENT_DATA", "none: not built yet",
-                                         reason="the analysis that tests this claim has not been built yet",
-                                         analyses_needed=(f"an analysis for {claim_id}",)))
-            continue
+    for claim_id, module_name in CLAIMS:
+        module = importlib.import_module(module_name)
         try:
             verdict = module.judge(tables)
         except Exception as error:  # a broken rule must not hide the other claims
             LOG.exception("claim %s: rule failed", claim_id)
-            verdict = ClaimVerdict(claim_id, statement, "INSUFFICIENT_DATA", getattr(module, "RULE", "?"),
+            verdict = ClaimVerdict(claim_id, module.STATEMENT, "INSUFFICIENT_DATA", getattr(module, "RULE", module.__doc__),
                                    reason=f"the rule could not be applied: {type(error).__name__}: {error}")
         broken = unresolved_evidence(verdict, tables)
         if broken:  # a citation that points nowhere is a defect of the audit itself: say so, loudly

@@ -1,4 +1,4 @@
-"""Calibration by simulation: do the tests hold their level, do the CIs cover, do the fits recover truth?
+"""Calibration by simulation: do the tests hold their nominal size, do the CIs cover, do the fits recover truth?
 
 Each check simulates data sets where the answer is known (a null that is true, or a known exponent),
 applies the package's own functions unchanged, and reports the rate of rejections (or of coverage) with a
@@ -21,7 +21,7 @@ from astrostats.stats.resampling import paired_permutation_test, two_sample_perm
 from astrostats.stats.scaling_batch import FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap, scaling_design
 from astrostats.validation import check_choice, check_float, check_int, fail
 
-LEVEL = 0.05
+SIGNIFICANCE = 0.05  # the nominal size of every false-positive check
 RATE_BAND = (0.03, 0.07)
 MIN_SIMULATIONS = 1000  # the bands are +-2.9 binomial SDs at n = 1000; fewer simulations cannot show calibration
 COVERAGE_BAND = (0.93, 0.97)
@@ -105,7 +105,7 @@ def _coverage(generators: list, options: dict, slope_sd: float = 0.0) -> np.ndar
     return ((result["ci_low"] <= 0.5) & (0.5 <= result["ci_high"])).astype(np.float64)
 
 
-SLOPE_SD = 0.01  # sequence exponents spread as much as the draw noise moves alpha: both levels carry variance
+SLOPE_SD = 0.01  # sequence exponents spread as much as the draw noise moves alpha: both the sequences and the draws carry variance
 
 #: check -> (outcomes of a batch of simulated data sets, one Generator each: p-values or coverage
 #: indicators; kind; description)
@@ -151,15 +151,15 @@ def simulate_check(check: str, n_simulations: int, seed: Any = 0, **options: Any
                            for start in range(0, n_simulations, BATCH)])
 
 
-def rate_row(check: str, outcomes: np.ndarray, *, level: float = LEVEL, confidence: float = 0.95) -> dict:
+def rate_row(check: str, outcomes: np.ndarray, *, significance: float = SIGNIFICANCE, confidence: float = 0.95) -> dict:
     """One calibration row: observed rate, Clopper-Pearson CI, binomial test against the nominal rate, verdict."""
     kind, description = CHECKS[check][1], CHECKS[check][2]
-    level = check_float("level", level, minimum=0.0, strict=True, maximum=0.5)
+    significance = check_float("significance", significance, minimum=0.0, strict=True, maximum=0.5)
     n = int(outcomes.size)
-    hits = int((outcomes <= level).sum()) if kind == "false_positive_rate" else int(outcomes.sum())
-    nominal, band = (level, RATE_BAND) if kind == "false_positive_rate" else (0.95, COVERAGE_BAND)
-    if kind == "false_positive_rate" and level != LEVEL:
-        band = (level * RATE_BAND[0] / LEVEL, level * RATE_BAND[1] / LEVEL)
+    hits = int((outcomes <= significance).sum()) if kind == "false_positive_rate" else int(outcomes.sum())
+    nominal, band = (significance, RATE_BAND) if kind == "false_positive_rate" else (0.95, COVERAGE_BAND)
+    if kind == "false_positive_rate" and significance != SIGNIFICANCE:
+        band = (significance * RATE_BAND[0] / SIGNIFICANCE, significance * RATE_BAND[1] / SIGNIFICANCE)
     low, high = proportion_confint(hits, n, alpha=1 - confidence, method="beta")
     rate = hits / n
     binomial = stats.binomtest(hits, n, nominal)

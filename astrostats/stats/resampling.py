@@ -191,7 +191,7 @@ def bootstrap_interval(draws: Any, estimate: float, *, confidence: float = 0.95,
     if draws.ndim != 1 or draws.size < 2 or np.isnan(draws).any():
         raise fail("draws", "a 1-D array of >= 2 non-NaN bootstrap draws", f"shape {draws.shape}")
     tail = (1 - confidence) / 2
-    levels = np.array([tail, 1 - tail])
+    quantiles = np.array([tail, 1 - tail])
     used = "percentile"
     if method == "bca":
         reason = _bca_problem(draws, estimate, jackknife)
@@ -203,11 +203,11 @@ def bootstrap_interval(draws: Any, estimate: float, *, confidence: float = 0.95,
             z0 = special.ndtri((draws < estimate).mean() + 0.5 * (draws == estimate).mean())
             spread = jack.mean() - jack
             acceleration = (spread ** 3).sum() / (6 * ((spread ** 2).sum()) ** 1.5)
-            z = special.ndtri(levels)
-            levels = special.ndtr(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
+            z = special.ndtri(quantiles)
+            quantiles = special.ndtr(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
             used = "bca"
     finite = np.isfinite(draws).all()
-    low, high = np.quantile(draws, levels, method="linear" if finite else "inverted_cdf")
+    low, high = np.quantile(draws, quantiles, method="linear" if finite else "inverted_cdf")
     return float(low), float(high), used
 
 
@@ -227,31 +227,31 @@ def _bca_problem(draws: np.ndarray, estimate: float, jackknife: Any) -> str:
 
 # ---------------------------------------------------------------- hierarchical bootstrap
 
-def hierarchical_weights(table: pd.DataFrame, levels: Sequence[str], n_resamples: int, seed: Any = 0, *,
+def hierarchical_weights(table: pd.DataFrame, clusters: Sequence[str], n_resamples: int, seed: Any = 0, *,
                          design: str = "nested", strata: str | None = None) -> np.ndarray:
-    """(B, rows) multiplicities of a two-stage cluster bootstrap over ``levels`` (outer first).
+    """(B, rows) multiplicities of a two-stage cluster bootstrap over ``clusters`` (outer first).
 
     nested: resample the outer units (e.g. sequences), then, within each drawn copy, the inner units
       present in it (e.g. feature seeds). The inner counts of a unit drawn c times are one
       Multinomial(c * n_inner, uniform) draw, which is what c independent inner resamples add up to.
-    crossed: resample each level independently and multiply the counts (Owen's pigeonhole bootstrap,
+    crossed: resample each cluster column independently and multiply the counts (Owen's pigeonhole bootstrap,
       for crossed factors such as sequences x feature draws shared by all sequences; mildly conservative).
       ``strata`` (crossed only): resample the inner units independently within each stratum, e.g. the
       feature seeds of each m when every (m, seed) is its own draw.
-    Rows sharing all level values move together. One level gives the ordinary cluster bootstrap.
+    Rows sharing all cluster labels move together. One column gives the ordinary cluster bootstrap.
     """
     design = check_choice("design", design, ("nested", "crossed"))
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
-    levels = list(levels)
-    if not 1 <= len(levels) <= 2:
-        raise fail("levels", "one or two column names (outer first)", levels)
-    check_columns(table, levels)
+    clusters = list(clusters)
+    if not 1 <= len(clusters) <= 2:
+        raise fail("clusters", "one or two column names (outer first)", clusters)
+    check_columns(table, clusters)
     rng = numpy_rng(seed)
-    outer_codes, outer_units = pd.factorize(table[levels[0]], sort=True)
+    outer_codes, outer_units = pd.factorize(table[clusters[0]], sort=True)
     outer_counts = rng.multinomial(outer_units.size, np.full(outer_units.size, 1 / outer_units.size), size=n_resamples)
-    if len(levels) == 1:
+    if len(clusters) == 1:
         return outer_counts[:, outer_codes].astype(np.float64)
-    inner_codes, inner_units = pd.factorize(table[levels[1]], sort=True)
+    inner_codes, inner_units = pd.factorize(table[clusters[1]], sort=True)
     if design == "crossed":
         if strata is None:
             inner_counts = rng.multinomial(inner_units.size, np.full(inner_units.size, 1 / inner_units.size),
@@ -301,7 +301,7 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
 
 
 def hierarchical_bootstrap(table: pd.DataFrame, statistic: str | Callable[[pd.DataFrame], float] = "mean", *,
-                           value_col: str = "value", levels: Sequence[str] = ("sequence_id", "seed"),
+                           value_col: str = "value", clusters: Sequence[str] = ("sequence_id", "seed"),
                            design: str = "nested", n_resamples: int = 2000, seed: Any = 0,
                            confidence: float = 0.95, method: str = "bca") -> pd.DataFrame:
     """Two-stage cluster bootstrap CI of a statistic of a tidy table (sequences, then feature seeds).
@@ -312,8 +312,8 @@ def hierarchical_bootstrap(table: pd.DataFrame, statistic: str | Callable[[pd.Da
     p_value: the bootstrap test of H0: statistic = 0, 2 min(P*(<=0), P*(>=0)), reported for orientation.
     ``attrs["draws"]["bootstrap"]`` holds the B draws.
     """
-    levels = list(levels)
-    check_columns(table, levels + ([value_col] if statistic == "mean" else []))
+    clusters = list(clusters)
+    check_columns(table, clusters + ([value_col] if statistic == "mean" else []))
     if statistic == "mean":
         values = as_vector(value_col, table[value_col].to_numpy(dtype=np.float64, na_value=np.nan))
         function: Callable[[pd.DataFrame], float] = lambda frame: float(frame[value_col].mean())
@@ -321,21 +321,21 @@ def hierarchical_bootstrap(table: pd.DataFrame, statistic: str | Callable[[pd.Da
         function = statistic
     else:
         raise fail("statistic", "'mean' or a callable(frame) -> float", statistic)
-    weights = hierarchical_weights(table, levels, n_resamples, seed, design=design)
+    weights = hierarchical_weights(table, clusters, n_resamples, seed, design=design)
     estimate = float(function(table))
     if statistic == "mean":
         draws = weights @ values / weights.sum(axis=1)
     else:
         positions = np.arange(len(table))
         draws = np.array([float(function(table.iloc[np.repeat(positions, w.astype(np.int64))])) for w in weights])
-    outer = table[levels[0]]
+    outer = table[clusters[0]]
     units = pd.unique(outer)
     jackknife = np.array([float(function(table[outer != unit])) for unit in units]) if units.size >= 3 else None
     low, high, used = bootstrap_interval(draws, estimate, confidence=confidence, method=method, jackknife=jackknife)
     p = min(1.0, 2 * min(((draws <= 0).sum() + 1) / (draws.size + 1), ((draws >= 0).sum() + 1) / (draws.size + 1)))
     row = {"statistic": estimate, "p_value": p, "ci_low": low, "ci_high": high, "effect": estimate,
            "effect_name": "statistic", "n": len(table), "n_clusters": int(units.size),
-           "method": f"hierarchical bootstrap ({design}: {' > '.join(levels)}), {used}",
+           "method": f"hierarchical bootstrap ({design}: {' > '.join(clusters)}), {used}",
            "confidence": confidence, "n_resamples": int(draws.size),
            "status": "ok", "reason": ""}
     if np.ptp(draws) == 0:

@@ -20,7 +20,6 @@ from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
 from astrostats.validation import check_int, fail
 
-LABEL_COLUMNS = ("target", "layer", "head", "logit_scale", "qk_norm", "n_tokens", "d_head")
 
 
 @dataclass(frozen=True)

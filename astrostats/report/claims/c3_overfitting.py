@@ -16,7 +16,7 @@ from astrostats.report.claims import finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C3"
-STATEMENT = "The circuit's agreement with softmax attention is not explained by fitted capacity."
+STATEMENT = "The agreement is not explained by fitted capacity (the critique's 'overfitting')."
 TESTS, ACCOUNTING, CURVES = "_tests", "_accounting", "_learning_curves"  # suffixes after the run's name
 TEST_COLUMNS = {"family", "control", "m", "split", "margin", "alpha"}
 RULE_TEMPLATE = (

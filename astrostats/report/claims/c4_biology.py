@@ -10,7 +10,7 @@ from astrostats.report.claims import finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
-STATEMENT = ("It survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte.")
+STATEMENT = "The agreement survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte."
 HUMAN = f"{HUMAN_SYNAPSES:.0e}".replace("e+0", "e")  # one human astrocyte's synapses, as '2e6'
 JUDGED = ("ideal", "measured")
 RULE = (f"From the biology study's floors table (name ending in _floors): per target (target, logit scale, feature "

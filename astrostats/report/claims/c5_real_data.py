@@ -5,7 +5,7 @@ from astrostats.report.claims import finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
-STATEMENT = "It is validated against real astrocyte data."
+STATEMENT = "The circuit is validated against real astrocyte data."
 RULE = ("Testing the attention mapping needs recordings of an astrocyte together with the synaptic input that "
         "drives it (to compute the softmax normaliser it should report). The available data (Schroeder, Bassett "
         "& Meaney 2022: cultured astrocyte Ca2+ snippets, 20 fps, F/F0) record no synaptic input, so the mapping "
