@@ -20,11 +20,6 @@ from astrostats.validation import InputError
 Z_CRITICAL = stats.norm.ppf(1 - 0.001 / 2)
 
 
-def head(n_seq=3, n=40, d=8, d_v=5, scale=0.4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(n_seq, n, size, generator=g, dtype=torch.float64) * s
-                 for size, s in ((d, scale), (d, scale), (d_v, 1.0)))
-
 
 def pieces_for(q, k, v, m=64, feature="positive", causal=False, seeds=(0, 1)):
     projection = torch.stack([draw_projection(m, q.shape[-1], feature=feature, seed=s, dtype=torch.float64)
@@ -38,8 +33,8 @@ def generators(n):
 
 @pytest.mark.parametrize("feature", FEATURE_MAPS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_ideal_and_per_process_parts_equal_the_circuit(feature, causal):
-    q, k, v = head(n=70)
+def test_ideal_and_per_process_parts_equal_the_circuit(feature, causal, gaussian_head):
+    q, k, v = gaussian_head(n=70, scale=0.4)
     pieces, projection = pieces_for(q, k, v, feature=feature, causal=causal)
     reference = astrocyte_attention(q, k, v, projection=projection, feature=feature, causal=causal)
     assert torch.allclose(bio.apply_variant(bio.Ideal(), pieces), reference, atol=1e-9)
@@ -50,8 +45,8 @@ def test_ideal_and_per_process_parts_equal_the_circuit(feature, causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_variants_reduce_to_the_ideal_circuit_in_their_limits(causal):
-    q, k, v = head()
+def test_variants_reduce_to_the_ideal_circuit_in_their_limits(causal, gaussian_head):
+    q, k, v = gaussian_head(scale=0.4)
     pieces, _ = pieces_for(q, k, v, causal=causal)
     ideal = bio.apply_variant(bio.Ideal(), pieces)
     limits = [bio.Saturating(1.0, 1e9),  # EC50 far above every response: linear
@@ -64,8 +59,8 @@ def test_variants_reduce_to_the_ideal_circuit_in_their_limits(causal):
         assert torch.allclose(output, ideal, rtol=1e-6, atol=1e-6), variant.name
 
 
-def test_microdomains_split_processes_exactly():
-    q, k, v = head()
+def test_microdomains_split_processes_exactly(gaussian_head):
+    q, k, v = gaussian_head(scale=0.4)
     pieces, _ = pieces_for(q, k, v, m=37)
     drives, responses = bio.microdomain_parts(pieces.phi_q, pieces.phi_k, pieces.v, 5)
     for domain in range(5):
@@ -124,8 +119,8 @@ def test_lognormal_gains_mean_one_and_coupling_shrinks_spread():
     assert torch.allclose(coupled - 1, 0.5 * (gains - 1))
 
 
-def test_realistic_attention_is_reproducible_and_independent_per_seed():
-    q, k, v = head(n_seq=1)
+def test_realistic_attention_is_reproducible_and_independent_per_seed(gaussian_head):
+    q, k, v = gaussian_head(n_seq=1, scale=0.4)
     projection = draw_projection(32, 8, seed=0, dtype=torch.float64)
     first = bio.realistic_attention(q[0], k[0], v[0], projection, bio.ProcessNoise(3.1), seed=5)
     again = bio.realistic_attention(q[0], k[0], v[0], projection, bio.ProcessNoise(3.1), seed=5)
@@ -133,10 +128,10 @@ def test_realistic_attention_is_reproducible_and_independent_per_seed():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
-def test_per_process_noise_averages_out_and_whole_cell_noise_does_not():
+def test_per_process_noise_averages_out_and_whole_cell_noise_does_not(gaussian_head):
     """Theory: independent per-process noise adds O(1/sqrt(m)) error; whole-cell noise adds an error
     of about its coefficient of variation whatever m (a floor)."""
-    q, k, v = head(n_seq=4, n=64, scale=0.3)
+    q, k, v = gaussian_head(n_seq=4, n=64, scale=0.3)
     exact = softmax_attention(q, k, v)
     seeds = range(4)
     errors = {}
@@ -177,6 +172,7 @@ def scipy_li_rinzel(ip3_input: float, duration: float, times: np.ndarray, p=bio.
                      t_eval=times, rtol=1e-10, atol=1e-12).y
 
 
+@pytest.mark.slow
 def test_li_rinzel_rk4_matches_solve_ivp_in_every_regime():
     levels = [0.3, 0.5, 1.5]  # graded, oscillating, saturated
     interval, n_tokens = 0.025, 1200  # 30 s, more than two oscillation periods
@@ -206,8 +202,8 @@ def test_li_rinzel_oscillates_only_in_its_range():
     assert 11.0 <= period <= 13.0
 
 
-def test_li_rinzel_divisor_is_matched_at_the_median():
-    q, k, v = head()
+def test_li_rinzel_divisor_is_matched_at_the_median(gaussian_head):
+    q, k, v = gaussian_head(scale=0.4)
     pieces, _ = pieces_for(q, k, v)
     warm = bio.li_rinzel_warm_state(0.3, 10.0)
     divisor = bio.li_rinzel_divisor(pieces.response, 0.3, warm_state=warm)
@@ -240,8 +236,8 @@ def test_non_physical_parameters_name_the_value(build, names):
         build()
 
 
-def test_unknown_variant_and_missing_pieces_are_input_errors():
-    q, k, v = head()
+def test_unknown_variant_and_missing_pieces_are_input_errors(gaussian_head):
+    q, k, v = gaussian_head(scale=0.4)
     projection = draw_projection(16, 8, seed=0, dtype=torch.float64)
     with pytest.raises(InputError, match="variant"):
         bio.realistic_attention(q[0], k[0], v[0], projection, "saturating")
@@ -256,6 +252,7 @@ def test_unknown_variant_and_missing_pieces_are_input_errors():
 # The study, its claims and figures (smoke profile)
 # ---------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_biology_study_smoke_tables_claims_and_figures(tmp_path):
     import matplotlib.pyplot as plt
 
@@ -329,6 +326,7 @@ def small_biology_parameters(**overrides):
     return Parameters(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_biology_measurements_are_reproducible():
     from astrostats.studies.biology import measure, variants
 
@@ -343,6 +341,7 @@ def test_biology_measurements_are_reproducible():
     pd.testing.assert_frame_equal(first, second)
 
 
+@pytest.mark.slow
 def test_real_head_levels_keep_each_variant_noise_seeds():
     """Running only some levels on a head leaves every kept variant's numbers as they are with all levels."""
     from astrostats.studies.biology import measure, variants
@@ -376,6 +375,7 @@ def test_bad_real_head_choices_name_the_parameter(change, name):
         get_study("biology").run(bad, RunContext(out_dir=Path("."), progress=False))
 
 
+@pytest.mark.slow
 def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
     import importlib.util
 
@@ -411,6 +411,7 @@ def test_every_physical_spec_value_is_checked_at_bind_time(name, value):
         Parameters(**change)
 
 
+@pytest.mark.slow
 def test_cli_exits_2_on_a_bad_biology_value_before_running(tmp_path):
     from astrostats import analyze
     from astrostats.spec import ANALYSES_DIR

@@ -14,6 +14,8 @@ from astrostats.spec import PROFILES, available_specs, load_spec
 from astrostats.studies import get_study
 from astrostats.studies import scaling
 
+pytestmark = pytest.mark.slow  # whole runs of the command line
+
 SMOKE = ["--profile", "smoke", "--quiet"]
 
 

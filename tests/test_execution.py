@@ -14,6 +14,8 @@ from astrostats.provenance import code_version
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # Dask clusters and sweeps
+
 
 def smoke_targets():
     """Two small heads: a bidirectional one and a causal, peaked one (streaming write phase)."""

@@ -21,6 +21,8 @@ from astrostats.targets import language
 from astrostats.targets.corpora import english_text
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # fits of controls and real models
+
 matplotlib.use("Agg")
 SPEC = ANALYSES_DIR / "overfitting.toml"
 SYNTHETIC_SPLITS = {"train", "validation", "test", "ood_length", "ood_scale", "ood_head"}

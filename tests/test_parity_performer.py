@@ -14,6 +14,8 @@ from astrostats.circuits.astrocyte import astrocyte_attention
 from astrostats.circuits.features import draw_projection
 from astrostats.targets.synthetic import synthetic_head
 
+pytestmark = pytest.mark.slow  # performer-pytorch at large m
+
 performer = pytest.importorskip("performer_pytorch.performer_pytorch")
 
 

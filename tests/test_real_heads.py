@@ -14,6 +14,8 @@ from astrostats.studies.base import RunContext
 from astrostats.targets import language, models
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # real models
+
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
 
 

@@ -14,6 +14,8 @@ from scipy import stats
 from astrostats.targets import recordings as rec
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # real calcium recordings and bootstraps
+
 Z = stats.norm.ppf(0.975)
 DATA = rec.calcium_data_dir()
 needs_data = pytest.mark.skipif(DATA is None, reason="astrocyte-calcium data folder absent")

@@ -18,6 +18,8 @@ from astrostats.studies import calibration as study
 from astrostats.studies.base import RunContext
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # thousands of simulated data sets
+
 QUICK = dict(m_values=(8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096), n_sequences=8, n_seeds=8, bootstrap_resamples=500)
 
 

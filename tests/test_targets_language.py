@@ -9,6 +9,8 @@ from astrostats.circuits.attention import softmax_attention
 from astrostats.targets import language
 from astrostats.validation import InputError
 
+pytestmark = pytest.mark.slow  # real language models
+
 
 @pytest.fixture(scope="module")
 def minilm():

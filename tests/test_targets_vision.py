@@ -9,6 +9,8 @@ from astrostats.circuits.attention import softmax_attention
 from astrostats.targets import language, vision
 from astrostats.targets.train_vit import accuracy, main, train
 
+pytestmark = pytest.mark.slow  # the real ViT
+
 
 @pytest.fixture(scope="module")
 def model():

@@ -37,6 +37,13 @@ def simulate_scaling_table(seed: Any, *, m_values: Sequence[int] = (8, 16, 32, 6
     N(0, slope_sd^2) (sequences whose error falls at different rates; the population exponent is alpha);
     each feature draw (m, seed) shifts every sequence's log error by N(0, draw_sd^2) (the runner shares draws
     across sequences); each row adds N(0, noise_sd^2).
+
+    Examples
+    --------
+    >>> from astrostats.stats import simulate_scaling_table
+    >>> table = simulate_scaling_table(0, m_values=(8, 64), n_sequences=2, n_seeds=3)
+    >>> len(table), sorted(table["m"].unique().tolist())
+    (12, [8, 64])
     """
     rng = np.random.default_rng(seed)
     m_values = np.asarray(m_values, dtype=np.float64)
@@ -137,6 +144,13 @@ def simulate_check(check: str, n_simulations: int, seed: Any = 0, **options: Any
 
     Simulation i uses the i-th child of SeedSequence([seed, check index]) for its data and its resampling;
     batches of :data:`BATCH` data sets are fitted together.
+
+    Examples
+    --------
+    >>> from astrostats.stats import simulate_check
+    >>> p_values = simulate_check("paired_permutation", 50, seed=0, permutation_resamples=99)
+    >>> p_values.shape, bool(((p_values > 0) & (p_values <= 1)).all())
+    ((50,), True)
     """
     check = check_choice("check", check, list(CHECKS))
     n_simulations = check_int("n_simulations", n_simulations, minimum=10)

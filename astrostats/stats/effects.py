@@ -47,6 +47,16 @@ def error_ratio(error_a: Any, error_b: Any, *, paired: bool = True, n_resamples:
 
     p_value: permutation test of equal means (paired sign-flip, or two-sample label permutation).
     Errors must be positive (they are norms). ``attrs["draws"]``: bootstrap ratios and the permutation null.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import error_ratio
+    >>> rng = np.random.default_rng(0)
+    >>> circuit, null = rng.gamma(4.0, 0.01, 20), rng.gamma(4.0, 0.02, 20)  # the null's mean error is twice as large
+    >>> result = error_ratio(circuit, null, n_resamples=999, seed=1)
+    >>> bool(result["ci_high"].item() < 1)
+    True
     """
     a = as_vector("error_a", error_a, min_size=2, positive=True)
     b = as_vector("error_b", error_b, min_size=2, positive=True)
@@ -72,6 +82,16 @@ def paired_standardised_difference(a: Any, b: Any, *, n_resamples: int = 9999, s
     """d_z = mean(a - b) / sd(a - b) (Cohen 1988), BCa bootstrap CI; p from the paired t-test.
 
     A zero-variance difference gives status "zero_variance" (d_z undefined) instead of NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import paired_standardised_difference
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(0, 1, 30)
+    >>> result = paired_standardised_difference(a + 1 + rng.normal(0, 0.5, 30), a, n_resamples=999, seed=1)
+    >>> bool(result["statistic"].item() > 1), bool(result["p_value"].item() < 0.001)
+    (True, True)
     """
     a, b = as_pair(a, b, min_size=3)
     confidence = check_confidence(confidence)
@@ -93,7 +113,15 @@ def paired_standardised_difference(a: Any, b: Any, *, n_resamples: int = 9999, s
 
 
 def cliffs_delta(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0, confidence: float = 0.95) -> pd.DataFrame:
-    """Cliff's delta P(X > Y) - P(X < Y) (Cliff 1993), bootstrap CI; p from the Mann-Whitney U test."""
+    """Cliff's delta P(X > Y) - P(X < Y) (Cliff 1993), bootstrap CI; p from the Mann-Whitney U test.
+
+    Examples
+    --------
+    >>> from astrostats.stats import cliffs_delta
+    >>> result = cliffs_delta([3, 4, 5, 6], [1, 2, 3, 4], n_resamples=999, seed=0)
+    >>> result["statistic"].item()
+    0.75
+    """
     x = as_vector("x", x, min_size=2)
     y = as_vector("y", y, min_size=2)
     confidence = check_confidence(confidence)
@@ -115,6 +143,14 @@ def equivalence_test(a: Any, b: Any = None, *, delta: float, paired: bool = True
     p_value = max of the two one-sided t-test p-values (statsmodels ``ttost_paired`` / ``ttost_ind``,
     Welch). ``ci_low/high``: the (1 - 2 alpha) interval, which lies inside (-delta, delta) exactly when
     p < alpha. ``equivalent`` = p < alpha. b=None tests a (e.g. differences) against zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import equivalence_test
+    >>> differences = np.random.default_rng(0).normal(0.0, 0.1, 50)
+    >>> bool(equivalence_test(differences, delta=0.1)["p_value"].item() < 0.05)
+    True
     """
     delta = check_float("delta", delta, minimum=0.0, strict=True)
     alpha = check_float("alpha", alpha, minimum=0.0, strict=True, maximum=0.5)

@@ -24,6 +24,14 @@ def adjust_p_values(table: pd.DataFrame, *, method: str = "holm", alpha: float =
     method: "holm" (default; controls the family-wise error rate), "bonferroni", "bh" (Benjamini-Hochberg,
     controls the false discovery rate) or "by" (Benjamini-Yekutieli). Rows whose p-value is missing (a test
     that could not be computed) are left out of the family and say so in ``correction``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from astrostats.stats import adjust_p_values
+    >>> adjusted = adjust_p_values(pd.DataFrame({"p_value": [0.01, 0.02, 0.04]}), method="holm")
+    >>> adjusted["p_value_adjusted"].round(3).tolist(), adjusted["reject"].tolist()
+    ([0.03, 0.04, 0.04], [True, True, True])
     """
     check_columns(table, [p_col] + list(by or []))
     method = check_choice("method", method, list(METHODS))

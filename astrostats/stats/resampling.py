@@ -47,6 +47,14 @@ def sign_flip_sums(differences: Any, n_resamples: int = 9999, seed: Any = 0) -> 
     """Null distribution of sum(s_i d_i) under random signs s; exact (all 2^n patterns) when 2^n <= B.
 
     Returns (sums, exact). Pure numpy, chunked to bound memory; same seed -> same draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import sign_flip_sums
+    >>> sums, exact = sign_flip_sums(np.array([0.5, 1.0, 1.5]))
+    >>> exact, sorted(sums.round(1).tolist())
+    (True, [-3.0, -2.0, -1.0, 0.0, 0.0, 1.0, 2.0, 3.0])
     """
     d = as_vector("differences", differences)
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
@@ -104,6 +112,16 @@ def paired_permutation_test(a: Any, b: Any = None, *, n_resamples: int = 9999, s
 
     >>> paired_permutation_test([1.2, 0.9, 1.4, 1.1], [1.0, 1.0, 1.0, 1.0], seed=0)["method"].item()
     'paired sign-flip permutation (exact)'
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import paired_permutation_test
+    >>> rng = np.random.default_rng(0)
+    >>> circuit, null = rng.gamma(2.0, 0.05, 30), rng.gamma(2.0, 0.05, 30) + 0.2
+    >>> result = paired_permutation_test(circuit, null, seed=1)
+    >>> bool(result["p_value"].item() < 0.001), result["status"].item()
+    (True, 'ok')
     """
     if b is None:
         a = as_vector("a", a, min_size=2)
@@ -136,6 +154,15 @@ def two_sample_permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed
 
     Two-sided p = 2 min(p_greater, p_less) capped at 1 (scipy's convention, since the null need not be
     symmetric). ``ci_low/high``: Welch interval of the mean difference; ``effect``: Cliff's delta.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import two_sample_permutation_test
+    >>> rng = np.random.default_rng(0)
+    >>> result = two_sample_permutation_test(rng.normal(0, 1, 40), rng.normal(0, 1, 40), seed=1)
+    >>> bool(result["p_value"].item() > 0.05)
+    True
     """
     x = as_vector("x", x, min_size=2)
     y = as_vector("y", y, min_size=2)
@@ -184,6 +211,15 @@ def bootstrap_interval(draws: Any, estimate: float, *, confidence: float = 0.95,
     BCa needs finite draws on both sides of the estimate and non-constant jackknife values; otherwise it
     falls back to the percentile interval with a :class:`StatsWarning`, and the returned method says so.
     Infinite draws (e.g. an unreachable m_required) are allowed: quantiles use the inverted CDF.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import bootstrap_interval
+    >>> draws = np.random.default_rng(0).normal(1.0, 0.1, 4000)
+    >>> low, high, method = bootstrap_interval(draws, 1.0, method="percentile")
+    >>> round(low, 1), round(high, 1), method
+    (0.8, 1.2, 'percentile')
     """
     method = check_choice("method", method, ("bca", "percentile"))
     confidence = check_confidence(confidence)
@@ -239,6 +275,15 @@ def hierarchical_weights(table: pd.DataFrame, clusters: Sequence[str], n_resampl
       ``strata`` (crossed only): resample the inner units independently within each stratum, e.g. the
       feature seeds of each m when every (m, seed) is its own draw.
     Rows sharing all cluster labels move together. One column gives the ordinary cluster bootstrap.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from astrostats.stats import hierarchical_weights
+    >>> table = pd.DataFrame({"sequence_id": [0, 0, 1, 1], "seed": [0, 1, 0, 1]})
+    >>> weights = hierarchical_weights(table, ["sequence_id", "seed"], n_resamples=5, seed=0)
+    >>> weights.shape, bool((weights.sum(axis=1) == 4).all())
+    ((5, 4), True)
     """
     design = check_choice("design", design, ("nested", "crossed"))
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
@@ -283,6 +328,13 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
     (12 % with 8 feature seeds per m); drawing n_h - 1 units and rescaling makes it unbiased for linear
     statistics (Rao & Wu 1988, JASA 83: 231; McCarthy & Snowden 1985). A stratum with a single unit cannot be
     resampled and keeps weight 1. ``strata``: the stratum of each unit (None: one stratum).
+
+    Examples
+    --------
+    >>> from astrostats.stats import rescaled_cluster_weights
+    >>> weights = rescaled_cluster_weights(4, n_resamples=3, seed=0)
+    >>> weights.shape, weights.sum(axis=1).round(6).tolist()
+    ((3, 4), [4.0, 4.0, 4.0])
     """
     n_units = check_int("n_units", n_units, minimum=1)
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
@@ -311,6 +363,17 @@ def hierarchical_bootstrap(table: pd.DataFrame, statistic: str | Callable[[pd.Da
     outer-unit-out jackknife; where BCa is undefined the percentile interval is used with a warning.
     p_value: the bootstrap test of H0: statistic = 0, 2 min(P*(<=0), P*(>=0)), reported for orientation.
     ``attrs["draws"]["bootstrap"]`` holds the B draws.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from astrostats.stats import hierarchical_bootstrap
+    >>> rng = np.random.default_rng(0)
+    >>> table = pd.DataFrame({"sequence_id": np.repeat(np.arange(8), 4), "seed": np.tile(np.arange(4), 8),
+    ...                       "value": rng.normal(1.0, 0.1, 32)})
+    >>> result = hierarchical_bootstrap(table, n_resamples=500, seed=1)
+    >>> bool(result["ci_low"].item() < 1.0 < result["ci_high"].item())
+    True
     """
     clusters = list(clusters)
     check_columns(table, clusters + ([value_col] if statistic == "mean" else []))

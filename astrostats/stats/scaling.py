@@ -144,6 +144,17 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
     floor=False skips the floor model. n_resamples=0
     skips the bootstrap (point estimates and tests only; intervals say "none").
     Raises InputError on NaN/inf, non-positive m or error, fewer than 3 distinct m, or no residual variance.
+
+    Examples
+    --------
+    >>> from astrostats.stats import fit_scaling_law, simulate_scaling_table
+    >>> table = simulate_scaling_table(0, alpha=0.5)  # err = m^-1/2 with noise, 8 sequences x 4 seeds
+    >>> fit = fit_scaling_law(table, n_resamples=200, seed=1)
+    >>> low, high = fit.intervals["alpha"][:2]
+    >>> bool(low < 0.5 < high), fit.preferred_model
+    (True, 'power_law')
+    >>> bool(fit.m_required(0.1)["estimate"] < 200)
+    True
     """
     cluster_cols = list(cluster_cols)
     if len(cluster_cols) > 2:
@@ -324,6 +335,16 @@ def scaling_fits_table(measurements: pd.DataFrame, by: Sequence[str] = ("feature
     fitted (fewer than 3 distinct m, non-positive errors, zero variance, ...) gives a row with
     status="insufficient_data" and the reason. NaN or inf anywhere in m (where present) or value is an
     InputError for the whole table. Other keyword arguments go to :func:`fit_scaling_law`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from astrostats.stats import scaling_fits_table, simulate_scaling_table
+    >>> table = pd.concat([simulate_scaling_table(0, alpha=0.5).assign(feature_map="positive"),
+    ...                    simulate_scaling_table(1, alpha=0.25).assign(feature_map="slow")])
+    >>> fits = scaling_fits_table(table, by=["feature_map"], n_resamples=100, seed=0)
+    >>> fits.set_index("feature_map")["alpha"].round(1).to_dict()
+    {'positive': 0.5, 'slow': 0.3}
     """
     by = list(by)
     check_columns(measurements, [*by, m_col, value_col, *cluster_cols], "measurements")

@@ -154,7 +154,15 @@ def design_of(data: pd.DataFrame, cluster_cols: Sequence[str], seed_within_m: bo
 
 def scaling_design(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "value",
                    cluster_cols: Sequence[str] = ("sequence_id", "seed"), seed_within_m: bool = True) -> FitDesign:
-    """The :class:`FitDesign` of a table (checked like :func:`fit_scaling_law` checks it)."""
+    """The :class:`FitDesign` of a table (checked like :func:`fit_scaling_law` checks it).
+
+    Examples
+    --------
+    >>> from astrostats.stats import scaling_design, simulate_scaling_table
+    >>> design = scaling_design(simulate_scaling_table(0))
+    >>> design.n, design.level_log_m.size
+    (192, 6)
+    """
     return design_of(prepare(table, m_col, value_col, list(cluster_cols)), list(cluster_cols), seed_within_m)
 
 
@@ -167,6 +175,16 @@ def power_law_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray]
     clusters), small-sample factors G/(G-1) (N-1)/(N-K), and the t-test of alpha = 1/2 with min(G) - 1
     degrees of freedom. Returns arrays over data sets: alpha, log_a, alpha_se, t_vs_half, p_vs_half, df,
     ssr, one_way (which one-way variance replaced a non-positive two-way one: -1 none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import power_law_batch, scaling_design, simulate_scaling_table
+    >>> tables = [simulate_scaling_table(seed) for seed in range(3)]
+    >>> design = scaling_design(tables[0])
+    >>> fits = power_law_batch(design, np.log([t["value"].to_numpy() for t in tables]))
+    >>> fits["alpha"].round(1).tolist()
+    [0.5, 0.5, 0.5]
     """
     y = np.atleast_2d(np.asarray(log_values, dtype=np.float64))
     if y.shape[1] != design.n:
@@ -298,6 +316,15 @@ def power_law_bootstrap(design: FitDesign, log_values: Any, n_resamples: int, se
 
     The resampling of :func:`fit_scaling_law` (a Generator passed there and here in the same state gives
     the same draws). Returns alpha_draws (sets x B), ci_low, ci_high, shrinkage (lambda per set).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import power_law_bootstrap, scaling_design, simulate_scaling_table
+    >>> table = simulate_scaling_table(0)
+    >>> result = power_law_bootstrap(scaling_design(table), np.log(table["value"].to_numpy()), 200, [1])
+    >>> result["alpha_draws"].shape, bool(result["ci_low"][0] < 0.5 < result["ci_high"][0])
+    ((1, 200), True)
     """
     y = np.atleast_2d(np.asarray(log_values, dtype=np.float64))
     if len(seeds) != y.shape[0]:
@@ -418,6 +445,16 @@ def floor_test_batch(design: FitDesign, log_values: Any) -> dict[str, np.ndarray
     Per data set: per-m mean log errors, the weighted-OLS power law, the least-squares floor model from the
     same four starts (best kept), the LR F-test with the boundary mixture, then the soft-L1 refit.
     Returns p_value, f_statistic, alpha_floor, a_floor, e_inf (arrays over data sets).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astrostats.stats import floor_test_batch, scaling_design, simulate_scaling_table
+    >>> grid = (4, 16, 64, 256, 1024, 4096)
+    >>> tables = [simulate_scaling_table(0, m_values=grid), simulate_scaling_table(0, m_values=grid, e_inf=0.05)]
+    >>> result = floor_test_batch(scaling_design(tables[0]), np.log([t["value"].to_numpy() for t in tables]))
+    >>> (result["p_value"] < 0.01).tolist()
+    [False, True]
     """
     y = np.atleast_2d(np.asarray(log_values, dtype=np.float64))
     k = design.level_log_m.size

@@ -19,7 +19,14 @@ from astrostats.validation import check_choice, check_float
 
 
 def epsilon_label(epsilon: float) -> str:
-    """0.1 -> '10pct', 0.01 -> '1pct', 0.005 -> '0p5pct' (column-name friendly)."""
+    """0.1 -> '10pct', 0.01 -> '1pct', 0.005 -> '0p5pct' (column-name friendly).
+
+    Examples
+    --------
+    >>> from astrostats.stats import epsilon_label
+    >>> epsilon_label(0.1), epsilon_label(0.005)
+    ('10pct', '0p5pct')
+    """
     return f"{epsilon * 100:g}pct".replace(".", "p")
 
 

@@ -23,3 +23,5 @@ def get_study(kind: str):
     if kind not in STUDY_MODULES:
         raise fail("kind", f"one of {sorted(STUDY_MODULES)}", kind)
     return importlib.import_module(STUDY_MODULES[kind])
+
+__all__ = ["STUDY_MODULES", "get_study"]

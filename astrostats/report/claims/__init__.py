@@ -35,3 +35,5 @@ def astrocyte_positive(table):
     if "feature_map" in table:
         table = table[table["feature_map"] == "positive"]
     return table
+
+__all__ = ["finite", "quote", "is_floor", "astrocyte_positive"]

@@ -28,3 +28,5 @@ def draw_analysis(kind: str, tables: dict) -> dict:
         LOG.info("no figure module for kind %s", kind)
         return {}
     return module.draw(tables)
+
+__all__ = ["find_table", "draw_analysis"]

@@ -1,0 +1,68 @@
+"""The API the README and the docstrings show exists: every `from astrostats... import ...` they contain
+imports, every dotted astrostats name they cite resolves, and the README's library example runs."""
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT = re.compile(r"from (astrostats[\w.]*) import ([\w, ]+)")
+DOTTED = re.compile(r"`(astrostats(?:\.\w+)+)")
+
+
+def documents() -> dict[str, str]:
+    """The README, and the examples (doctest lines) and backquoted names of every module's docstrings."""
+    texts = {"README.md": (ROOT / "README.md").read_text()}
+    for path in sorted((ROOT / "astrostats").rglob("*.py")):
+        lines = [line.strip().removeprefix(">>> ") for line in path.read_text().splitlines()
+                 if line.strip().startswith(">>>") or "`astrostats." in line]
+        texts[str(path.relative_to(ROOT))] = "\n".join(lines)
+    return texts
+
+
+def resolve(dotted: str):
+    """The module, or the attribute of the longest importable module prefix."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            value = getattr(value, name)
+        return value
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_shown_import_works():
+    shown = {(module, name.strip()) for text in documents().values() for module, names in IMPORT.findall(text)
+             for name in names.replace("\n", " ").split(",") if name.strip()}
+    assert len(shown) > 20
+    for module, name in sorted(shown):
+        assert hasattr(importlib.import_module(module), name), f"from {module} import {name}"
+
+
+def test_every_cited_dotted_name_resolves():
+    cited = {name.rstrip(".") for text in documents().values() for name in DOTTED.findall(text)}
+    cited = {name for name in cited if not name.endswith(("log", "toml", "_"))}  # files, and placeholders (cN_)
+    assert "astrostats.circuits.astrocyte_attention" in cited
+    for name in sorted(cited):
+        resolve(name)
+
+
+@pytest.mark.parametrize("package", ["astrostats.circuits", "astrostats.stats", "astrostats.targets",
+                                     "astrostats.controls", "astrostats.studies", "astrostats.report",
+                                     "astrostats.report.claims", "astrostats.report.figures"])
+def test_every_package_declares_its_public_names(package):
+    module = importlib.import_module(package)
+    assert module.__all__ and all(hasattr(module, name) for name in module.__all__)
+
+
+@pytest.mark.slow
+def test_the_readme_library_example_runs():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("Used as a library")[1].split("```python\n")[1].split("```")[0]
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # the README's own example, as a user would paste it
+    assert float(scope["error"]) < 0.1 and len(scope["first_layer"]) == 2
