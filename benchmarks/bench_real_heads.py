@@ -22,7 +22,7 @@ import torch
 from astrostats.spec import load_spec
 from astrostats.studies import real_heads
 from astrostats.studies.base import RunContext
-from astrostats.targets.language import CircuitSetting, circuit_heads
+from astrostats.targets.swap import CircuitSetting, circuit_heads
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
 

@@ -7,6 +7,8 @@ import torch
 
 from astrostats.circuits.attention import softmax_attention
 from astrostats.targets import language
+from astrostats.targets.heads import LayerAttention, alternative_head, head_targets
+from astrostats.targets.swap import CircuitSetting
 from astrostats.validation import InputError
 
 pytestmark = pytest.mark.slow  # real language models
@@ -55,10 +57,10 @@ def test_capture_leaves_the_model_unchanged(minilm):
 
 def test_minilm_end_to_end_is_seeded_and_rejects_padding(minilm):
     ids = language.text_sequences(minilm, n_sequences=2, n_tokens=32)
-    setting = language.CircuitSetting(m=64, seed=1)
+    setting = CircuitSetting(m=64, seed=1)
     first, again = (language.final_outputs(minilm, ids, setting) for _ in range(2))
     assert torch.equal(first, again)
-    assert not torch.equal(first, language.final_outputs(minilm, ids, language.CircuitSetting(m=64, seed=2)))
+    assert not torch.equal(first, language.final_outputs(minilm, ids, CircuitSetting(m=64, seed=2)))
     modules = minilm.attention_modules
     padded = torch.ones_like(ids)
     padded[:, -3:] = 0
@@ -99,7 +101,7 @@ def test_smollm2_heads_reproduce_causal_rotary_gqa_attention(smollm2, rounding_b
         assert (softmax_attention(layer.q, layer.k, layer.v, causal=True) - layer.output).abs().max() <= rounding_bound(
             layer.q, layer.k, layer.v)
         assert torch.equal(layer.k[:, 0], layer.k[:, 2]) and not torch.equal(layer.k[:, 2], layer.k[:, 3])
-    batches = language.head_targets("smollm2", layers[:1], heads=[0, 4, 8], kv_groups=3)
+    batches = head_targets("smollm2", layers[:1], heads=[0, 4, 8], kv_groups=3)
     assert [b.labels["kv_head"] for b in batches] == [0, 1, 2]
     for batch in batches:  # the mismatched-target null reads other keys, not its own group's
         assert not torch.equal(batch.alternative_qk[1], batch.k)
@@ -114,21 +116,21 @@ def test_language_model_shapes_match_the_loaded_models(minilm, smollm2):
 def test_alternative_head_is_in_another_key_value_group():
     for n_heads, groups in ((9, 3), (12, 1), (4, 2), (2, 1)):
         for head in range(n_heads):
-            other = language.alternative_head(head, n_heads, groups)
+            other = alternative_head(head, n_heads, groups)
             assert other != head and other // groups != head // groups
-    assert language.alternative_head(0, 1) is None and language.alternative_head(2, 3, kv_groups=3) is None
+    assert alternative_head(0, 1) is None and alternative_head(2, 3, kv_groups=3) is None
     with pytest.raises(InputError, match="kv_groups"):
-        language.alternative_head(0, 9, kv_groups=2)
+        alternative_head(0, 9, kv_groups=2)
 
 
 def test_one_key_value_group_has_no_mismatched_target():
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 4, generator=generator) for _ in range(3))
-    layer = language.LayerAttention(0, q, k.expand(2, 3, 5, 4).clone(), v, v, causal=False)
-    batches = language.head_targets("shared", [layer], kv_groups=3)
+    layer = LayerAttention(0, q, k.expand(2, 3, 5, 4).clone(), v, v, causal=False)
+    batches = head_targets("shared", [layer], kv_groups=3)
     assert all(batch.alternative_qk is None for batch in batches)
     with pytest.raises(InputError, match="^circuits: .*key/value group"):
-        language.head_targets("shared", [layer], kv_groups=3, require_alternative=True)
+        head_targets("shared", [layer], kv_groups=3, require_alternative=True)
 
 
 def test_smollm2_circuit_streams_causally(smollm2):
@@ -139,7 +141,7 @@ def test_smollm2_circuit_streams_causally(smollm2):
     ids = language.text_sequences(smollm2, n_sequences=1, n_tokens=12)
     changed = ids.clone()
     changed[0, -1] = (changed[0, -1] + 1) % smollm2.tokenizer.vocab_size
-    setting = language.CircuitSetting(m=16, seed=0, causal=True)
+    setting = CircuitSetting(m=16, seed=0, causal=True)
     first = language.final_outputs(smollm2, ids, setting)
     second = language.final_outputs(smollm2, changed, setting)
     scale = first.abs().max()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from astrostats.circuits.attention import softmax_attention
-from astrostats.targets import language, vision
+from astrostats.targets import vision
+from astrostats.targets.swap import CircuitSetting, circuit_heads
 from astrostats.targets.train_vit import accuracy, main, train
 
 pytestmark = pytest.mark.slow  # the real ViT
@@ -57,11 +58,11 @@ def test_heads_are_target_batches_with_labels_and_another_head(model):
 
 def test_circuit_attention_hook_is_seeded_per_head(model, test_split):
     images = test_split[0][:8]
-    setting = language.CircuitSetting(m=256, seed=3)
-    run = lambda s: model(images, attention=lambda layer, q, k, v: language.circuit_heads(layer, q, k, v, s))
+    setting = CircuitSetting(m=256, seed=3)
+    run = lambda s: model(images, attention=lambda layer, q, k, v: circuit_heads(layer, q, k, v, s))
     with torch.no_grad():
         first, again = run(setting), run(setting)
-        other = run(language.CircuitSetting(m=256, seed=4))
+        other = run(CircuitSetting(m=256, seed=4))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 

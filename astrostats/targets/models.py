@@ -14,6 +14,7 @@ import torch
 
 from astrostats.targets import language, vision
 from astrostats.targets.base import TargetBatch
+from astrostats.targets.heads import LayerAttention, head_targets, select
 
 MODELS = ("minilm", "smollm2", "vit")
 
@@ -40,10 +41,10 @@ class LoadedModel:
     def is_vision(self) -> bool:
         return self.name == "vit"
 
-    def layer_attention(self, layers=()) -> list[language.LayerAttention]:
+    def layer_attention(self, layers=()) -> list[LayerAttention]:
         if self.is_vision:
             every = vision.vit_attention(self.handle, self.inputs)
-            return [every[i] for i in language.select("layers", layers, len(every))]
+            return [every[i] for i in select("layers", layers, len(every))]
         return language.language_attention(self.handle, self.inputs, layers)
 
 
@@ -69,7 +70,7 @@ def targets_of(loaded: LoadedModel, layers, heads, *, require_alternative: bool 
         target = loaded.name
         extra = {"n_kv_heads": loaded.handle.n_kv_heads, "source": loaded.source}
         groups = loaded.handle.n_heads // loaded.handle.n_kv_heads
-    return language.head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
+    return head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
                                  require_alternative=require_alternative)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from astrostats.circuits.attention import scale_queries_keys
 from astrostats.targets.base import TargetBatch
 from astrostats.targets.corpora import image_set
-from astrostats.targets.language import LayerAttention, head_targets, select
+from astrostats.targets.heads import LayerAttention, head_targets, select
 from astrostats.validation import InputError, check_int
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # packaged as package-data
