@@ -184,3 +184,23 @@ def equivalence_test(a: Any, b: Any = None, *, delta: float, paired: bool = True
            "p_value_lower": float(lower[1]), "p_value_upper": float(upper[1]),
            "ci_confidence": 1 - 2 * alpha}
     return result_frame([row])
+
+
+def tost_p_value(estimate: float, se: float, df: float, *, low: float, high: float) -> float:
+    """TOST p-value of H0: theta <= low or theta >= high from an estimate, its standard error and t degrees of
+    freedom (e.g. a cluster-robust slope): max of the two one-sided t-test p-values (Schuirmann 1987).
+    Equivalence at level a exactly when the (1 - 2a) t-interval lies inside (low, high)."""
+    if not (se > 0 and df > 0 and np.isfinite(estimate)):
+        return float("nan")
+    return float(max(stats.t.sf((estimate - low) / se, df), stats.t.cdf((estimate - high) / se, df)))
+
+
+def tost_bootstrap_p_value(draws: Any, *, low: float, high: float) -> float:
+    """TOST p-value from bootstrap draws: the smallest a at which the percentile (1 - 2a) interval lies inside
+    (low, high), as (k + 1) / (B + 1) for the larger tail beyond a margin (never zero)."""
+    draws = np.asarray(draws, dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < 20:
+        return float("nan")
+    below, above = int((draws <= low).sum()), int((draws >= high).sum())
+    return float((max(below, above) + 1) / (draws.size + 1))

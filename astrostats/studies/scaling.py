@@ -2,24 +2,35 @@
 for every feature map and null circuit at three logit scales, with the delta-method prediction beside it.
 
 Tables: ``<name>`` (the runner's measurements), ``<name>_theory`` (the predicted error constant C per
-sequence: relative error ~ C / sqrt(m), positive features), ``<name>_fits`` (scaling-law fits, stats layer).
+sequence: relative error ~ C / sqrt(m), positive features), ``<name>_fits`` (scaling-law fits, stats layer,
+with the uniform-attention error of the same head beside each), ``<name>_asymptotic`` (claim C1's rows: the
+astrocyte circuit with positive features refitted where the delta method's C / sqrt(m) is at most
+REGIME_BOUND, with equivalence tests of the rate and the constant; a head whose regime starts beyond the
+swept m says so and is not fitted).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
+import numpy as np
 import pandas as pd
 
 from astrostats.circuits.features import FEATURE_MAPS
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.runner import CIRCUITS, Sweep, run_sweep
 from astrostats.spec import Spec
-from astrostats.stats.scaling import scaling_fits_table
+from astrostats.stats.effects import tost_bootstrap_p_value, tost_p_value
+from astrostats.stats.scaling import fit_scaling_law, scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
 from astrostats.validation import check_int, fail
 
+REGIME_BOUND = 0.25  # the delta method's relative error C / sqrt(m) at most this: the asymptotic regime
+MIN_REGIME_WIDTHS, MIN_REGIME_DECADES = 4, 1.0  # a rate needs >= 4 widths over >= 1 decade inside the regime
+ALPHA_MARGIN, RATIO_MARGIN = 0.1, 0.15  # equivalence margins: alpha in 1/2 +- 0.1, observed/predicted in 1 +- 0.15
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,83 @@ def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[st
     fits = scaling_fits_table(errors, by=by, predicted_constants=predicted, n_resamples=n_resamples, seed=seed,
                               **fit_options)
     smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
-    return fits.merge(smallest.reset_index(), on=by, how="left")
+    fits = fits.merge(smallest.reset_index(), on=by, how="left")
+    uniform = uniform_errors(measurements, by)
+    return fits if uniform is None else fits.merge(uniform, on=[key for key in by if key in uniform], how="left")
+
+
+def uniform_errors(measurements: pd.DataFrame, by) -> pd.DataFrame | None:
+    """Mean relative error of uniform attention (the zero-unit baseline) per head, for every error beside it."""
+    head_keys = [key for key in by if key not in ("circuit", "feature_map")]
+    rows = measurements[(measurements["metric"] == "relative_error") & (measurements["circuit"] == "uniform")]
+    if rows.empty or not head_keys:
+        return None
+    return rows.groupby(head_keys)["value"].mean().rename("uniform_error").reset_index()
+
+
+def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("logit_scale",),
+                    bound: float = REGIME_BOUND, n_resamples: int, seed: int) -> pd.DataFrame:
+    """Claim C1's table: per head, the astrocyte circuit with positive features fitted only over the widths m
+    where the delta method's predicted relative error sqrt(mean_s C_s^2) / sqrt(m) is at most ``bound``.
+
+    Each row carries the regime (its first m, the widths and decades inside it), the power-law fit there, the
+    TOST p-value of alpha in 1/2 +- ALPHA_MARGIN (cluster-robust t, the calibrated alpha_vs_half statistic)
+    and of observed/predicted in 1 +- RATIO_MARGIN (bootstrap draws: the percentile TOST), the floor test and
+    the uniform-attention error. Fewer than MIN_REGIME_WIDTHS widths or MIN_REGIME_DECADES decades inside the
+    regime: status "regime_not_reached" with the m the regime needs.
+    """
+    by = list(by)
+    errors = measurements[(measurements["metric"] == "relative_error") & (measurements["circuit"] == "astrocyte")
+                          & (measurements["feature_map"] == "positive") & measurements["m"].notna()]
+    uniform = uniform_errors(measurements, by)
+    rows = []
+    for key, group in errors.groupby(by, sort=True):
+        labels = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        mask = np.ones(len(theory), dtype=bool)
+        for column, value in labels.items():
+            mask &= (theory[column] == value).to_numpy()
+        constants = theory[mask].groupby("sequence_id")["predicted_constant"].mean()
+        rms = float(np.sqrt((constants ** 2).mean())) if len(constants) else math.nan
+        start = (rms / bound) ** 2
+        widths = np.sort(group["m"].astype(float).unique())
+        inside = widths[widths >= start]
+        decades = float(np.log10(inside.max() / inside.min())) if inside.size else 0.0
+        row = {**labels, "circuit": "astrocyte", "feature_map": "positive", "regime_bound": bound,
+               "predicted_constant_rms": rms, "m_regime_start": start, "m_swept_min": float(widths.min()),
+               "m_swept_max": float(widths.max()), "n_m_in_regime": int(inside.size), "regime_decades": decades,
+               "n_seeds": int(group["seed"].nunique()), "n_sequences": int(group["sequence_id"].nunique()),
+               "alpha_margin": ALPHA_MARGIN, "ratio_margin": RATIO_MARGIN}
+        if uniform is not None:
+            match = uniform
+            for column, value in labels.items():
+                match = match[match[column] == value]
+            row["uniform_error"] = float(match["uniform_error"].mean()) if len(match) else math.nan
+        if not len(constants):
+            rows.append({**row, "status": "insufficient_data", "reason": "no predicted constants for this head"})
+            continue
+        if inside.size < MIN_REGIME_WIDTHS or decades < MIN_REGIME_DECADES:
+            rows.append({**row, "status": "regime_not_reached",
+                         "reason": f"C/sqrt(m) <= {bound:g} needs m >= {start:.3g}; the swept m <= {widths.max():.0f} "
+                                   f"give {inside.size} widths over {decades:.2g} decades there (need "
+                                   f">= {MIN_REGIME_WIDTHS} over >= {MIN_REGIME_DECADES:g})"})
+            continue
+        fit = fit_scaling_law(group[group["m"] >= start], predicted_constant=constants, n_resamples=n_resamples,
+                              seed=seed)
+        summary = fit.summary_row()
+        row.update({name: summary[name] for name in (
+            "alpha", "alpha_ci_low", "alpha_ci_high", "alpha_se_cluster", "a", "theory_ratio", "theory_ratio_ci_low",
+            "theory_ratio_ci_high", "e_inf", "e_inf_ci_low", "e_inf_ci_high", "preferred_model", "floor_p_value",
+            "alpha_vs_half_p_value", "n", "n_m", "m_min", "m_max", "cov_type")})
+        df = fit.diagnostics["df_inference"]
+        ratio_draws = fit.draws["theory_ratio"] if "theory_ratio" in fit.draws else []
+        row.update(alpha_df=df,
+                   alpha_tost_p_value=tost_p_value(summary["alpha"], summary["alpha_se_cluster"], df,
+                                                   low=0.5 - ALPHA_MARGIN, high=0.5 + ALPHA_MARGIN),
+                   theory_ratio_tost_p_value=tost_bootstrap_p_value(ratio_draws, low=1 - RATIO_MARGIN,
+                                                                    high=1 + RATIO_MARGIN),
+                   status="ok", reason="")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -99,4 +186,6 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     theory = theory_table(batches)
     return {spec.name: measurements, f"{spec.name}_theory": theory,
             f"{spec.name}_fits": fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
-                                                n_resamples=parameters.n_resamples, seed=spec.seed)}
+                                                n_resamples=parameters.n_resamples, seed=spec.seed),
+            f"{spec.name}_asymptotic": asymptotic_fits(measurements, theory, n_resamples=parameters.n_resamples,
+                                                       seed=spec.seed)}

@@ -1,17 +1,19 @@
 """C5: validated against real astrocyte data: what the data that exist can and cannot test."""
 from __future__ import annotations
 
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import finite, minimum_data, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
 STATEMENT = "The circuit is validated against real astrocyte data."
+MIN_EVENTS = 20  # a data median's bootstrap CI needs this many events or traces per metric
 RULE = ("Testing the attention mapping needs recordings of an astrocyte together with the synaptic input that "
         "drives it (to compute the softmax normaliser it should report). The available data (Schroeder, Bassett "
         "& Meaney 2022: cultured astrocyte Ca2+ snippets, 20 fps, F/F0) record no synaptic input, so the mapping "
         "is NOT_TESTABLE, always. What they can test is the noise and event-shape model the realistic variants "
         "use: from the biology study's calibration table (name ending in _calibration), each metric's model "
-        "median is reported against the data's with its 95 % bootstrap CI; a missing or flagged table is stated "
+        f"median is reported against the data's with its 95 % bootstrap CI, for metrics measured on >= {MIN_EVENTS} "
+        "events or traces (minimum data; fewer are listed as insufficient); a missing or flagged table is stated "
         "as such.")
 CAN_TEST = ("baseline noise SD, event SNR, 10-90 % rise and peak-to-half decay of culture Ca2+ events, and hence "
             "the noise and kinetics fed to the realistic astrocyte variants (claim C4)")
@@ -24,9 +26,13 @@ def judge(tables: dict) -> ClaimVerdict:
     found = [(name, table) for name, table in tables.items() if name.endswith("_calibration") and "metric" in table]
     evidence, notes = [], []
     for name, table in found:
-        for _, row in table.iterrows():
+        for index, row in table.iterrows():
             if row.get("status") != "ok":
                 notes.append(f"{row['metric']}: {row.get('reason', 'not calibrated')}")
+                continue
+            shortfall = minimum_data(table.loc[[index]], observations=MIN_EVENTS) if "n" in table else None
+            if shortfall:
+                notes.append(f"{row['metric']}: insufficient data ({shortfall})")
                 continue
             fitted = "fitted" if row.get("fitted") else "predicted (not fitted)"
             evidence.append(Evidence(name, f"metric == {quote(row['metric'])}", f"model median {row['metric']}",
@@ -38,7 +44,8 @@ def judge(tables: dict) -> ClaimVerdict:
         predicted = [e for e in evidence if "predicted" in e.note]
         inside = [e for e in predicted if e.ci_low is not None and e.ci_high is not None and e.ci_low <= e.value <= e.ci_high]
         reason = (f"the mapping cannot be tested with these data (no synaptic input recorded); the noise and event "
-                  f"model was: {len(inside)} of {len(predicted)} predicted statistics fall inside the data's 95 % CI")
+                  f"model was: {len(inside)} of {len(predicted)} predicted statistics fall inside the data's 95 % CI"
+                  + (f" ({'; '.join(notes)})" if notes else ""))
     else:
         reason = ("the mapping cannot be tested with these data (no synaptic input recorded); the noise model "
                   "calibration did not run" + (f" ({'; '.join(notes[:2])})" if notes else ""))
