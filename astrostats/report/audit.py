@@ -5,9 +5,14 @@ from __future__ import annotations
 import importlib
 import logging
 
-from astrostats.report.verdicts import ClaimVerdict
+from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 LOG = logging.getLogger(__name__)
+#: a method misses its calibration when the 95 % CI of its simulated rate lies beyond the nominal value by this
+#: much, on the unsafe side: a false-positive rate above 0.05 + 0.02, a coverage below 0.95 - 0.02 (the edges
+#: of the calibration study's acceptance bands). Conservative misses (a size below 0.03) do not downgrade.
+SIZE_MARGIN, COVERAGE_MARGIN = 0.02, 0.02
+CALIBRATION_COLUMNS = {"check", "kind", "statistic", "ci_low", "ci_high", "nominal"}
 
 CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges it (judge)
     ("C1", "astrostats.report.claims.c1_convergence"),
@@ -32,6 +37,7 @@ def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
             LOG.exception("claim %s: rule failed", claim_id)
             verdict = ClaimVerdict(claim_id, module.STATEMENT, "INSUFFICIENT_DATA", getattr(module, "RULE", module.__doc__),
                                    reason=f"the rule could not be applied: {type(error).__name__}: {error}")
+        verdict = apply_calibration(verdict, getattr(module, "CALIBRATION_CHECKS", ()), tables)
         broken = unresolved_evidence(verdict, tables)
         if broken:  # a citation that points nowhere is a defect of the audit itself: say so, loudly
             verdict = ClaimVerdict(**{**verdict.__dict__, "major_concerns": verdict.major_concerns + tuple(
@@ -42,6 +48,65 @@ def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
             verdict = ClaimVerdict(**{**verdict.__dict__, "reason": f"{verdict.reason} (not completed: {failures})"})
         verdicts.append(verdict)
     return verdicts
+
+
+def calibration_table_name(tables: dict) -> str | None:
+    """The calibration study's table of checks ('calibration' first), whatever the spec was named."""
+    names = [name for name, table in tables.items() if CALIBRATION_COLUMNS <= set(table.columns)]
+    return "calibration" if "calibration" in names else (names[0] if names else None)
+
+
+def calibration_misses(checks, tables: dict) -> tuple[str | None, list, list]:
+    """(table name, [(check, row) missing its nominal on the unsafe side], [checks not in the table])."""
+    name = calibration_table_name(tables)
+    if name is None:
+        return None, [], list(checks)
+    table = tables[name]
+    misses, absent = [], []
+    for check in checks:
+        rows = table[table["check"] == check]
+        if rows.empty:
+            absent.append(check)
+            continue
+        row = rows.iloc[0]
+        if row["kind"] == "false_positive_rate":
+            missed = float(row["ci_low"]) > float(row["nominal"]) + SIZE_MARGIN
+        else:
+            missed = float(row["ci_high"]) < float(row["nominal"]) - COVERAGE_MARGIN
+        if missed:
+            misses.append((check, row))
+    return name, misses, absent
+
+
+def apply_calibration(verdict: ClaimVerdict, checks, tables: dict) -> ClaimVerdict:
+    """Read the calibration table for the checks a claim's method relies on (its CALIBRATION_CHECKS): where one
+    misses its nominal size or coverage, a SUPPORTED or NOT_SUPPORTED verdict becomes INCONCLUSIVE, with the
+    reason and the calibration rows cited. Checks that were not run are stated, and change nothing."""
+    if not checks:
+        return verdict
+    name, misses, absent = calibration_misses(checks, tables)
+    minor = verdict.minor_concerns
+    if name is None:
+        minor += ("the calibration study did not run (`python -m astrostats.analyze calibration`): the size and "
+                  f"coverage of this rule's methods ({', '.join(checks)}) are unverified",)
+    elif absent:
+        minor += (f"calibration checks this rule relies on were not run: {', '.join(absent)}",)
+    if not misses:
+        return ClaimVerdict(**{**verdict.__dict__, "minor_concerns": minor})
+    described = [f"{check}: {row['kind'].replace('_', ' ')} {float(row['statistic']):.3f} "
+                 f"[{float(row['ci_low']):.3f}, {float(row['ci_high']):.3f}] against nominal {float(row['nominal']):g}"
+                 for check, row in misses]
+    evidence = verdict.evidence + tuple(
+        Evidence(name, f"check == '{check}'", f"calibration {row['kind']}", float(row["statistic"]),
+                 ci_low=float(row["ci_low"]), ci_high=float(row["ci_high"]),
+                 note=f"{check}: nominal {float(row['nominal']):g}; a method this rule relies on")
+        for check, row in misses)
+    concern = "the rule's methods miss their calibration: " + "; ".join(described)
+    changes = {"evidence": evidence, "minor_concerns": minor, "major_concerns": verdict.major_concerns + (concern,)}
+    if verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED"):
+        changes.update(verdict="INCONCLUSIVE",
+                       reason=f"{verdict.reason}; downgraded from {verdict.verdict} because {concern}")
+    return ClaimVerdict(**{**verdict.__dict__, **changes})
 
 
 def unresolved_evidence(verdict: ClaimVerdict, tables: dict) -> list:

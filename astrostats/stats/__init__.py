@@ -11,14 +11,14 @@ from astrostats.stats.calibration import simulate_check, simulate_scaling_table
 from astrostats.stats.effects import cliffs_delta, equivalence_test, error_ratio, paired_standardised_difference
 from astrostats.stats.multitest import adjust_p_values
 from astrostats.stats.resampling import (bootstrap_interval, hierarchical_bootstrap, hierarchical_weights,
-                                         paired_permutation_test, rescaled_cluster_weights, sign_flip_sums,
+                                         paired_mean_test, paired_permutation_test, rescaled_cluster_weights, sign_flip_sums,
                                          two_sample_permutation_test)
 from astrostats.stats.scaling import fit_scaling_law, scaling_fits_table
 from astrostats.stats.scaling_batch import (FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap,
                                             scaling_design)
 from astrostats.stats.scaling_result import ScalingFit, epsilon_label
 
-__all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_permutation_test", "two_sample_permutation_test",
+__all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_mean_test", "paired_permutation_test", "two_sample_permutation_test",
            "sign_flip_sums", "hierarchical_weights", "rescaled_cluster_weights", "hierarchical_bootstrap",
            "bootstrap_interval", "error_ratio", "paired_standardised_difference", "cliffs_delta", "equivalence_test",
            "adjust_p_values", "fit_scaling_law", "scaling_fits_table", "ScalingFit", "epsilon_label", "FitDesign",

@@ -148,6 +148,54 @@ def paired_permutation_test(a: Any, b: Any = None, *, n_resamples: int = 9999, s
     return result_frame([row], {"null": null})
 
 
+def paired_mean_test(a: Any, b: Any = None, *, n_resamples: int = 9999, seed: Any = 0,
+                     alternative: str = "two-sided", confidence: float = 0.95) -> pd.DataFrame:
+    """Bootstrap-t test of H0: the mean of the paired differences a - b is zero (no symmetry assumed).
+
+    The sign-flip test (:func:`paired_permutation_test`) tests symmetry about zero: on skewed differences
+    whose mean is zero it rejects too often (lognormal, n = 20: 13.5 % at 5 %). Here t = mean / (sd / sqrt n)
+    is referred to the bootstrap distribution of t* = (mean* - mean) / (sd* / sqrt n) over resamples of the
+    differences (Efron & Tibshirani 1993, sec. 16.4; Hall 1992: second-order accurate for a mean).
+    p = (k + 1) / (B + 1); two-sided: twice the smaller tail (the t* law need not be symmetric).
+    ``ci_low/high``: the bootstrap-t interval of the mean. ``attrs["draws"]["null"]``: the t* draws.
+    """
+    if b is None:
+        a = as_vector("a", a, min_size=2)
+        b = np.zeros_like(a)
+    a, b = as_pair(a, b)
+    alternative = check_alternative(alternative)
+    confidence = check_confidence(confidence)
+    n_resamples = check_int("n_resamples", n_resamples, minimum=19)
+    d = a - b
+    n, mean, sd = d.size, float(d.mean()), float(d.std(ddof=1))
+    row = {"statistic": mean, "n": n, "effect_name": "d_z (mean / sd of differences)", "alternative": alternative,
+           "method": "paired bootstrap-t test of mean difference = 0", "n_resamples": n_resamples}
+    if sd == 0:
+        p = 1.0 if mean == 0 else 0.0
+        return result_frame([{**row, "p_value": p, "p_value_mc_se": 0.0, "ci_low": mean, "ci_high": mean,
+                              "effect": np.nan, "status": "zero_variance",
+                              "reason": "all differences are equal: decided by the mean alone"}], {"null": np.zeros(0)})
+    rng = make_rng(seed)
+    null = np.empty(n_resamples)
+    rows_per_chunk = max(1, _CHUNK_BYTES // n)
+    for start in range(0, n_resamples, rows_per_chunk):
+        rows = min(rows_per_chunk, n_resamples - start)
+        sample = d[rng.integers(0, n, (rows, n))]
+        spread = sample.std(axis=1, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            null[start:start + rows] = (sample.mean(axis=1) - mean) / (spread / math.sqrt(n))
+    null = null[np.isfinite(null)]  # a resample of identical values has no t
+    t = mean / (sd / math.sqrt(n))
+    p_high, _ = monte_carlo_p(int((null >= t).sum()), null.size)
+    p_low, _ = monte_carlo_p(int((null <= t).sum()), null.size)
+    p = {"greater": p_high, "less": p_low, "two-sided": min(1.0, 2 * min(p_high, p_low))}[alternative]
+    tail = (1 - confidence) / 2
+    upper_t, lower_t = np.quantile(null, [1 - tail, tail])
+    return result_frame([{**row, "p_value": p, "p_value_mc_se": math.sqrt(p * (1 - p) / null.size),
+                          "ci_low": mean - upper_t * sd / math.sqrt(n), "ci_high": mean - lower_t * sd / math.sqrt(n),
+                          "effect": mean / sd, "status": "ok", "reason": ""}], {"null": null})
+
+
 def two_sample_permutation_test(x: Any, y: Any, *, n_resamples: int = 9999, seed: Any = 0,
                                 alternative: str = "two-sided", confidence: float = 0.95) -> pd.DataFrame:
     """Label-permutation test of H0: x and y come from one distribution; statistic mean(x) - mean(y).
