@@ -9,29 +9,61 @@ from astrostats.report.claims import c1_convergence, c6_required_m
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 
-def fits_row(scale, alpha, low, high, model="power_law", e_inf_low=0.0, **extra):
-    return {"circuit": "astrocyte", "feature_map": "positive", "logit_scale": scale, "status": "ok",
-            "alpha": alpha, "alpha_ci_low": low, "alpha_ci_high": high, "preferred_model": model,
-            "e_inf_ci_low": e_inf_low, "alpha_vs_half_p_value": 0.5, "theory_ratio": 1.0,
-            "theory_ratio_ci_low": 0.9, "theory_ratio_ci_high": 1.1, **extra}
+def regime_row(scale, alpha, low, high, ratio=(1.0, 0.95, 1.05), p=(0.001, 0.001), model="power_law", e_inf_low=0.0,
+               **extra):
+    """One row of the scaling study's *_asymptotic table (claim C1's rows), decided by its CIs and TOST p."""
+    return {"logit_scale": scale, "circuit": "astrocyte", "feature_map": "positive", "status": "ok", "reason": "",
+            "regime_bound": 0.25, "m_regime_start": 64.0, "m_swept_max": 4096.0, "n_m_in_regime": 7,
+            "regime_decades": 1.8, "n_seeds": 8, "n_sequences": 8, "m_min": 64.0, "m_max": 4096.0,
+            "alpha": alpha, "alpha_ci_low": low, "alpha_ci_high": high, "theory_ratio": ratio[0],
+            "theory_ratio_ci_low": ratio[1], "theory_ratio_ci_high": ratio[2], "alpha_tost_p_value": p[0],
+            "theory_ratio_tost_p_value": p[1], "preferred_model": model, "e_inf": 0.01, "e_inf_ci_low": e_inf_low,
+            "e_inf_ci_high": 0.05, "floor_p_value": 0.5, "uniform_error": 1.2, **extra}
 
 
 @pytest.mark.parametrize("rows, verdict", [
-    ([fits_row("diffuse", 0.50, 0.47, 0.53), fits_row("typical", 0.48, 0.45, 0.51)], "SUPPORTED"),
-    ([fits_row("diffuse", 0.50, 0.47, 0.53), fits_row("peaked", 0.05, 0.02, 0.08)], "NOT_SUPPORTED"),
-    ([fits_row("diffuse", 0.50, 0.47, 0.53), fits_row("typical", 0.40, 0.30, 0.60, "power_law_floor", 0.02)],
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.48, 0.45, 0.51)], "SUPPORTED"),
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.25, 0.20, 0.30, p=(0.9, 0.001))], "NOT_SUPPORTED"),
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.5, 0.45, 0.55, ratio=(2.0, 1.8, 2.2), p=(0.001, 0.9))],
      "NOT_SUPPORTED"),
-    ([fits_row("diffuse", 0.50, 0.47, 0.53), fits_row("peaked", 0.20, 0.15, 0.25)], "INCONCLUSIVE"),
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.45, 0.40, 0.50, model="power_law_floor", e_inf_low=0.02)],
+     "NOT_SUPPORTED"),
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.40, 0.32, 0.48, p=(0.6, 0.001))], "INCONCLUSIVE"),
+    ([regime_row("a", 0.50, 0.47, 0.53, n_seeds=2)], "INSUFFICIENT_DATA"),
+    ([regime_row("a", 0.50, 0.47, 0.53, n_m_in_regime=3)], "INSUFFICIENT_DATA"),
 ])
 def test_c1_rule_clauses(rows, verdict):
-    assert c1_convergence.judge({"scaling_fits": pd.DataFrame(rows)}).verdict == verdict
+    assert c1_convergence.judge({"scaling_asymptotic": pd.DataFrame(rows)}).verdict == verdict
 
 
 def test_c1_finds_a_renamed_scaling_study_and_says_when_none_ran():
-    rows = pd.DataFrame([fits_row("typical", 0.5, 0.45, 0.55)])
-    result = c1_convergence.judge({"my_variant_fits": rows})
-    assert result.verdict == "SUPPORTED" and result.evidence[0].table == "my_variant_fits"
+    rows = pd.DataFrame([regime_row("a", 0.5, 0.45, 0.55)])
+    result = c1_convergence.judge({"my_variant_asymptotic": rows})
+    assert result.verdict == "SUPPORTED" and result.evidence[0].table == "my_variant_asymptotic"
     assert c1_convergence.judge({}).verdict == "INSUFFICIENT_DATA"
+
+
+def calibration_rows(coverage_high=0.96):
+    return pd.DataFrame([{"check": check, "kind": "coverage" if check.startswith("bootstrap") else "false_positive_rate",
+                          "statistic": 0.95 if check.startswith("bootstrap") else 0.05,
+                          "ci_low": 0.93 if check.startswith("bootstrap") else 0.04,
+                          "ci_high": (coverage_high if check == "bootstrap_coverage" else 0.96)
+                          if check.startswith("bootstrap") else 0.06,
+                          "nominal": 0.95 if check.startswith("bootstrap") else 0.05}
+                         for check in c1_convergence.CALIBRATION_CHECKS])
+
+
+def test_a_method_that_misses_its_calibration_downgrades_the_verdict():
+    tables = {"scaling_asymptotic": pd.DataFrame([regime_row("a", 0.5, 0.45, 0.55)])}
+    calibrated = audit.judge_all({**tables, "calibration": calibration_rows()}, {"analyses": []})[0]
+    assert calibrated.verdict == "SUPPORTED" and not calibrated.major_concerns
+    broken = calibration_rows(coverage_high=0.90)  # the alpha CI covers at most 90 %: well below 95 %
+    downgraded = audit.judge_all({**tables, "calibration": broken}, {"analyses": []})[0]
+    assert downgraded.verdict == "INCONCLUSIVE" and "bootstrap_coverage" in downgraded.reason
+    assert any(item.table == "calibration" and item.rows == "check == 'bootstrap_coverage'"
+               for item in downgraded.evidence)
+    unread = audit.judge_all(tables, {"analyses": []})[0]
+    assert unread.verdict == "SUPPORTED" and any("did not run" in text for text in unread.minor_concerns)
 
 
 def need_row(scale, required, low, high, small=0.5, infinite=False):

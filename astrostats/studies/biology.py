@@ -56,7 +56,7 @@ class Parameters:
     m: tuple[int, ...] = (16, 64, 256, 1024, 4096, 16384, 65536)
     n_seeds: int = 16
     n_sequences: int = 8
-    logit_scales: tuple = ("typical", "peaked")
+    logit_scales: tuple = ("near_uniform_unit_norm", "near_uniform_large_norm")
     n_tokens: int = 197
     d_head: int = 64
     feature_maps: tuple[str, ...] = ("positive",)

@@ -75,7 +75,7 @@ class Parameters:
     n_ood: int = 16
     n_tokens: int = 197  # synthetic and language windows; the ViT always has 49 patches + CLS = 50 tokens
     d_head: int = 64  # synthetic only; real heads have their model's head size
-    logit_scale: str | float = "typical"
+    logit_scale: str | float = "near_uniform_unit_norm"
     ood_n_tokens: int = 394
     ood_logit_scale: str | float = 1.5
     target: str = "synthetic"

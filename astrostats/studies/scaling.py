@@ -16,7 +16,9 @@ import math
 
 import numpy as np
 import pandas as pd
+import torch
 
+from astrostats.circuits.attention import attention_logits
 from astrostats.circuits.features import FEATURE_MAPS
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.runner import CIRCUITS, Sweep, run_sweep
@@ -38,7 +40,8 @@ class Parameters:
     m: tuple[int, ...] = tuple(2**p for p in range(3, 17))
     n_seeds: int = 32
     n_sequences: int = 8
-    logit_scales: tuple = ("diffuse", "typical", "peaked")
+    logit_scales: tuple = ("near_uniform_small_norm", "near_uniform_unit_norm", "near_uniform_large_norm", "peaked",
+                           "real_like")
     n_tokens: int = 197
     d_head: int = 64
     feature_maps: tuple[str, ...] = FEATURE_MAPS
@@ -74,12 +77,21 @@ def targets(spec: Spec, parameters: Parameters):
 
 
 def theory_table(batches) -> pd.DataFrame:
-    """Delta-method constant C per sequence (relative error ~ C / sqrt(m) for i.i.d. positive features)."""
+    """Per sequence: the delta-method constant C (relative error ~ C / sqrt(m) for i.i.d. positive features)
+    and what the head is: mean query and key norms, logit SD and mean attention entropy (nats)."""
     frames = []
     for batch in batches:
         constant = predicted_error_constant(batch.q, batch.k, batch.v, batch.causal).numpy()
+        logits = attention_logits(batch.q.double(), batch.k.double(), batch.causal)
+        weights = torch.softmax(logits, -1)
+        entropy = -(weights * torch.log(weights.clamp_min(1e-300))).sum(-1).mean(-1)
+        spread = [float(np.nanstd(row)) for row in logits.masked_fill(~torch.isfinite(logits), float("nan")).flatten(1).numpy()]
         frames.append(labelled(pd.DataFrame({"sequence_id": list(batch.sequence_ids),
-                                             "predicted_constant": constant}), batch.labels))
+                                             "predicted_constant": constant,
+                                             "q_norm": batch.q.double().norm(dim=-1).mean(-1).numpy(),
+                                             "k_norm": batch.k.double().norm(dim=-1).mean(-1).numpy(),
+                                             "logit_std": spread, "attention_entropy": entropy.numpy()}),
+                               batch.labels))
     return pd.concat(frames, ignore_index=True)
 
 

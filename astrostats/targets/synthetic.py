@@ -1,12 +1,28 @@
-"""Synthetic heads: Gaussian q, k, v with controlled length N, head size d and logit scale.
+"""Synthetic heads: Gaussian q, k, v with controlled length N, head size d, query/key norm and logit spread.
 
-q and k have i.i.d. N(0, r^2 / d) entries, so |q| and |k| are about r; the logit q·k then has standard
-deviation about r^2 / sqrt(d), and the positive-feature error constant grows like exp(|q + k|^2) ~ exp(2 r^2)
-(paper-notes.md). Named scales: diffuse r = 0.5, typical r = 1 (the paper-notes simulation, |q|, |k| about
-1), peaked r = 2. Values are N(0, 1). Defaults are the paper's d_head = 64, N = 197.
+Two knobs, set apart because they do different things: the query/key norm r (|q|, |k| about r) sets the
+positive-feature error constant, which grows like exp(|q + k|^2); the logit spread s (standard deviation of
+q·k) sets how peaked attention is (its entropy). q and k have i.i.d. N(0, r^2 / d_eff) entries in the first
+d_eff of the d dimensions, so the logit SD is about r^2 / sqrt(d_eff): d_eff = d (isotropic) gives the
+smallest spread a norm allows (near-uniform attention for r <= 2 at d = 64), d_eff = 1 the largest (r^2).
+d_eff = round((r^2 / s)^2), clipped to [1, d]. Values are N(0, 1). Defaults are the paper's d_head = 64,
+N = 197.
+
+Named settings (HEADS; entropies at N = 197, d = 64, of a maximum log 197 = 5.28 nats):
+
+* near_uniform_small_norm  r = 0.5, isotropic (logit SD 0.03, entropy 5.28)        formerly "diffuse"
+* near_uniform_unit_norm   r = 1, isotropic (logit SD 0.13, entropy 5.28)          formerly "typical"
+* near_uniform_large_norm  r = 2, isotropic (logit SD 0.5, entropy 5.16)           formerly "peaked",
+                           a misnomer: near-uniform attention with a large norm
+* peaked                   r = 2, logit SD 4 (d_eff = 1; entropy 3.0): the same norm, truly peaked
+* real_like                the median (norm, logit SD) of the real heads (REAL_HEADS below)
+
+"diffuse" and "typical" are still accepted (old specs keep running) and label their rows with the new names;
+"peaked" now means what it says.
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
@@ -16,38 +32,73 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_float, check_int, fail
 from astrostats.seeding import name_code, seed_sequence, torch_generator
 
-LOGIT_SCALES = {"diffuse": 0.5, "typical": 1.0, "peaked": 2.0}
+#: medians over every head of each real model (scaled q and k, so q·k is the logit; 4 windows or images per
+#: head), measured once with the real_heads study's head_stats (tables hs_*_head_stats, exhaustive profile:
+#: every layer and head, n_tokens = 197): median q norm, k norm, logit SD and attention entropy (nats)
+REAL_HEADS = {}
+HEADS: dict[str, tuple[float, float | None]] = {
+    "near_uniform_small_norm": (0.5, None),
+    "near_uniform_unit_norm": (1.0, None),
+    "near_uniform_large_norm": (2.0, None),
+    "peaked": (2.0, 4.0),
+}
+FORMER_NAMES = {"diffuse": "near_uniform_small_norm", "typical": "near_uniform_unit_norm"}
+LOGIT_SCALES = {**{name: norm for name, (norm, _) in HEADS.items()}, **{old: HEADS[new][0] for old, new in FORMER_NAMES.items()}}
+
+
+def head_setting(logit_scale: str | float, logit_sd: float | None = None) -> tuple[str, float, float | None]:
+    """(label, query/key norm r, logit SD or None for isotropic) for a named setting or an explicit norm."""
+    if isinstance(logit_scale, str):
+        name = FORMER_NAMES.get(logit_scale, logit_scale)
+        if name not in HEADS:
+            raise fail("logit_scale", f"one of {list(HEADS) + list(FORMER_NAMES)} or a positive number", logit_scale)
+        if logit_sd is not None:
+            raise fail("logit_sd", "none with a named setting (it fixes the spread)", logit_sd)
+        norm, spread = HEADS[name]
+        return name, norm, spread
+    norm = check_float("logit_scale", logit_scale, minimum=0.0, strict=True)
+    if logit_sd is None:
+        return f"r={norm:g}", norm, None
+    spread = check_float("logit_sd", logit_sd, minimum=0.0, strict=True)
+    return f"r={norm:g},sd={spread:g}", norm, spread
 
 
 def qk_norm(logit_scale: str | float) -> float:
-    """The query/key norm r for a named scale or an explicit positive number."""
-    if isinstance(logit_scale, str):
-        if logit_scale not in LOGIT_SCALES:
-            raise fail("logit_scale", f"one of {list(LOGIT_SCALES)} or a positive number", logit_scale)
-        return LOGIT_SCALES[logit_scale]
-    return check_float("logit_scale", logit_scale, minimum=0.0, strict=True)
+    """The query/key norm r for a named setting or an explicit positive number."""
+    return head_setting(logit_scale)[1]
 
 
-def _draw(generator, n_sequences, n_tokens, d, scale, dtype):
-    return torch.randn(n_sequences, n_tokens, d, generator=generator, dtype=torch.float64).mul(scale).to(dtype)
+def effective_dim(norm: float, logit_sd: float | None, d_head: int) -> int:
+    """The dimensions q and k occupy: d for isotropic heads, else round((r^2 / s)^2) within [1, d]."""
+    if logit_sd is None:
+        return d_head
+    return int(min(d_head, max(1, round((norm * norm / logit_sd) ** 2))))
 
 
-def synthetic_head(*, n_sequences: int = 8, n_tokens: int = 197, d_head: int = 64, logit_scale="typical",
-                   seed: int = 0, causal: bool = False, dtype=torch.float32) -> TargetBatch:
-    """A batch of synthetic sequences for one head, reproducible from (seed, N, d, scale)."""
+def _draw(generator, n_sequences, n_tokens, d, scale, dtype, occupied=None):
+    x = torch.randn(n_sequences, n_tokens, d, generator=generator, dtype=torch.float64).mul(scale)
+    if occupied is not None and occupied < d:
+        x[..., occupied:] = 0.0
+    return x.to(dtype)
+
+
+def synthetic_head(*, n_sequences: int = 8, n_tokens: int = 197, d_head: int = 64, logit_scale="near_uniform_unit_norm",
+                   logit_sd: float | None = None, seed: int = 0, causal: bool = False, dtype=torch.float32) -> TargetBatch:
+    """A batch of synthetic sequences for one head, reproducible from (seed, N, d, norm, logit SD)."""
     n_sequences = check_int("n_sequences", n_sequences, minimum=1)
     n_tokens = check_int("n_tokens", n_tokens, minimum=1)
     d_head = check_int("d_head", d_head, minimum=1)
-    r = qk_norm(logit_scale)
-    entropy = seed_sequence(check_int("seed", seed, minimum=0), n_tokens, d_head, name_code(repr(r)))  # each r its own draws
+    label, r, spread = head_setting(logit_scale, logit_sd)
+    occupied = effective_dim(r, spread, d_head)
+    key = repr(r) if spread is None else repr((r, spread))  # every distinct setting its own draws (isotropic: as before)
+    entropy = seed_sequence(check_int("seed", seed, minimum=0), n_tokens, d_head, name_code(key))
     gen_main, gen_alt = (torch_generator(s) for s in entropy.spawn(2))
-    std = r / np.sqrt(d_head)
-    q = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype)
-    k = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype)
+    std = r / np.sqrt(occupied)
+    q = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype, occupied)
+    k = _draw(gen_main, n_sequences, n_tokens, d_head, std, dtype, occupied)
     v = _draw(gen_main, n_sequences, n_tokens, d_head, 1.0, dtype)
-    alternative = (_draw(gen_alt, n_sequences, n_tokens, d_head, std, dtype),
-                   _draw(gen_alt, n_sequences, n_tokens, d_head, std, dtype))
-    labels = {"target": "synthetic", "layer": 0, "head": 0,
-              "logit_scale": logit_scale if isinstance(logit_scale, str) else f"r={r:g}",
-              "qk_norm": r, "n_tokens": n_tokens, "d_head": d_head}
+    alternative = (_draw(gen_alt, n_sequences, n_tokens, d_head, std, dtype, occupied),
+                   _draw(gen_alt, n_sequences, n_tokens, d_head, std, dtype, occupied))
+    labels = {"target": "synthetic", "layer": 0, "head": 0, "logit_scale": label, "qk_norm": r,
+              "logit_sd": r * r / math.sqrt(occupied), "n_tokens": n_tokens, "d_head": d_head}
     return TargetBatch(labels, q, k, v, causal, tuple(range(n_sequences)), alternative)

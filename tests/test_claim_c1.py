@@ -1,0 +1,91 @@
+"""C1 on planted data: a true m^-1/2 law with the predicted constant must be SUPPORTED; a wrong constant or
+a floor must be NOT_SUPPORTED; a head outside its asymptotic regime, or a run below the rule's minimum data
+(the issue's small spec: one head, m <= 128, 2 seeds x 2 sequences), must be INSUFFICIENT_DATA."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from astrostats.spec import load_spec
+from astrostats.studies.base import RunContext
+from astrostats.report.claims import c1_convergence, minimum_data
+from astrostats.stats.calibration import simulate_scaling_table
+from astrostats.studies import scaling
+
+M = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def planted(seed, *, scale="planted", constant=0.8, observed_over_predicted=1.0, e_inf=0.0, n_seeds=6,
+            n_sequences=6, m=M):
+    """A runner-shaped measurement table of the astrocyte circuit following err = e_inf + C_s / sqrt(m)
+    (log-normal draw and row noise), its theory table (the predicted C_s, divided by the planted ratio) and a
+    uniform-attention row per sequence."""
+    law = dict(m_values=m, n_sequences=n_sequences, n_seeds=n_seeds, constant=constant, sequence_sd=0.2,
+               draw_sd=0.03, noise_sd=0.03)
+    table = simulate_scaling_table(seed, e_inf=e_inf, **law)
+    power = simulate_scaling_table(seed, **law)  # the same draws without the floor: C_s = err sqrt(m)
+    constants = pd.Series(np.exp(power["expected_log"] + 0.5 * np.log(power["m"]))).groupby(power["sequence_id"]).mean()
+    measurements = table.drop(columns="expected_log").assign(
+        metric="relative_error", circuit="astrocyte", feature_map="positive", logit_scale=scale)
+    uniform = pd.DataFrame({"sequence_id": range(n_sequences), "seed": np.nan, "m": np.nan, "value": 1.0,
+                            "metric": "relative_error", "circuit": "uniform", "feature_map": "none",
+                            "logit_scale": scale})
+    theory = pd.DataFrame({"logit_scale": scale, "sequence_id": constants.index,
+                           "predicted_constant": constants.to_numpy() / observed_over_predicted})
+    return pd.concat([measurements, uniform], ignore_index=True), theory
+
+
+def judged(measurements, theory):
+    table = scaling.asymptotic_fits(measurements, theory, n_resamples=300, seed=1)
+    return c1_convergence.judge({"scaling_asymptotic": table}), table
+
+
+def test_a_true_half_rate_with_the_predicted_constant_is_supported():
+    verdict, table = judged(*planted(3))
+    assert verdict.verdict == "SUPPORTED", verdict.reason
+    row = table.iloc[0]
+    assert row["m_min"] >= row["m_regime_start"] and row["uniform_error"] == 1.0
+    assert all(item.table == "scaling_asymptotic" for item in verdict.evidence)
+
+
+@pytest.mark.parametrize("planting", [{"observed_over_predicted": 1.6}, {"e_inf": 0.02}],
+                         ids=["constant_off_by_1.6", "floor_0.02"])
+def test_a_wrong_constant_or_a_floor_is_not_supported(planting):
+    verdict, _ = judged(*planted(4, **planting))
+    assert verdict.verdict == "NOT_SUPPORTED", verdict.reason
+
+
+def test_a_head_outside_its_regime_does_not_decide():
+    measurements, theory = planted(5)
+    huge = theory.assign(predicted_constant=theory["predicted_constant"] * 200)  # C/sqrt(m) > 0.25 for m <= 4096
+    verdict, table = judged(measurements, huge)
+    assert table["status"].tolist() == ["regime_not_reached"]
+    assert verdict.verdict == "INSUFFICIENT_DATA" and "regime not reached for m <= 4096" in verdict.reason
+    # beside a head that decides, it is reported and leaves the verdict to that head
+    other, other_theory = planted(6, scale="second")
+    both = c1_convergence.judge({"scaling_asymptotic": pd.concat([
+        table, scaling.asymptotic_fits(other, other_theory, n_resamples=300, seed=1)], ignore_index=True)})
+    assert both.verdict == "SUPPORTED" and "regime not reached" in both.reason
+
+
+def test_the_rule_margins_are_the_studys():
+    assert (c1_convergence.ALPHA_MARGIN, c1_convergence.RATIO_MARGIN, c1_convergence.BOUND) == (
+        scaling.ALPHA_MARGIN, scaling.RATIO_MARGIN, scaling.REGIME_BOUND)
+
+
+def test_minimum_data_names_each_shortfall():
+    measurements, _ = planted(7, n_seeds=2, n_sequences=2, m=(8, 16, 32, 64, 128))
+    text = minimum_data(measurements, m_decades=2, seeds=4, sequences=4, groups=2)
+    assert "1.2 decades" in text and "2 feature seeds" in text and "2 sequences" in text and "1 logit_scale" in text
+    assert minimum_data(measurements, m_decades=1, seeds=2, sequences=2, groups=1) is None
+
+
+def test_the_issues_small_spec_is_insufficient_data(tmp_path):
+    """Issue 13 item 6: one head, m <= 128, 2 seeds x 2 sequences once got C1 SUPPORTED."""
+    spec = tmp_path / "small.toml"
+    spec.write_text('name = "small"\nkind = "scaling"\nseed = 1\n[parameters]\nm = [8, 16, 32, 64, 128]\n'
+                    'n_seeds = 2\nn_sequences = 2\nlogit_scales = ["near_uniform_small_norm"]\n'
+                    'feature_maps = ["positive"]\ncircuits = ["astrocyte", "uniform"]\nn_resamples = 200\n'
+                    'n_tokens = 64\nd_head = 16\n')
+    tables = scaling.run(load_spec(spec), RunContext(out_dir=tmp_path, progress=False))
+    verdict = c1_convergence.judge(tables)
+    assert verdict.verdict == "INSUFFICIENT_DATA" and "2 feature seeds, need >= 4" in verdict.reason
