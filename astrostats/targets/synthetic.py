@@ -15,7 +15,8 @@ Named settings (HEADS; entropies at N = 197, d = 64, of a maximum log 197 = 5.28
 * near_uniform_large_norm  r = 2, isotropic (logit SD 0.5, entropy 5.16)           formerly "peaked",
                            a misnomer: near-uniform attention with a large norm
 * peaked                   r = 2, logit SD 4 (d_eff = 1; entropy 3.0): the same norm, truly peaked
-* real_like                the median (norm, logit SD) of the real heads (REAL_HEADS below)
+* real_like                the real heads' median norm r = 2.78 and entropy (3.55 nats, 0.67 of log N;
+                           REAL_HEADS below): logit SD 2.0 (d_eff = 15)
 
 "diffuse" and "typical" are still accepted (old specs keep running) and label their rows with the new names;
 "peaked" now means what it says.
@@ -32,15 +33,24 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_float, check_int, fail
 from astrostats.seeding import name_code, seed_sequence, torch_generator
 
-#: medians over every head of each real model (scaled q and k, so q·k is the logit; 4 windows or images per
-#: head), measured once with the real_heads study's head_stats (tables hs_*_head_stats, exhaustive profile:
-#: every layer and head, n_tokens = 197): median q norm, k norm, logit SD and attention entropy (nats)
-REAL_HEADS = {}
+#: medians over every head of each real model (scaled q and k, so q·k is the logit), measured once on
+#: 2026-12-01 from targets.models.load(name, n_sequences=4, n_tokens=197) and targets_of(loaded, [], []) (every
+#: layer and head; the quantities of the real_heads study's head_stats): qk_norm = median sqrt(|q| |k|),
+#: logit_sd = median per-sequence SD of the logits, entropy = median mean attention entropy (nats), of log N
+REAL_HEADS = {"vit": {"heads": 16, "n_tokens": 50, "d_head": 16, "qk_norm": 1.81, "logit_sd": 1.49, "entropy": 3.10},
+              "minilm": {"heads": 72, "n_tokens": 197, "d_head": 32, "qk_norm": 2.78, "logit_sd": 1.61, "entropy": 3.55},
+              "smollm2": {"heads": 270, "n_tokens": 197, "d_head": 64, "qk_norm": 5.55, "logit_sd": 2.55, "entropy": 1.90}}
+#: real_like: the median over the three models of their median norm (2.78, MiniLM's) and a logit SD of 2.0
+#: (d_eff = 15), chosen so that the mean entropy at N = 197 is 3.55 nats: the median over the models of the
+#: entropy as a share of log N (ViT 0.79, MiniLM 0.67, SmolLM2 0.36). Gaussian logits need a wider spread than
+#: real ones (median 1.61) for the same entropy: real heads attend strongly to a few tokens.
+REAL_LIKE = (sorted(head["qk_norm"] for head in REAL_HEADS.values())[1], 2.0)
 HEADS: dict[str, tuple[float, float | None]] = {
     "near_uniform_small_norm": (0.5, None),
     "near_uniform_unit_norm": (1.0, None),
     "near_uniform_large_norm": (2.0, None),
     "peaked": (2.0, 4.0),
+    "real_like": REAL_LIKE,
 }
 FORMER_NAMES = {"diffuse": "near_uniform_small_norm", "typical": "near_uniform_unit_norm"}
 LOGIT_SCALES = {**{name: norm for name, (norm, _) in HEADS.items()}, **{old: HEADS[new][0] for old, new in FORMER_NAMES.items()}}
