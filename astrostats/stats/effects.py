@@ -189,7 +189,13 @@ def equivalence_test(a: Any, b: Any = None, *, delta: float, paired: bool = True
 def tost_p_value(estimate: float, se: float, df: float, *, low: float, high: float) -> float:
     """TOST p-value of H0: theta <= low or theta >= high from an estimate, its standard error and t degrees of
     freedom (e.g. a cluster-robust slope): max of the two one-sided t-test p-values (Schuirmann 1987).
-    Equivalence at level a exactly when the (1 - 2a) t-interval lies inside (low, high)."""
+    Equivalence at level a exactly when the (1 - 2a) t-interval lies inside (low, high).
+
+    Examples
+    --------
+    >>> round(tost_p_value(0.5, 0.02, 10, low=0.4, high=0.6), 5)
+    0.00027
+    """
     if not (se > 0 and df > 0 and np.isfinite(estimate)):
         return float("nan")
     return float(max(stats.t.sf((estimate - low) / se, df), stats.t.cdf((estimate - high) / se, df)))
@@ -197,7 +203,13 @@ def tost_p_value(estimate: float, se: float, df: float, *, low: float, high: flo
 
 def tost_bootstrap_p_value(draws: Any, *, low: float, high: float) -> float:
     """TOST p-value from bootstrap draws: the smallest a at which the percentile (1 - 2a) interval lies inside
-    (low, high), as (k + 1) / (B + 1) for the larger tail beyond a margin (never zero)."""
+    (low, high), as (k + 1) / (B + 1) for the larger tail beyond a margin (never zero).
+
+    Examples
+    --------
+    >>> tost_bootstrap_p_value(np.linspace(0.9, 1.2, 99), low=0.85, high=1.15)
+    0.18
+    """
     draws = np.asarray(draws, dtype=np.float64)
     draws = draws[np.isfinite(draws)]
     if draws.size < 20:

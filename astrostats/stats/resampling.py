@@ -158,6 +158,12 @@ def paired_mean_test(a: Any, b: Any = None, *, n_resamples: int = 9999, seed: An
     differences (Efron & Tibshirani 1993, sec. 16.4; Hall 1992: second-order accurate for a mean).
     p = (k + 1) / (B + 1); two-sided: twice the smaller tail (the t* law need not be symmetric).
     ``ci_low/high``: the bootstrap-t interval of the mean. ``attrs["draws"]["null"]``: the t* draws.
+
+    Examples
+    --------
+    >>> result = paired_mean_test([1.3, 0.9, 1.6, 1.2, 1.4], [1.0, 1.0, 1.0, 1.0, 1.0], n_resamples=999, seed=0)
+    >>> result["method"].item(), bool(result["p_value"].item() < 0.2)
+    ('paired bootstrap-t test of mean difference = 0', True)
     """
     if b is None:
         a = as_vector("a", a, min_size=2)
@@ -175,7 +181,7 @@ def paired_mean_test(a: Any, b: Any = None, *, n_resamples: int = 9999, seed: An
         return result_frame([{**row, "p_value": p, "p_value_mc_se": 0.0, "ci_low": mean, "ci_high": mean,
                               "effect": np.nan, "status": "zero_variance",
                               "reason": "all differences are equal: decided by the mean alone"}], {"null": np.zeros(0)})
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     null = np.empty(n_resamples)
     rows_per_chunk = max(1, _CHUNK_BYTES // n)
     for start in range(0, n_resamples, rows_per_chunk):
