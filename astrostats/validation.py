@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are checked: the report and the CLI's parsing need none
+    import torch
 
 
 class InputError(ValueError):
@@ -66,6 +67,8 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
 
 def check_tensor(name: str, value: Any, *, min_dim: int = 1) -> torch.Tensor:
     """A floating tensor with at least ``min_dim`` dimensions and only finite entries."""
+    import torch
+
     if not isinstance(value, torch.Tensor):
         raise fail(name, "a torch.Tensor", type(value).__name__)
     if not value.is_floating_point():

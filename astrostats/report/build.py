@@ -1,25 +1,33 @@
 """From stored tables to figures, audit and report, and the manifest that ties them to specs and code.
 
 Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone.
+Figures are drawn once, saved as PNG and closed; analyses draw in parallel worker processes when there are
+several and the machine has the cores (each worker reads its own analysis's tables from disk); the report
+is typeset from the PNGs.
 """
 from __future__ import annotations
 
-import io
+import importlib
 import json
 import logging
+import multiprocessing
+import os
 import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from astrostats import outputs
 from astrostats.validation import InputError
-from astrostats.report import audit, pdf
-from astrostats.report.figures import draw_analysis
+from astrostats.report import audit, pdf, style
+from astrostats.report.figures import draw_analysis, paper
+from astrostats.report.layout import FigureRef
 
 LOG = logging.getLogger(__name__)
 MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
+PAPER_KIND = "paper"
 
 
 def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
@@ -32,62 +40,113 @@ def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
     return everything, per_analysis
 
 
-def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict) -> dict:
-    """Figures per kind as [(name, Figure)], each also saved to figures/<analysis>_<name>.png."""
-    figures: dict[str, list] = {}
-    for record in manifest.get("analyses", []):
-        if record["name"] not in per_analysis:
-            continue
-        try:
-            drawn = draw_analysis(record["kind"], per_analysis[record["name"]])
-        except Exception:  # a broken figure must not cost the audit
-            LOG.exception("figures of %s failed", record["name"])
-            record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
-            continue
-        for name, figure in drawn.items():
-            stem = record["name"] if name == MAIN_FIGURE else f"{record['name']}_{name}"
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-            outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue())
-            figures.setdefault(record["kind"], []).append((stem, figure))
+def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
+    saved = []
+    for name, figure in figures.items():
+        path = out_dir / "figures" / f"{stem_of(name)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        figure.savefig(temporary, format="png", dpi=style.DPI)
+        temporary.replace(path)
+        plt.close(figure)
+        saved.append((name, f"figures/{path.name}"))
+    return saved
+
+
+def _stem(analysis: str, name: str) -> str:
+    return analysis if name == MAIN_FIGURE else f"{analysis}_{name}"
+
+
+def draw_one(kind: str, analysis: str, tables, out_dir: Path) -> list[tuple[str, str]]:
+    """One analysis's figures, saved and closed; tables may be a dict or the names to read from tables/."""
+    style.apply()
+    if not isinstance(tables, dict):
+        tables = outputs.read_tables(out_dir / "tables", tables)
+    return _save(draw_analysis(kind, tables), out_dir, lambda name: _stem(analysis, name))
+
+
+def worker_count(analyses: int) -> int:
+    """Processes for the figures: $ASTROSTATS_REPORT_WORKERS (a count, or 'auto': one per analysis up to the
+    cores, at most 4); a single process when there is one analysis or one core."""
+    setting = os.environ.get("ASTROSTATS_REPORT_WORKERS", "auto")
+    if setting == "auto":
+        return max(1, min(analyses, os.cpu_count() or 1, 4))
+    if not setting.isdigit() or int(setting) < 1:
+        raise InputError(f"ASTROSTATS_REPORT_WORKERS: expected 'auto' or a count >= 1, got {setting!r}")
+    return int(setting)
+
+
+def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, tables: dict, workers: int | None = None) -> list:
+    """Every figure once, as FigureRef; a broken figure is logged and recorded, never fatal."""
+    records = [r for r in manifest.get("analyses", []) if r["name"] in per_analysis]
+    workers = worker_count(len(records)) if workers is None else workers
+    results: dict[str, list] = {}
+    style.apply()
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {r["name"]: pool.submit(draw_one, r["kind"], r["name"], r["tables"], out_dir) for r in records}
+            for record in records:
+                try:
+                    results[record["name"]] = futures[record["name"]].result()
+                except Exception:
+                    LOG.exception("figures of %s failed", record["name"])
+                    record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
+    else:
+        for record in records:
+            try:
+                results[record["name"]] = draw_one(record["kind"], record["name"], per_analysis[record["name"]],
+                                                   out_dir)
+            except Exception:  # a broken figure must not cost the audit
+                LOG.exception("figures of %s failed", record["name"])
+                record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
+    figures = [FigureRef(r["kind"], name, r["name"], path) for r in records for name, path in results.get(r["name"], [])]
+    try:
+        drawn = paper.draw(tables)
+    except Exception:
+        LOG.exception("the paper's figures could not be drawn")
+        drawn = {}
+    figures += [FigureRef(PAPER_KIND, name, PAPER_KIND, path)
+                for name, path in _save(drawn, out_dir, lambda name: f"paper_{name}")]
     return figures
 
 
-def evidence_tables(verdicts, tables: dict) -> dict:
-    """Per claim, the rows its evidence cites, table by table."""
-    selected = {}
-    for verdict in verdicts:
-        by_table: dict[str, list] = {}
-        for item in verdict.evidence:
-            if item.table in tables:
-                try:
-                    by_table.setdefault(item.table, []).append(tables[item.table].query(item.rows))
-                except Exception:
-                    LOG.warning("evidence rows %r do not select from %s", item.rows, item.table)
-        selected[verdict.claim_id] = [(name, pd.concat(parts).drop_duplicates()) for name, parts in by_table.items()]
-    return selected
+def claim_modules() -> dict:
+    modules = {}
+    for claim_id, module_name, _ in audit.CLAIMS:
+        try:
+            modules[claim_id] = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+    return modules
 
 
-def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None) -> list:
+def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None, workers: int | None = None) -> list:
     """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in source."""
+    started = time.perf_counter()
     tables, per_analysis = load_tables(source or out_dir, manifest)
-    figures = draw_figures(out_dir, manifest, per_analysis)
+    figures = draw_figures(out_dir, manifest, per_analysis, tables, workers)
+    drawn = time.perf_counter()
     verdicts = audit.judge_all(tables, manifest)
     outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest))
     outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest))
+    owner = {table: record["name"] for record in manifest.get("analyses", []) for table in record.get("tables", [])}
+    data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
     temporary = out_dir / ".report.pdf.tmp"
-    pdf.write_report(temporary, verdicts, manifest, figures, evidence_tables(verdicts, tables))
+    pdf.compile_report(data, out_dir, temporary)
     temporary.replace(out_dir / "report.pdf")
-    for kind_figures in figures.values():
-        for _, figure in kind_figures:
-            plt.close(figure)
-    manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts},
-                "figures": sorted(path.name for path in (out_dir / "figures").glob("*.png"))}
+    timings = {"figures_seconds": round(drawn - started, 2),
+               "audit_and_report_seconds": round(time.perf_counter() - drawn, 2)}
+    LOG.info("report: figures %.1f s, audit and report %.1f s", timings["figures_seconds"],
+             timings["audit_and_report_seconds"])
+    manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
+                "figures": sorted(path.name for path in (out_dir / "figures").glob("*.png")),
+                "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures]}
     outputs.write_json(out_dir / "manifest.json", manifest)
     return verdicts
 
 
-def rebuild_from(source: Path, out_dir: Path) -> list:
+def rebuild_from(source: Path, out_dir: Path, workers: int | None = None) -> list:
     """--audit-only: audit and report from stored tables, recomputing nothing."""
     try:
         manifest = json.loads((source / "manifest.json").read_text())
@@ -96,4 +155,4 @@ def rebuild_from(source: Path, out_dir: Path) -> list:
     if out_dir.resolve() != source.resolve():
         shutil.copytree(source / "tables", out_dir / "tables", dirs_exist_ok=True)
     manifest["rebuilt_from"] = str(source)
-    return build_outputs(out_dir, manifest, source)
+    return build_outputs(out_dir, manifest, out_dir, workers)

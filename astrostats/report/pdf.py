@@ -1,152 +1,183 @@
-"""report.pdf: the bottom line first, then one section per claim (rule, evidence, figures, the table behind
-the verdict), methods generated from the specs, and limitations. Matplotlib's PdfPages, no other engine."""
+"""report.pdf, typeset with typst (the ``typst`` Python package: offline, well under a second).
+
+Python gathers everything the report says into one JSON document (verdicts, rules, decisive rows, figure paths
+and captions, methods from the manifest); ``templates/report.typ`` lays it out. Text is passed as data, never
+spliced into markup, so a table value can not break the typesetting.
+"""
 from __future__ import annotations
 
-import textwrap
+import json
+import math
+from importlib import resources
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.backends.backend_pdf import PdfPages
+import typst
 
-from astrostats.report.audit import evidence_line
+from astrostats.report import decisive, layout, narrative
+from astrostats.report.style import VERDICT_COLOURS
 
-PAGE = (8.27, 11.69)  # A4 portrait, inches
-VERDICT_COLOURS = {"SUPPORTED": "#1a7f37", "NOT_SUPPORTED": "#cf222e", "INCONCLUSIVE": "#9a6700",
-                   "NOT_TESTABLE": "#57606a", "INSUFFICIENT_DATA": "#57606a"}
-CLAIM_KINDS = {"C1": ("scaling", "calibration"), "C2": ("real_heads",), "C3": ("overfitting",),
-               "C4": ("biology",), "C5": ("biology",), "C6": ("scaling", "real_heads")}
-LIMITATIONS = (
-    "Agreement at large m is guaranteed by construction: phi(q)·phi(k) is an unbiased estimator of exp(q·k). "
-    "Convergence is evidence about the mathematics of random features, not about astrocytes.",
-    "No recording of astrocytes driven by known synaptic input exists offline; the real calcium traces "
-    "(cultures, 20 fps) calibrate noise and event shape only.",
-    "SmolLM2 weights are 4-bit quantised (GGUF) and dequantised: close to, not identical with, the original model.",
-    "The vision Transformer is a small model trained here on MNIST digits, not the paper's pretrained ViT-B/16.",
-    "Quick-profile runs use fewer seeds, sequences and m values than the full profile; their CIs are wider.",
-)
+MAIN_PAGES = (10, 20)  # pages before the appendix, default run (the aim is 15-20, every page full)
+MAX_APPENDIX_PAGES = 40
+TEXT_WIDTH_CM = 17.6
+MAX_FIGURE_HEIGHT_CM = {"main": 10.5, "appendix": 8.0}
+VALIDATION_SUFFIX = "known_answers_summary"
+TITLE = "Does a neuron-astrocyte circuit compute attention? An audit"
+SUBTITLE = ("of Kozachkov, Kastanenka & Krotov, 'Building transformers from neurons and astrocytes', "
+            "PNAS 120(34) e2219150120 (2023)")
 
 
-class _Writer:
-    """A text page that flows onto new pages."""
-
-    def __init__(self, pdf: PdfPages):
-        self.pdf, self.fig, self.y = pdf, None, 0.0
-
-    def _new_page(self):
-        self.flush()
-        self.fig = plt.figure(figsize=PAGE)
-        self.y = 0.95
-
-    def line(self, text: str, size: float = 9, weight: str = "normal", colour: str = "black", indent: float = 0.07):
-        width = int((0.93 - indent) * 1100 / size)  # characters that fit across the page at this font size
-        for part in textwrap.wrap(text, width=width) or [""]:
-            if self.fig is None or self.y < 0.05:
-                self._new_page()
-            self.fig.text(indent, self.y, part, fontsize=size, weight=weight, color=colour, family="DejaVu Sans")
-            self.y -= size * 0.0019 + 0.004
-
-    def gap(self, amount: float = 0.012):
-        self.y -= amount
-
-    def flush(self):
-        if self.fig is not None:
-            self.pdf.savefig(self.fig)
-            plt.close(self.fig)
-            self.fig = None
+def _number(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        value = float(value)
+        if not math.isfinite(value):
+            return "inf" if value > 0 else ("-inf" if value < 0 else "n/a")
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.2e}"
+        return f"{value:.3g}"
+    return str(value)
 
 
-def _table_page(pdf: PdfPages, title: str, table: pd.DataFrame, max_rows: int = 30):
-    shown = table.head(max_rows).copy()
-    for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].map(lambda value: f"{value:.3g}")
-    shown = shown.astype(str).apply(lambda col: col.str.slice(0, 18))
-    fig = plt.figure(figsize=(PAGE[1], PAGE[0]))  # landscape for wide tables
-    fig.text(0.03, 0.95, textwrap.shorten(title, 150), fontsize=10, weight="bold")
-    ax = fig.add_axes([0.02, 0.02, 0.96, 0.88])
-    ax.axis("off")
-    cell = ax.table(cellText=shown.values, colLabels=list(shown.columns), loc="upper center")
-    cell.auto_set_font_size(False)
-    cell.set_fontsize(5.5 if len(shown.columns) > 12 else 7)
-    pdf.savefig(fig)
-    plt.close(fig)
+def _ci(item) -> str:
+    if item.ci_low is None and item.ci_high is None:
+        return ""
+    return f"[{_number(item.ci_low)}, {_number(item.ci_high)}]"
 
 
-def write_report(path: Path, verdicts, manifest: dict, figures: dict, key_tables: dict) -> None:
-    """figures: {analysis kind: [(name, Figure)]}; key_tables: {claim id: [(table name, DataFrame)]}."""
-    with PdfPages(path) as pdf:
-        writer = _Writer(pdf)
-        writer.line("astrostats audit: is the neuron-astrocyte circuit's agreement with attention real?", 14, "bold")
-        writer.line("Kozachkov, Kastanenka & Krotov, PNAS 120(34) e2219150120 (2023)", 10)
-        git = manifest.get("git", {})
-        writer.line(f"profile {manifest.get('profile')}, commit {git.get('commit')}, "
-                    f"astrostats code {str(manifest.get('code_version'))[:12]}", 8, colour="0.3")
-        writer.gap()
-        by_id = {verdict.claim_id: verdict for verdict in verdicts}
-        writer.line("The critic's two questions", 12, "bold")
-        for question, claim_ids in (("Is the agreement what overfitting (many tunable units) would give?", ("C3",)),
-                                    ("Does it survive contact with real astrocytes?", ("C4", "C5"))):
-            writer.line(question, 9, "bold", indent=0.08)
-            for claim_id in claim_ids:
-                if claim_id in by_id:
-                    verdict = by_id[claim_id]
-                    summary = textwrap.shorten("; ".join(filter(None, (verdict.headline, verdict.reason))), 320,
-                                               placeholder=" ...")
-                    writer.line(f"{claim_id} {verdict.verdict}: {summary}", 8, colour="0.2", indent=0.1)
-        writer.gap()
-        writer.line("The bottom line", 12, "bold")
-        for verdict in verdicts:
-            writer.gap(0.006)
-            writer.line(f"{verdict.claim_id}  {verdict.verdict}", 10, "bold", VERDICT_COLOURS[verdict.verdict])
-            writer.line(verdict.statement, 9, indent=0.1)
-            writer.line(verdict.headline or verdict.reason, 8, colour="0.25", indent=0.1)
-        failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
-        if failed:
-            writer.gap()
-            writer.line("Analyses not completed", 11, "bold", "#cf222e")
-            for record in failed:
-                writer.line(f"{record['name']}: {record['status']}: {record.get('error', '')}", 8)
-        writer.flush()
-        for verdict in verdicts:
-            writer.line(f"{verdict.claim_id}: {verdict.statement}", 12, "bold")
-            writer.line(f"Verdict: {verdict.verdict}", 11, "bold", VERDICT_COLOURS[verdict.verdict])
-            writer.line(f"Rule: {verdict.rule}", 8)
-            writer.line(f"Why: {verdict.reason}", 8)
-            if verdict.evidence:
-                writer.gap(0.006)
-                writer.line("Evidence", 10, "bold")
-                for item in verdict.evidence:
-                    writer.line("- " + evidence_line(item).replace("`", ""), 7.5)
-            for title, items in (("Major concerns", verdict.major_concerns), ("Minor concerns", verdict.minor_concerns)):
-                if items:
-                    writer.line(title, 9, "bold")
-                    for text in items:
-                        writer.line("- " + text, 7.5)
-            writer.flush()
-            for kind in CLAIM_KINDS.get(verdict.claim_id, ()):
-                for name, figure in figures.get(kind, []):
-                    figure.suptitle(f"{verdict.claim_id} | {name}", fontsize=9, y=1.0)
-                    pdf.savefig(figure, bbox_inches="tight")
-            for name, table in key_tables.get(verdict.claim_id, []):
-                _table_page(pdf, f"{verdict.claim_id}: table {name} (first rows; full table in tables/{name}.csv)", table)
-        writer.line("Methods (generated from the specs)", 12, "bold")
-        for record in manifest.get("analyses", []):
-            writer.gap(0.006)
-            writer.line(f"{record['name']} (kind {record['kind']}, profile {record['profile']}, seed {record['seed']}): "
-                        f"{record['status']}", 9, "bold")
-            writer.line(record.get("question", ""), 8)
-            writer.line(f"spec {record['source']}, file sha256 {record['file_sha256'][:16]}, "
-                        f"resolved sha256 {record['spec_sha256'][:16]}", 7, colour="0.3")
-            for key, value in record.get("parameters", {}).items():
-                writer.line(f"{key} = {value}", 7, indent=0.1)
-            for key, value in record.get("preregistration", {}).items():
-                writer.line(f"pre-registered {key}: {value}", 7, indent=0.1)
-        writer.gap()
-        writer.line("Limitations", 12, "bold")
-        for text in LIMITATIONS:
-            writer.line("- " + text, 8)
-        writer.flush()
-        info = pdf.infodict()
-        info["Title"] = "astrostats audit"
-        info["Subject"] = "Neuron-astrocyte attention: agreement, overfitting controls, biological realism"
+def _evidence_table(rows, with_role: bool) -> dict:
+    columns = (["", "statistic", "value", "95 % CI", "p", "rows (table)", "note"] if with_role
+               else ["statistic", "value", "95 % CI", "p", "rows (table)", "note"])
+    out = []
+    for role, item in rows:
+        note = "; ".join(filter(None, (item.effect, item.note)))
+        cells = [item.statistic, _number(item.value), _ci(item), _number(item.p_value),
+                 f"{item.rows} ({item.table})", note]
+        out.append(([role] if with_role else []) + cells)
+    numeric = [2, 3, 4] if with_role else [1, 2, 3]
+    return {"columns": columns, "rows": out, "numeric": numeric, "more": ""}
+
+
+def _image_width(path: Path, limit_cm: float) -> float:
+    """Width in cm: the full text width unless that would make the figure taller than limit_cm."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    return round(min(TEXT_WIDTH_CM, limit_cm * width / height), 2)
+
+
+def _figure(figure: layout.FigureRef, root: Path, where: str) -> dict:
+    return {"path": "/" + figure.path, "caption": layout.caption(figure), "label": f"fig-{figure.stem}",
+            "width": _image_width(root / figure.path, MAX_FIGURE_HEIGHT_CM[where])}
+
+
+def _frame_table(frame: pd.DataFrame, max_rows: int = 40) -> dict:
+    shown = frame.head(max_rows)
+    numeric = [i for i, column in enumerate(shown.columns) if pd.api.types.is_numeric_dtype(shown[column])]
+    rows = [[_number(value) if not isinstance(value, str) else value for value in row]
+            for row in shown.itertuples(index=False)]
+    more = f"{len(frame) - max_rows} more rows in the table" if len(frame) > max_rows else ""
+    return {"columns": [str(c) for c in shown.columns], "rows": rows, "numeric": numeric, "more": more}
+
+
+def _validation(tables: dict) -> dict | None:
+    name = next((name for name in tables if name.endswith(VALIDATION_SUFFIX) and not tables[name].empty), None)
+    if name is None:
+        return None
+    return {"text": f"Each rule was applied to data with a planted answer (table {name}): how often the audit's "
+                    "verdict equals the planted one, per claim and scenario, with 95 % CIs. A rule that cannot "
+                    "recover planted truth would not be trusted on real data.",
+            "table": _frame_table(tables[name])}
+
+
+def _methods(manifest: dict) -> list[dict]:
+    methods = []
+    for record in manifest.get("analyses", []):
+        parameters = [[key, json.dumps(value) if not isinstance(value, str) else value]
+                      for key, value in record.get("parameters", {}).items()]
+        parameters += [[f"pre-registered {key}", json.dumps(value) if not isinstance(value, str) else value]
+                       for key, value in record.get("preregistration", {}).items()]
+        parameters = [[key, value if len(value) <= 140 else value[:137] + "..."] for key, value in parameters]
+        methods.append({
+            "name": f"{record['name']} ({record.get('kind', '?')})",
+            "question": record.get("question", ""),
+            "provenance": (f"status {record['status']}; profile {record.get('profile')}, seed {record.get('seed')}; "
+                           f"spec {record.get('source')}, file sha256 {str(record.get('file_sha256'))[:12]}, resolved "
+                           f"sha256 {str(record.get('spec_sha256'))[:12]}"
+                           + (f"; {record['seconds']:.0f} s" if isinstance(record.get("seconds"), (int, float)) else "")),
+            "parameters": {"columns": ["parameter", "value"], "rows": parameters, "numeric": [], "more": ""}})
+    return methods
+
+
+def _answer(question_claims, by_id: dict) -> str:
+    parts = []
+    for claim_id in question_claims:
+        verdict = by_id.get(claim_id)
+        if verdict is not None:
+            parts.append(f"{claim_id} ({verdict.verdict}): {narrative.PLAIN_VERDICTS[verdict.verdict]}, "
+                         f"{verdict.reason.rstrip('.')}.")
+    return " ".join(parts)
+
+
+def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], tables: dict, table_owner: dict,
+                root: Path, modules: dict | None = None) -> dict:
+    """Everything the template shows, as plain JSON-able data."""
+    modules = modules or {}
+    by_id = {verdict.claim_id: verdict for verdict in verdicts}
+    main, rest = layout.assign(verdicts, figures, table_owner)
+    git = manifest.get("git", {})
+    claims = []
+    for verdict in verdicts:
+        module = modules.get(verdict.claim_id)
+        chosen = decisive.choose(verdict.evidence)
+        table = _evidence_table(chosen.shown, with_role=True)
+        table["more"] = " ".join(decisive.more_line(*left) for left in chosen.left_out)
+        concerns = list(verdict.major_concerns)
+        claims.append({
+            "id": verdict.claim_id, "verdict": verdict.verdict, "colour": VERDICT_COLOURS[verdict.verdict],
+            "short": narrative.short_name(verdict.claim_id, verdict.statement, module),
+            "statement": verdict.statement, "rule": verdict.rule, "reason": verdict.reason or "",
+            "headline": verdict.headline or verdict.reason or "",
+            "plain": f"{narrative.PLAIN_VERDICTS[verdict.verdict]}: {verdict.reason}".rstrip(),
+            "figures": [_figure(f, root, "main") for f in main[verdict.claim_id]],
+            "decisive": table, "concerns": concerns,
+            "would_change": narrative.would_change(verdict.claim_id, module),
+            "evidence_full": _evidence_table([("", item) for item in verdict.evidence], with_role=False),
+            "more_concerns": list(verdict.minor_concerns) + [f"Analysis still needed: {text}"
+                                                              for text in verdict.analyses_needed]})
+    questions = [{"question": question, "answer": _answer(claim_ids, by_id)}
+                 for question, claim_ids in narrative.QUESTIONS if any(c in by_id for c in claim_ids)]
+    failed = [f"{r['name']}: {r['status']}: {r.get('error', '')}" for r in manifest.get("analyses", [])
+              if r["status"] != "ok"]
+    commit = str(git.get("commit"))[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
+    return {
+        "title": TITLE, "subtitle": SUBTITLE,
+        "run": f"astrostats, profile {manifest.get('profile')}, commit {commit}; every number cites a stored "
+               f"table (tables/) and its rows (audit.json)",
+        "footer": f"astrostats audit, profile {manifest.get('profile')}, commit {commit}",
+        "questions": questions, "claims": claims, "failed": failed, "reading": narrative.READING,
+        "validation": _validation(tables),
+        "methods_intro": ("Each analysis below ran from its TOML spec; the resolved spec's hash identifies it, "
+                          "and the same spec and seed give identical tables. Parameters as resolved for this "
+                          "run's profile."),
+        "methods": _methods(manifest), "limitations": list(narrative.LIMITATIONS),
+        "appendix_intro": ("Every number each verdict cites, with the pandas query that selects its rows from the "
+                           "named table under tables/ (the same as audit.json), then the figures not shown above."),
+        "appendix_figures": [_figure(f, root, "appendix") for f in rest],
+    }
+
+
+def compile_report(data: dict, root: Path, output: Path) -> None:
+    """Typeset data with the report template into output; figure paths are relative to root."""
+    template = resources.files("astrostats.report").joinpath("templates/report.typ").read_text()
+    source = root / ".report.typ"
+    source.write_text(template)
+    try:
+        typst.compile(str(source), output=str(output), root=str(root),
+                      sys_inputs={"data": json.dumps(data, default=str)})
+    finally:
+        source.unlink(missing_ok=True)

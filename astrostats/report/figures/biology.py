@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 
@@ -48,11 +49,12 @@ def _error_vs_m(errors: pd.DataFrame, scale: str):
     references = errors[errors["family"].isin(["ideal", "no_astrocyte"])].astype({"m": float})
     for ax, family in zip(axes.flat, families):
         part = errors[errors["family"] == family].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="variant", errorbar=("ci", 95), n_boot=200, seed=0, marker="o", ax=ax)
-        for name, style in (("ideal", "k-"), ("no_astrocyte", "r:")):
+        sns.lineplot(part, x="m", y="value", hue="variant", errorbar=("se", 1.96), marker="o", ax=ax,
+                     palette=style.palette(part["variant"].unique()))
+        for name, dashes in (("ideal", "-"), ("no_astrocyte", ":")):
             line = references[references["family"] == name].groupby("m")["value"].mean()
-            ax.plot(line.index, line.values, style, lw=1.2, label=name)
-        ax.axhline(0.10, color="0.5", ls="--", lw=0.8)
+            ax.plot(line.index, line.values, ls=dashes, color=style.colour(name), lw=1.2, label=name)
+        ax.axhline(0.10, **style.TOLERANCE_STYLE)
         ax.set(xscale="log", yscale="log", title=family, xlabel="m (processes / hidden units)", ylabel="relative error")
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(families):]:
@@ -79,13 +81,13 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
         low = (part["m_required"] - part["m_required_10pct_ci_low"]).clip(lower=0)
         high = (part["m_required_10pct_ci_high"] - part["m_required"]).clip(lower=0)
         ax.errorbar(part["m_required"][finite], y[finite.to_numpy()], xerr=[low[finite], high[finite].fillna(0)],
-                    fmt="o", ms=3, color="tab:blue")
+                    fmt="o", ms=3, color=style.colour("astrocyte"))
         never = ~finite & part["status"].notna()
-        ax.plot(np.full(never.sum(), ax.get_xlim()[1] if finite.any() else 1e9), y[never.to_numpy()], "x", color="tab:red",
+        ax.plot(np.full(never.sum(), ax.get_xlim()[1] if finite.any() else 1e9), y[never.to_numpy()], "x", color=style.colour("uniform"),
                 label="never reaches 10 % (floor)")
         if counts is not None:
             for _, row in counts.iterrows():
-                ax.axvline(row["synapses"], ls="--", lw=1, color="0.4")
+                ax.axvline(row["synapses"], **style.SYNAPSE_STYLE)
                 ax.text(row["synapses"], len(order) - 0.5, f" {row['species']}", fontsize=7)
         ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m required for 10 % error", title=f"{scale} attention")
         ax.tick_params(axis="y", labelsize=6)
@@ -97,7 +99,7 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
 def _calibration(calibration: pd.DataFrame):
     fig, axes = plt.subplots(1, len(calibration), figsize=(2.6 * len(calibration), 3.2), squeeze=False)
     for ax, (_, row) in zip(axes[0], calibration.iterrows()):
-        ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", "tab:blue"])
+        ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", style.colour("astrocyte")])
         ax.errorbar([0], [row["data"]], yerr=[[row["data"] - row["data_ci_low"]], [row["data_ci_high"] - row["data"]]],
                     color="k", capsize=3)
         ax.set(xticks=[0, 1], xticklabels=["culture data", "model"],

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 
@@ -49,7 +50,7 @@ def _learning_curves(curves: pd.DataFrame):
     rows["budget"] = rows["n_fitted"].where(rows["n_fitted"] > 0, rows["n_fixed_random"])
     rows["sem"] = rows["error_sd"] / np.sqrt(rows["n"])
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    palette = dict(zip(sorted(rows["circuit"].unique()), sns.color_palette("colorblind")))
+    palette = style.palette(rows["circuit"].unique())
     for (circuit, split), group in rows.groupby(["circuit", "split"]):
         group = group.sort_values("budget")
         ax.errorbar(group["budget"], group["error"], yerr=1.96 * group["sem"], color=palette[circuit],
@@ -70,7 +71,7 @@ def _comparisons(tests: pd.DataFrame):
     splits = list(dict.fromkeys(rows["split"]))
     fig, axes = plt.subplots(1, len(splits), figsize=(4.0 * len(splits), 4.0), sharey=True, squeeze=False)
     controls = sorted(rows["control"].unique())
-    palette = dict(zip(controls, sns.color_palette("colorblind", len(controls))))
+    palette = style.palette(controls)
     margin = float(tests["margin"].max())
     for ax, split in zip(axes[0], splits):
         for control, group in rows[rows["split"] == split].groupby("control"):

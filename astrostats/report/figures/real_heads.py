@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
@@ -50,7 +51,7 @@ def _response_grid(table: pd.DataFrame, target: str):
             ax = axes[row][column]
             part = table[(table["layer"] == layer) & (table["head"] == head)]
             exact = part.drop_duplicates("token").sort_values("token")
-            ax.plot(exact["token"], exact["log_normaliser"], color="black", lw=1.2, label="exact")
+            ax.plot(exact["token"], exact["log_normaliser"], color=style.colour("exact"), lw=1.2, label="exact")
             for m, group in part.groupby("m"):
                 group = group.sort_values("token")
                 ax.plot(group["token"], group["log_response_median"], color=colours[m], lw=0.8, label=f"m = {m:g}")
@@ -78,9 +79,9 @@ def _error_vs_m(sweep: pd.DataFrame):
         sns.lineplot(part, x="m", y="value", hue="head_label", errorbar=("pi", 90), ax=ax, marker="o", legend="brief")
         m = np.array(sorted(part["m"].unique()))
         start = part[part["m"] == m[0]]["value"].median()
-        ax.plot(m, start * np.sqrt(m[0] / m), ls="--", color="grey", label="m^-1/2 from the smallest m")
+        ax.plot(m, start * np.sqrt(m[0] / m), **style.THEORY_STYLE, label="m^-1/2 from the smallest m")
         ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", ylabel="relative output error", title=target)
-        ax.axhline(0.1, color="black", lw=0.6, ls=":")
+        ax.axhline(0.1, **style.TOLERANCE_STYLE)
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
@@ -94,7 +95,7 @@ def _head_difficulty(head_stats: pd.DataFrame):
     sns.scatterplot(wide, x="q_plus_k_norm_max", y="log10_m_required", hue="target", style="target", ax=axes[0])
     axes[0].set(xlabel="max |q_t + k_tau| (median over sequences)", ylabel="log10 m for 10 % error (theory)")
     for value, label in ((np.log10(RODENT_SYNAPSES), "rodent astrocyte synapses"), (np.log10(HUMAN_SYNAPSES), "human")):
-        axes[0].axhline(value, color="grey", lw=0.6, ls=":")
+        axes[0].axhline(value, **style.SYNAPSE_STYLE)
         axes[0].annotate(label, (axes[0].get_xlim()[0], value), fontsize=7, va="bottom")
     sns.scatterplot(wide, x="attention_entropy", y="log10_m_required", hue="target", style="target", ax=axes[1],
                     legend=False)

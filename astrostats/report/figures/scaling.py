@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 
@@ -35,8 +36,8 @@ def _by_feature(table: pd.DataFrame, ylabel: str):
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
         part = table[table["logit_scale"] == scale].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="feature_map", errorbar=("ci", 95), n_boot=200, seed=0,
-                     marker="o", ax=ax)
+        sns.lineplot(part, x="m", y="value", hue="feature_map", errorbar=("se", 1.96), marker="o", ax=ax,
+                     palette=style.palette(part["feature_map"].unique()))
         ax.set(xscale="log", yscale="log", title=f"{scale} attention", xlabel="m (hidden units)", ylabel=ylabel)
     fig.tight_layout()
     return fig
@@ -50,7 +51,7 @@ def _error_vs_m(errors, theory, fits):
         if theory is not None:
             constants = theory.loc[theory["logit_scale"] == scale, "predicted_constant"]
             rms = float(np.sqrt(np.mean(constants**2)))
-            ax.plot(m_grid, rms / np.sqrt(m_grid), "k--", lw=1.2, label="theory (delta method)")
+            ax.plot(m_grid, rms / np.sqrt(m_grid), **style.THEORY_STYLE, label="theory (delta method)")
         if fits is not None and "alpha" in fits:
             row = fits[(fits["circuit"] == "astrocyte") & (fits["feature_map"] == "positive")
                        & (fits["logit_scale"] == scale)]
@@ -59,10 +60,10 @@ def _error_vs_m(errors, theory, fits):
                 ax.plot(m_grid, row["e_inf"] + row["a"] * m_grid ** (-row["alpha"]), color="0.4", lw=0.8,
                         label=f"fit (positive): alpha={row['alpha']:.2f}")
         baselines = errors[(errors["logit_scale"] == scale) & errors["m"].isna()]
-        for name, style in (("uniform", ":"), ("elu_linear", "-.")):
+        for name, line in (("uniform", ":"), ("elu_linear", "-.")):
             level = baselines.loc[baselines["circuit"] == name, "value"].mean()
             if np.isfinite(level):
-                ax.axhline(level, color="tab:red", ls=style, lw=1, label=f"{name} (null)")
+                ax.axhline(level, color=style.colour(name), ls=line, lw=1, label=f"{name} (null)")
         ax.legend(fontsize=7)
     return fig
 
@@ -73,8 +74,9 @@ def _nulls(errors):
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
         part = positive[positive["logit_scale"] == scale].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="circuit", errorbar=("ci", 95), n_boot=200, seed=0, marker="o", ax=ax)
-        ax.set(xscale="log", yscale="log", title=f"{scale}: circuit vs nulls", xlabel="m", ylabel="relative output error")
+        sns.lineplot(part, x="m", y="value", hue="circuit", errorbar=("se", 1.96), marker="o", ax=ax,
+                     palette=style.palette(part["circuit"].unique()))
+        ax.set(xscale="log", yscale="log", title=f"{scale}: circuit vs nulls", xlabel="m (hidden units)", ylabel="relative output error")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

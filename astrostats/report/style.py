@@ -1,0 +1,77 @@
+"""One look for every figure: a colour per circuit, null and control (the same in every panel of every figure),
+the reference lines (theory, tolerance, synapse counts), verdict colours, and matplotlib/seaborn styles set once.
+
+Figures ask ``colour(name)`` rather than building their own palettes, so that 'uniform' is the same red in
+Figure 2 and Figure 9 and a reader learns the legend once.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+DPI = 150  # enough for print at the report's figure widths, cheap to encode
+
+# The circuit under audit in one strong blue; nulls in warm colours; fitted controls in greens/purples;
+# the paper's alternative feature maps in blues and greys.
+COLOURS = {
+    "astrocyte": "#1f5fbf",
+    "ideal": "#1f5fbf",
+    "positive": "#1f5fbf",
+    "orthogonal": "#5aa0e6",
+    "trigonometric": "#8c8c8c",
+    "hyperbolic": "#2a9d8f",
+    "uniform": "#d62728",
+    "elu_linear": "#ff7f0e",
+    "no_astrocyte": "#e377c2",
+    "no_astrocyte_global": "#e377c2",
+    "other_sequence": "#8c564b",
+    "shuffled_sequence": "#8c564b",
+    "other_head": "#bcbd22",
+    "learned_feature": "#2ca02c",
+    "fitted_mlp": "#9467bd",
+    "learned_feature_shuffled": "#98df8a",
+    "fitted_mlp_shuffled": "#c5b0d5",
+    "exact": "#000000",
+    "theory": "#000000",
+}
+THEORY_STYLE = {"color": "black", "ls": "--", "lw": 1.1}
+TOLERANCE_STYLE = {"color": "0.45", "ls": ":", "lw": 0.9}  # the 10 % error line
+SYNAPSE_STYLE = {"color": "#6a3d9a", "ls": "-.", "lw": 0.9}  # one astrocyte's synapse count
+LOGIT_SCALE_COLOURS = {"diffuse": "#4daf4a", "typical": "#1f5fbf", "peaked": "#e41a1c"}
+VERDICT_COLOURS = {"SUPPORTED": "#1a7f37", "NOT_SUPPORTED": "#cf222e", "INCONCLUSIVE": "#9a6700",
+                   "NOT_TESTABLE": "#57606a", "INSUFFICIENT_DATA": "#57606a"}
+_SPARE = sns.color_palette("tab20", 20).as_hex()
+
+
+def colour(name) -> str:
+    """The colour of a circuit, null, control or feature map; unknown names get a stable colour from a spare
+    palette (chosen by a hash of the name, so the same name is the same colour in every figure)."""
+    name = str(name)
+    if name in COLOURS:
+        return COLOURS[name]
+    if name in LOGIT_SCALE_COLOURS:
+        return LOGIT_SCALE_COLOURS[name]
+    for known, value in COLOURS.items():  # variants of a known circuit ('astrocyte_slow' -> astrocyte's family)
+        if name.startswith(known + "_"):
+            return value
+    return _SPARE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(_SPARE)]
+
+
+def palette(names) -> dict:
+    return {name: colour(name) for name in names}
+
+
+def apply() -> None:
+    """Set matplotlib and seaborn styles once for every figure (called by the figure builder)."""
+    sns.set_theme(context="paper", style="ticks", font_scale=1.0)
+    plt.rcParams.update({
+        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.max_open_warning": 0,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 9, "axes.labelsize": 8,
+        "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7, "legend.frameon": False,
+        "lines.linewidth": 1.3, "lines.markersize": 3.5, "font.family": "DejaVu Sans",
+    })

@@ -1,0 +1,48 @@
+"""Report and audit rebuilt from stored tables, `python -m astrostats.analyze --audit-only --from DIR`, as a user
+runs it: a fresh process (imports included), wall and CPU seconds, with the split between figures and
+audit + typesetting that the manifest records, at 1 worker and at the automatic worker count.
+
+DIR is $ASTROSTATS_BENCH_RUN (a default run's folder; the README's numbers) or, with --quick or without it,
+the small stored run the tests use (tests/data/report_run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STORED = ROOT / "tests" / "data" / "report_run"
+
+
+def rebuild(source: Path, workers: str) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "rebuilt"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        begin = time.perf_counter()
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "ASTROSTATS_REPORT_WORKERS": workers}
+        completed = subprocess.run([sys.executable, "-m", "astrostats.analyze", "--audit-only", "--from", str(source),
+                                    "--out", str(out), "--quiet"], capture_output=True, text=True, env=environment)
+        wall = time.perf_counter() - begin
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
+        pages = subprocess.run(["pdfinfo", str(out / "report.pdf")], capture_output=True, text=True).stdout
+        audit_kb = (out / "audit.md").stat().st_size / 1024 if (out / "audit.md").exists() else None
+    timings = manifest.get("report_timings", {})
+    return {"benchmark": "report", "source": source.name, "workers": workers, "exit": completed.returncode,
+            "wall_s": round(wall, 2),
+            "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            "figures_s": timings.get("figures_seconds"), "audit_report_s": timings.get("audit_and_report_seconds"),
+            "figures": len(manifest.get("report_figures", [])),
+            "pages": next((line.split()[-1] for line in pages.splitlines() if line.startswith("Pages:")), None),
+            "audit_md_kb": None if audit_kb is None else round(audit_kb, 1)}
+
+
+def run(quick: bool = False) -> dict[str, list[dict]]:
+    source = STORED if quick or not os.environ.get("ASTROSTATS_BENCH_RUN") else Path(os.environ["ASTROSTATS_BENCH_RUN"])
+    return {"report": [rebuild(source, workers) for workers in ("1", "auto")]}

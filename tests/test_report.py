@@ -1,0 +1,172 @@
+"""The report checked like code (issue 17): rendered from small stored tables (tests/data/report_run, cut from a
+default run by tests/data/make_report_run.py), then read back with poppler: every referenced figure exists, no
+page is more than half empty, page 1 holds every verdict, the page count is in the stated range, and the text
+holds every verdict and headline number. audit.md is short; the report package reads tables, not circuits."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from astrostats.report import audit, build, decisive, pdf
+from astrostats.report.verdicts import Evidence
+
+STORED = Path(__file__).parent / "data" / "report_run"
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _poppler(tool: str):
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} (Debian poppler-utils) is required: .ci/run installs it")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    verdicts = build.rebuild_from(STORED, out, workers=1)
+    return out, verdicts
+
+
+def _pages_text(path: Path) -> list[str]:
+    _poppler("pdftotext")
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return text.split("\f")[:-1]  # pdftotext ends every page with a form feed
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("-\n", ""))
+
+
+def _report_data(out: Path, verdicts) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    tables, _ = build.load_tables(out, manifest)
+    figures = [build.FigureRef(kind, name, analysis, path) for kind, name, analysis, path in
+               json.loads((out / "manifest.json").read_text())["report_figures"]]
+    owner = {t: r["name"] for r in manifest["analyses"] for t in r.get("tables", [])}
+    return pdf.report_data(verdicts, manifest, figures, tables, owner, out, build.claim_modules())
+
+
+def test_every_referenced_figure_exists_and_is_numbered(report):
+    out, verdicts = report
+    data = _report_data(out, verdicts)
+    referenced = [f for claim in data["claims"] for f in claim["figures"]] + data["appendix_figures"]
+    assert referenced, "the report shows no figure"
+    for figure in referenced:
+        assert (out / figure["path"].lstrip("/")).is_file(), figure["path"]
+    text = _flat("\n".join(_pages_text(out / "report.pdf")))
+    captions = set(re.findall(r"Figure (\d+):", text))
+    assert captions == {str(i) for i in range(1, len(referenced) + 1)}
+    claims_with_plans = [c for c in data["claims"] if c["id"] in ("C1", "C2", "C3", "C4")]
+    assert all(c["figures"] for c in claims_with_plans)  # the paper's figures and their extensions are in place
+    assert any(f["path"].endswith("paper_fig2b.png") for c in data["claims"] for f in c["figures"])
+    assert any(f["path"].endswith("paper_fig3.png") for c in data["claims"] for f in c["figures"])
+
+
+def test_no_page_is_more_than_half_empty(report, tmp_path):
+    """Ink measured on the rendered pages: the last inked row of the text area (above the footer) lies below
+    half the text area's height on every page but the last (a document's last page may be short)."""
+    _poppler("pdftoppm")
+    out, _ = report
+    subprocess.run(["pdftoppm", "-r", "30", "-gray", str(out / "report.pdf"), str(tmp_path / "page")], check=True)
+    from PIL import Image
+
+    pages = sorted(tmp_path.glob("page*.pgm"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+    assert len(pages) > 3
+    for number, page in enumerate(pages[:-1], start=1):
+        pixels = np.asarray(Image.open(page), dtype=float)
+        height = pixels.shape[0]
+        top, bottom = int(height * 1.6 / 29.7), int(height * (29.7 - 1.7) / 29.7)  # the page's text area
+        inked = np.flatnonzero((pixels[top:bottom] < 160).any(axis=1))
+        assert inked.size and inked[-1] / (bottom - top) > 0.5, f"page {number} is more than half empty"
+
+
+def test_first_page_holds_every_claim_and_its_verdict(report):
+    out, verdicts = report
+    first = _flat(_pages_text(out / "report.pdf")[0])
+    for verdict in verdicts:
+        assert f"{verdict.claim_id} " in first and verdict.verdict in first, verdict.claim_id
+
+
+def test_page_count_within_the_stated_range(report):
+    out, _ = report
+    pages = _pages_text(out / "report.pdf")
+    appendix = next(i for i, text in enumerate(pages) if "Appendix: the full evidence" in text)
+    low, high = pdf.MAIN_PAGES
+    assert low <= appendix <= high, f"main part has {appendix} pages, stated range {pdf.MAIN_PAGES}"
+    assert len(pages) <= high + pdf.MAX_APPENDIX_PAGES
+
+
+def test_pdf_text_holds_every_verdict_and_headline_number(report):
+    out, verdicts = report
+    text = _flat("\n".join(_pages_text(out / "report.pdf")))
+    for verdict in verdicts:
+        assert verdict.verdict in text
+        numbers = NUMBER.findall(verdict.headline)
+        assert numbers or not verdict.headline
+        for number in numbers:
+            assert number in text, (verdict.claim_id, number)
+
+
+def test_audit_md_is_short_and_points_to_the_rest(report):
+    out, verdicts = report
+    markdown = (out / "audit.md").read_text()
+    assert len(markdown.encode()) < 10_000
+    for verdict in verdicts:
+        assert f"## {verdict.claim_id}: {verdict.verdict}" in markdown
+    full = json.loads((out / "audit.json").read_text())
+    cited = sum(len(claim["evidence"]) for claim in full["claims"])
+    shown = markdown.count("\n- ") - markdown.count("more rows of")
+    assert shown < cited  # not everything: the rest is named by a query
+    for line in re.findall(r"(\d+) more rows of \d+ \(.*?\): query `(.*?)` on table `(.*?)`", markdown):
+        table = pd.read_parquet(out / "tables" / f"{line[2]}.parquet")
+        assert len(table.query(line[1])) >= int(line[0])  # the query selects at least the rows left out
+
+
+def test_decisive_rows_keep_small_groups_and_the_ends_of_large_ones():
+    items = [Evidence("t", f"a == 1 and b == {i}", "alpha", value) for i, value in enumerate([0.3, 0.1, 0.5, 0.2])]
+    chosen = decisive.choose(items + [Evidence("t", "a == 2", "ratio", 2.0)])
+    assert [(role, item.value) for role, item in chosen.shown] == [("lowest", 0.1), ("highest", 0.5), ("", 2.0)]
+    assert chosen.left_out == ((2, "t", "a == 1", "alpha", 4),)
+    assert decisive.common_query(["a == 1", "b == 2"]) == "index == index"
+
+
+def test_validation_section_appears_only_with_a_known_answers_summary(report):
+    out, verdicts = report
+    manifest = json.loads((out / "manifest.json").read_text())
+    tables, _ = build.load_tables(out, manifest)
+    assert pdf._validation(tables) is None
+    summary = pd.DataFrame({"claim": ["C1", "C4"], "planted_verdict": ["SUPPORTED", "NOT_SUPPORTED"],
+                            "rate": [0.95, 0.9], "ci_low": [0.85, 0.78], "ci_high": [0.99, 0.96]})
+    section = pdf._validation({**tables, "known_answers_known_answers_summary": summary})
+    assert section["table"]["columns"] == list(summary.columns) and len(section["table"]["rows"]) == 2
+    data = _report_data(out, verdicts)
+    data["validation"] = section
+    pdf.compile_report(data, out, out / "with_validation.pdf")
+    assert "Validation of the rules on planted truth" in _flat("\n".join(_pages_text(out / "with_validation.pdf")))
+
+
+def test_a_claim_without_a_plan_still_gets_a_section(report):
+    out, verdicts = report
+    data = _report_data(out, verdicts)
+    assert [c["id"] for c in data["claims"]] == [v.claim_id for v in verdicts]
+    extra = audit.ClaimVerdict("C9", "A new claim.", "INSUFFICIENT_DATA", "a rule", reason="no tables")
+    manifest = json.loads((out / "manifest.json").read_text())
+    tables, _ = build.load_tables(out, manifest)
+    more = pdf.report_data([*verdicts, extra], manifest, [], tables, {}, out)
+    assert more["claims"][-1]["id"] == "C9" and more["claims"][-1]["would_change"]
+
+
+def test_the_report_package_imports_no_circuits_targets_or_runner():
+    code = ("import sys, astrostats.report.build, astrostats.report.pdf, astrostats.report.audit; "
+            "import astrostats.report.figures.paper; "
+            "[__import__(m) for m in ('astrostats.report.figures.' + k for k in "
+            "('scaling', 'real_heads', 'biology', 'overfitting', 'calibration'))]; "
+            "bad = [m for m in sys.modules if m.startswith(('astrostats.circuits', 'astrostats.targets', "
+            "'astrostats.runner', 'torch'))]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
