@@ -144,6 +144,13 @@ def evidence_line(item) -> str:
     return "; ".join(parts)
 
 
+def clip(text: str, limit: int) -> str:
+    """Text cut at a word boundary to about limit characters, saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ... (in full in audit.json)"
+
+
 def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
     """A short referee report: per claim the verdict, the rule, the reason and the decisive rows (chosen by
     astrostats.report.decisive: few rows in full, else the lowest and highest value), with the query that selects
@@ -156,21 +163,23 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
              "table (tables/ beside this file) and the pandas query that selects it; audit.json holds every row, "
              "report.pdf the figures.", "", "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
-        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {verdict.headline or verdict.reason} |")
+        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 220)} |")
     failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
     if failed:
         lines += ["", "## Analyses that did not complete", ""]
         lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {verdict.rule}", "", f"*Why.* {verdict.reason}"]
+                  f"*Rule.* {verdict.rule}", "", f"*Why.* {clip(verdict.reason, 320)}"]
         chosen = decisive.choose(verdict.evidence)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{evidence_line(item)}" for role, item in chosen.shown]
+            lines += [f"- {role + ': ' if role else ''}{clip(evidence_line(item), 300)}" for role, item in chosen.shown]
             lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out]
         if verdict.major_concerns:
-            lines += ["", "*Major concerns.*", ""] + [f"- {text}" for text in verdict.major_concerns]
+            lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
+            if len(verdict.major_concerns) > 3:
+                lines.append(f"- {len(verdict.major_concerns) - 3} more in audit.json")
         extra = len(verdict.minor_concerns) + len(verdict.analyses_needed)
         if extra:
             lines += ["", f"{extra} minor concerns and analyses still needed: audit.json, claim {verdict.claim_id}."]

@@ -83,9 +83,13 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, tables: dict
     results: dict[str, list] = {}
     style.apply()
     if workers > 1:
-        context = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {r["name"]: pool.submit(draw_one, r["kind"], r["name"], r["tables"], out_dir) for r in records}
+        # fork: workers start in milliseconds with the tables already in memory (spawn would re-import pandas
+        # and matplotlib, seconds each); drawing touches no torch or OpenMP state a fork could have left locked
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            futures = {r["name"]: pool.submit(draw_one, r["kind"], r["name"],
+                                              per_analysis[r["name"]] if method == "fork" else r["tables"], out_dir)
+                       for r in records}
             for record in records:
                 try:
                     results[record["name"]] = futures[record["name"]].result()

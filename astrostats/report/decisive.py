@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 SHOW_ALL_UP_TO = 3  # a statistic cited this many times or fewer is shown in full
-MAX_ROWS = 8  # per claim
+MAX_ROWS = 6  # per claim
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class Decisive:
     """The rows shown for one claim and, per table, what was left out and how to get it."""
 
     shown: tuple  # (role, Evidence)
-    left_out: tuple  # (count, table, query)
+    left_out: tuple  # (count left out, table, query selecting them, statistic, count cited)
 
 
 def common_query(queries: list[str]) -> str:

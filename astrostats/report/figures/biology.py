@@ -4,10 +4,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from astrostats.report import style
-from astrostats.report.figures import find_table
+from astrostats.report.figures import find_table, mean_ci_lines
 
 
 def _errors(tables: dict) -> pd.DataFrame | None:
@@ -49,8 +48,7 @@ def _error_vs_m(errors: pd.DataFrame, scale: str):
     references = errors[errors["family"].isin(["ideal", "no_astrocyte"])].astype({"m": float})
     for ax, family in zip(axes.flat, families):
         part = errors[errors["family"] == family].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="variant", errorbar=("se", 1.96), marker="o", ax=ax,
-                     palette=style.palette(part["variant"].unique()))
+        mean_ci_lines(ax, part, "variant")
         for name, dashes in (("ideal", "-"), ("no_astrocyte", ":")):
             line = references[references["family"] == name].groupby("m")["value"].mean()
             ax.plot(line.index, line.values, ls=dashes, color=style.colour(name), lw=1.2, label=name)
@@ -60,7 +58,7 @@ def _error_vs_m(errors: pd.DataFrame, scale: str):
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
     fig.suptitle(f"Realistic astrocytes, {scale} attention (dashed: 10 %)")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -92,7 +90,7 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
         ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m required for 10 % error", title=f"{scale} attention")
         ax.tick_params(axis="y", labelsize=6)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -105,5 +103,5 @@ def _calibration(calibration: pd.DataFrame):
         ax.set(xticks=[0, 1], xticklabels=["culture data", "model"],
                title=f"{row['metric']}\n({'fitted' if row['fitted'] else 'predicted'})")
     fig.suptitle("Noise and event model against the culture Ca2+ traces (medians, data 95 % CI)")
-    fig.tight_layout()
+    style.finish(fig)
     return fig

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 
@@ -46,7 +47,7 @@ def _rates(rates: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("rejection rate at 0.05 (95 % CI)" if kind == "false_positive_rate" else "95 % CI coverage")
         ax.set_title(f"{kind.replace('_', ' ')} (n = {int(part['n'].iloc[0])} simulations)", fontsize=9)
     axes[0].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -61,7 +62,7 @@ def _qq(simulations: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("observed p-value quantile")
     ax.set_title("p-values under true nulls (on the diagonal = calibrated)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -80,5 +81,5 @@ def _recovery(recovery: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel(part["parameter"].iloc[0])
         ax.set_title(f"{scenario}: {int(part['covered'].sum())}/{len(part)} CIs cover", fontsize=9)
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.finish(fig)
     return fig

@@ -62,7 +62,7 @@ def _learning_curves(curves: pd.DataFrame):
            ylabel="relative error (mean, 95 % CI)",
            title="Learning curves: fitted controls vs the circuit (fits nothing)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -85,7 +85,7 @@ def _comparisons(tests: pd.DataFrame):
     axes[0][0].set_ylabel("error ratio control / circuit (> 1: circuit closer)")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("Paired comparisons with the circuit at matched m (95 % hierarchical-bootstrap CIs)")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 

@@ -122,7 +122,7 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None):
         right.set_ylim(min(observed.quantile(0.01), TOLERANCE) / 3, max(observed.quantile(0.99), TOLERANCE) * 3)
     right.set_title("Audit: every logit scale, 95 % CIs, nulls, theory to the biological scale (dashed)")
     right.legend(loc="lower left", fontsize=6, ncol=2)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -172,7 +172,7 @@ def fig3(responses: list, sweeps: list):
             if row == 0 and column == 0:
                 ax.legend(loc="best", fontsize=6)
         _all_heads(fig.add_subplot(grid[row, -1]), table, sweeps, row)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 

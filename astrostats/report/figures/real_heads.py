@@ -65,7 +65,7 @@ def _response_grid(table: pd.DataFrame, target: str):
     axes[0][0].legend(fontsize=7)
     n_seeds = int(table["n_seeds"].iloc[0])
     fig.suptitle(f"{target}: astrocyte response vs exact normaliser (median, 5-95 % over {n_seeds} seeds)")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -83,7 +83,7 @@ def _error_vs_m(sweep: pd.DataFrame):
         ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", ylabel="relative output error", title=target)
         ax.axhline(0.1, **style.TOLERANCE_STYLE)
         ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -101,7 +101,7 @@ def _head_difficulty(head_stats: pd.DataFrame):
                     legend=False)
     axes[1].set(xlabel="attention entropy (nats)", ylabel="")
     fig.suptitle("Where real heads sit: the theory's m for 10 % error, per layer and head")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -121,5 +121,5 @@ def _end_to_end(table: pd.DataFrame):
         ax.set(xscale="log", xlabel="m (hidden units per head)", ylabel=END_TO_END_LABELS.get(metric, metric),
                title=target)
     fig.suptitle("End to end: every attention layer replaced by the circuit")
-    fig.tight_layout()
+    style.finish(fig)
     return fig

@@ -4,10 +4,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from astrostats.report import style
-from astrostats.report.figures import find_table
+from astrostats.report.figures import find_table, mean_ci_lines
 
 
 
@@ -36,10 +35,9 @@ def _by_feature(table: pd.DataFrame, ylabel: str):
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
         part = table[table["logit_scale"] == scale].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="feature_map", errorbar=("se", 1.96), marker="o", ax=ax,
-                     palette=style.palette(part["feature_map"].unique()))
+        mean_ci_lines(ax, part, "feature_map")
         ax.set(xscale="log", yscale="log", title=f"{scale} attention", xlabel="m (hidden units)", ylabel=ylabel)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -74,9 +72,8 @@ def _nulls(errors):
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
         part = positive[positive["logit_scale"] == scale].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="circuit", errorbar=("se", 1.96), marker="o", ax=ax,
-                     palette=style.palette(part["circuit"].unique()))
+        mean_ci_lines(ax, part, "circuit")
         ax.set(xscale="log", yscale="log", title=f"{scale}: circuit vs nulls", xlabel="m (hidden units)", ylabel="relative output error")
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
