@@ -106,9 +106,7 @@ def test_pdf_text_holds_every_verdict_and_headline_number(report):
     text = _flat("\n".join(_pages_text(out / "report.pdf")))
     for verdict in verdicts:
         assert verdict.verdict in text
-        numbers = NUMBER.findall(verdict.headline)
-        assert numbers or not verdict.headline
-        for number in numbers:
+        for number in NUMBER.findall(verdict.headline):
             assert number in text, (verdict.claim_id, number)
 
 

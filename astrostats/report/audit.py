@@ -14,6 +14,7 @@ LOG = logging.getLogger(__name__)
 #: of the calibration study's acceptance bands). Conservative misses (a size below 0.03) do not downgrade.
 SIZE_MARGIN, COVERAGE_MARGIN = 0.02, 0.02
 CALIBRATION_COLUMNS = {"check", "kind", "statistic", "ci_low", "ci_high", "nominal"}
+MARKDOWN_ROWS = 4  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
 
 CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges it (judge)
     ("C1", "astrostats.report.claims.c1_convergence"),
@@ -151,6 +152,16 @@ def clip(text: str, limit: int) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " ... (in full in audit.json)"
 
 
+def short_evidence_line(item) -> str:
+    """One decisive row for audit.md: the number, its CI and p, and where it lives (notes stay in audit.json)."""
+    parts = [f"{item.statistic} = {_format(item.value)}"]
+    if item.ci_low is not None or item.ci_high is not None:
+        parts.append(f"[{_format(item.ci_low)}, {_format(item.ci_high)}]")
+    if item.p_value is not None:
+        parts.append(f"p = {_format(item.p_value)}")
+    return " ".join(parts) + f" in `{item.table}` where `{item.rows}`"
+
+
 def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
     """A short referee report: per claim the verdict, the rule, the reason and the decisive rows (chosen by
     astrostats.report.decisive: few rows in full, else the lowest and highest value), with the query that selects
@@ -170,11 +181,11 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
         lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {verdict.rule}", "", f"*Why.* {clip(verdict.reason, 320)}"]
-        chosen = decisive.choose(verdict.evidence)
+                  f"*Rule.* {clip(verdict.rule, 700)}", "", f"*Why.* {clip(verdict.reason, 260)}"]
+        chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{clip(evidence_line(item), 300)}" for role, item in chosen.shown]
+            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 260)}" for role, item in chosen.shown]
             lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out]
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]

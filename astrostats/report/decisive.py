@@ -36,7 +36,7 @@ def _value(item) -> float:
     return value
 
 
-def choose(evidence) -> Decisive:
+def choose(evidence, max_rows: int = MAX_ROWS) -> Decisive:
     """Group by (table, statistic) in citation order; keep small groups whole, else the lowest and highest."""
     groups: dict[tuple, list] = {}
     for item in evidence:
@@ -49,7 +49,7 @@ def choose(evidence) -> Decisive:
             finite = [item for item in items if math.isfinite(_value(item))] or items
             low, high = min(finite, key=_value), max(finite, key=_value)
             picked = [("lowest", low)] + ([("highest", high)] if high is not low else [])
-        room = MAX_ROWS - len(shown)
+        room = max_rows - len(shown)
         kept = picked[:max(room, 0)]
         shown += kept
         rest = len(items) - len(kept)
