@@ -76,7 +76,7 @@ def worker_count(analyses: int) -> int:
     return int(setting)
 
 
-def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, tables: dict, workers: int | None = None) -> list:
+def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int | None = None) -> list:
     """Every figure once, as FigureRef; a broken figure is logged and recorded, never fatal."""
     records = [r for r in manifest.get("analyses", []) if r["name"] in per_analysis]
     workers = worker_count(len(records)) if workers is None else workers
@@ -106,7 +106,10 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, tables: dict
                 record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
     figures = [FigureRef(r["kind"], name, r["name"], path) for r in records for name, path in results.get(r["name"], [])]
     try:
-        drawn = paper.draw(tables)
+        by_kind: dict[str, dict] = {}
+        for record in records:
+            by_kind.setdefault(record["kind"], {}).update(per_analysis[record["name"]])
+        drawn = paper.draw(by_kind)
     except Exception:
         LOG.exception("the paper's figures could not be drawn")
         drawn = {}
@@ -124,7 +127,7 @@ def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None, wor
     """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in source."""
     started = time.perf_counter()
     tables, per_analysis = load_tables(source or out_dir, manifest)
-    figures = draw_figures(out_dir, manifest, per_analysis, tables, workers)
+    figures = draw_figures(out_dir, manifest, per_analysis, workers)
     drawn = time.perf_counter()
     verdicts = audit.judge_all(tables, manifest)
     outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest))

@@ -24,11 +24,15 @@ NULL_LEVELS = ("uniform", "elu_linear")  # nulls without m: horizontal lines
 NULL_CURVES = ("no_astrocyte",)  # nulls with m: curves
 
 
-def draw(tables: dict) -> dict:
+def draw(by_kind: dict) -> dict:
+    """by_kind: analysis kind -> {table name: DataFrame} (the scaling study's tables for Fig. 2B, the real-heads
+    studies' for Fig. 3)."""
     figures = {}
-    measurements = _scaling_measurements(tables)
+    scaling = by_kind.get("scaling", {})
+    measurements = _scaling_measurements(scaling)
     if measurements is not None:
-        figures["fig2b"] = fig2b(measurements, _ending(tables, "_theory", "predicted_constant"))
+        figures["fig2b"] = fig2b(measurements, _ending(scaling, "_theory", "predicted_constant"))
+    tables = by_kind.get("real_heads", {})
     responses = [t for name, t in tables.items() if name.endswith("_response") and "log_normaliser" in t and len(t)]
     if responses:
         sweeps = [t for name, t in tables.items() if name.endswith("_sweep") and "metric" in t and len(t)]
