@@ -14,7 +14,7 @@ LOG = logging.getLogger(__name__)
 #: of the calibration study's acceptance bands). Conservative misses (a size below 0.03) do not downgrade.
 SIZE_MARGIN, COVERAGE_MARGIN = 0.02, 0.02
 CALIBRATION_COLUMNS = {"check", "kind", "statistic", "ci_low", "ci_high", "nominal"}
-MARKDOWN_ROWS = 4  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
+MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
 
 CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges it (judge)
     ("C1", "astrostats.report.claims.c1_convergence"),
@@ -181,7 +181,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
         lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {clip(verdict.rule, 700)}", "", f"*Why.* {clip(verdict.reason, 260)}"]
+                  f"*Rule.* {clip(verdict.rule, 550)}", "", f"*Why.* {clip(verdict.reason, 220)}"]
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]

@@ -17,7 +17,7 @@ import typst
 from astrostats.report import decisive, layout, narrative
 from astrostats.report.style import VERDICT_COLOURS
 
-MAIN_PAGES = (10, 20)  # pages before the appendix, default run (the aim is 15-20, every page full)
+MAIN_PAGES = (8, 20)  # pages before the appendix starts (the aim for a full default run is 15-20)
 MAX_APPENDIX_PAGES = 40
 TEXT_WIDTH_CM = 17.6
 MAX_FIGURE_HEIGHT_CM = {"main": 10.5, "appendix": 8.0}
