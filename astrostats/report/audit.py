@@ -174,7 +174,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
              "table (tables/ beside this file) and the pandas query that selects it; audit.json holds every row, "
              "report.pdf the figures.", "", "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
-        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 220)} |")
+        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 150)} |")
     failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
     if failed:
         lines += ["", "## Analyses that did not complete", ""]
@@ -185,7 +185,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 260)}" for role, item in chosen.shown]
+            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 230)}" for role, item in chosen.shown]
             lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out]
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
