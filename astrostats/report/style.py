@@ -42,7 +42,7 @@ COLOURS = {
 THEORY_STYLE = {"color": "black", "ls": "--", "lw": 1.1}
 TOLERANCE_STYLE = {"color": "0.45", "ls": ":", "lw": 0.9}  # the 10 % error line
 SYNAPSE_STYLE = {"color": "#6a3d9a", "ls": "-.", "lw": 0.9}  # one astrocyte's synapse count
-LOGIT_SCALE_COLOURS = {"diffuse": "#4daf4a", "typical": "#1f5fbf", "peaked": "#e41a1c"}
+LOGIT_SCALE_COLOURS = {"diffuse": "#4daf4a", "typical": "#1f5fbf", "peaked": "#8b6508"}  # not a null's red
 VERDICT_COLOURS = {"SUPPORTED": "#1a7f37", "NOT_SUPPORTED": "#cf222e", "INCONCLUSIVE": "#9a6700",
                    "NOT_TESTABLE": "#57606a", "INSUFFICIENT_DATA": "#57606a"}
 _SPARE = sns.color_palette("tab20", 20).as_hex()
