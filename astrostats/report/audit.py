@@ -181,19 +181,19 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
         lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {clip(verdict.rule, 550)}", "", f"*Why.* {clip(verdict.reason, 220)}"]
+                  f"*Rule.* {clip(verdict.rule, 500)}", "", f"*Why.* {clip(verdict.reason, 200)}"]
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 230)}" for role, item in chosen.shown]
+            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 200)}" for role, item in chosen.shown]
             lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out]
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
             if len(verdict.major_concerns) > 3:
                 lines.append(f"- {len(verdict.major_concerns) - 3} more in audit.json")
-        extra = len(verdict.minor_concerns) + len(verdict.analyses_needed)
-        if extra:
-            lines += ["", f"{extra} minor concerns and analyses still needed: audit.json, claim {verdict.claim_id}."]
+    extra = sum(len(v.minor_concerns) + len(v.analyses_needed) for v in verdicts)
+    if extra:
+        lines += ["", f"{extra} minor concerns and analyses still needed are listed per claim in audit.json."]
     return "\n".join(lines) + "\n"
 
 
