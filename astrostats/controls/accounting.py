@@ -22,6 +22,9 @@ from astrostats.validation import InputError, check_float, check_int
 #: fitted controls and what they fit
 FITTED_CONTROLS = ("learned_feature", "fitted_mlp")
 CAPACITY_NULLS = tuple(f"{name}_shuffled" for name in FITTED_CONTROLS)
+#: amendment v2's capacity nulls: closed form, and fitted ones started independently of the circuit's W
+V2_FITTED_NULLS = tuple(f"{name}_v2_shuffled" for name in FITTED_CONTROLS)
+V2_NULLS = ("ridge_shuffled",) + V2_FITTED_NULLS
 
 NOTES = {
     "astrocyte": "W random N(0,1), never trained; H and g written by the sequence (Hebbian, presynaptic)",
@@ -34,6 +37,13 @@ NOTES = {
     "fitted_mlp": "residual MLP on per-query inputs [q_t, mean k, mean v] trained on the target's outputs",
     "learned_feature_shuffled": "learned_feature trained on shuffled targets (capacity null)",
     "fitted_mlp_shuffled": "fitted_mlp trained on shuffled targets (capacity null)",
+    "ridge_shuffled": "ridge read-out (closed form) of fixed random features of [q_t, mean k, mean v], fitted to "
+                      "shuffled targets (capacity null, amendment v2)",
+    "learned_feature_v2_shuffled": "learned_feature from a W independent of the circuit's, early-stopped on "
+                                   "shuffled targets (capacity null, amendment v2)",
+    "fitted_mlp_v2_shuffled": "fitted_mlp early-stopped on shuffled targets, learning rate chosen on validation "
+                              "(capacity null, amendment v2)",
+    "constant": "the mean training output (best constant predictor); fitted: d_v numbers",
 }
 
 
@@ -83,9 +93,14 @@ def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: flo
         determined = d_v
     elif circuit == "elu_linear":
         determined = d * d_v + d
-    elif circuit in ("learned_feature", "learned_feature_shuffled"):
+    elif circuit in ("learned_feature", "learned_feature_shuffled", "learned_feature_v2_shuffled"):
         fitted, determined = m * d, m * d_v + m
-    elif circuit in ("fitted_mlp", "fitted_mlp_shuffled"):
+    elif circuit == "ridge_shuffled":
+        n_features = max(1, round(m * d / d_v))
+        fitted, fixed, determined = n_features * d_v + d_v, n_features * (2 * d + d_v + 1), d + d_v
+    elif circuit == "constant":
+        fitted = d_v
+    elif circuit in ("fitted_mlp", "fitted_mlp_shuffled", "fitted_mlp_v2_shuffled"):
         fitted, determined = mlp_size_for_budget(budget, d, d_v, tolerance).n_fitted, d + d_v
     else:
         raise InputError(f"circuit: expected one of {sorted(NOTES)}, got {circuit!r}")
@@ -103,7 +118,7 @@ def accounting_table(circuits: tuple[str, ...], m_values: tuple[int, ...], d: in
     d_v = check_int("d_v", d_v, minimum=1)
     rows = []
     for circuit in circuits:
-        for m in (m_values if circuit not in ("uniform", "elu_linear") else (None,)):
+        for m in (m_values if circuit not in ("uniform", "elu_linear", "constant") else (None,)):
             rows.append(accounting_row(circuit, None if m is None else check_int("m", m, minimum=1),
                                        d, d_v, tolerance))
     table = pd.DataFrame(rows)
