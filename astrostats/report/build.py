@@ -73,8 +73,9 @@ def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None) -> 
     tables, per_analysis = load_tables(source or out_dir, manifest)
     figures = draw_figures(out_dir, manifest, per_analysis)
     verdicts = audit.judge_all(tables, manifest)
-    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest))
-    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest))
+    validation = audit.validation_rates(tables)
+    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation))
+    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation))
     temporary = out_dir / ".report.pdf.tmp"
     pdf.write_report(temporary, verdicts, manifest, figures, evidence_tables(verdicts, tables))
     temporary.replace(out_dir / "report.pdf")

@@ -202,8 +202,10 @@ def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
         for (_, row), is_flagged in zip(rows.iterrows(), flagged)]
     evidence += accounting
     evidence += _efficiency(tests_name, tests)
-    if not (deciding & ~fitted_null).any() or (draws < minimum and not fitted_to_target):
-        why = (f"{draws} feature draw(s) in the deciding comparisons; the rule needs at least {minimum}"
+    if not accounting or not (deciding & ~fitted_null).any() or (draws < minimum and not fitted_to_target):
+        why = ("the circuit's count of parameters fitted to the target is not recorded at the largest m"
+               if not accounting else
+               f"{draws} feature draw(s) in the deciding comparisons; the rule needs at least {minimum}"
                if (deciding & ~fitted_null).any() else "no closed-form or specificity comparison could be computed")
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), why,
                             details={"rule_version": 2})
