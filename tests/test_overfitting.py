@@ -54,7 +54,13 @@ def test_study_tables_cover_every_control_and_keep_flags(tables):
         assert set(table["analysed_head"]) == set(HEADS)
     training = tables["overfitting_training"]
     spec = load_spec(SPEC, "smoke")
-    assert len(training) == len(HEADS) * 4 * len(spec.parameters["m"]) * spec.parameters["n_seeds"]
+    # the original controls (2 fitted, 2 capacity nulls) on control_seeds; amendment v2's 3 nulls on every draw
+    per_m = 4 * spec.parameters["control_seeds"] + 3 * spec.parameters["n_seeds"]
+    assert len(training) == len(HEADS) * len(spec.parameters["m"]) * per_m
+    v2 = training[training["circuit"].str.endswith("_v2_shuffled")]
+    assert set(v2["status"]) <= {"converged", "failed_to_learn", "not_converged", "diverged"}
+    assert (v2.loc[v2["status"] == "failed_to_learn", "best_epoch"] == 0).all()
+    assert (training.loc[training["circuit"] == "ridge_shuffled", "status"] == "converged").all()
     measurements = tables["overfitting"]
     flagged = training.loc[training["status"] != "converged", ["analysed_head", "circuit"]].drop_duplicates()
     for head, control in flagged.itertuples(index=False):  # a fit that did not converge is still measured, and says so

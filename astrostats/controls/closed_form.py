@@ -22,8 +22,9 @@ from torch import nn
 from astrostats.controls.fitted import sequence_means
 from astrostats.validation import check_int
 
-#: ridge penalties relative to the mean squared singular value of the weighted design
-RIDGE_GRID = tuple(10.0 ** p for p in range(-6, 3))
+#: ridge penalties relative to the mean squared singular value of the weighted design; 0 is the minimum-norm
+#: least-squares solution (singular values below 1e-10 of the largest are dropped)
+RIDGE_GRID = (0.0,) + tuple(10.0 ** p for p in range(-6, 3))
 
 
 def feature_count(m: int, d: int, d_v: int) -> int:
@@ -73,7 +74,11 @@ class RandomFeatureRidge(nn.Module):
         scale = float((singular ** 2).mean()) or 1.0
         best = (math.inf, None, None, None)
         for ridge in RIDGE_GRID:
-            shrink = singular / (singular ** 2 + ridge * scale)
+            if ridge == 0.0:
+                kept = singular > singular.max() * 1e-10
+                shrink = torch.where(kept, 1.0 / singular.clamp_min(1e-300), torch.zeros_like(singular))
+            else:
+                shrink = singular / (singular ** 2 + ridge * scale)
             readout = right_t.T @ (shrink.unsqueeze(-1) * projected)
             bias = mean_residual - mean_feature @ readout
             self.readout.copy_(readout)
