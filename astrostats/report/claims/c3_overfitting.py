@@ -211,6 +211,10 @@ def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
                             details={"rule_version": 2})
     passes = deciding & (rows["p_value_adjusted"] < rows["alpha"]) & (rows["ci_low"] > threshold)
     fails = deciding & (rows["ci_high"] < threshold)
+    unreachable = _unreachable_significance(rows[deciding])
+    if unreachable and not fitted_to_target and not fails.any():
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), unreachable,
+                            details={"rule_version": 2})
     if fitted_to_target:
         verdict = "NOT_SUPPORTED"
         reason = (f"the circuit has {fitted_to_target[0].value:g} parameters fitted to the target: its agreement "
@@ -245,6 +249,20 @@ def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
                                  "replaced_by_constant": sorted(set(rows.loc[rows.get(
                                      "replaced_by_constant", pd.Series(False, index=rows.index)).fillna(False)
                                      .astype(bool), "control"]))})
+
+
+def _unreachable_significance(rows: pd.DataFrame) -> str:
+    """Why no deciding comparison could ever reach Holm p < alpha, or "": an exact sign-flip test over n
+    sequences cannot give p below 2^-n, so with k comparisons Holm needs k * 2^-n < alpha (SUPPORTED is then
+    impossible in principle, which is missing data, not ambiguity)."""
+    if rows.empty or "method" not in rows or not rows["method"].astype(str).str.contains("sign-flip").all():
+        return ""
+    k, n = len(rows), int(rows["n_sequences"].min())
+    alpha = float(rows["alpha"].min())
+    if k * 2.0 ** -n < alpha:
+        return ""
+    return (f"with {n} sequences a sign-flip test cannot give p below 2^-{n}, so {k} Holm-corrected comparisons "
+            f"cannot reach p < {alpha:g}: the rule needs more held-out sequences")
 
 
 def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
