@@ -22,9 +22,6 @@ from astrostats.validation import InputError, check_float, check_int
 #: fitted controls and what they fit
 FITTED_CONTROLS = ("learned_feature", "fitted_mlp")
 CAPACITY_NULLS = tuple(f"{name}_shuffled" for name in FITTED_CONTROLS)
-#: amendment v2's capacity nulls: closed form, and fitted ones started independently of the circuit's W
-V2_FITTED_NULLS = tuple(f"{name}_v2_shuffled" for name in FITTED_CONTROLS)
-V2_NULLS = ("ridge_shuffled",) + V2_FITTED_NULLS
 
 NOTES = {
     "astrocyte": "W random N(0,1), never trained; H and g written by the sequence (Hebbian, presynaptic)",

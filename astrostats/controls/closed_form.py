@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from astrostats.controls.fitted import sequence_means
+from astrostats.seeding import derived_seed, name_code, torch_generator
 from astrostats.validation import check_int
 
 #: ridge penalties relative to the mean squared singular value of the weighted design; 0 is the minimum-norm
@@ -38,7 +38,7 @@ class RandomFeatureRidge(nn.Module):
     def __init__(self, d: int, d_v: int, n_features: int, seed: int):
         super().__init__()
         n_inputs = 2 * d + d_v
-        generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        generator = torch_generator(check_int("seed", seed, minimum=0))
         self.register_buffer("projection", torch.randn(n_features, n_inputs, generator=generator,
                                                        dtype=torch.float64) / math.sqrt(n_inputs))
         self.register_buffer("offset", torch.rand(n_features, generator=generator, dtype=torch.float64) * 2 - 1)
@@ -115,4 +115,4 @@ def constant_output(train_targets: torch.Tensor) -> torch.Tensor:
 
 def seed_of(base_seed: int, m: int, seed: int) -> int:
     """The null's own feature seed, independent of the circuit's projection seeds."""
-    return int(np.random.SeedSequence([base_seed, 0x6E756C6C, m, seed]).generate_state(1)[0])
+    return derived_seed(base_seed, name_code("capacity_null"), m, seed)

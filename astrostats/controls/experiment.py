@@ -31,15 +31,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from astrostats.controls.accounting import CAPACITY_NULLS, FITTED_CONTROLS, V2_FITTED_NULLS
+from astrostats.controls.accounting import CAPACITY_NULLS, FITTED_CONTROLS
 from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
 from astrostats.controls.fitted import FittedRegressor, LearnedFeatureAttention
 from astrostats.controls.training import (FitResult, TrainingBudget, derangement, exact_outputs, fit, predict,
                                           relative_errors)
 from astrostats.runner import Sweep, draw_projections
+from astrostats.seeding import derived_seed, torch_generator
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_float, check_int, fail
-from astrostats.seeding import derived_seed
 
 LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
@@ -103,8 +103,7 @@ def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: Contr
     if base.endswith("_v2"):  # independent of the circuit's W: the null's own seed stream
         init_seed = seed_of(plan.base_seed, m, seed)
         if base == "learned_feature_v2":
-            generator = torch.Generator().manual_seed(init_seed)
-            return LearnedFeatureAttention(torch.randn(m, d, generator=generator))
+            return LearnedFeatureAttention(torch.randn(m, d, generator=torch_generator(init_seed)))
         return FittedRegressor.for_budget(m, d, d_v, init_seed, plan.budget_tolerance)
     if base == "ridge":
         return RandomFeatureRidge(d, d_v, feature_count(m, d, d_v), seed_of(plan.base_seed, m, seed))

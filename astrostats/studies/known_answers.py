@@ -28,7 +28,6 @@ its opposite, Clopper-Pearson 95 % CIs, and whether the aim, planted >= 95 % and
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +43,7 @@ from astrostats.controls.closed_form import RandomFeatureRidge, constant_output,
 from astrostats.controls.comparisons import comparisons_table
 from astrostats.controls.training import derangement, exact_outputs, relative_errors
 from astrostats.report.claims import c1_convergence, c3_overfitting, c6_required_m
+from astrostats.seeding import derived_seed, name_code, numpy_rng, torch_generator
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
 from astrostats.studies import overfitting
 from astrostats.studies.base import RunContext
@@ -125,14 +125,13 @@ class Parameters:
 
 def replicate_seed(seed: int, scenario: str, replicate: int) -> int:
     """A replicate's seed from its names alone (stable CRC-32), so scenarios can be added or dropped freely."""
-    key = zlib.crc32(scenario.encode())
-    return int(np.random.SeedSequence([seed, key, replicate]).generate_state(1)[0]) % 2**31
+    return derived_seed(seed, name_code(scenario), replicate) % 2**31
 
 
 # ------------------------------------------------------------------------------------------ C1 and C6
 def scaling_tables(parameters: Parameters, floor: float, seed: int) -> dict[str, pd.DataFrame]:
     """A simulated scaling run (measurements, theory, fits) with a planted law; floor 0 plants m^-1/2."""
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     m = np.array(sorted(set(parameters.scaling_m)), dtype=float)
     n_seq, n_seeds = parameters.scaling_sequences, parameters.scaling_seeds
     constants = parameters.error_constant * np.exp(parameters.constant_spread * rng.standard_normal(n_seq))
@@ -224,7 +223,7 @@ def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int
     splits = overfitting.synthetic_splits(settings, seed)
     d, d_v = splits["train"].q.shape[-1], splits["train"].v.shape[-1]
     exact = {name: exact_outputs(batch) for name, batch in splits.items()}
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch_generator(seed)
     stored = "test" if scenario == "fitted_to_test" else "train"
     memory = {"stored": (splits[stored], exact[stored]),
               "mixing": tuple(torch.randn(d, d, generator=generator) / d ** 0.5 for _ in range(2))}
