@@ -6,7 +6,8 @@ calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replic
 * C1 and C6 (``converges_at_half``, ``planted_floor``): simulated error tables of the scaling study's shape,
   error = C_i / sqrt(m) x a feature-draw factor shared by all sequences x a per-row factor (log-normal with mean
   square 1, so the delta-method constant C_i is exact in the root-mean-square sense the fits use), fitted by
-  the scaling study's own :func:`astrostats.studies.scaling.fit_error_laws`. ``converges_at_half`` plants
+  the scaling study's own :func:`astrostats.studies.scaling.fit_error_laws` (and its asymptotic-regime
+  fits for C1 where the study has them). ``converges_at_half`` plants
   alpha = 1/2 with the predicted constant (C1 SUPPORTED; C6 SUPPORTED, and its m_required interval must
   contain (A / tolerance)^2, A the planted geometric-mean constant); ``planted_floor`` adds a floor
   (error = sqrt(C_i^2 / m + floor^2), C1 NOT_SUPPORTED).
@@ -47,7 +48,7 @@ from astrostats.seeding import derived_seed, name_code, numpy_rng, torch_generat
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
 from astrostats.studies import overfitting
 from astrostats.studies.base import RunContext
-from astrostats.studies.scaling import fit_error_laws
+from astrostats.studies import scaling as scaling_study
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_float, check_int, fail
 
@@ -145,9 +146,16 @@ def scaling_tables(parameters: Parameters, floor: float, seed: int) -> dict[str,
                                 index=index).reset_index()
     measurements = measurements[[*labels, "m", "seed", "sequence_id", "metric", "value"]]
     theory = pd.DataFrame({"logit_scale": "planted", "sequence_id": range(n_seq), "predicted_constant": constants})
-    fits = fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
-                          n_resamples=parameters.scaling_resamples, seed=seed)
-    return {"scaling": measurements, "scaling_theory": theory, "scaling_fits": fits}
+    fits = scaling_study.fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
+                                        n_resamples=parameters.scaling_resamples, seed=seed)
+    tables = {"scaling": measurements, "scaling_theory": theory, "scaling_fits": fits}
+    # C1's rows in the asymptotic regime, where the scaling study writes them (issue 13's C1 rule reads these;
+    # the planted table takes whichever path the scaling study has)
+    asymptotic = getattr(scaling_study, "asymptotic_fits", None)
+    if asymptotic is not None:
+        tables["scaling_asymptotic"] = asymptotic(measurements, theory, n_resamples=parameters.scaling_resamples,
+                                                  seed=seed)
+    return tables
 
 
 def planted_m_required(parameters: Parameters) -> float:
