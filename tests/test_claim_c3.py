@@ -1,5 +1,7 @@
 """Claim C3 on hand-made tables: tables found by suffix, the accounting evidence cites the primary head at the
 m of the primary comparisons, and margin and alpha come from the primary rows."""
+import functools
+
 import pandas as pd
 import pytest
 
@@ -70,8 +72,14 @@ PLANTED = load_spec(ANALYSES_DIR / "known_answers.toml", "smoke").bind(known_ans
 REGISTERED = known_answers.amendment()
 
 
+@functools.lru_cache(maxsize=None)
+def _planted(scenario: str) -> dict:
+    """The planted overfitting tables of one scenario (seed 7), computed once; callers copy what they change."""
+    return known_answers.c3_tables(scenario, PLANTED, REGISTERED, seed=7)
+
+
 def test_v2_true_circuit_against_honest_nulls_is_supported():
-    tables = known_answers.c3_tables("true_circuit", PLANTED, REGISTERED, seed=7)
+    tables = dict(_planted("true_circuit"))
     verdict = c3.judge(tables)
     assert verdict.verdict == "SUPPORTED", verdict.reason
     assert verdict.details["rule_version"] == 2
@@ -81,12 +89,12 @@ def test_v2_true_circuit_against_honest_nulls_is_supported():
 
 @pytest.mark.parametrize("scenario", ["ignores_q", "fitted_to_test"])
 def test_v2_circuit_that_ignores_q_or_is_fitted_to_the_test_targets_is_not_supported(scenario):
-    verdict = c3.judge(known_answers.c3_tables(scenario, PLANTED, REGISTERED, seed=7))
+    verdict = c3.judge(_planted(scenario))
     assert verdict.verdict == "NOT_SUPPORTED", verdict.reason
 
 
 def test_v2_decides_and_v1_is_reported_beside_it():
-    tables = known_answers.c3_tables("true_circuit", PLANTED, REGISTERED, seed=7)
+    tables = dict(_planted("true_circuit"))
     v1 = _tests(0.5, 0.9, 0.9).assign(family="primary")  # the original rule alone would say NOT_SUPPORTED
     tables["overfitting_tests"] = pd.concat([v1, tables["overfitting_tests"]], ignore_index=True)
     verdict = c3.judge(tables)
@@ -97,7 +105,7 @@ def test_v2_decides_and_v1_is_reported_beside_it():
 
 
 def test_v2_flagged_fitted_null_decides_nothing_and_few_draws_are_insufficient():
-    tables = known_answers.c3_tables("true_circuit", PLANTED, REGISTERED, seed=7)
+    tables = dict(_planted("true_circuit"))
     tests, accounting = tables["overfitting_tests"], tables["overfitting_accounting"]
     broken = tests.iloc[:1].assign(control="learned_feature_v2_shuffled", control_status="failed_to_learn",
                                    status="control_flagged", ci_low=0.1, ci_high=0.2, ratio=0.15)
