@@ -116,3 +116,6 @@ def constant_output(train_targets: torch.Tensor) -> torch.Tensor:
 def seed_of(base_seed: int, m: int, seed: int) -> int:
     """The null's own feature seed, independent of the circuit's projection seeds."""
     return derived_seed(base_seed, name_code("capacity_null"), m, seed)
+
+
+__all__ = ["RIDGE_GRID", "RandomFeatureRidge", "constant_output", "feature_count", "seed_of"]
