@@ -75,7 +75,8 @@ def resolve_specs(args) -> list[Spec]:
 def spec_record(spec: Spec) -> dict:
     return {"name": spec.name, "kind": spec.kind, "question": spec.question, "source": spec.source,
             "file_sha256": spec.file_sha256, "spec_sha256": spec.sha256, "seed": spec.seed,
-            "profile": spec.profile, "parameters": spec.parameters, "preregistration": spec.preregistration}
+            "profile": spec.profile, "parameters": spec.parameters, "preregistration": spec.preregistration,
+            "amendments": list(spec.amendments)}
 
 
 def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:

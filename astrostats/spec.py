@@ -31,7 +31,7 @@ from pathlib import Path
 from astrostats.validation import InputError, check_choice, fail
 
 PROFILES = ("smoke", "quick", "full", "exhaustive")
-TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration"}
+TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration", "amendments"}
 
 
 def _analyses_dir() -> Path:
@@ -55,6 +55,7 @@ class Spec:
     profile: str
     parameters: dict = field(hash=False)
     preregistration: dict = field(hash=False, default_factory=dict)
+    amendments: tuple = field(hash=False, default=())  # [[amendments]]: dated, hashed, the original kept
     source: str = ""
     file_sha256: str = ""
 
@@ -63,6 +64,8 @@ class Spec:
         """Hash of the resolved spec: what actually ran."""
         payload = {"name": self.name, "kind": self.kind, "seed": self.seed, "profile": self.profile,
                    "parameters": self.parameters, "preregistration": self.preregistration}
+        if self.amendments:  # specs without amendments keep the hashes they always had
+            payload["amendments"] = list(self.amendments)
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def bind(self, parameter_class):
@@ -106,8 +109,12 @@ def load_spec(path: str | Path, profile: str = "quick") -> Spec:
     if not isinstance(profiles, dict) or set(profiles) - set(PROFILES):
         raise fail(f"spec {path.name}: profiles", f"tables among {list(PROFILES)}", profiles)
     parameters.update(profiles.get(profile, {}))
+    amendments = raw.get("amendments", [])
+    if not isinstance(amendments, list) or not all(isinstance(item, dict) for item in amendments):
+        raise fail(f"spec {path.name}: amendments", "an array of tables ([[amendments]])", amendments)
     return Spec(name=raw["name"], kind=raw["kind"], question=str(raw.get("question", "")), seed=seed,
                 profile=profile, parameters=parameters, preregistration=dict(raw.get("preregistration", {})),
+                amendments=tuple(dict(item) for item in amendments),
                 source=str(path), file_sha256=hashlib.sha256(raw_bytes).hexdigest())
 
 

@@ -1,6 +1,9 @@
 """Claim C3 on hand-made tables: tables found by suffix, the accounting evidence cites the primary head at the
 m of the primary comparisons, and margin and alpha come from the primary rows."""
+import functools
+
 import pandas as pd
+import pytest
 
 from astrostats.report.claims import c3_overfitting as c3
 
@@ -59,3 +62,58 @@ def test_tests_without_primary_rows_are_insufficient_data():
     tests = _tests(1.5, 2.0, 0.001)
     verdict = c3.judge({"overfitting_tests": tests[tests["family"] != "primary"], "overfitting_accounting": ACCOUNTING})
     assert verdict.verdict == "INSUFFICIENT_DATA"
+
+
+# ---------------------------------------------------------------- amendment v2 on planted data (issue 13, item 7)
+from astrostats.spec import ANALYSES_DIR, load_spec  # noqa: E402
+from astrostats.studies import known_answers  # noqa: E402
+
+PLANTED = load_spec(ANALYSES_DIR / "known_answers.toml", "smoke").bind(known_answers.Parameters)
+REGISTERED = known_answers.amendment()
+
+
+@functools.lru_cache(maxsize=None)
+def _planted(scenario: str) -> dict:
+    """The planted overfitting tables of one scenario (seed 7), computed once; callers copy what they change."""
+    return known_answers.c3_tables(scenario, PLANTED, REGISTERED, seed=7)
+
+
+def test_v2_true_circuit_against_honest_nulls_is_supported():
+    tables = dict(_planted("true_circuit"))
+    verdict = c3.judge(tables)
+    assert verdict.verdict == "SUPPORTED", verdict.reason
+    assert verdict.details["rule_version"] == 2
+    [count] = [e for e in verdict.evidence if e.statistic == "parameters fitted to the target"]
+    assert count.value == 0
+
+
+@pytest.mark.parametrize("scenario", ["ignores_q", "fitted_to_test"])
+def test_v2_circuit_that_ignores_q_or_is_fitted_to_the_test_targets_is_not_supported(scenario):
+    verdict = c3.judge(_planted(scenario))
+    assert verdict.verdict == "NOT_SUPPORTED", verdict.reason
+
+
+def test_v2_decides_and_v1_is_reported_beside_it():
+    tables = dict(_planted("true_circuit"))
+    v1 = _tests(0.5, 0.9, 0.9).assign(family="primary")  # the original rule alone would say NOT_SUPPORTED
+    tables["overfitting_tests"] = pd.concat([v1, tables["overfitting_tests"]], ignore_index=True)
+    verdict = c3.judge(tables)
+    assert verdict.verdict == "SUPPORTED"
+    assert verdict.details["v1"] == "NOT_SUPPORTED" and verdict.details["v2"] == "SUPPORTED"
+    assert "v1 (original): NOT_SUPPORTED" in verdict.headline
+    assert any(e.note.startswith("primary v1") for e in verdict.evidence)
+
+
+def test_v2_flagged_fitted_null_decides_nothing_and_few_draws_are_insufficient():
+    tables = dict(_planted("true_circuit"))
+    tests, accounting = tables["overfitting_tests"], tables["overfitting_accounting"]
+    broken = tests.iloc[:1].assign(control="learned_feature_v2_shuffled", control_status="failed_to_learn",
+                                   status="control_flagged", ci_low=0.1, ci_high=0.2, ratio=0.15)
+    verdict = c3.judge({"overfitting_tests": pd.concat([tests, broken], ignore_index=True),
+                        "overfitting_accounting": accounting})
+    assert verdict.verdict == "SUPPORTED"  # a null that failed to learn is reported, and decides nothing
+    assert any("failed_to_learn" in note for note in verdict.minor_concerns)
+    few = tests.assign(n_seeds=2)
+    assert c3.judge({"overfitting_tests": few, "overfitting_accounting": accounting}).verdict == "INSUFFICIENT_DATA"
+    unrecorded = accounting[accounting["circuit"] != "astrocyte"]
+    assert c3.judge({"overfitting_tests": tests, "overfitting_accounting": unrecorded}).verdict == "INSUFFICIENT_DATA"

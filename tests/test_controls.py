@@ -182,3 +182,53 @@ def test_plateau_compares_window_means_not_two_noisy_epochs():
     assert _plateau_status(falling, budget)[0] == "not_converged"
     assert _plateau_status(noisy_flat, budget)[0] == "converged"
     assert _plateau_status(falling[:9], budget)[0] == "not_converged"  # shorter than two windows
+
+
+# ------------------------------------------------------------------------------ amendment v2 (issue 13)
+def test_closed_form_null_is_the_least_squares_optimum(splits):
+    """Targets the random features can represent exactly are recovered (validation loss near 0), and on
+    shuffled targets the solution is a stationary point: the weighted normal equations hold."""
+    from astrostats.controls.closed_form import RandomFeatureRidge
+
+    model = RandomFeatureRidge(D, D, 64, seed=3)
+    truth = RandomFeatureRidge(D, D, 64, seed=3)
+    truth.readout.copy_(torch.randn(64, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    targets = {name: truth(batch.q, batch.k, batch.v) for name, batch in splits.items()}
+    model.solve(splits["train"], targets["train"], splits["validation"], targets["validation"])
+    assert model.ridge == 0.0  # the exact least-squares solution wins on validation
+    assert model.loss(splits["train"], targets["train"]) < 1e-10  # float32 outputs: relative error ~1e-7
+    shuffled = exact_outputs(splits["train"])[torch.as_tensor(derangement(4, 0))]
+    model.solve(splits["train"], shuffled, splits["validation"], exact_outputs(splits["validation"]))
+    design, targets_flat, weights = model._system(splits["train"], shuffled)
+    residual = targets_flat - (design @ model.readout + model.bias)
+    gradient = design.T @ (weights.unsqueeze(-1) * residual) - model.ridge * float(
+        (torch.linalg.svdvals((design - (design * weights[:, None]).sum(0) / weights.sum())
+                              * weights.sqrt()[:, None]) ** 2).mean()) * model.readout
+    assert float(gradient.abs().max()) < 1e-8 * float((design.T @ (weights.unsqueeze(-1) * targets_flat)).abs().max())
+
+
+def test_v2_nulls_are_fitted_on_every_draw_and_flag_failed_learning(splits):
+    plan = ControlPlan(m=(32,), n_seeds=2, controls=("fitted_mlp",), capacity_null=False, v2_nulls=True,
+                       null_learning_rates=(0.01,), control_seeds=1,
+                       budget=TrainingBudget(max_epochs=3, patience=1, learning_rate=1e-12))
+    measurements, training, _ = run_controls(splits, plan, progress=False)
+    assert sorted(training.groupby("circuit").size().items()) == [
+        ("fitted_mlp", 1), ("fitted_mlp_v2_shuffled", 2), ("ridge_shuffled", 2)]
+    assert (training.loc[training["circuit"] == "ridge_shuffled", "status"] == "converged").all()
+    null = training[training["circuit"] == "fitted_mlp_v2_shuffled"]
+    assert ((null["best_epoch"] == 0) == (null["status"] == "failed_to_learn")).all()
+    assert set(measurements.loc[measurements["circuit"] == "constant", "split"]) == set(splits)
+
+
+def test_constant_floor_replaces_a_null_worse_than_the_constant_predictor():
+    table = _paired_table(5.0, 12, 0.05)  # a broken null: five times the circuit's error
+    constant = table[(table["circuit"] == "astrocyte") & (table["seed"] == 0)].assign(
+        circuit="constant", m=pd.NA, seed=pd.NA, value=lambda t: t["value"] * 2.0)
+    measurements = pd.concat([table, constant], ignore_index=True)
+    family = [Family("primary_v2", ("null",), (64,), ("test",), margin=0.1, design="crossed", constant_floor=True)]
+    row = comparisons_table(measurements, family, n_resamples=999).iloc[0]
+    assert bool(row["replaced_by_constant"])
+    circuit = table[table["circuit"] == "astrocyte"].groupby("sequence_id")["value"].mean()
+    expected = (constant.set_index("sequence_id")["value"].reindex(circuit.index).mean()) / circuit.mean()
+    assert row["ratio"] == pytest.approx(expected)
+    assert "crossed" in row["method"]

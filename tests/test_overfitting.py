@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from astrostats.report.claims import c3_overfitting
+from astrostats.report.verdicts import VERDICTS
 from astrostats.report.figures import overfitting as figures
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.studies import get_study
@@ -54,7 +55,13 @@ def test_study_tables_cover_every_control_and_keep_flags(tables):
         assert set(table["analysed_head"]) == set(HEADS)
     training = tables["overfitting_training"]
     spec = load_spec(SPEC, "smoke")
-    assert len(training) == len(HEADS) * 4 * len(spec.parameters["m"]) * spec.parameters["n_seeds"]
+    # the original controls (2 fitted, 2 capacity nulls) on control_seeds; amendment v2's 3 nulls on every draw
+    per_m = 4 * spec.parameters["control_seeds"] + 3 * spec.parameters["n_seeds"]
+    assert len(training) == len(HEADS) * len(spec.parameters["m"]) * per_m
+    v2 = training[training["circuit"].str.endswith("_v2_shuffled")]
+    assert set(v2["status"]) <= {"converged", "failed_to_learn", "not_converged", "diverged"}
+    assert (v2.loc[v2["status"] == "failed_to_learn", "best_epoch"] == 0).all()
+    assert (training.loc[training["circuit"] == "ridge_shuffled", "status"] == "converged").all()
     measurements = tables["overfitting"]
     flagged = training.loc[training["status"] != "converged", ["analysed_head", "circuit"]].drop_duplicates()
     for head, control in flagged.itertuples(index=False):  # a fit that did not converge is still measured, and says so
@@ -104,13 +111,31 @@ def test_tests_table_applies_the_preregistration(tables):
     assert tests["preregistration_sha256"].nunique() == 1
     secondary = tests[tests["role"] == "secondary"]  # the real head: the same comparisons, its own families
     assert set(secondary["family"]) == {"secondary_nulls", "secondary_nulls_other_m", "secondary_baselines",
-                                        "secondary_efficiency"}
+                                        "secondary_efficiency", "secondary_nulls_v2", "secondary_nulls_other_m_v2"}
     nulls = secondary[secondary["family"] == "secondary_nulls"]
     assert set(nulls["control"]) == set(spec.preregistration["primary_controls"])
     assert set(nulls["split"]) == VIT_SPLITS - {"train", "validation"}
     assert (nulls["family_size"] == len(nulls)).all()  # Holm within the head's own family
     assert set(tests.loc[tests["role"] == "primary", "family"]) == {"primary", "nulls_other_m", "baselines",
-                                                                   "efficiency"}
+                                                                   "efficiency", "primary_v2", "nulls_other_m_v2"}
+    assert set(secondary["family"].dropna()) >= {"secondary_nulls_v2"}
+    amended = tests[tests["family"] == "primary_v2"]
+    [amendment] = spec.amendments
+    assert set(amended["control"]) == set(amendment["primary_controls"])
+    assert (amended["n_seeds"][amended["control"].isin(["ridge_shuffled", "mismatched_target"])]
+            == spec.parameters["n_seeds"]).all()  # every feature draw, crossed with the sequences
+    assert amended["method"].str.contains("crossed").all()
+    assert amended["amendment_sha256"].nunique() == 1 and amended["amendment_sha256"].notna().all()
+    # the original pre-registration is unchanged: the hash every v1 row carries is the one the amendment pins
+    assert set(tests["preregistration_sha256"]) == {amendment["amends_sha256"]}
+
+
+def test_an_edited_original_preregistration_is_refused():
+    spec = load_spec(SPEC, "smoke")
+    edited = dataclasses.replace(spec, preregistration={**spec.preregistration, "margin": 0.2})
+    with pytest.raises(InputError, match="amends_sha256"):
+        get_study("overfitting").run(edited, RunContext(Path("."), progress=False))
+    assert edited.sha256 != spec.sha256
 
 
 def test_families_follow_the_head_splits_and_role():
@@ -227,7 +252,10 @@ def test_claim_c3_without_tables_is_insufficient_data():
 
 def test_claim_c3_and_figures_on_the_smoke_tables(tables):
     verdict = c3_overfitting.judge(tables)
-    assert verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE")
+    # the smoke profile's 6 held-out sequences cannot carry 12 Holm-corrected sign-flip tests (12 * 2^-6 > 0.05):
+    # amendment v2 says so instead of calling it ambiguous; the original rule (v1) is judged beside it
+    assert verdict.verdict == "INSUFFICIENT_DATA" and "2^-6" in verdict.reason
+    assert verdict.details["v2"] == "INSUFFICIENT_DATA" and verdict.details["v1"] in VERDICTS
     assert verdict.evidence
     for evidence in verdict.evidence:  # C3 reads the primary head only: every cited row is one head's
         if evidence.table == "overfitting_tests":

@@ -34,6 +34,13 @@ NOTES = {
     "fitted_mlp": "residual MLP on per-query inputs [q_t, mean k, mean v] trained on the target's outputs",
     "learned_feature_shuffled": "learned_feature trained on shuffled targets (capacity null)",
     "fitted_mlp_shuffled": "fitted_mlp trained on shuffled targets (capacity null)",
+    "ridge_shuffled": "ridge read-out (closed form) of fixed random features of [q_t, mean k, mean v], fitted to "
+                      "shuffled targets (capacity null, amendment v2)",
+    "learned_feature_v2_shuffled": "learned_feature from a W independent of the circuit's, early-stopped on "
+                                   "shuffled targets (capacity null, amendment v2)",
+    "fitted_mlp_v2_shuffled": "fitted_mlp early-stopped on shuffled targets, learning rate chosen on validation "
+                              "(capacity null, amendment v2)",
+    "constant": "the mean training output (best constant predictor); fitted: d_v numbers",
 }
 
 
@@ -83,9 +90,14 @@ def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: flo
         determined = d_v
     elif circuit == "elu_linear":
         determined = d * d_v + d
-    elif circuit in ("learned_feature", "learned_feature_shuffled"):
+    elif circuit in ("learned_feature", "learned_feature_shuffled", "learned_feature_v2_shuffled"):
         fitted, determined = m * d, m * d_v + m
-    elif circuit in ("fitted_mlp", "fitted_mlp_shuffled"):
+    elif circuit == "ridge_shuffled":
+        n_features = max(1, round(m * d / d_v))
+        fitted, fixed, determined = n_features * d_v + d_v, n_features * (2 * d + d_v + 1), d + d_v
+    elif circuit == "constant":
+        fitted = d_v
+    elif circuit in ("fitted_mlp", "fitted_mlp_shuffled", "fitted_mlp_v2_shuffled"):
         fitted, determined = mlp_size_for_budget(budget, d, d_v, tolerance).n_fitted, d + d_v
     else:
         raise InputError(f"circuit: expected one of {sorted(NOTES)}, got {circuit!r}")
@@ -103,7 +115,7 @@ def accounting_table(circuits: tuple[str, ...], m_values: tuple[int, ...], d: in
     d_v = check_int("d_v", d_v, minimum=1)
     rows = []
     for circuit in circuits:
-        for m in (m_values if circuit not in ("uniform", "elu_linear") else (None,)):
+        for m in (m_values if circuit not in ("uniform", "elu_linear", "constant") else (None,)):
             rows.append(accounting_row(circuit, None if m is None else check_int("m", m, minimum=1),
                                        d, d_v, tolerance))
     table = pd.DataFrame(rows)

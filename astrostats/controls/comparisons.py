@@ -15,6 +15,12 @@ uniform attention, is set beside every circuit seed). Reported:
 
 A control flagged by training (not converged, diverged) keeps its row; the flag is carried in
 ``control_status`` and the comparison's ``status`` so the audit can refuse to count it.
+
+Amendment v2's families (``design="crossed"``, ``constant_floor=True``): the ratio CI resamples sequences and
+feature draws as crossed factors (every draw W is shared by all sequences; percentile interval), and a null
+whose mean error exceeds the best constant predictor's (``constant`` rows, the training-mean output) on that
+split is replaced by the constant (``replaced_by_constant``), so a broken fit cannot inflate a ratio. The
+replacement can only lower the null's error: it makes SUPPORTED harder, never easier.
 """
 from __future__ import annotations
 
@@ -40,10 +46,13 @@ class Family:
     splits: tuple[str, ...]
     margin: float = 0.0
     alternative: str = "greater"
+    design: str = "nested"  # the ratio bootstrap: sequences then seeds (nested), or crossed
+    constant_floor: bool = False  # replace a null worse than the best constant predictor by it
 
     def __post_init__(self):
         check_float("margin", self.margin, minimum=0.0)
         check_choice("alternative", self.alternative, ("greater", "two-sided"))
+        check_choice("design", self.design, ("nested", "crossed"))
 
 
 def paired_errors(measurements: pd.DataFrame, control: str, m: int, split: str) -> pd.DataFrame:
@@ -62,13 +71,31 @@ def paired_errors(measurements: pd.DataFrame, control: str, m: int, split: str) 
     return paired.rename(columns={"value_circuit": "circuit_error", "value_control": "control_error"})
 
 
+def with_constant_floor(paired: pd.DataFrame, measurements: pd.DataFrame, split: str) -> tuple[pd.DataFrame, bool]:
+    """The paired errors with the null's replaced by the best constant predictor's where the constant does
+    better on average over this split's paired sequences; (paired, replaced)."""
+    rows = measurements[(measurements["circuit"] == "constant") & (measurements["split"] == split)
+                        & (measurements["metric"] == "relative_error") & (measurements["scored_against"] == "true")]
+    if rows.empty or paired.empty:
+        return paired, False
+    constant = rows.groupby("sequence_id")["value"].mean()
+    floor = paired["sequence_id"].map(constant)
+    if floor.isna().any():
+        return paired, False
+    per_sequence = paired.groupby("sequence_id")["control_error"].mean()
+    if per_sequence.mean() <= constant.reindex(per_sequence.index).mean():
+        return paired, False
+    return paired.assign(control_error=floor.to_numpy()), True
+
+
 def _control_status(measurements: pd.DataFrame, control: str, m: int) -> str:
     rows = measurements[(measurements["circuit"] == control) & (measurements["m"] == m)]
     statuses = set(rows["status"].dropna()) - {"ok", "converged"}
     return ",".join(sorted(statuses)) if statuses else "ok"
 
 
-def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: int, seed: int) -> dict:
+def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: int, seed: int,
+            design: str = "nested") -> dict:
     """One comparison row from paired errors (see the module docstring)."""
     per_sequence = paired.groupby("sequence_id")[["control_error", "circuit_error"]].mean()
     n = len(per_sequence)
@@ -77,21 +104,29 @@ def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: 
             "mean_circuit": float(per_sequence["circuit_error"].mean()) if n else np.nan}
     if n < 2:
         return {**base, "status": "insufficient_data", "reason": f"{n} paired sequence(s); need at least 2"}
+    if not (paired["circuit_error"] > 0).any():
+        return {**base, "status": "insufficient_data", "reason": "the circuit's error is exactly 0: no ratio"}
     test = paired_mean_test(per_sequence["control_error"].to_numpy(),
-                                   (1.0 + margin) * per_sequence["circuit_error"].to_numpy(),
-                                   n_resamples=n_resamples, seed=seed, alternative=alternative)
-    weights = hierarchical_weights(paired, ["sequence_id", "seed"], n_resamples, seed)
+                            (1.0 + margin) * per_sequence["circuit_error"].to_numpy(),
+                            n_resamples=n_resamples, seed=seed, alternative=alternative)
+    weights = hierarchical_weights(paired, ["sequence_id", "seed"], n_resamples, seed, design=design)
     control, circuit = paired["control_error"].to_numpy(), paired["circuit_error"].to_numpy()
     ratio = float(control.mean() / circuit.mean())
-    draws = (weights @ control) / (weights @ circuit)
-    units = paired["sequence_id"].unique()
-    jackknife = np.array([control[paired["sequence_id"] != u].mean() / circuit[paired["sequence_id"] != u].mean()
-                          for u in units])
-    low, high, method = bootstrap_interval(draws, ratio, method="bca", jackknife=jackknife)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = (weights @ control) / (weights @ circuit)
+    if design == "crossed":  # BCa's jackknife would leave out one factor only: percentile
+        low, high, method = bootstrap_interval(draws, ratio, method="percentile")
+        method = f"crossed sequence x draw, {method}"
+    else:
+        units = paired["sequence_id"].unique()
+        jackknife = np.array([control[paired["sequence_id"] != u].mean()
+                              / circuit[paired["sequence_id"] != u].mean() for u in units])
+        low, high, method = bootstrap_interval(draws, ratio, method="bca", jackknife=jackknife)
+        method = f"(sequence > seed), {method}"
     return {**base, "ratio": ratio, "ci_low": low, "ci_high": high, "statistic": float(test["statistic"].item()),
             "p_value": float(test["p_value"].item()), "p_value_mc_se": float(test["p_value_mc_se"].item()),
             "method": f"{test['method'].item()} on e_control - (1 + margin) e_circuit; ratio CI: hierarchical "
-                      f"bootstrap (sequence > seed), {method}",
+                      f"bootstrap {method}",
             "status": "ok", "reason": ""}
 
 
@@ -114,8 +149,12 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
             for m in family.m:
                 for split in family.splits:
                     paired = paired_errors(measurements, control, m, split)
+                    replaced = False
+                    if family.constant_floor:
+                        paired, replaced = with_constant_floor(paired, measurements, split)
                     row = compare(paired, family.margin, family.alternative, n_resamples,
-                                  comparison_seed(seed, family.name, control, m, split))
+                                  comparison_seed(seed, family.name, control, m, split), family.design)
+                    row["replaced_by_constant"] = replaced
                     control_status = _control_status(measurements, control, m)
                     if control_status != "ok" and row["status"] == "ok":
                         row.update(status="control_flagged",

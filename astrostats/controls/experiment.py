@@ -10,10 +10,21 @@ with another sequence's outputs, a derangement), for the full budget of epochs (
 validation targets would hand back the untrained start, which for the learned-feature form is the circuit
 itself). Its in-sample error is scored against the shuffled targets it
 fitted (``scored_against = "shuffled"``): what capacity alone can memorise; everywhere else against the truth.
+
+Amendment v2 (``v2_nulls``) adds nulls whose training state cannot decide: ``ridge_shuffled``, the
+closed-form least-squares optimum on fixed random features (astrostats.controls.closed_form), and
+``learned_feature_v2_shuffled`` / ``fitted_mlp_v2_shuffled``, started from weights independent of the
+circuit's W, early-stopped on the (shuffled) validation error, each with the learning rate of
+``null_learning_rates`` that reaches the least validation loss; a fit whose best epoch is 0 is flagged
+``failed_to_learn``. The v2 nulls get every feature draw (``n_seeds``); the original controls get the first
+``control_seeds``. ``constant`` rows (the training-mean output, the best constant predictor) are scored on
+every split so that a null worse than it can be replaced by it (astrostats.controls.comparisons).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,13 +32,14 @@ import torch
 from tqdm.auto import tqdm
 
 from astrostats.controls.accounting import CAPACITY_NULLS, FITTED_CONTROLS
+from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
 from astrostats.controls.fitted import FittedRegressor, LearnedFeatureAttention
-from astrostats.controls.training import (TrainingBudget, derangement, exact_outputs, fit, predict,
+from astrostats.controls.training import (FitResult, TrainingBudget, derangement, exact_outputs, fit, predict,
                                           relative_errors)
 from astrostats.runner import Sweep, draw_projections
+from astrostats.seeding import derived_seed, torch_generator
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.validation import check_choice, check_float, check_int, fail
-from astrostats.seeding import derived_seed
 
 LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
@@ -44,6 +56,9 @@ class ControlPlan:
     budget: TrainingBudget = TrainingBudget()
     budget_tolerance: float = 0.25
     base_seed: int = 0
+    v2_nulls: bool = False
+    null_learning_rates: tuple[float, ...] = (0.01, 0.05)
+    control_seeds: int | None = None  # seeds of the original controls (None: n_seeds)
 
     def __post_init__(self):
         if not self.m:
@@ -54,16 +69,44 @@ class ControlPlan:
         for control in self.controls:
             check_choice("controls", control, FITTED_CONTROLS)
         check_float("budget_tolerance", self.budget_tolerance, minimum=0.0)
+        if self.control_seeds is not None:
+            check_int("control_seeds", self.control_seeds, minimum=1)
+            if self.control_seeds > self.n_seeds:
+                raise fail("control_seeds", f"at most n_seeds={self.n_seeds}", self.control_seeds)
+        if self.v2_nulls and not self.null_learning_rates:
+            raise fail("null_learning_rates", "at least one learning rate for the v2 fitted nulls",
+                       self.null_learning_rates)
+        for rate in self.null_learning_rates:
+            check_float("null_learning_rates", rate, minimum=0.0, strict=True)
 
     @property
     def names(self) -> tuple[str, ...]:
         nulls = tuple(f"{c}_shuffled" for c in self.controls) if self.capacity_null else ()
-        return self.controls + nulls
+        return self.controls + nulls + self.v2_names
+
+    @property
+    def v2_names(self) -> tuple[str, ...]:
+        if not self.v2_nulls:
+            return ()
+        return ("ridge_shuffled",) + tuple(f"{c}_v2_shuffled" for c in self.controls)
+
+    def seeds_of(self, control: str) -> int:
+        """How many seeds a control is fitted with: every feature draw for the v2 nulls."""
+        if control in self.v2_names or self.control_seeds is None:
+            return self.n_seeds
+        return self.control_seeds
 
 
 def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: ControlPlan) -> torch.nn.Module:
     """A fresh, untrained control matched to the circuit of width m and seed ``seed``."""
     base = control.removesuffix("_shuffled")
+    if base.endswith("_v2"):  # independent of the circuit's W: the null's own seed stream
+        init_seed = seed_of(plan.base_seed, m, seed)
+        if base == "learned_feature_v2":
+            return LearnedFeatureAttention(torch.randn(m, d, generator=torch_generator(init_seed)))
+        return FittedRegressor.for_budget(m, d, d_v, init_seed, plan.budget_tolerance)
+    if base == "ridge":
+        return RandomFeatureRidge(d, d_v, feature_count(m, d, d_v), seed_of(plan.base_seed, m, seed))
     if base == "learned_feature":
         sweep = Sweep(m=(m,), n_seeds=seed + 1, base_seed=plan.base_seed)
         return LearnedFeatureAttention(draw_projections(sweep, "positive", m, range(seed, seed + 1), d)[0])
@@ -79,6 +122,37 @@ def _score_rows(labels: dict, split: str, control: str, m: int, seed: int, statu
     for key, value in reversed(labels.items()):
         frame.insert(0, key, value)
     return frame
+
+
+def solve_ridge(model: RandomFeatureRidge, train: TargetBatch, validation: TargetBatch,
+                train_targets: torch.Tensor, validation_targets: torch.Tensor) -> FitResult:
+    """The closed-form null: converged by definition (nothing is iterated)."""
+    started = time.perf_counter()
+    model.solve(train, train_targets, validation, validation_targets)
+    history = pd.DataFrame({"epoch": [0], "train_loss": [model.loss(train, train_targets)],
+                            "validation_loss": [model.loss(validation, validation_targets)]})
+    return FitResult(model, "converged", 0, 0, time.perf_counter() - started, history,
+                     f"closed form; ridge {model.ridge:g} x mean squared singular value, chosen on validation")
+
+
+def fit_v2_null(model: torch.nn.Module, control: str, m: int, seed: int, d: int, d_v: int, train: TargetBatch,
+                validation: TargetBatch, targets: tuple, plan: ControlPlan) -> FitResult:
+    """Early-stopped fits at every learning rate of the plan (each from the same independent start); the one
+    with the least validation loss is kept. Best epoch 0 is ``failed_to_learn``: the fit never improved on
+    its start, so its error says nothing about what capacity can learn."""
+    best, best_rate = None, None
+    for rate in plan.null_learning_rates:
+        candidate = build_control(control, m, seed, d, d_v, plan) if best is not None else model
+        budget = dataclasses.replace(plan.budget, learning_rate=rate)
+        result = fit(candidate, train, validation, budget, seed=plan.base_seed + seed, train_targets=targets[0],
+                     validation_targets=targets[1], early_stopping=True)
+        loss = float(result.history["validation_loss"].iloc[result.best_epoch])
+        if best is None or loss < float(best.history["validation_loss"].iloc[best.best_epoch]):
+            best, best_rate = result, rate
+    if best.best_epoch == 0 and best.status != "diverged":
+        best = dataclasses.replace(best, status="failed_to_learn",
+                                   reason="best validation loss at epoch 0 at every learning rate")
+    return dataclasses.replace(best, learning_rate=best_rate)
 
 
 def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress: bool = True
@@ -101,20 +175,32 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
     exact = {name: exact_outputs(batch) for name, batch in splits.items()}
     shuffled = {name: exact[name][torch.as_tensor(derangement(splits[name].n_sequences, plan.base_seed + i))]
                 for i, name in enumerate(("train", "validation"))}
-    tasks = [(c, m, s) for m in plan.m for c in plan.names for s in range(plan.n_seeds)]
+    tasks = [(c, m, s) for m in plan.m for c in plan.names for s in range(plan.seeds_of(c))]
     measurements, training, histories = [], [], []
+    if plan.v2_nulls:
+        constant = constant_output(exact["train"])
+        for name, batch in splits.items():
+            estimate = constant.expand_as(exact[name]).float()
+            measurements.append(_score_rows(batch.labels, name, "constant", pd.NA, pd.NA, "converged", "true",
+                                            batch.sequence_ids, relative_errors(estimate, exact[name])))
     for control, m, seed in tqdm(tasks, disable=not progress, desc="fitted controls", unit="fit"):
         model = build_control(control, m, seed, d, d_v, plan)
-        is_null = control in CAPACITY_NULLS
+        is_null = control in CAPACITY_NULLS or control in plan.v2_names
         targets = (shuffled["train"], shuffled["validation"]) if is_null else (None, None)
-        result = fit(model, train, validation, plan.budget, seed=plan.base_seed + seed, train_targets=targets[0],
-                     validation_targets=targets[1], early_stopping=not is_null)
+        if control == "ridge_shuffled":
+            result = solve_ridge(model, train, validation, *targets)
+        elif control in plan.v2_names:
+            result = fit_v2_null(model, control, m, seed, d, d_v, train, validation, targets, plan)
+        else:
+            result = fit(model, train, validation, plan.budget, seed=plan.base_seed + seed,
+                         train_targets=targets[0], validation_targets=targets[1], early_stopping=not is_null)
         training.append({"circuit": control, "m": m, "seed": seed, "n_fitted": model.n_fitted,
                          "budget": m * d, "status": result.status, "best_epoch": result.best_epoch,
                          "epochs": result.epochs, "seconds": result.seconds,
                          "train_loss": float(result.history["train_loss"].iloc[result.best_epoch]),
                          "validation_loss": float(result.history["validation_loss"].iloc[result.best_epoch]),
-                         "trained_on": "shuffled" if is_null else "true", "reason": result.reason})
+                         "trained_on": "shuffled" if is_null else "true", "reason": result.reason,
+                         "learning_rate": result.learning_rate or plan.budget.learning_rate})
         histories.append(result.history.assign(circuit=control, m=m, seed=seed))
         for name, batch in splits.items():
             estimate = predict(result.model, batch, plan.budget.batch_sequences)

@@ -62,6 +62,7 @@ class FitResult:
     seconds: float
     history: pd.DataFrame
     reason: str = ""
+    learning_rate: float | None = None  # set where it was chosen on validation (the v2 nulls)
 
 
 def select_sequences(batch: TargetBatch, index: np.ndarray) -> TargetBatch:

@@ -3,6 +3,7 @@ referee report (audit.md) and as machine-readable JSON (audit.json)."""
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 
 from astrostats.report import decisive
@@ -124,6 +125,36 @@ def unresolved_evidence(verdict: ClaimVerdict, tables: dict) -> list:
     return broken
 
 
+def validation_rates(tables: dict) -> list[dict]:
+    """The known-answers summary (any table named ``*known_answers_summary``): per claim and planted scenario,
+    how often the rule returned the planted verdict and its opposite, with Clopper-Pearson 95 % CIs."""
+    rows = []
+    for name, table in sorted(tables.items()):
+        if not name.endswith("known_answers_summary") or table is None or table.empty:
+            continue
+        for record in json.loads(table.to_json(orient="records")):  # plain JSON types for audit.json
+            rows.append({"table": name, **{key: record.get(key) for key in (
+                "claim", "scenario", "planted_verdict", "n", "planted_rate", "ci_low", "ci_high", "opposite_verdict",
+                "opposite_rate", "opposite_ci_high", "other_verdicts", "meets_aim")}})
+    return rows
+
+
+def validation_lines(validation: list[dict]) -> list[str]:
+    """audit.md's section on the rules' known-answer rates (one line per claim and scenario)."""
+    lines = ["## Validation of the rules on known answers", ""]
+    if not validation:
+        return lines + ["- not run (`python -m astrostats.analyze known_answers`)", ""]
+    lines += ["Planted truth through each claim's own rule (table `known_answers`); aim: the planted verdict in "
+              ">= 95 % of replicates, the opposite in <= 5 %.", ""]
+    for row in validation:
+        lines.append(
+            f"- {row['claim']}, {row['scenario']} (planted {row['planted_verdict']}): {row['planted_rate']:.0%} "
+            f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}] of {int(row['n'])}; {row['opposite_verdict']} "
+            f"{row['opposite_rate']:.0%}{'; others: ' + row['other_verdicts'] if row.get('other_verdicts') else ''}"
+            f"{'' if row['meets_aim'] else ' (misses the aim)'}")
+    return lines + [""]
+
+
 def _format(value) -> str:
     if value is None:
         return "n/a"
@@ -162,10 +193,10 @@ def short_evidence_line(item) -> str:
     return " ".join(parts) + f" in `{item.table}` where `{item.rows}`"
 
 
-def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
+def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[dict] | None = None) -> str:
     """A short referee report: per claim the verdict, the rule, the reason and the decisive rows (chosen by
     astrostats.report.decisive: few rows in full, else the lowest and highest value), with the query that selects
-    the rest; every cited row, minor concern and detail stays in audit.json."""
+    the rest, after the rules' known-answer rates; every cited row, minor concern and detail stays in audit.json."""
     git = manifest.get("git", {})
     lines = ["# Audit: Kozachkov, Kastanenka & Krotov (PNAS 2023), 'Building transformers from neurons and astrocytes'",
              "",
@@ -179,6 +210,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
     if failed:
         lines += ["", "## Analyses that did not complete", ""]
         lines += [f"- {record['name']}: {record['status']}: {record.get('error', '')}" for record in failed]
+    lines += ["", *validation_lines(validation or [])]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
                   f"*Rule.* {clip(verdict.rule, 500)}", "", f"*Why.* {clip(verdict.reason, 200)}"]
@@ -197,7 +229,8 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(verdicts: list[ClaimVerdict], manifest: dict) -> dict:
+def to_json(verdicts: list[ClaimVerdict], manifest: dict, validation: list[dict] | None = None) -> dict:
     return {"paper": "Kozachkov, Kastanenka & Krotov, PNAS 120(34) e2219150120 (2023)",
             "profile": manifest.get("profile"), "git": manifest.get("git"),
-            "claims": [verdict.to_dict() for verdict in verdicts]}
+            "claims": [verdict.to_dict() for verdict in verdicts],
+            "validation": validation or []}

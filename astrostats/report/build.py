@@ -130,8 +130,9 @@ def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None, wor
     figures = draw_figures(out_dir, manifest, per_analysis, workers)
     drawn = time.perf_counter()
     verdicts = audit.judge_all(tables, manifest)
-    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest))
-    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest))
+    validation = audit.validation_rates(tables)
+    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation))
+    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation))
     owner = {table: record["name"] for record in manifest.get("analyses", []) for table in record.get("tables", [])}
     data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
     temporary = out_dir / ".report.pdf.tmp"

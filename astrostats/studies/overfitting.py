@@ -26,6 +26,12 @@ circuit, m, seed, sequence_id, metric, value, scored_against, status), ``_accoun
 fixed-random / input-determined counts per head size), ``_training`` (one row per fit: status, epochs,
 seconds), ``_history`` (per-epoch losses), ``_learning_curves`` (in-sample and held-out error against
 fitted-parameter count) and ``_tests`` (the comparisons; family "primary" is the pre-registered test of C3).
+
+Amendment v2 (the spec's ``[[amendments]]``, dated and hashed; the original [preregistration] and its result
+are kept): family ``primary_v2`` compares the circuit with nulls whose training state cannot decide (the
+closed-form ridge null, fitted nulls started independently of the circuit's W and early-stopped) and the
+specificity nulls, over ``n_seeds`` feature draws with a crossed bootstrap, each null floored at the best
+constant predictor. Rows of v2 families carry ``amendment_sha256``.
 """
 from __future__ import annotations
 
@@ -62,6 +68,8 @@ TARGET_SPLITS = {"synthetic": ("test", "ood_length", "ood_scale", "ood_head"),
                  "vit": ("test", "ood_layer", "ood_head")}
 PREREGISTRATION_KEYS = ("endpoint", "margin", "alpha", "correction", "primary_controls", "primary_m",
                         "primary_splits", "decision_rule")
+AMENDMENT_KEYS = ("version", "date", "rationale", "amends_sha256", *PREREGISTRATION_KEYS[1:], "min_feature_draws")
+V2_SUFFIX = "_v2"
 SECONDARY_PREFIX = "secondary_"
 
 
@@ -95,6 +103,9 @@ class Parameters:
     budget_tolerance: float = 0.25
     n_resamples: int = 9999
     memory_mb: int = 512
+    v2_nulls: bool = True  # amendment v2's capacity nulls (closed-form ridge, independent early-stopped fits)
+    null_learning_rates: tuple[float, ...] = (0.01, 0.05)
+    control_seeds: int | None = None  # seeds of the original (v1) fitted controls; None: n_seeds
 
     def __post_init__(self):
         for name in ("n_train", "n_validation", "n_test", "n_ood"):
@@ -242,6 +253,53 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
     return registered
 
 
+def check_amendment(spec: Spec, parameters: Parameters, registered: dict) -> dict | None:
+    """The latest [[amendments]] entry of the pre-registration, complete, dated and pinned to the original's
+    hash (so an edited original is caught), or None when the spec has no amendment."""
+    if not spec.amendments:
+        return None
+    amendment = dict(spec.amendments[-1])
+    absent = [key for key in AMENDMENT_KEYS if key not in amendment]
+    if absent:
+        raise fail(f"{spec.name}.amendments", f"keys {list(AMENDMENT_KEYS)}", f"missing {absent}")
+    if amendment["amends_sha256"] != preregistration_hash(registered):
+        raise fail(f"{spec.name}.amendments.amends_sha256", f"the hash of [preregistration], "
+                   f"{preregistration_hash(registered)} (the original may not change)", amendment["amends_sha256"])
+    if not parameters.v2_nulls:
+        raise fail("v2_nulls", "true (the amendment's nulls)", parameters.v2_nulls)
+    check_float("amendments.margin", amendment["margin"], minimum=0.0)
+    check_float("amendments.alpha", amendment["alpha"], minimum=0.0, strict=True, maximum=1.0)
+    check_choice("amendments.correction", amendment["correction"], ("holm", "bonferroni"))
+    check_int("amendments.min_feature_draws", amendment["min_feature_draws"], minimum=1)
+    names = set(parameters.circuits) | {"ridge_shuffled", *(f"{c}_v2_shuffled" for c in parameters.controls)}
+    for control in amendment["primary_controls"]:
+        check_choice("amendments.primary_controls", control, sorted(names - {"astrocyte"}))
+    for split in amendment["primary_splits"]:
+        check_choice(f"amendments.primary_splits (target {parameters.target!r})", split,
+                     TARGET_SPLITS[parameters.target])
+    if amendment["primary_m"] != "largest":
+        raise fail("amendments.primary_m", "'largest' (the largest m of the run)", amendment["primary_m"])
+    return amendment
+
+
+def families_v2(parameters: Parameters, amendment: dict, splits: tuple[str, ...] | None = None,
+                role: str = "primary") -> list[Family]:
+    """Amendment v2's families: its primary comparisons at the largest m, and the same nulls at every other
+    m, each with the crossed bootstrap and the constant floor."""
+    splits = TARGET_SPLITS[parameters.target] if splits is None else tuple(splits)
+    largest = max(parameters.m)
+    others = tuple(m for m in parameters.m if m != largest)
+    nulls, margin = tuple(amendment["primary_controls"]), float(amendment["margin"])
+    common = dict(margin=margin, alternative="greater", design="crossed", constant_floor=True)
+    primary_splits = tuple(amendment["primary_splits"]) if role == "primary" else splits
+    name = "primary" if role == "primary" else SECONDARY_PREFIX + "nulls"
+    result = [Family(name + V2_SUFFIX, nulls, (largest,), primary_splits, **common)]
+    if others:
+        prefix = "" if role == "primary" else SECONDARY_PREFIX
+        result.append(Family(f"{prefix}nulls_other_m{V2_SUFFIX}", nulls, others, splits, **common))
+    return result
+
+
 def families(parameters: Parameters, registered: dict, splits: tuple[str, ...] | None = None,
              role: str = "primary") -> list[Family]:
     """Primary (pre-registered, decides C3), the same nulls at every other m, baselines, and efficiency.
@@ -322,14 +380,15 @@ def prepare(target: str, role: str, parameters: Parameters, plan: ControlPlan, s
     splits = target_splits(target, parameters, seed)
     train = splits["train"]
     d, d_v = train.q.shape[-1], train.v.shape[-1]
-    accounting = accounting_table(tuple(parameters.circuits) + plan.names, parameters.m, d, d_v,
+    constant = ("constant",) if plan.v2_nulls else ()
+    accounting = accounting_table(tuple(parameters.circuits) + plan.names + constant, parameters.m, d, d_v,
                                   parameters.budget_tolerance)
     labelled(accounting, {**{key: train.labels[key] for key in ("target", "layer", "head")}, "d_head": d})
     return HeadAnalysis(role, splits, accounting)
 
 
 def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, registered: dict, seed: int,
-            context: RunContext) -> dict[str, pd.DataFrame]:
+            context: RunContext, amendment: dict | None = None) -> dict[str, pd.DataFrame]:
     """Circuits, fitted controls, learning curves and comparisons of one head, labelled by role and head."""
     circuits = circuit_measurements(head.splits, parameters, seed, context)
     controls, training, history = run_controls(head.splits, plan, progress=context.progress)
@@ -340,6 +399,14 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
     tests = comparisons_table(measurements, families(parameters, registered, evaluation, head.role),
                               alpha=float(registered["alpha"]), correction=registered["correction"],
                               n_resamples=parameters.n_resamples, seed=seed)
+    if amendment is not None:
+        amended = comparisons_table(measurements, families_v2(parameters, amendment, evaluation, head.role),
+                                    alpha=float(amendment["alpha"]), correction=amendment["correction"],
+                                    n_resamples=parameters.n_resamples, seed=seed)
+        amended["amendment_sha256"] = preregistration_hash(amendment)
+        amended["amendment_version"] = int(amendment["version"])
+        amended["min_feature_draws"] = int(amendment["min_feature_draws"])
+        tests = pd.concat([tests, amended], ignore_index=True)
     labelled(tests, {key: head.splits["train"].labels[key] for key in ("target", "layer", "head")})
     tables = {"": measurements, "_accounting": head.accounting, "_training": training, "_history": history,
               "_learning_curves": learning_curves(measurements, head.accounting), "_tests": tests}
@@ -351,15 +418,18 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
     registered = check_preregistration(spec, parameters)
+    amendment = check_amendment(spec, parameters, registered)
     plan = ControlPlan(m=parameters.m, n_seeds=parameters.n_seeds, controls=parameters.controls,
                        capacity_null=parameters.capacity_null, budget=parameters.budget,
-                       budget_tolerance=parameters.budget_tolerance, base_seed=spec.seed)
+                       budget_tolerance=parameters.budget_tolerance, base_seed=spec.seed,
+                       v2_nulls=parameters.v2_nulls, null_learning_rates=parameters.null_learning_rates,
+                       control_seeds=parameters.control_seeds)
     heads = [prepare(parameters.target, "primary", parameters, plan, spec.seed)]  # fails early if unmatched
     heads += [prepare(target, "secondary", parameters, plan, spec.seed) for target in parameters.secondary_targets]
     collected: dict[str, list[pd.DataFrame]] = {}
     for head in heads:
         started = time.perf_counter()
-        for suffix, table in analyse(head, parameters, plan, registered, spec.seed, context).items():
+        for suffix, table in analyse(head, parameters, plan, registered, spec.seed, context, amendment).items():
             collected.setdefault(suffix, []).append(table)
         LOG.info("%s (%s): %.1f s", head.name, head.role, time.perf_counter() - started)
     tables = {f"{spec.name}{suffix}": pd.concat(frames, ignore_index=True) for suffix, frames in collected.items()}
@@ -367,14 +437,15 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     tests = tables[f"{spec.name}_tests"]
     tests.insert(0, "analysis", spec.name)
     tests["spec_sha256"] = spec.sha256
-    tests["preregistration_sha256"] = _preregistration_hash(registered)
+    tests["preregistration_sha256"] = preregistration_hash(registered)
     return tables
 
 
-def _preregistration_hash(registered: dict) -> str:
+def preregistration_hash(registered: dict) -> str:
+    """SHA-256 of a registration table (canonical JSON): the original's, or an amendment's."""
     return hashlib.sha256(json.dumps(registered, sort_keys=True, default=str).encode()).hexdigest()
 
 
 __all__ = ["Parameters", "run", "synthetic_splits", "real_splits", "target_splits", "other_head", "families",
-           "check_preregistration", "learning_curves", "prepare", "analyse", "head_name", "longer_window_ids", "TARGETS",
+           "check_preregistration", "check_amendment", "families_v2", "preregistration_hash", "learning_curves", "prepare", "analyse", "head_name", "longer_window_ids", "TARGETS",
            "TARGET_SPLITS", "EVALUATION_SPLITS"]

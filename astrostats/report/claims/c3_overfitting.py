@@ -1,6 +1,10 @@
 """C3: the circuit's agreement is not explained by fitted capacity (the critique's "overfitting").
 
-Applies the decision rule pre-registered in analyses/overfitting.toml to the ``*_tests`` table of an
+Two rules, both from analyses/overfitting.toml. Amendment v2 (dated 2026-12-01, hashed, family
+``primary_v2``) decides where a run has its rows; the original pre-registration (v1, family ``primary``) is
+still applied and its verdict reported beside it (``details["v1"]``, the headline and a minor concern). A run
+without v2 rows is judged by v1 alone, and says so. v1: applies the decision rule pre-registered in
+analyses/overfitting.toml to the ``*_tests`` table of an
 overfitting run (found by suffix, with its ``*_accounting`` and ``*_learning_curves`` of the same prefix, so a
 copied spec under another name is judged too; margin and alpha are read from the primary rows, which carry
 what the run was registered with). Several runs are judged each; they must agree. Reported
@@ -25,10 +29,24 @@ RULE_TEMPLATE = (
     "circuit's budget of m*d parameters fitted to shuffled targets) and specificity nulls (the circuit on another "
     "head's q, k; on another sequence's k, v) against the circuit at the largest m, on held-out and out-of-"
     "distribution sequences. Per comparison: ratio = mean null error / mean circuit error, 95 % hierarchical-"
-    "bootstrap CI; one-sided paired sign-flip p of e_null - (1 + {margin}) e_circuit, Holm across the family. "
+    "bootstrap CI; one-sided paired bootstrap-t p (H0: mean of e_null - (1 + {margin}) e_circuit = 0), Holm across the family. "
     "SUPPORTED if every primary comparison has Holm p < {alpha}, CI low > {threshold} and a converged control. "
     "NOT_SUPPORTED if any has CI high < {threshold}. INCONCLUSIVE otherwise. Efficiency (controls fitted to the "
     "true target) and construction are reported apart and do not decide.")
+RULE_V2 = (
+    "Amendment v2 (analyses/overfitting.toml [[amendments]], 2026-12-01; decides; the original pre-registration "
+    "v1 is judged and reported beside it): family 'primary_v2' of {tests} at the largest m. Deciding comparisons: "
+    "the closed-form capacity null (ridge_shuffled: least-squares optimum on fixed random features with the "
+    "circuit's m*d budget, fitted to shuffled targets), the specificity nulls (mismatched_target, shuffled_kv), "
+    "and each fitted v2 null (started from a W independent of the circuit's, early-stopped on validation) whose "
+    "status is converged; a flagged fitted null is reported and decides nothing. Every null is floored at the "
+    "best constant predictor (training-mean output). Ratio CI: bootstrap crossed over sequences and feature draws. "
+    "SUPPORTED if the circuit has 0 parameters fitted to the target and every deciding comparison has Holm p < "
+    "{alpha} and CI low > {threshold}. NOT_SUPPORTED if the circuit has parameters fitted to the target or any "
+    "deciding comparison has CI high < {threshold}. INSUFFICIENT_DATA below {draws} feature draws. INCONCLUSIVE "
+    "otherwise.")
+V2_FAMILY = "primary_v2"
+V2_FITTED_NULLS = ("learned_feature_v2_shuffled", "fitted_mlp_v2_shuffled")
 CONSTRUCTION = ("(b) construction: with W ~ N(0, I), E[phi(q)·phi(k)] = exp(q·k) exactly, so agreement at large m "
                 "follows from the circuit being an unbiased Monte-Carlo estimator of the softmax kernel: "
                 "evidence about random features, not about astrocytes.")
@@ -56,7 +74,7 @@ def runs(tables: dict) -> list[str]:
             continue
         prefix = name[:-len(TESTS)]
         accounting = tables.get(prefix + ACCOUNTING)
-        if (table["family"] == "primary").any() and accounting is not None and not accounting.empty:
+        if table["family"].isin(["primary", V2_FAMILY]).any() and accounting is not None and not accounting.empty:
             found.append(prefix)
     return found
 
@@ -123,8 +141,132 @@ def judge(tables: dict) -> ClaimVerdict:
         details={"runs": {p: v.details for p, v in zip(found, verdicts)}, "verdicts": outcomes})
 
 
+def rule_v2(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
+    """Amendment v2's rule with the margin, alpha and minimum draws of its rows (defaults without a table)."""
+    margins, alphas, draws = [0.10], [0.05], [4]
+    if tests is not None and not tests.empty and TEST_COLUMNS <= set(tests.columns):
+        rows = tests[tests["family"] == V2_FAMILY]
+        if not rows.empty:
+            margins = sorted(set(rows["margin"].astype(float)))
+            alphas = sorted(set(rows["alpha"].astype(float)))
+            if "min_feature_draws" in rows:
+                draws = sorted(set(rows["min_feature_draws"].astype(int)))
+    return RULE_V2.format(tests=name, alpha="/".join(f"{a:g}" for a in alphas),
+                          threshold="/".join(f"{1 + m:g}" for m in margins), draws="/".join(map(str, draws)))
+
+
 def _judge_run(prefix: str, tables: dict) -> ClaimVerdict:
-    """The rule applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
+    """Amendment v2 where the run has its rows (v1 reported beside it), else the original rule (v1)."""
+    tests = tables[prefix + TESTS]
+    has_v1 = (tests["family"] == "primary").any()
+    original = _judge_run_v1(prefix, tables) if has_v1 else None
+    if not (tests["family"] == V2_FAMILY).any():
+        if original is None:
+            return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", rule(), reason="no primary rows")
+        return ClaimVerdict(**{**original.__dict__, "minor_concerns": original.minor_concerns + (
+            "judged by the original pre-registration (v1) only: the run has no amendment v2 rows",),
+            "details": {**original.details, "v1": original.verdict}})
+    amended = _judge_run_v2(prefix, tables)
+    if original is None:
+        return amended
+    v1_note = (f"original pre-registration (v1), kept as the original result: {original.verdict} "
+               f"({original.reason}; {original.headline})")
+    return ClaimVerdict(**{**amended.__dict__,
+                           "evidence": amended.evidence + tuple(
+                               e for e in original.evidence if e.table == prefix + TESTS and "v1" in e.note),
+                           "headline": f"v2: {amended.headline}; v1 (original): {original.verdict}",
+                           "minor_concerns": amended.minor_concerns + (v1_note,),
+                           "details": {**amended.details, "v1": original.verdict, "v1_reason": original.reason,
+                                       "v2": amended.verdict}})
+
+
+def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
+    """Amendment v2 applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
+    tests_name, accounting_name = prefix + TESTS, prefix + ACCOUNTING
+    tests = tables[tests_name]
+    stated = rule_v2(tests, tests_name)
+    rows = tests[tests["family"] == V2_FAMILY]
+    threshold = 1.0 + rows["margin"].astype(float)
+    fitted_null = rows["control"].isin(V2_FITTED_NULLS)
+    flagged = fitted_null & (rows["control_status"] != "ok")
+    computable = rows["status"].isin(["ok", "control_flagged"])
+    deciding = computable & ~flagged
+    accounting = _accounting_evidence(accounting_name, tables[accounting_name], int(rows["m"].max()))
+    fitted_to_target = [e for e in accounting if (e.value or 0) > 0]
+    minimum = int(rows["min_feature_draws"].max()) if "min_feature_draws" in rows else 1
+    draws = int(rows.loc[deciding & ~fitted_null, "n_seeds"].min()) if (deciding & ~fitted_null).any() else 0
+    evidence = [_evidence(tests_name, row, "primary v2" + (
+        " (replaced by the best constant predictor)" if bool(row.get("replaced_by_constant", False)) else "")
+        + (f" (reported, not deciding: training status {row['control_status']})" if is_flagged else "")
+        + (f" ({row['status']}: {row['reason']})" if row["status"] not in ("ok", "control_flagged") else ""))
+        for (_, row), is_flagged in zip(rows.iterrows(), flagged)]
+    evidence += accounting
+    evidence += _efficiency(tests_name, tests)
+    if not accounting or not (deciding & ~fitted_null).any() or (draws < minimum and not fitted_to_target):
+        why = ("the circuit's count of parameters fitted to the target is not recorded at the largest m"
+               if not accounting else
+               f"{draws} feature draw(s) in the deciding comparisons; the rule needs at least {minimum}"
+               if (deciding & ~fitted_null).any() else "no closed-form or specificity comparison could be computed")
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), why,
+                            details={"rule_version": 2})
+    passes = deciding & (rows["p_value_adjusted"] < rows["alpha"]) & (rows["ci_low"] > threshold)
+    fails = deciding & (rows["ci_high"] < threshold)
+    unreachable = _unreachable_significance(rows[deciding])
+    if unreachable and not fitted_to_target and not fails.any():
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), unreachable,
+                            details={"rule_version": 2})
+    if fitted_to_target:
+        verdict = "NOT_SUPPORTED"
+        reason = (f"the circuit has {fitted_to_target[0].value:g} parameters fitted to the target: its agreement "
+                  "may be fitted")
+    elif fails.any():
+        verdict = "NOT_SUPPORTED"
+        reason = ("at the largest m some null comes within the margin of the circuit or beats it: "
+                  + "; ".join(f"{r['control']} on {r['split']} (ratio {r['ratio']:.2f}, CI high {r['ci_high']:.2f})"
+                              for _, r in rows[fails].iterrows()))
+    elif passes[deciding].all():
+        verdict = "SUPPORTED"
+        reason = ("the circuit fits no parameter to the target, and every deciding capacity and specificity null "
+                  "is worse than it by more than the margin on held-out and out-of-distribution sequences, "
+                  "after Holm correction, over sequences and feature draws")
+    else:
+        verdict = "INCONCLUSIVE"
+        reason = "no deciding null comes within the margin, but not every one clears it"
+    decided = rows[deciding]
+    worst = decided.loc[decided["ratio"].idxmin()] if decided["ratio"].notna().any() else None
+    headline = "" if worst is None else (
+        f"smallest deciding null/circuit error ratio at m={int(worst['m'])}: {worst['ratio']:.2f} "
+        f"[{worst['ci_low']:.2f}, {worst['ci_high']:.2f}] ({worst['control']}, {worst['split']}, "
+        f"{int(worst['n_seeds'])} draws)")
+    major = [f"{r['control']} on {r['split']}: {r['status']} ({r['reason']})"
+             for _, r in rows[~computable].iterrows()]
+    minor = [f"{r['control']} on {r['split']}: training status {r['control_status']}, reported, not deciding"
+             for _, r in rows[flagged].iterrows()]
+    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, stated, tuple(evidence), reason, major_concerns=tuple(major),
+                        minor_concerns=tuple(minor) + tuple(_gap_concerns(tables.get(prefix + CURVES)))
+                        + (CONSTRUCTION,), headline=headline,
+                        details={"rule_version": 2, "construction": CONSTRUCTION,
+                                 "replaced_by_constant": sorted(set(rows.loc[rows.get(
+                                     "replaced_by_constant", pd.Series(False, index=rows.index)).fillna(False)
+                                     .astype(bool), "control"]))})
+
+
+def _unreachable_significance(rows: pd.DataFrame) -> str:
+    """Why no deciding comparison could ever reach Holm p < alpha, or "": an exact sign-flip test over n
+    sequences cannot give p below 2^-n, so with k comparisons Holm needs k * 2^-n < alpha (SUPPORTED is then
+    impossible in principle, which is missing data, not ambiguity)."""
+    if rows.empty or "method" not in rows or not rows["method"].astype(str).str.contains("sign-flip").all():
+        return ""
+    k, n = len(rows), int(rows["n_sequences"].min())
+    alpha = float(rows["alpha"].min())
+    if k * 2.0 ** -n < alpha:
+        return ""
+    return (f"with {n} sequences a sign-flip test cannot give p below 2^-{n}, so {k} Holm-corrected comparisons "
+            f"cannot reach p < {alpha:g}: the rule needs more held-out sequences")
+
+
+def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
+    """The original rule (v1) applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
     tests_name, accounting_name = prefix + TESTS, prefix + ACCOUNTING
     tests = tables[tests_name]
     stated = rule(tests, tests_name)
@@ -137,7 +279,7 @@ def _judge_run(prefix: str, tables: dict) -> ClaimVerdict:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated,
                             reason=f"no primary comparison of {tests_name} could be computed (see status/reason)")
     verdict = "NOT_SUPPORTED" if fails.any() else "SUPPORTED" if passes.all() else "INCONCLUSIVE"
-    evidence = [_evidence(tests_name, row, "primary" + ("" if row["status"] == "ok"
+    evidence = [_evidence(tests_name, row, "primary v1" + ("" if row["status"] == "ok"
                                                          else f" ({row['status']}: {row['reason']})"))
                 for _, row in primary.iterrows()]
     evidence += _accounting_evidence(accounting_name, tables[accounting_name], int(primary["m"].max()))

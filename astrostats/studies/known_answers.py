@@ -1,0 +1,337 @@
+"""Known answers: plant the truth, run the audit's real claim rules on it, count how often they return it.
+
+Each scenario builds the tables a claim's rule reads, from data whose verdict is known by construction, and
+calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replicates each:
+
+* C1 and C6 (``converges_at_half``, ``planted_floor``): simulated error tables of the scaling study's shape,
+  error = C_i / sqrt(m) x a feature-draw factor shared by all sequences x a per-row factor (log-normal with mean
+  square 1, so the delta-method constant C_i is exact in the root-mean-square sense the fits use), fitted by
+  the scaling study's own :func:`astrostats.studies.scaling.fit_error_laws` (and its asymptotic-regime
+  fits for C1 where the study has them). ``converges_at_half`` plants
+  alpha = 1/2 with the predicted constant (C1 SUPPORTED; C6 SUPPORTED, and its m_required interval must
+  contain (A / tolerance)^2, A the planted geometric-mean constant); ``planted_floor`` adds a floor
+  (error = sqrt(C_i^2 / m + floor^2), C1 NOT_SUPPORTED).
+* C3 (amendment v2's rule): real circuits on small synthetic heads (the overfitting study's own splits), the
+  closed-form capacity null, the best constant predictor and the specificity nulls run on the planted
+  circuit itself, compared by the study's own :func:`astrostats.controls.comparisons.comparisons_table` with
+  the amendment's primary family. The fitted v2 nulls are left out: by the amendment they can only add a
+  NOT_SUPPORTED, never decide by their training state. Planted circuits: ``true_circuit`` (the astrocyte
+  circuit, SUPPORTED); ``memoriser`` (returns the exact output of the nearest training sequence; declares no
+  fitted parameter, so only its errors can betray it); ``fitted_to_test`` (a lookup of the test targets,
+  declaring its fitted count honestly); ``ignores_q`` (the circuit with q = 0); ``reads_other_head`` (the
+  circuit on a fixed random transform of q and k, i.e. another head's attention). All but the first are
+  NOT_SUPPORTED.
+
+Tables: ``<name>`` (claim, scenario, replicate, planted_verdict, audit_verdict, and the number behind the
+verdict) and ``<name>_summary`` (per claim and scenario: replicates, the rate of the planted verdict and of
+its opposite, Clopper-Pearson 95 % CIs, and whether the aim, planted >= 95 % and opposite <= 5 %, is met).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from statsmodels.stats.proportion import proportion_confint
+
+from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.features import draw_projection
+from astrostats.constants import TOLERANCE
+from astrostats.controls.accounting import accounting_table
+from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
+from astrostats.controls.comparisons import comparisons_table
+from astrostats.controls.training import derangement, exact_outputs, relative_errors
+from astrostats.report.claims import c1_convergence, c3_overfitting, c6_required_m
+from astrostats.seeding import derived_seed, name_code, numpy_rng, torch_generator
+from astrostats.spec import ANALYSES_DIR, Spec, load_spec
+from astrostats.studies import overfitting
+from astrostats.studies.base import RunContext
+from astrostats.studies import scaling as scaling_study
+from astrostats.targets.base import TargetBatch
+from astrostats.validation import check_choice, check_float, check_int, fail
+
+LOG = logging.getLogger(__name__)
+#: scenario -> the claims it plants, each with its planted verdict
+SCENARIOS = {
+    "converges_at_half": (("C1", "SUPPORTED"), ("C6", "SUPPORTED"), ("C6 m_required interval", "CONTAINS")),
+    "planted_floor": (("C1", "NOT_SUPPORTED"),),
+    "true_circuit": (("C3", "SUPPORTED"),),
+    "memoriser": (("C3", "NOT_SUPPORTED"),),
+    "fitted_to_test": (("C3", "NOT_SUPPORTED"),),
+    "ignores_q": (("C3", "NOT_SUPPORTED"),),
+    "reads_other_head": (("C3", "NOT_SUPPORTED"),),
+}
+OPPOSITE = {"SUPPORTED": "NOT_SUPPORTED", "NOT_SUPPORTED": "SUPPORTED", "CONTAINS": "MISSES"}
+AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
+C3_CIRCUITS = ("astrocyte", "mismatched_target", "shuffled_kv")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    n_replicates: int = 200
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    # C1 and C6: simulated error tables
+    scaling_m: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+    scaling_seeds: int = 4
+    scaling_sequences: int = 8
+    error_constant: float = 1.5  # geometric mean of C_i (error = C_i / sqrt(m))
+    constant_spread: float = 0.3  # SD of log C_i across sequences
+    draw_sd: float = 0.15  # SD of the log error shared by every sequence under one feature draw
+    noise_sd: float = 0.1  # SD of the per-row log error
+    floor: float = 0.05
+    scaling_resamples: int = 200
+    # C3: small synthetic heads
+    m: int = 512
+    n_seeds: int = 4
+    n_train: int = 8
+    n_validation: int = 4
+    n_test: int = 12
+    n_ood: int = 12
+    n_tokens: int = 32
+    d_head: int = 8
+    logit_scale: float = 1.0
+    ood_n_tokens: int = 64
+    ood_logit_scale: float = 1.5
+    n_resamples: int = 999
+
+    def __post_init__(self):
+        check_int("n_replicates", self.n_replicates, minimum=1)
+        for scenario in self.scenarios:
+            check_choice("scenarios", scenario, tuple(SCENARIOS))
+        if len(set(self.scaling_m)) < 3:
+            raise fail("scaling_m", "at least 3 distinct m", self.scaling_m)
+        for value in self.scaling_m:
+            check_int("scaling_m", value, minimum=1)
+        check_int("scaling_seeds", self.scaling_seeds, minimum=2)
+        check_int("scaling_sequences", self.scaling_sequences, minimum=2)
+        for name in ("error_constant", "floor"):
+            check_float(name, getattr(self, name), minimum=0.0, strict=True)
+        for name in ("constant_spread", "draw_sd", "noise_sd"):
+            check_float(name, getattr(self, name), minimum=0.0)
+        check_int("scaling_resamples", self.scaling_resamples, minimum=20)
+        check_int("m", self.m, minimum=1)
+        check_int("n_seeds", self.n_seeds, minimum=1)
+        check_int("n_resamples", self.n_resamples, minimum=99)
+        self.overfitting_parameters()  # the splits' sizes are checked where the overfitting study checks them
+
+    def overfitting_parameters(self) -> overfitting.Parameters:
+        return overfitting.Parameters(
+            m=(self.m,), n_seeds=self.n_seeds, n_train=self.n_train, n_validation=self.n_validation,
+            n_test=self.n_test, n_ood=self.n_ood, n_tokens=self.n_tokens, d_head=self.d_head,
+            logit_scale=self.logit_scale, ood_n_tokens=self.ood_n_tokens, ood_logit_scale=self.ood_logit_scale,
+            circuits=C3_CIRCUITS, controls=(), n_resamples=self.n_resamples)
+
+
+def replicate_seed(seed: int, scenario: str, replicate: int) -> int:
+    """A replicate's seed from its names alone (stable CRC-32), so scenarios can be added or dropped freely."""
+    return derived_seed(seed, name_code(scenario), replicate) % 2**31
+
+
+# ------------------------------------------------------------------------------------------ C1 and C6
+def scaling_tables(parameters: Parameters, floor: float, seed: int) -> dict[str, pd.DataFrame]:
+    """A simulated scaling run (measurements, theory, fits) with a planted law; floor 0 plants m^-1/2."""
+    rng = numpy_rng(seed)
+    m = np.array(sorted(set(parameters.scaling_m)), dtype=float)
+    n_seq, n_seeds = parameters.scaling_sequences, parameters.scaling_seeds
+    constants = parameters.error_constant * np.exp(parameters.constant_spread * rng.standard_normal(n_seq))
+    draw = rng.normal(-parameters.draw_sd ** 2, parameters.draw_sd, size=(m.size, n_seeds, 1))
+    noise = rng.normal(-parameters.noise_sd ** 2, parameters.noise_sd, size=(m.size, n_seeds, n_seq))
+    clean = np.sqrt(constants ** 2 / m[:, None, None] + floor ** 2)
+    errors = clean * np.exp(draw + noise)
+    index = pd.MultiIndex.from_product([m.astype(int), range(n_seeds), range(n_seq)], names=["m", "seed", "sequence_id"])
+    labels = {"circuit": "astrocyte", "feature_map": "positive", "logit_scale": "planted"}
+    measurements = pd.DataFrame({**labels, "metric": "relative_error", "value": errors.ravel()},
+                                index=index).reset_index()
+    measurements = measurements[[*labels, "m", "seed", "sequence_id", "metric", "value"]]
+    theory = pd.DataFrame({"logit_scale": "planted", "sequence_id": range(n_seq), "predicted_constant": constants})
+    fits = scaling_study.fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
+                                        n_resamples=parameters.scaling_resamples, seed=seed)
+    tables = {"scaling": measurements, "scaling_theory": theory, "scaling_fits": fits}
+    # C1's rows in the asymptotic regime, where the scaling study writes them (issue 13's C1 rule reads these;
+    # the planted table takes whichever path the scaling study has)
+    asymptotic = getattr(scaling_study, "asymptotic_fits", None)
+    if asymptotic is not None:
+        tables["scaling_asymptotic"] = asymptotic(measurements, theory, n_resamples=parameters.scaling_resamples,
+                                                  seed=seed)
+    return tables
+
+
+def planted_m_required(parameters: Parameters) -> float:
+    """(A / tolerance)^2: the m at which the planted geometric-mean law A m^-1/2 reaches the tolerance, with A
+    the population geometric mean of the errors (the log-normal factors have mean log -sd^2)."""
+    log_a = np.log(parameters.error_constant) - parameters.draw_sd ** 2 - parameters.noise_sd ** 2
+    return float((np.exp(log_a) / TOLERANCE) ** 2)
+
+
+def scaling_rows(scenario: str, parameters: Parameters, seed: int) -> list[dict]:
+    tables = scaling_tables(parameters, parameters.floor if scenario == "planted_floor" else 0.0, seed)
+    fit = tables["scaling_fits"].iloc[0]
+    rows = []
+    for claim, planted in SCENARIOS[scenario]:
+        if claim == "C1":
+            verdict = c1_convergence.judge(tables)
+            rows.append({"claim": claim, "planted_verdict": planted, "audit_verdict": verdict.verdict,
+                         "statistic": "alpha", "value": fit.get("alpha"), "ci_low": fit.get("alpha_ci_low"),
+                         "ci_high": fit.get("alpha_ci_high"), "note": verdict.reason})
+        elif claim == "C6":
+            verdict = c6_required_m.judge(tables)
+            rows.append({"claim": claim, "planted_verdict": planted, "audit_verdict": verdict.verdict,
+                         "statistic": "m_required_10pct", "value": fit.get("m_required_10pct"),
+                         "ci_low": fit.get("m_required_10pct_ci_low"), "ci_high": fit.get("m_required_10pct_ci_high"),
+                         "note": verdict.reason})
+        else:
+            truth = planted_m_required(parameters)
+            low, high = fit.get("m_required_10pct_ci_low"), fit.get("m_required_10pct_ci_high")
+            inside = low is not None and high is not None and low <= truth <= high
+            rows.append({"claim": claim, "planted_verdict": planted, "audit_verdict": "CONTAINS" if inside else "MISSES",
+                         "statistic": "planted m_required_10pct", "value": truth, "ci_low": low, "ci_high": high,
+                         "note": "95 % CI of the fitted m_required against the planted (A / 0.1)^2"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------- C3
+def amendment() -> dict:
+    """The overfitting spec's amendment v2 (its rule's margin, alpha, correction and minimum draws)."""
+    spec = load_spec(ANALYSES_DIR / "overfitting.toml", "smoke")
+    parameters = spec.bind(overfitting.Parameters)
+    return overfitting.check_amendment(spec, parameters, overfitting.check_preregistration(spec, parameters))
+
+
+def _nearest(batch: TargetBatch, memory: TargetBatch, outputs: torch.Tensor) -> torch.Tensor:
+    """The memorised output of the nearest stored sequence (by its mean query, key and value; lengths may
+    differ), cut or repeated to the batch's length."""
+    def summary(b):
+        return torch.cat([b.q.mean(1), b.k.mean(1), b.v.mean(1)], -1)
+    nearest = torch.cdist(summary(batch).double(), summary(memory).double()).argmin(-1)
+    chosen = outputs[nearest]
+    n = batch.q.shape[1]
+    repeats = -(-n // chosen.shape[1])
+    return chosen.repeat(1, repeats, 1)[:, :n]
+
+
+def planted_output(scenario: str, batch: TargetBatch, q, k, v, projection, memory) -> torch.Tensor:
+    """The planted circuit's output on (q, k, v) (the nulls pass another head's q, k or another sequence's
+    k, v through the same function)."""
+    if scenario == "true_circuit":
+        return run_circuit(q, k, v, projection, "positive").output
+    if scenario == "ignores_q":
+        return run_circuit(torch.zeros_like(q), k, v, projection, "positive").output
+    if scenario == "reads_other_head":
+        mix_q, mix_k = memory["mixing"]
+        return run_circuit(q @ mix_q, k @ mix_k, v, projection, "positive").output
+    stored, outputs = memory["stored"]
+    return _nearest(TargetBatch(batch.labels, q, k, v, batch.causal), stored, outputs)
+
+
+def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int) -> dict[str, pd.DataFrame]:
+    """The overfitting tables (measurements, accounting, tests) of one planted circuit on fresh splits."""
+    settings = parameters.overfitting_parameters()
+    splits = overfitting.synthetic_splits(settings, seed)
+    d, d_v = splits["train"].q.shape[-1], splits["train"].v.shape[-1]
+    exact = {name: exact_outputs(batch) for name, batch in splits.items()}
+    generator = torch_generator(seed)
+    stored = "test" if scenario == "fitted_to_test" else "train"
+    memory = {"stored": (splits[stored], exact[stored]),
+              "mixing": tuple(torch.randn(d, d, generator=generator) / d ** 0.5 for _ in range(2))}
+    shuffled = {name: exact[name][torch.as_tensor(derangement(splits[name].n_sequences, seed + i))]
+                for i, name in enumerate(("train", "validation"))}
+    constant = constant_output(exact["train"])
+    m = parameters.m
+    ridges = [RandomFeatureRidge(d, d_v, feature_count(m, d, d_v), seed_of(seed, m, s)).solve(
+        splits["train"], shuffled["train"], splits["validation"], shuffled["validation"])
+        for s in range(parameters.n_seeds)]
+    columns = {key: [] for key in ("split", "circuit", "m", "seed", "sequence_id", "value")}
+
+    def add(split, circuit, m_value, seed_value, sequence_ids, errors):
+        columns["split"] += [split] * len(sequence_ids)
+        columns["circuit"] += [circuit] * len(sequence_ids)
+        columns["m"] += [m_value] * len(sequence_ids)
+        columns["seed"] += [seed_value] * len(sequence_ids)
+        columns["sequence_id"] += list(sequence_ids)
+        columns["value"] += errors.double().tolist()
+
+    for name, batch in splits.items():
+        ids = batch.sequence_ids
+        add(name, "constant", None, None, ids, relative_errors(constant.expand_as(exact[name]).float(), exact[name]))
+        alt_q, alt_k = batch.alternative_qk
+        inputs = {"astrocyte": (batch.q, batch.k, batch.v), "mismatched_target": (alt_q, alt_k, batch.v),
+                  "shuffled_kv": (batch.q, batch.k.roll(1, 0), batch.v.roll(1, 0))}
+        for s in range(parameters.n_seeds):
+            projection = draw_projection(m, d, feature="positive", seed=seed_of(seed + 1, m, s))
+            for circuit, (q, k, v) in inputs.items():
+                estimate = planted_output(scenario, batch, q, k, v, projection, memory)
+                add(name, circuit, m, s, ids, relative_errors(estimate, exact[name]))
+            with torch.no_grad():
+                add(name, "ridge_shuffled", m, s, ids, relative_errors(ridges[s](batch.q, batch.k, batch.v), exact[name]))
+    measurements = pd.DataFrame(columns).assign(metric="relative_error", scored_against="true", status="ok")
+    measurements["m"] = measurements["m"].astype("Int64")
+    measurements["seed"] = measurements["seed"].astype("Int64")
+    accounting = accounting_table((*C3_CIRCUITS, "ridge_shuffled", "constant"), (m,), d, d_v).assign(role="primary")
+    if scenario == "fitted_to_test":  # a lookup of the test targets, declared as what it is
+        fitted = splits["test"].n_sequences * splits["test"].q.shape[1] * d_v
+        accounting.loc[accounting["circuit"] == "astrocyte", "n_fitted"] = fitted
+    controls = [c for c in registered["primary_controls"] if c in set(measurements["circuit"])]
+    family = overfitting.families_v2(settings, {**registered, "primary_controls": controls})[:1]
+    tests = comparisons_table(measurements, family, alpha=float(registered["alpha"]),
+                              correction=registered["correction"], n_resamples=parameters.n_resamples, seed=seed)
+    tests = tests.assign(role="primary", min_feature_draws=int(registered["min_feature_draws"]),
+                         amendment_version=int(registered["version"]))
+    return {"overfitting": measurements, "overfitting_accounting": accounting, "overfitting_tests": tests}
+
+
+def c3_rows(scenario: str, parameters: Parameters, registered: dict, seed: int) -> list[dict]:
+    tables = c3_tables(scenario, parameters, registered, seed)
+    verdict = c3_overfitting.judge(tables)
+    primary = tables["overfitting_tests"]
+    worst = primary.loc[primary["ratio"].idxmin()] if primary["ratio"].notna().any() else None
+    return [{"claim": claim, "planted_verdict": planted, "audit_verdict": verdict.verdict,
+             "statistic": "smallest null/circuit error ratio",
+             "value": None if worst is None else worst["ratio"], "ci_low": None if worst is None else worst["ci_low"],
+             "ci_high": None if worst is None else worst["ci_high"], "note": verdict.reason}
+            for claim, planted in SCENARIOS[scenario]]
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per claim and scenario: the planted verdict's rate and its opposite's, Clopper-Pearson 95 % CIs."""
+    rows = []
+    for (claim, scenario, planted), group in results.groupby(["claim", "scenario", "planted_verdict"], sort=False):
+        n = len(group)
+        hits = int((group["audit_verdict"] == planted).sum())
+        opposite = int((group["audit_verdict"] == OPPOSITE[planted]).sum())
+        low, high = proportion_confint(hits, n, alpha=0.05, method="beta")
+        o_low, o_high = proportion_confint(opposite, n, alpha=0.05, method="beta")
+        others = group.loc[~group["audit_verdict"].isin([planted, OPPOSITE[planted]]), "audit_verdict"]
+        rows.append({"claim": claim, "scenario": scenario, "planted_verdict": planted, "n": n,
+                     "planted_rate": hits / n, "ci_low": float(low), "ci_high": float(high),
+                     "opposite_verdict": OPPOSITE[planted], "opposite_rate": opposite / n,
+                     "opposite_ci_low": float(o_low), "opposite_ci_high": float(o_high),
+                     "other_verdicts": ", ".join(f"{v} {c}" for v, c in others.value_counts().items()),
+                     "meets_aim": bool(hits / n >= AIM_PLANTED and opposite / n <= AIM_OPPOSITE),
+                     "method": "Clopper-Pearson 95 % (statsmodels proportion_confint, beta)"})
+    return pd.DataFrame(rows)
+
+
+def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
+    parameters = spec.bind(Parameters)
+    registered = amendment() if any(c == "C3" for s in parameters.scenarios for c, _ in SCENARIOS[s]) else {}
+    rows = []
+    for scenario in parameters.scenarios:
+        for replicate in range(parameters.n_replicates):
+            seed = replicate_seed(spec.seed, scenario, replicate)
+            found = (c3_rows(scenario, parameters, registered, seed) if SCENARIOS[scenario][0][0] == "C3"
+                     else scaling_rows(scenario, parameters, seed))
+            rows += [{"analysis": spec.name, "scenario": scenario, "replicate": replicate, **row} for row in found]
+        LOG.info("known answers: %s done", scenario)
+    results = pd.DataFrame(rows)
+    results = results[["analysis", "claim", "scenario", "replicate", "planted_verdict", "audit_verdict",
+                       *[c for c in results.columns if c not in ("analysis", "claim", "scenario", "replicate",
+                                                                 "planted_verdict", "audit_verdict")]]]
+    for column in ("value", "ci_low", "ci_high"):
+        results[column] = pd.to_numeric(results[column], errors="coerce")
+    return {spec.name: results, f"{spec.name}_summary": summary_table(results)}
+
+
+__all__ = ["Parameters", "run", "SCENARIOS", "scaling_tables", "c3_tables", "summary_table", "planted_m_required"]

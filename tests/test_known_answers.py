@@ -1,0 +1,65 @@
+"""The known-answers analysis: planted truth through the real claim rules, and the summary's rates and CIs."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from astrostats.report import audit
+from astrostats.spec import ANALYSES_DIR, load_spec
+from astrostats.studies import get_study
+from astrostats.studies import known_answers as ka
+from astrostats.studies.base import RunContext
+
+SPEC = ANALYSES_DIR / "known_answers.toml"
+
+
+def _spec(**overrides):
+    spec = load_spec(SPEC, "smoke")
+    return dataclasses.replace(spec, parameters={**spec.parameters, **overrides})
+
+
+def test_study_writes_the_tidy_table_and_its_summary():
+    spec = _spec(scenarios=["converges_at_half", "planted_floor"], n_replicates=2)
+    tables = get_study(spec.kind).run(spec, RunContext(Path("."), progress=False))
+    results, summary = tables["known_answers"], tables["known_answers_summary"]
+    assert list(results.columns[:6]) == ["analysis", "claim", "scenario", "replicate", "planted_verdict",
+                                         "audit_verdict"]
+    assert len(results) == 2 * (3 + 1)  # converges_at_half plants C1, C6 and the m_required interval
+    assert set(summary["claim"]) == {"C1", "C6", "C6 m_required interval"}
+    assert (summary["n"] == 2).all()
+    # the planted law is recovered: both C1 verdicts as planted on these seeds
+    c1 = results[results["claim"] == "C1"]
+    assert (c1["audit_verdict"] == c1["planted_verdict"]).all()
+    again = get_study(spec.kind).run(spec, RunContext(Path("."), progress=False))
+    pd.testing.assert_frame_equal(again["known_answers"], results)  # same spec and seed, same table
+
+
+def test_summary_rates_and_clopper_pearson_intervals():
+    results = pd.DataFrame({"claim": "C3", "scenario": "s", "planted_verdict": "SUPPORTED",
+                            "audit_verdict": ["SUPPORTED"] * 18 + ["INCONCLUSIVE", "NOT_SUPPORTED"]})
+    row = ka.summary_table(results).iloc[0]
+    assert row["planted_rate"] == 0.9 and row["opposite_rate"] == 0.05 and not row["meets_aim"]
+    # Clopper-Pearson: beta quantiles of (x, n - x + 1) and (x + 1, n - x)
+    assert row["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 18, 3))
+    assert row["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 19, 2))
+    assert row["other_verdicts"] == "INCONCLUSIVE 1"
+    lines = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(results)}))
+    assert any("C3, s (planted SUPPORTED): 90%" in line and "misses the aim" in line for line in lines)
+
+
+def test_planted_m_required_is_the_geometric_mean_law():
+    parameters = load_spec(SPEC, "smoke").bind(ka.Parameters)
+    log_a = np.log(parameters.error_constant) - parameters.draw_sd ** 2 - parameters.noise_sd ** 2
+    assert ka.planted_m_required(parameters) == pytest.approx((np.exp(log_a) / 0.1) ** 2)
+
+
+def test_bad_parameters_name_the_parameter():
+    with pytest.raises(Exception, match="scenarios"):
+        _spec(scenarios=["no_such_scenario"]).bind(ka.Parameters)
+    with pytest.raises(Exception, match="scaling_m"):
+        _spec(scaling_m=[64, 64, 128]).bind(ka.Parameters)
