@@ -296,7 +296,8 @@ def test_biology_study_smoke_tables_claims_and_figures(tmp_path):
         np.testing.assert_allclose(ours["value"].to_numpy(), theirs["value"].to_numpy(), rtol=1e-4)
     for claim in (c4_biology, c5_real_data):
         verdict = claim.judge(tables)
-        assert verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE", "NOT_TESTABLE")
+        # C4 may find no target where the ideal circuit fits one astrocyte at smoke size: INSUFFICIENT_DATA
+        assert verdict.verdict in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE", "NOT_TESTABLE", "INSUFFICIENT_DATA")
     assert c5_real_data.judge(tables).verdict == "NOT_TESTABLE"
     assert c4_biology.judge({}).verdict == "INSUFFICIENT_DATA"
     drawn = figures.draw(tables)
