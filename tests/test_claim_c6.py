@@ -51,15 +51,19 @@ def test_a_head_measured_only_to_1e5_and_far_off_is_beyond_by_its_bracket():
 
 
 def test_an_infinite_fit_is_a_floor_only_when_the_data_say_so():
-    rows = planted_rows({("minilm", "relative_error"): lambda m: 0.3})
+    heads = ((0, 0), (0, 1), (0, 2), (0, 3))
+    rows = planted_rows({("minilm", "relative_error"): lambda m: 0.3}, heads=heads)
+    tests = [(0.03, 0.2), (0.04, 0.2), (1e-4, 0.05), (1e-5, 0.2)]  # (floor p, E_inf CI low) per head
     fits = pd.DataFrame([{"target": "minilm", "layer": 0, "head": head, "circuit": "astrocyte", "status": "ok",
                           "m_required_10pct": np.inf, "m_required_10pct_ci_low": 1e5,
                           "m_required_10pct_ci_high": np.inf, "m_max": 4096.0, "floor_p_value": p,
-                          "e_inf_ci_low": e_low} for head, (p, e_low) in enumerate([(0.04, 0.2), (1e-4, 0.2)])])
+                          "e_inf_ci_low": e_low} for head, (p, e_low) in enumerate(tests)])
     required = planted_tables(rows, fits=fits)["fig3_required_m"].set_index("head")
-    # head 0: p = 0.04 fails Holm over two fits (0.08); head 1 passes and its E_inf CI lies above 10 %
-    assert required.loc[0, "fit_floor"] == "beyond m_max" and required.loc[1, "fit_floor"] == "floor (Holm)"
-    assert required.loc[1, "class_human"] == "beyond" and required.loc[0, "class_human"] == "undetermined"
+    # Holm over four fits: 1e-5 x 4 and 1e-4 x 3 pass, 0.03 x 2 = 0.06 fails (so does 0.04 after it); head 2
+    # passes the test but its E_inf CI reaches below 10 %; only head 3 is a floor
+    assert list(required["fit_floor"]) == ["beyond m_max"] * 3 + ["floor (Holm)"]
+    assert required.loc[3, "class_human"] == "beyond"
+    assert (required.loc[[0, 1, 2], "class_human"] == "undetermined").all()
 
 
 def test_below_the_minimum_data_is_insufficient():

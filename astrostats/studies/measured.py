@@ -226,7 +226,9 @@ def _classify(required: dict, count: float) -> tuple[str, str]:
         return "undetermined", "no bracket"
     if min(bracket) > count:
         return "beyond", "the whole bracket (lower bound, fitted CI, delta method) lies above"
-    if max(bracket) <= count and required["lower"] is not None:
+    uppers = [value for value in (required["fitted_high"], required["theory"])
+              if value is not None and not math.isnan(value)]
+    if uppers and max(bracket) <= count:  # within needs an upper end: the lower bound alone says nothing
         return "within", "the whole bracket (lower bound, fitted CI, delta method) lies below"
     return "undetermined", "undetermined within budget: the bracket straddles"
 
