@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from astrostats.stats._common import check_confidence, make_rng
+from astrostats.seeding import numpy_rng
+from astrostats.stats._common import check_confidence
 from astrostats.validation import check_float, check_int, fail
 
 METHOD = "crossed bootstrap over sequences x seeds (Owen 2007), percentile CI"
@@ -31,7 +32,7 @@ def crossed_draws(values: Any, n_resamples: int, seed: Any = 0) -> np.ndarray:
     if values.ndim != 3:
         raise fail("values", "an array (units, seeds, sequences)", values.shape)
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     _, n_seeds, n_sequences = values.shape
     seed_weights = np.stack([np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)
                              for _ in range(n_resamples)]).astype(np.float64)

@@ -34,6 +34,7 @@ from astrostats.circuits.kernels import STREAM_CHUNK
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.execution import Executor
+from astrostats.seeding import seed_sequence
 from astrostats.runner import CHUNK_TOKENS, references, score, tidy_rows
 from astrostats.stats.crossed import crossed_bootstrap, share_below
 from astrostats.stats.multitest import adjust_p_values
@@ -66,7 +67,7 @@ def nested_blocks(m_values: Sequence[int], max_block: int = MAX_BLOCK) -> tuple[
 
 
 def block_projection(base_seed: int, seed: int, block: int, size: int, d: int) -> torch.Tensor:
-    return draw_projection(size, d, seed=np.random.SeedSequence([base_seed, NESTED_TAG, seed, block]))
+    return draw_projection(size, d, seed=seed_sequence(base_seed, NESTED_TAG, seed, block))
 
 
 def _items_per_call(n_items: int, n_tokens: int, d_v: int, width: int, causal: bool, memory_bytes: float) -> int:
@@ -189,7 +190,7 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
         for i, grid in enumerate(grids):
             values[i, :grid.shape[0], :grid.shape[1]] = grid
         table, draws = crossed_bootstrap(values, TOLERANCE, n_resamples=resamples,
-                                           seed=np.random.SeedSequence([seed, int(m)]))
+                                           seed=seed_sequence(seed, int(m)))
         table["n_resamples"] = resamples
         table.insert(0, "metric", metric)
         table.insert(0, "m", int(m))
