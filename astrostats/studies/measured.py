@@ -251,8 +251,8 @@ def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataF
         part = part.sort_values("m")
         last = part.iloc[-1]
         below = part[part["p_below_adjusted"] < FAMILY_ALPHA]
-        lower = (float(below["m"].min()) if len(below) else
-                 float(last["m"]) * max(float(last["ci_low"]) / TOLERANCE, 1.0) ** 2)
+        # reached by a measurement: no lower bound needed (m_reached_measured says where); else the rate bound
+        lower = math.nan if len(below) else float(last["m"]) * max(float(last["ci_low"]) / TOLERANCE, 1.0) ** 2
         theory_row = theory[(theory["target"] == target) & (theory["layer"] == layer) & (theory["head"] == head)]
         fit = fitted.get((target, layer, head), {})
         required = {
@@ -296,7 +296,12 @@ def _fitted(fits: pd.DataFrame | None) -> dict:
     """{(target, layer, head): fitted m_required, CI and a floor only where the data say so}."""
     if fits is None or fits.empty or "m_required_10pct" not in fits:
         return {}
-    fits = fits[(fits.get("circuit", "astrocyte") == "astrocyte") & (fits.get("status", "ok") == "ok")].copy()
+    keep = pd.Series(True, index=fits.index)
+    if "circuit" in fits:
+        keep &= fits["circuit"] == "astrocyte"
+    if "status" in fits:
+        keep &= fits["status"] == "ok"
+    fits = fits[keep].copy()
     if fits.empty:
         return {}
     fits = adjust_p_values(fits, method=CORRECTION, alpha=FAMILY_ALPHA, p_col="floor_p_value")
