@@ -132,7 +132,7 @@ class Parameters:
             if model != "any":
                 check_choice("measured_large_max_heads", model, MODELS)
             check_int("measured_large_max_heads", count, minimum=0)
-        if self.measured_sequences > self.n_sequences:
+        if "measured" in self.analyses and self.measured_sequences > self.n_sequences:
             raise fail("measured_sequences", f"at most n_sequences = {self.n_sequences}", self.measured_sequences)
         if self.measured_large_m and max(self.measured_large_m) <= max(self.measured_m):
             raise fail("measured_large_m", f"values above max(measured_m) = {max(self.measured_m)}", self.measured_large_m)
