@@ -126,7 +126,10 @@ def test_bad_parameters_are_input_errors(tmp_path):
     ({"n_resamples": 99}, "n_resamples"),
     ({"m": (32, 128, 128, 512)}, "m"),
     ({"end_to_end_m": (64, 64)}, "end_to_end_m"),
-    ({"circuits": ("astrocyte", "shuffled_kv"), "n_sequences": 1, "response_sequences": 1}, "n_sequences"),
+    ({"circuits": ("astrocyte", "shuffled_kv"), "n_sequences": 1, "response_sequences": 1, "analyses": ("sweep",)},
+     "n_sequences"),
+    ({"measured_seeds": 1}, "measured_sequences, measured_seeds"),  # a crossed-bootstrap CI needs spread
+    ({"measured_large_m": (1000,)}, "measured_large_m"),  # must lie beyond measured_m
 ])
 def test_parameters_are_checked_when_bound(overrides, parameter):
     values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters, **overrides}
@@ -137,7 +140,7 @@ def test_parameters_are_checked_when_bound(overrides, parameter):
 def test_shuffled_kv_with_two_sequences_binds():
     values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters, "circuits": ("astrocyte", "shuffled_kv")}
     parameters = real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    assert parameters.n_sequences == 2
+    assert parameters.n_sequences == 3
 
 
 @pytest.mark.parametrize("parameter, value", [("sweep_layers", [4]), ("sweep_heads", [-5]), ("response_layers", [7]),
