@@ -53,6 +53,14 @@ def crossed_bootstrap(values: Any, threshold: float, *, n_resamples: int = 1000,
     ``p_above``: bootstrap p of H0 mean <= threshold (small when the mean is clearly above it);
     ``p_below``: of H0 mean >= threshold. Both are (k + 1) / (B + 1) with k the resampled means on the null's
     side (the test that inverts the percentile interval). Returns (table, draws (n_resamples, units)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = 0.3 + np.linspace(-0.01, 0.01, 32).reshape(1, 4, 8)  # one head, 4 seeds x 8 sequences
+    >>> table, draws = crossed_bootstrap(values, 0.1, n_resamples=99, seed=0)
+    >>> round(float(table["statistic"][0]), 3), float(table["p_above"][0]), draws.shape
+    (0.3, 0.01, (99, 1))
     """
     confidence = check_confidence(confidence)
     threshold = check_float("threshold", threshold)
