@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from astrostats.report import audit
-from astrostats.report.claims import c1_convergence, c6_required_m
+from astrostats.report.claims import c1_convergence
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 
@@ -64,35 +64,6 @@ def test_a_method_that_misses_its_calibration_downgrades_the_verdict():
                for item in downgraded.evidence)
     unread = audit.judge_all(tables, {"analyses": []})[0]
     assert unread.verdict == "SUPPORTED" and any("did not run" in text for text in unread.minor_concerns)
-
-
-def need_row(scale, required, low, high, small=0.5, infinite=False):
-    return {"circuit": "astrocyte", "feature_map": "positive", "logit_scale": scale, "status": "ok",
-            "m_required_10pct": required, "m_required_10pct_ci_low": low, "m_required_10pct_ci_high": high,
-            "m_required_10pct_infinite": infinite, "error_at_smallest_m": small}
-
-
-@pytest.mark.parametrize("rows, verdict", [
-    ([need_row("diffuse", 40, 30, 50), need_row("typical", 500, 400, 600)], "SUPPORTED"),
-    ([need_row("diffuse", 40, 30, 50), need_row("peaked", math.inf, 1e6, math.inf, infinite=True)], "NOT_SUPPORTED"),
-    ([need_row("diffuse", 40, 30, 50), need_row("peaked", float("nan"), float("nan"), float("nan"))], "INCONCLUSIVE"),
-    ([need_row("diffuse", 40, 30, 50, small=0.05)], "INCONCLUSIVE"),  # small circuits already agree
-    ([need_row("diffuse", 40, 30, 50, small=float("nan"))], "INCONCLUSIVE"),  # not recorded: cannot say
-])
-def test_c6_rule_clauses(rows, verdict):
-    assert c6_required_m.judge({"scaling_fits": pd.DataFrame(rows)}).verdict == verdict
-
-
-def test_nan_m_required_is_not_reported_as_a_floor():
-    result = c6_required_m.judge({"scaling_fits": pd.DataFrame([need_row("peaked", float("nan"), 1, 2)])})
-    assert "floor" not in result.evidence[0].note and "undetermined" in result.evidence[0].note
-
-
-def test_a_missing_floor_flag_is_not_a_floor():
-    """Fits concatenated with older rows carry NaN where the infinite flag is missing: bool(NaN) is True, and
-    C6 used to read such a finite row as a floor (NOT_SUPPORTED); C4 already did not."""
-    rows = pd.DataFrame([need_row("diffuse", 40, 30, 50, infinite=float("nan")), need_row("typical", 500, 400, 600)])
-    assert c6_required_m.judge({"scaling_fits": rows}).verdict == "SUPPORTED"
 
 
 def test_evidence_that_selects_no_rows_becomes_a_major_concern(monkeypatch):

@@ -14,7 +14,10 @@ linear astrocyte response a_t = g·phi(q_t). Each variant here changes one of th
   integrated in time with torch RK4; its Ca2+ is the divisor. Operating points below, inside (IP3 ~ 0.37-0.7 uM)
   and above the oscillating range.
 * ``WholeCellNoise`` / ``ProcessNoise``: multiplicative noise at the measured event SNR (about 3.1, 2.0-5.5,
-  culture traces), on the whole-cell response or independently on every process.
+  culture traces), on the whole-cell response or independently on every process. On the whole cell, CV =
+  1/event-SNR (about 0.32 per token) builds a floor of about 0.35 by construction: a stress test, not a
+  measurement. ``BaselineNoise`` derives the divisor's noise from the calibrated baseline noise instead
+  (CV = scale x about 1 % dF/F, the scale swept as a declared assumption).
 * ``Microdomains``: the m processes split into independent domains (5-50), each dividing its own synapses,
   with a whole-cell response only when >= 23 % of domains are active (Lines et al., eLife 90046).
 * ``HeterogeneousGains``: log-normal per-process gains (James et al. 2011), with and without coupling.
@@ -41,6 +44,7 @@ from astrostats.validation import check_choice, check_float, check_int, fail
 TOKEN_INTERVAL_S = 0.025  # one token every 25 ms: within the 10-50 ms of speech and reading
 WHOLE_CELL_FRACTION = 0.23  # fraction of the arbor active for a whole-cell surge (Lines et al., eLife 90046)
 MEASURED_EVENT_SNR = 3.1  # single-event peak / baseline noise SD, culture traces (Schroeder et al. 2022 data)
+BASELINE_NOISE_SD = 0.0105  # baseline noise SD in dF/F, culture traces (astrostats.targets.recordings calibration)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -514,6 +518,27 @@ class WholeCellNoise:
     @property
     def name(self) -> str:
         return _name(self.family, snr=float(self.snr))
+
+
+@dataclass(frozen=True)
+class BaselineNoise(WholeCellNoise):
+    """Whole-cell noise whose CV is derived from the imaging baseline, not from single events: the divisor is
+    the astrocyte's summed Ca2+, read against its resting level, so its relative noise is the baseline noise
+    SD in dF/F (``noise_sd``, about 1 %, calibrated on the culture traces) times ``scale``, an assumption swept
+    around 1 (per-token multiplicative, as :class:`WholeCellNoise`, with snr = 1 / CV)."""
+    snr: float = 1.0 / BASELINE_NOISE_SD
+    scale: float = 1.0
+    noise_sd: float = BASELINE_NOISE_SD
+
+    @classmethod
+    def derived(cls, scale: float, noise_sd: float = BASELINE_NOISE_SD, level: str = "stress") -> "BaselineNoise":
+        scale = check_float("divisor_noise_scales", scale, minimum=0.0, strict=True)
+        noise_sd = check_float("noise_sd", noise_sd, minimum=0.0, strict=True)
+        return cls(snr=1.0 / (scale * noise_sd), scale=scale, noise_sd=noise_sd, level=level)
+
+    @property
+    def name(self) -> str:
+        return _name("noise_whole_cell_baseline", x=float(self.scale))
 
 
 @dataclass(frozen=True)

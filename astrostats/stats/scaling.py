@@ -4,7 +4,7 @@ Two models of the error as a function of the hidden units m, both fitted to log(
 
 - power law      err = A m^-alpha          (statsmodels OLS in log-log space; cluster-robust SEs by sequence
                                              and feature draw, two-way when both vary);
-- power + floor  err = E_inf + A m^-alpha   (scipy ``least_squares``, soft-L1 loss, E_inf >= 0), fitted to the
+- power + floor  err = E_inf + A m^-alpha   (scipy ``least_squares``, least squares as the floor F-test, E_inf >= 0), fitted to the
                                              per-m mean log errors weighted by their counts: for squared loss
                                              this equals the row-level fit, and sequence effects (a common
                                              offset in log error) drop out of the comparison.
@@ -225,9 +225,10 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
         floor_status = "not fitted: floor=False"
     elif k >= 4:
         starts = floor_starts(log_a, alpha, float(np.exp(mean_log.min())))
-        # the test compares Gaussian (least-squares) fits; the reported estimates are the robust fit
+        # the test compares Gaussian (least-squares) fits, and the reported estimates are that same fit: the
+        # model the choice was made with (a soft-L1 refit could report a floor the test never saw)
         least_squares_params, rss_floor = _fit_floor(level_log_m, mean_log, counts, starts, scale, loss="linear")
-        floor_params, _ = _fit_floor(level_log_m, mean_log, counts, [least_squares_params], scale)
+        floor_params = least_squares_params
         estimates.update(alpha_floor=float(floor_params[1]), a_floor=float(math.exp(floor_params[0])),
                          e_inf=float(floor_params[2]))
         if rss_floor > 0:
@@ -298,7 +299,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
         row_counts = all_weights @ indicator
         row_means = (all_weights @ (indicator * y[:, None])) / np.where(row_counts > 0, row_counts, 1.0)
         fitted, _ = fit_floor_batch(level_log_m, row_means, row_counts, np.tile(start, (len(all_weights), 1)),
-                                    np.full(len(all_weights), scale))
+                                    np.full(len(all_weights), scale), loss="linear")
         fitted[(row_counts > 0).sum(axis=1) < 4] = np.nan
         draws.update(alpha_floor=fitted[:, 1], a_floor=np.exp(fitted[:, 0]), e_inf=fitted[:, 2])
     if constants is not None:

@@ -110,9 +110,9 @@ class ScalingFit:
         n = self.diagnostics["n"]
         described = {"alpha": ("power_law", "log-log OLS; CI hierarchical bootstrap; p: cluster-robust t-test of alpha = 1/2"),
                      "a": ("power_law", "log-log OLS, exp(intercept); CI hierarchical bootstrap"),
-                     "alpha_floor": ("power_law_floor", "robust NLS (soft-L1) on per-m mean log errors"),
-                     "a_floor": ("power_law_floor", "robust NLS (soft-L1) on per-m mean log errors"),
-                     "e_inf": ("power_law_floor", "robust NLS; p: LR F-test of E_inf = 0 (boundary mixture)"),
+                     "alpha_floor": ("power_law_floor", "least-squares NLS on per-m mean log errors (the fit the floor test used)"),
+                     "a_floor": ("power_law_floor", "least-squares NLS on per-m mean log errors (the fit the floor test used)"),
+                     "e_inf": ("power_law_floor", "least-squares NLS; p: LR F-test of E_inf = 0 (boundary mixture)"),
                      "theory_ratio": ("power_law", "sqrt(mean err^2 m) / RMS predicted constant, upper half of m")}
         p_values = {"alpha": self.tests["alpha_vs_half"]["p_value"], "e_inf": self.tests["floor"]["p_value"]}
         for name, (model, method) in described.items():

@@ -33,6 +33,7 @@ from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, SYNAPSE_SOURCES, TOLERANCE
 from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
+from astrostats.stats.multitest import adjust_p_values
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.stats.scaling_result import epsilon_label
 from astrostats.studies.base import RunContext
@@ -45,6 +46,7 @@ from astrostats.seeding import feature_code, seed_sequence, torch_generator
 
 LOG = logging.getLogger(__name__)
 LEVELS = ("ideal", "null", "measured", "stress")
+FLOOR_ALPHA = 0.05
 SYNAPSE_COUNTS = pd.DataFrame([
     {"species": "rodent", "synapses": RODENT_SYNAPSES, "source": SYNAPSE_SOURCES["rodent"]},
     {"species": "human", "synapses": HUMAN_SYNAPSES, "source": SYNAPSE_SOURCES["human"]},
@@ -72,6 +74,7 @@ class Parameters:
     microdomains: tuple = (5, 50)
     gain_sigmas: tuple = (0.5, 1.0)
     gain_couplings: tuple = (0.0, 0.5)
+    divisor_noise_scales: tuple = (0.5, 1.0, 2.0, 4.0)  # whole-cell CV = scale x baseline noise SD (assumption)
     use_recordings: bool = True
     real_models: tuple[str, ...] = ()  # real Transformer heads beside the synthetic ones
     real_layers: tuple[int, ...] = (0,)
@@ -124,7 +127,7 @@ class Parameters:
         for name in ("causal", "use_recordings"):
             if not isinstance(getattr(self, name), bool):
                 raise fail(name, "true or false", getattr(self, name))
-        positive = ("hill_n", "ec50_ratios", "slow_rise_s", "slow_decay_s", "noise_snr")
+        positive = ("hill_n", "ec50_ratios", "slow_rise_s", "slow_decay_s", "noise_snr", "divisor_noise_scales")
         for name in positive:
             for value in getattr(self, name):
                 check_float(name, value, minimum=0.0, strict=True)
@@ -141,9 +144,13 @@ class Parameters:
             check_float("gain_couplings", value, minimum=0.0, maximum=1.0)
 
 
-def variants(parameters: Parameters, calibrated_snr: float | None = None) -> list:
+def variants(parameters: Parameters, calibrated_snr: float | None = None,
+             baseline_noise_sd: float | None = None) -> list:
     """Every variant, with its level: ``measured`` (parameters at a published or calibrated value),
-    ``stress`` (brackets around them), ``ideal`` and ``null``."""
+    ``stress`` (brackets around them, and operating points no experiment has measured in the circuit's units:
+    the Li-Rinzel IP3 levels, whole-cell noise with CV = 1/event-SNR), ``ideal`` and ``null``. Whole-cell noise
+    at level ``measured`` is derived from the baseline noise (calibrated, else bio.BASELINE_NOISE_SD) at scale 1;
+    the other scales are the declared assumption's sweep (``stress``)."""
     dt = parameters.token_interval_s
     chosen = [bio.Ideal(), bio.NoAstrocyte()]
     chosen += [bio.Saturating(float(n), float(r), level="measured" if (n, r) == (2, 1.0) else "stress")
@@ -151,12 +158,15 @@ def variants(parameters: Parameters, calibrated_snr: float | None = None) -> lis
     for index, (shape, rise, decay) in enumerate(zip(parameters.slow_shapes, parameters.slow_rise_s, parameters.slow_decay_s)):
         measured = (shape == "event") or (rise, decay) == (0.12, 0.35)
         chosen.append(bio.SlowDivisor(float(rise), float(decay), shape, dt, level="measured" if measured else "stress"))
-    chosen += [bio.LiRinzel(float(level), dt, level="measured") for level in parameters.li_rinzel_ip3]
+    chosen += [bio.LiRinzel(float(level), dt, level="stress") for level in parameters.li_rinzel_ip3]
     snrs = [(float(s), "measured" if s == bio.MEASURED_EVENT_SNR else "stress") for s in parameters.noise_snr]
     if calibrated_snr is not None:
         snrs.append((round(float(calibrated_snr), 3), "measured"))
-    chosen += [bio.WholeCellNoise(s, level=level) for s, level in snrs]
+    chosen += [bio.WholeCellNoise(s, level="stress") for s, _ in snrs]  # CV = 1/event-SNR: a floor by construction
     chosen += [bio.ProcessNoise(s, level=level) for s, level in snrs]
+    noise_sd = bio.BASELINE_NOISE_SD if baseline_noise_sd is None else float(baseline_noise_sd)
+    chosen += [bio.BaselineNoise.derived(float(scale), noise_sd, level="measured" if scale == 1.0 else "stress")
+               for scale in parameters.divisor_noise_scales]
     for domains in parameters.microdomains:
         chosen += [bio.Microdomains(int(domains), bio.WHOLE_CELL_FRACTION, level="measured"),
                    bio.Microdomains(int(domains), None, level="stress")]
@@ -175,20 +185,35 @@ def unique_variants(chosen: list) -> list:
     return list(kept.values())
 
 
+ASSUMPTIONS = {
+    "li_rinzel": "stress: the IP3 operating point in the circuit's units is not measured; swept across regimes",
+    "noise_whole_cell": "stress: CV = 1/event-SNR per token treats every token as one calcium event",
+    "noise_whole_cell_baseline": "assumption: the divisor's relative noise is the imaging baseline noise (dF/F) "
+                                 "times the scale; scale 1 is level 'measured', the others bracket it",
+}
+
+
 def variants_table(chosen: list) -> pd.DataFrame:
+    """One row per variant: its level and, where a value is assumed rather than measured, the assumption."""
+    def assumption(v) -> str:
+        key = "noise_whole_cell_baseline" if isinstance(v, bio.BaselineNoise) else v.family
+        return ASSUMPTIONS.get(key, "")
     return pd.DataFrame([{"variant": v.name, "family": v.family, "level": v.level,
-                          "settings": ", ".join(f"{k}={val}" for k, val in bio.variant_settings(v).items())}
+                          "settings": ", ".join(f"{k}={val}" for k, val in bio.variant_settings(v).items()),
+                          "assumption": assumption(v)}
                          for v in chosen])
 
 
-def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None]:
-    """Data-vs-model table, calibrated event SNR and the real baseline-noise pool (None when no data)."""
+def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None,
+                                                             float | None]:
+    """Data-vs-model table, calibrated event SNR, the real baseline-noise pool and the baseline noise SD in
+    dF/F (None when no data)."""
     directory = recordings.calcium_data_dir() if parameters.use_recordings else None
     if directory is None:
         reason = ("use_recordings = false" if not parameters.use_recordings else
                   f"no calcium data (set ${recordings.CALCIUM_DIR_ENV} or provide ../shared/data/astrocyte-calcium)")
         return pd.DataFrame([{"metric": metric, "status": "insufficient_data", "reason": reason}
-                             for metric in recordings.METRICS]), None, None
+                             for metric in recordings.METRICS]), None, None, None
     data = recordings.load_reference_data(directory)
     model, report = recordings.calibrate_event_model(data["raw"], shape=data["processed"], seed=seed)
     summary = recordings.summarise(recordings.measure_events(data["raw"]), n_resamples=parameters.n_resamples, seed=seed)
@@ -199,7 +224,7 @@ def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float 
         table[f"model_{name}"] = getattr(model, name)
     table["status"], table["reason"], table["source"] = "ok", "", str(directory)
     pool = torch.from_numpy(recordings.baseline_noise_pool(data["raw"]))
-    return table, model.event_snr, pool
+    return table, model.event_snr, pool, model.noise_sd
 
 
 def targets(spec: Spec, parameters: Parameters):
@@ -292,7 +317,8 @@ def measure(batch, parameters: Parameters, chosen: list, base_seed: int, pool, b
 
 def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
     """E_inf and m_required at 10 % per (target, variant, feature map), set against synapse counts: ``within_<species>``
-    is 'yes' (CI upper bound <= count), 'no' (CI lower bound above it, or m_required infinite) or 'undetermined'."""
+    is 'yes' (CI upper bound <= count), 'no' (CI lower bound above it, or a floor the data back: Holm-adjusted
+    floor test < FLOOR_ALPHA and E_inf CI low >= the tolerance) or 'undetermined'."""
     by = ["target", "layer", "head", "logit_scale", "variant", "feature_map"]
     usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
     fits = scaling_fits_table(usable.drop(columns=["status", "reason"]), by=by, n_resamples=parameters.n_resamples,
@@ -312,18 +338,25 @@ def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     infinite = fits[f"{label}_infinite"].fillna(False).astype(bool) if f"{label}_infinite" in fits \
         else pd.Series(False, index=fits.index)
     infinite = infinite | np.isposinf(fits[label].astype(float))
+    # a floor only where the data say so: the floor test, Holm-adjusted over every fit of the table, and the
+    # floor's CI above the tolerance; an unbacked infinite estimate is 'beyond m_max' (undetermined)
+    tested = adjust_p_values(fits, method="holm", alpha=FLOOR_ALPHA, p_col="floor_p_value") \
+        if "floor_p_value" in fits else None
+    backed = (tested["reject"].to_numpy(dtype=bool) if tested is not None else np.zeros(len(fits), dtype=bool)) \
+        & (fits.get("e_inf_ci_low", pd.Series(np.nan, index=fits.index)).astype(float) >= TOLERANCE).to_numpy()
+    fits["floor_p_value_holm"] = tested["p_value_adjusted"] if tested is not None else np.nan
+    fits["floor_supported"] = backed & infinite.to_numpy(dtype=bool)
     for species, count in zip(SYNAPSE_COUNTS["species"], SYNAPSE_COUNTS["synapses"]):
-        # 'no' also when the estimate is infinite (floor at or above the tolerance), whatever its CI
-        fits[f"within_{species}"] = np.select([infinite, high <= count, low > count], ["no", "yes", "no"],
-                                              "undetermined")
+        fits[f"within_{species}"] = np.select([fits["floor_supported"], low > count, infinite, high <= count],
+                                              ["no", "no", "undetermined", "yes"], "undetermined")
         fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
     return fits
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
-    calibration_table, calibrated_snr, pool = calibration(parameters, spec.seed)
-    chosen = variants(parameters, calibrated_snr)
+    calibration_table, calibrated_snr, pool, noise_sd = calibration(parameters, spec.seed)
+    chosen = variants(parameters, calibrated_snr, noise_sd)
     batches = targets(spec, parameters)
     total = len(batches) * len(parameters.feature_maps) * len(parameters.m)
     frames = []

@@ -13,13 +13,20 @@ here, astrostats.targets.vision). Analyses, each a table prefixed by the spec's 
                  entropy, the theory's error constant C and the m it implies for 10 % and 1 % error;
 * ``end_to_end`` every attention layer replaced by the circuit at m: final outputs compared with the model's
                  own (MiniLM: sentence-embedding cosine; SmolLM2: next-token KL and top-1 agreement; ViT:
-                 top-1 agreement, logit relative error and test-set correctness).
+                 top-1 agreement, logit relative error and test-set correctness);
+* ``measured``   the error measured directly at ``measured_m`` (to one rodent's 1e5 and one human's 2e6
+                 synapses) on ``measured_layers`` x ``measured_heads`` (every layer for the models in
+                 ``measured_all_layers``), ``measured_seeds`` feature draws on ``n_sequences`` inputs, by nested
+                 blocks of bounded memory (astrostats.studies.measured): ``_measured``, ``_measured_summary``,
+                 ``_measured_shares`` and ``_required_m`` (the bracket on m for 10 % per head, with the sweep's
+                 fits where the head was swept).
 
 A model whose package (or data) is missing raises InputError naming the package and its install command,
 so the analysis is reported as not run.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -35,6 +42,7 @@ from astrostats.circuits.theory import predicted_error_constant
 from astrostats.constants import EPSILONS
 from astrostats.runner import CIRCUITS, Sweep, draw_projections, items_per_chunk, run_sweep
 from astrostats.spec import Spec
+from astrostats.studies import measured
 from astrostats.studies.base import RunContext
 from astrostats.studies.scaling import fit_error_laws, theory_table
 from astrostats.targets.base import TargetBatch, labelled
@@ -46,10 +54,12 @@ from astrostats.validation import check_choice, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 
-ANALYSES = ("response", "sweep", "head_stats", "end_to_end")
+ANALYSES = ("response", "sweep", "head_stats", "end_to_end", "measured")
 RESPONSE_QUANTILES = (0.05, 0.5, 0.95)
 MIN_BOOTSTRAP = 100
-INDEX_LISTS = {"layers": "heads", "response_layers": "response_heads", "sweep_layers": "sweep_heads"}
+MIN_MEASURED = (3, 2)  # sequences, seeds: the least from which the crossed bootstrap has spread in both
+INDEX_LISTS = {"layers": "heads", "response_layers": "response_heads", "sweep_layers": "sweep_heads",
+               "measured_layers": "measured_heads"}
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,21 @@ class Parameters:
     end_to_end_seeds: int = 4
     end_to_end_sequences: int = 8
     end_to_end_images: int = 1000
+    measured_m: tuple[int, ...] = (1000, 10000, 100000)  # measured directly (studies.measured), nested blocks
+    measured_seeds: int = 4
+    measured_sequences: int = 8  # the first windows or images of n_sequences
+    measured_layers: tuple[int, ...] = ()  # () = every layer and head
+    measured_heads: tuple[int, ...] = ()
+    measured_all_layers: tuple[str, ...] = ()  # models measured on every layer whatever measured_layers says
+    measured_large_m: tuple[int, ...] = ()  # also measured, on at most measured_large_max_heads heads per model
+    measured_large_max_heads: int | dict = 0  # per model (a number, or a table model -> number); chosen by
+    # studies.measured.heads_to_extend (heads undetermined against one human astrocyte, nearest first)
     n_resamples: int = 1000
     memory_mb: int = 1024
 
     def __post_init__(self):
-        for name in ("models", "analyses", "circuits", "response_m", "m", "end_to_end_m",
+        for name in ("models", "analyses", "circuits", "response_m", "m", "end_to_end_m", "measured_m", "measured_large_m",
+                     "measured_all_layers",
                      *INDEX_LISTS, *INDEX_LISTS.values()):
             if not isinstance(getattr(self, name), (tuple, list)):
                 raise fail(name, "a list", getattr(self, name))
@@ -95,11 +115,30 @@ class Parameters:
         check_choice("text_source", self.text_source, TEXT_SOURCES)
         check_choice("image_source", self.image_source, IMAGE_SOURCES)
         for name in ("n_sequences", "n_tokens", "response_sequences", "n_seeds", "end_to_end_seeds",
-                     "end_to_end_sequences", "end_to_end_images", "memory_mb"):
+                     "end_to_end_sequences", "end_to_end_images", "memory_mb", "measured_seeds",
+                     "measured_sequences"):
             check_int(name, getattr(self, name), minimum=1)
         if self.response_sequences > self.n_sequences:
             raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
-        for name in ("response_m", "m", "end_to_end_m"):
+        for model in self.measured_all_layers:
+            check_choice("measured_all_layers", model, MODELS)
+        if "measured" in self.analyses and (self.measured_sequences < MIN_MEASURED[0]
+                                            or self.measured_seeds < MIN_MEASURED[1]):
+            raise fail("measured_sequences, measured_seeds", f"at least {MIN_MEASURED[0]} sequences and {MIN_MEASURED[1]} "
+                                                      "seeds for 'measured' (a crossed-bootstrap CI needs spread in both)",
+                       (self.measured_sequences, self.measured_seeds))
+        budget = self.measured_large_max_heads
+        for model, count in (budget.items() if isinstance(budget, dict) else [("any", budget)]):
+            if model != "any":
+                check_choice("measured_large_max_heads", model, MODELS)
+            check_int("measured_large_max_heads", count, minimum=0)
+        if "measured" in self.analyses and self.measured_sequences > self.n_sequences:
+            raise fail("measured_sequences", f"at most n_sequences = {self.n_sequences}", self.measured_sequences)
+        if self.measured_large_m and max(self.measured_large_m) <= max(self.measured_m):
+            raise fail("measured_large_m", f"values above max(measured_m) = {max(self.measured_m)}", self.measured_large_m)
+        for name in ("response_m", "m", "end_to_end_m", "measured_m", "measured_large_m"):
+            if name == "measured_large_m" and not self.measured_large_m:
+                continue  # optional: nothing beyond measured_m
             values = check_int_list(name, getattr(self, name))
             if len(set(values)) < len(values):
                 raise fail(name, "distinct values (a repeated m would be measured and fitted twice)", values)
@@ -258,6 +297,37 @@ def _vision_rows(approximate, exact, labels, circuit, m, seed) -> pd.DataFrame:
                       for metric, values in metrics.items()], ignore_index=True)
 
 
+def first_sequences(batch: TargetBatch, count: int) -> TargetBatch:
+    """The head on its first ``count`` sequences (the measured analysis uses fewer than the sweep may)."""
+    return dataclasses.replace(batch, q=batch.q[:count], k=batch.k[:count], v=batch.v[:count],
+                               sequence_ids=tuple(batch.sequence_ids[:count]), alternative_qk=None)
+
+
+def measured_rows(batches: list[TargetBatch], parameters: Parameters, seed: int, context: RunContext,
+                  fits: list[pd.DataFrame] | None) -> pd.DataFrame:
+    """Every chosen head at ``measured_m``; then, within budget, the heads still undetermined against one human
+    astrocyte also at ``measured_large_m`` (nested blocks: their rows at ``measured_m`` are the same numbers)."""
+    def run_on(heads, m_values):
+        return measured.measured_table(heads, m_values, parameters.measured_seeds, seed, memory_mb=parameters.memory_mb,
+                                       executor=context.executor, progress=context.progress)
+    rows = run_on(batches, parameters.measured_m)
+    budget = parameters.measured_large_max_heads
+    model = batches[0].labels["target"].split("_")[0]
+    max_heads = budget.get(model, 0) if isinstance(budget, dict) else budget
+    if not parameters.measured_large_m or not max_heads:
+        return rows
+    summary, _ = measured.summarise(rows, n_resamples=parameters.n_resamples, seed=seed)
+    required = measured.required_m_table(summary, measured.theory_constants(batches),
+                                         pd.concat(fits, ignore_index=True) if fits else None)
+    chosen = set(measured.heads_to_extend(required, max_heads, parameters.measured_large_m))
+    subset = [b for b in batches if tuple(b.labels[key] for key in measured.HEAD_LABELS) in chosen]
+    if not subset:
+        return rows
+    LOG.info("measuring %d heads at m = %s", len(subset), list(parameters.measured_large_m))
+    extra = run_on(subset, sorted(set(parameters.measured_m) | set(parameters.measured_large_m)))
+    return pd.concat([rows, extra[extra["m"].isin(parameters.measured_large_m)]], ignore_index=True)
+
+
 # ----------------------------------------------------------------------------------------------------- run
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
@@ -291,11 +361,24 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 keep("theory", theory)
                 keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_resamples=parameters.n_resamples,
                                              seed=spec.seed, epsilons=EPSILONS))
+            elif analysis == "measured":
+                layers = () if name in parameters.measured_all_layers else parameters.measured_layers
+                batches = [first_sequences(b, parameters.measured_sequences)
+                           for b in targets_of(loaded, layers, parameters.measured_heads)]
+                keep("measured", measured_rows(batches, parameters, spec.seed, context, collected.get("fits")))
+                keep("measured_theory", measured.theory_constants(batches))
             else:
                 keep("end_to_end", end_to_end_table(loaded, parameters, spec.seed))
             timings.append({"target": name, "step": analysis, "seconds": time.perf_counter() - start})
             LOG.info("%s %s: %.1f s", name, analysis, timings[-1]["seconds"])
     tables = {f"{spec.name}_{key}": pd.concat(frames, ignore_index=True) for key, frames in collected.items()}
+    if f"{spec.name}_measured" in tables:
+        summary, shares = measured.summarise(tables[f"{spec.name}_measured"], n_resamples=parameters.n_resamples,
+                                             seed=spec.seed)
+        theory = tables.pop(f"{spec.name}_measured_theory")
+        tables[f"{spec.name}_measured_summary"] = summary
+        tables[f"{spec.name}_measured_shares"] = shares
+        tables[f"{spec.name}_required_m"] = measured.required_m_table(summary, theory, tables.get(f"{spec.name}_fits"))
     for table in tables.values():
         table.insert(0, "analysis", spec.name)
     tables[f"{spec.name}_timings"] = pd.DataFrame(timings).assign(analysis=spec.name)

@@ -1,88 +1,91 @@
-"""C6: big circuits agree and small ones do not: the m each target (logit scale, model, layer, head) needs."""
-from __future__ import annotations
+"""C6: big circuits agree and small ones do not: the m each real head needs, set against one astrocyte's synapses.
 
-import math
+Reads only the ``*_required_m`` tables of the real_heads study (astrostats.studies.measured): per head, the error
+measured directly at m up to 1e5 (and 2e6 where measured) and the bracket on the m needed for 10 % error. The
+synthetic scaling fits belong to C1; the normaliser rows to C2; no row here decides another claim.
+"""
+from __future__ import annotations
 
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
-from astrostats.report.claims import astrocyte_positive, finite, is_floor, quote
+from astrostats.report.claims import finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
-RULE = (f"From every scaling-fit table (names ending in _fits) with an m_required_10pct column, astrocyte circuit, "
-        f"positive features: m_required is the m at which the fitted law reaches {TOLERANCE:.0%} relative error. "
-        f"SUPPORTED if every target reaches {TOLERANCE:.0%} at a finite m whose 95 % CI upper bound is finite, "
-        f"and the smallest m swept gives an error above {TOLERANCE:.0%} (small circuits do not agree). "
-        f"NOT_SUPPORTED if some target has an infinite m_required (a floor above {TOLERANCE:.0%}). INCONCLUSIVE "
-        f"otherwise. m_required is set against the synapses of one rodent ({RODENT_SYNAPSES:.0e}) and one human "
-        f"({HUMAN_SYNAPSES:.0e}) astrocyte.")
-KEYS = ("target", "layer", "head", "logit_scale")
+MIN_SEQUENCES, MIN_SEEDS = 3, 2
+ALPHA = 0.05
+RULE = (f"From the *_required_m tables (real heads, astrocyte circuit, positive features; one row per head): each "
+        f"head is classed against one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses (and, reported, one rodent's "
+        f"{RODENT_SYNAPSES:.0e}) as 'within' / 'beyond' only from a direct measurement (crossed-bootstrap CI over "
+        f"sequences x feature draws, one-sided p Holm-adjusted over every head at that m, < {ALPHA}: error below "
+        f"{TOLERANCE:.0%} at an m <= the count, or above it at an m >= the count) or when the whole bracket on the m "
+        f"for {TOLERANCE:.0%} (lower bound m_last (e_low/eps)^2 under the m^-1/2 rate assumption, the fitted "
+        f"extrapolation's CI, the delta-method (C/eps)^2) lies on one side; a fitted floor counts only with a "
+        f"Holm-adjusted floor test < {ALPHA} and its E_inf CI above {TOLERANCE:.0%}; otherwise 'undetermined'. "
+        f"NOT_SUPPORTED if some head is 'beyond' one human astrocyte. SUPPORTED if every head is 'within' and every "
+        f"head's error at the smallest m measured is above {TOLERANCE:.0%} (Holm-adjusted p < {ALPHA}: small circuits do "
+        f"not agree). INCONCLUSIVE otherwise. Minimum data: one head measured on >= {MIN_SEQUENCES} sequences x "
+        f">= {MIN_SEEDS} feature draws; INSUFFICIENT_DATA below it.")
+COLUMNS = {"class_human", "class_rodent", "n_sequences", "n_seeds", "error_at_m_smallest_p_above_adjusted"}
 
 
-def _rows(tables: dict) -> list[tuple[str, pd.DataFrame]]:
-    found = []
-    for name, table in tables.items():
-        if name.endswith("_fits") and "m_required_10pct" in table:
-            part = astrocyte_positive(table)
-            if not part.empty:
-                found.append((name, part))
-    return found
+def _tables(tables: dict) -> list[tuple[str, pd.DataFrame]]:
+    return [(name, table) for name, table in tables.items()
+            if name.endswith("_required_m") and COLUMNS <= set(table.columns) and not table.empty]
 
 
 def judge(tables: dict) -> ClaimVerdict:
-    found = _rows(tables)
-    if not found:
+    found = _tables(tables)
+    enough = [(name, table[(table["n_sequences"] >= MIN_SEQUENCES) & (table["n_seeds"] >= MIN_SEEDS)])
+              for name, table in found]
+    enough = [(name, table) for name, table in enough if not table.empty]
+    if not enough:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
-                            reason="no scaling-fit table with m_required: run `python -m astrostats.analyze scaling`",
-                            analyses_needed=("scaling (and fig3_language, fig3_vision for real heads)",))
-    evidence, infinite, undetermined, needs, small_unknown = [], [], [], [], []
-    small_disagrees = True
-    for name, table in found:
+                            reason=(f"no head measured on >= {MIN_SEQUENCES} sequences x >= {MIN_SEEDS} feature draws"
+                                    if found else "no *_required_m table: run `python -m astrostats.analyze "
+                                                  "fig3_language fig3_vision` (analysis 'measured')"),
+                            analyses_needed=("fig3_language", "fig3_vision"))
+    evidence, beyond, undetermined, small_agree = [], [], [], []
+    counts: dict[str, dict[str, int]] = {}
+    for name, table in enough:
         for _, row in table.iterrows():
-            keys = [key for key in KEYS if key in row and pd.notna(row[key])]
-            label = "/".join(str(row[key]) for key in keys)
-            query = " and ".join(f"{key} == {quote(row[key])}" for key in keys) + (
-                " and circuit == 'astrocyte'" if "circuit" in table else "") + (
-                " and feature_map == 'positive'" if "feature_map" in table else "")
-            if row.get("status", "ok") != "ok":
+            label = f"{row['target']} L{row['layer']} H{row['head']}"
+            query = f"target == {quote(row['target'])} and layer == {row['layer']} and head == {row['head']}"
+            status = row["class_human"]
+            per_model = counts.setdefault(row["target"], {"within": 0, "beyond": 0, "undetermined": 0, "heads": 0})
+            per_model[status] = per_model.get(status, 0) + 1
+            per_model["heads"] += 1
+            if status == "beyond":
+                beyond.append(label)
+            elif status != "within":
                 undetermined.append(label)
-                continue
-            required = finite(row["m_required_10pct"])
-            high = finite(row.get("m_required_10pct_ci_high"))
-            floor = is_floor(row)
-            if floor:
-                infinite.append(label)
-            elif required is None or high is None:  # NaN: the fit could not say (not a floor)
-                undetermined.append(label)
-            needs.append((label, required))
-            small = finite(row.get("error_at_smallest_m"))
-            if small is None:
-                small_unknown.append(label)
-            else:
-                small_disagrees &= small > TOLERANCE
-            biology = "" if required is None else (
-                "within a rodent astrocyte's synapses" if required <= RODENT_SYNAPSES else
-                "within a human astrocyte's synapses" if required <= HUMAN_SYNAPSES else
-                "beyond any single astrocyte's synapse count")
-            note = biology or ("never reaches 10 % (floor)" if floor else "undetermined (fit gave no value)")
-            evidence.append(Evidence(name, query, "m_required_10pct",
-                                     math.inf if floor else required,
-                                     ci_low=finite(row.get("m_required_10pct_ci_low")), ci_high=high,
-                                     note=f"{label}: {note}"))
-    if infinite:
-        verdict, reason = "NOT_SUPPORTED", f"never reaches {TOLERANCE:.0%} at any m: {', '.join(infinite)}"
-    elif undetermined or small_unknown or not small_disagrees:
+            if not row["error_at_m_smallest_p_above_adjusted"] < ALPHA:
+                small_agree.append(label)
+            evidence.append(Evidence(
+                name, query, "error_at_m_last", float(row["error_at_m_last"]),
+                ci_low=finite(row.get("error_at_m_last_ci_low")), ci_high=finite(row.get("error_at_m_last_ci_high")),
+                effect=(f"m for {TOLERANCE:.0%}: lower {row.get('m_required_lower', float('nan')):.3g}, fitted "
+                        f"{row.get('m_required_fitted', float('nan')):.3g}, delta method "
+                        f"{row.get('m_required_theory', float('nan')):.3g}"),
+                note=f"{label} at m = {int(row['m_last']):,}: {status} one human astrocyte "
+                     f"({row.get('basis_human', '')}); rodent: {row['class_rodent']}"))
+    if beyond:
+        verdict = "NOT_SUPPORTED"
+        reason = (f"{len(beyond)} heads need more than one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses for "
+                  f"{TOLERANCE:.0%}: " + ", ".join(beyond[:8]) + (" ..." if len(beyond) > 8 else ""))
+    elif undetermined or small_agree:
         verdict = "INCONCLUSIVE"
-        reason = (f"m_required undetermined for {', '.join(undetermined)}" if undetermined
-                  else f"error at the smallest m not recorded for {', '.join(small_unknown)}" if small_unknown
-                  else f"some target already agrees within {TOLERANCE:.0%} at the smallest m")
+        reason = "; ".join(part for part in (
+            f"{len(undetermined)} heads undetermined within budget against {HUMAN_SYNAPSES:.0e}" if undetermined else "",
+            f"{len(small_agree)} heads not shown above {TOLERANCE:.0%} at the smallest m" if small_agree else "")
+            if part)
     else:
-        verdict, reason = "SUPPORTED", f"every target reaches {TOLERANCE:.0%} error at a finite m, small m does not"
-    finite_needs = sorted((value, label) for label, value in needs if value is not None)
-    beyond = sum(value > HUMAN_SYNAPSES for value, _ in finite_needs) + len(infinite)
-    headline = (f"m for 10 % error ranges from {finite_needs[0][0]:.3g} ({finite_needs[0][1]}) to "
-                f"{finite_needs[-1][0]:.3g} ({finite_needs[-1][1]}); {beyond} of {len(needs)} targets need more "
-                f"than one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses" if finite_needs else reason)
-    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence), reason, headline=headline)
+        verdict = "SUPPORTED"
+        reason = f"every head reaches {TOLERANCE:.0%} within one human astrocyte and small circuits do not"
+    headline = "; ".join(f"{model}: of {c['heads']} heads, {c['within']} within, {c['beyond']} beyond, "
+                         f"{c['undetermined']} undetermined against {HUMAN_SYNAPSES:.0e}" for model, c in counts.items())
+    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence), reason, headline=headline,
+                        details={"beyond": beyond, "undetermined": undetermined, "small_m_agrees": small_agree,
+                                 "per_model": counts})
