@@ -16,6 +16,7 @@ STUDY_MODULES = {
     "overfitting": "astrostats.studies.overfitting",
     "real_heads": "astrostats.studies.real_heads",
     "biology": "astrostats.studies.biology",
+    "circuits": "astrostats.studies.circuits",
 }
 
 
