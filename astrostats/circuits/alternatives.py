@@ -13,7 +13,8 @@ with ``return_response=True`` adding the normaliser (float64, original units) wh
 * :func:`interneuron_attention`: the astrocyte circuit with the astrocyte replaced by inhibitory
   interneurons, each integrating at most ``fan_in`` inputs. ``pool="tree"``: level-one interneurons sum
   fan_in hidden units each (the couplings g_j sit on their synapses), higher levels sum those, up to one
-  cell that divides: exact, at the cost of ceil(m / fan_in) + ... cells and one synaptic stage per level.
+  cell that divides: exact, at the cost of ceil(m / fan_in) + ... cells and one synaptic stage per level
+  (no error in this rate model; noise or saturation per level would add some, and are not modelled).
   ``pool="sampled"``: one interneuron that integrates only min(m, fan_in) of the hidden units, its sum
   scaled by m / fan_in (no extra cells, but the normaliser sees fewer features than the numerator).
 * :func:`hebbian_only_attention`: the Hebbian read-out H phi(q_t) with no normaliser at all, only the fixed
@@ -25,9 +26,9 @@ import math
 
 import torch
 
-from astrostats.circuits.astrocyte import read_phase, run_circuit, write_phase
+from astrostats.circuits.astrocyte import run_circuit
 from astrostats.circuits.attention import check_qkv
-from astrostats.circuits.features import FEATURE_MAPS, check_projection, draw_projection, feature_parts
+from astrostats.circuits.features import FEATURE_MAPS, check_projection, draw_projection
 from astrostats.validation import check_choice, check_int, fail
 
 DAM_MODES = ("merge", "drop")
@@ -103,55 +104,46 @@ def _normalised(logits: torch.Tensor, values: torch.Tensor, return_response: boo
     return output
 
 
-def _rates(x: torch.Tensor, projection: torch.Tensor, feature: str, dims: tuple[int, ...]):
-    """phi(x) with its exponent shifted by the maximum over ``dims`` (the shift, returned, cancels in ratios)."""
-    exponent, oscillation = feature_parts(x, projection, feature)
-    shift = exponent.amax(dim=dims, keepdim=True)
-    rates = (exponent - shift).exp()
-    return (rates if oscillation is None else rates * oscillation), shift
-
-
-def _partial_sums(terms: torch.Tensor, fan_in: int) -> tuple[torch.Tensor, list[int]]:
-    """Sum the last axis through a tree of cells with at most ``fan_in`` inputs each; cells per level."""
-    levels = []
-    while terms.shape[-1] > 1 or not levels:
-        width = terms.shape[-1]
-        cells = math.ceil(width / fan_in)
-        padded = torch.nn.functional.pad(terms, (0, cells * fan_in - width))
+def _partial_sums(terms: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """Sum the last axis through a tree of cells with at most ``fan_in`` inputs each (one level per pass)."""
+    while terms.shape[-1] > 1:
+        cells = math.ceil(terms.shape[-1] / fan_in)
+        padded = torch.nn.functional.pad(terms, (0, cells * fan_in - terms.shape[-1]))
         terms = padded.unflatten(-1, (cells, fan_in)).sum(-1)
-        levels.append(cells)
-    return terms.squeeze(-1), levels
+    return terms.squeeze(-1)
 
 
 def interneuron_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int | None = None, *,
                           fan_in: int, pool: str = "tree", projection: torch.Tensor | None = None,
                           feature: str = "positive", seed: int | None = None, causal: bool = False,
                           return_response: bool = False):
-    """The astrocyte circuit with an interneuron pool (cells of at most ``fan_in`` inputs) as normaliser."""
+    """The astrocyte circuit with an interneuron pool (cells of at most ``fan_in`` inputs) as normaliser.
+
+    Level one: interneuron i sums g_j phi_j(q_t) over its block of at most fan_in hidden units, which is the
+    astrocyte circuit's response restricted to that block (times the block's width, phi carrying 1/sqrt of
+    the width). Tree: higher levels add those sums, fan_in at a time, up to one cell; the output neurons
+    still read every hidden unit (their drive is the sum of the blocks' drives). Sampled: only the first
+    block's cell exists, and its sum, scaled by m / width, stands for the whole.
+    """
     check_qkv(q, k, v, causal)
     fan_in = check_int("fan_in", fan_in, minimum=2)
     check_choice("pool", pool, POOLS)
     projection = _hidden_units(q, m, projection, feature, seed)
-    phi_q, q_shift = _rates(q, projection, feature, (-1,))
-    phi_k, k_shift = _rates(k, projection, feature, (-2, -1))
-    hebbian, presynaptic = write_phase(phi_k, v)  # H (..., d_v, m) and the couplings g (..., m)
-    if causal:  # running sums: query t reads what tokens <= t wrote
-        couplings = phi_k.cumsum(-2)  # g_t, (..., N, m)
-        drive = (phi_q @ phi_k.transpose(-1, -2)).tril() @ v  # H_t phi(q_t) = sum_(tau <= t) phi(q_t)·phi(k_tau) v_tau
-    else:
-        couplings = presynaptic.unsqueeze(-2)
-        _, drive = read_phase(hebbian, presynaptic, phi_q)
-    terms = phi_q * couplings  # what each hidden unit sends to the pool: g_j phi_j(q_t)
-    units = terms.shape[-1]
+    rows = projection.shape[-2]
+    blocks = [slice(start, min(rows, start + fan_in)) for start in range(0, rows, fan_in)]
+    cells = [run_circuit(q, k, v, projection[..., block, :], feature, causal) for block in blocks]
+    log_sums = torch.stack([cell.log_response + math.log(block.stop - block.start)  # natural units, float64
+                            for cell, block in zip(cells, blocks)], -1)
+    shift = log_sums.amax(-1, keepdim=True)  # per token; cancels in the ratio
+    sums = (log_sums - shift).exp()
+    drive = sum(cell.output.double() * sums[..., i, None] for i, cell in enumerate(cells))  # H phi(q_t), shifted
     if pool == "tree":
-        response, _ = _partial_sums(terms, fan_in)
-    else:  # one interneuron, the first min(m, fan_in) units (W's rows are i.i.d., so a random subset)
-        seen = min(units, fan_in)
-        response = terms[..., :seen].sum(-1) * (units / seen)
-    output = drive / response.unsqueeze(-1)
-    if return_response:
-        log_shift = q_shift.squeeze(-1).double() + k_shift.squeeze(-1).double()
-        return output, response.double().abs().log().add(log_shift).exp()
+        response = _partial_sums(sums, fan_in)
+    else:
+        response = sums[..., 0] * (rows / (blocks[0].stop - blocks[0].start))
+    output = (drive / response.unsqueeze(-1)).to(q.dtype)
+    if return_response:  # the estimate of sum_tau exp(q_t·k_tau), as the astrocyte's a_t: sums / m
+        return output, (response.log() + shift.squeeze(-1) - math.log(rows)).exp()
     return output
 
 

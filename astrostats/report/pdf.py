@@ -15,7 +15,8 @@ PAGE = (8.27, 11.69)  # A4 portrait, inches
 VERDICT_COLOURS = {"SUPPORTED": "#1a7f37", "NOT_SUPPORTED": "#cf222e", "INCONCLUSIVE": "#9a6700",
                    "NOT_TESTABLE": "#57606a", "INSUFFICIENT_DATA": "#57606a"}
 CLAIM_KINDS = {"C1": ("scaling", "calibration"), "C2": ("real_heads",), "C3": ("overfitting",),
-               "C4": ("biology",), "C5": ("biology",), "C6": ("scaling", "real_heads")}
+               "C4": ("biology",), "C5": ("biology",), "C6": ("scaling", "real_heads"),
+               "C7": ("circuits",)}
 LIMITATIONS = (
     "Agreement at large m is guaranteed by construction: phi(q)·phi(k) is an unbiased estimator of exp(q·k). "
     "Convergence is evidence about the mathematics of random features, not about astrocytes.",

@@ -9,8 +9,9 @@ R_comparator / R_reference carry these bounds: the lower ratio uses the comparat
 reference's upper bound, the upper ratio the other two, so censoring never makes a ratio look decided.
 
 Uncertainty: a hierarchical bootstrap, units resampled once per draw and shared by every curve (the curves
-are measured on the same sequences, so the comparison is paired), seeds resampled per curve and level
-(feature draws are independent across widths). CI: the (1 - confidence) / 2 quantile of the lower ratios
+are measured on the same sequences, so the comparison is paired), seeds resampled per level and shared by
+the curves with that level and seed count (circuits run on the same feature draw W for a given m and seed
+are paired too; draws are independent across widths). CI: the (1 - confidence) / 2 quantile of the lower ratios
 and the upper quantile of the upper ratios. p-value of H1 "ratio > threshold" (threshold = 1 / (1 +
 margin): the comparator is not cheaper than the reference by more than the margin): (1 + #{lower ratio <=
 threshold}) / (B + 1), never zero. Holm (or another method) across every comparison of a family by
@@ -37,7 +38,8 @@ def required_resource(mean_error: np.ndarray, resource: np.ndarray, epsilon: flo
     """
     mean_error = np.atleast_2d(np.asarray(mean_error, dtype=np.float64))
     log_error = np.log(np.maximum(mean_error, TINY))
-    log_resource = np.log(np.asarray(resource, dtype=np.float64))
+    resource = np.asarray(resource, dtype=np.float64)
+    log_resource = np.log(resource)
     below = mean_error <= epsilon
     reached = below.any(-1)
     first = np.where(reached, below.argmax(-1), 0)
@@ -48,37 +50,41 @@ def required_resource(mean_error: np.ndarray, resource: np.ndarray, epsilon: flo
         fraction = np.where(e_hi > e_lo, (e_hi - np.log(epsilon)) / (e_hi - e_lo), 1.0)
     interpolated = np.exp(log_resource[previous] + fraction * (log_resource[first] - log_resource[previous]))
     at_smallest = reached & (first == 0)
-    low = np.where(~reached, np.exp(log_resource[-1]), np.where(at_smallest, 0.0, interpolated))
-    high = np.where(~reached, np.inf, np.where(at_smallest, np.exp(log_resource[0]), interpolated))
+    low = np.where(~reached, resource[-1], np.where(at_smallest, 0.0, interpolated))
+    high = np.where(~reached, np.inf, np.where(at_smallest, resource[0], interpolated))
     return low, high
 
 
 def _curve(part: pd.DataFrame, units: list, level_col: str, unit_col: str, seed_col: str, value_col: str,
            resource_col: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | str:
     """Levels, resources and (units x seeds) error matrices of one curve, or why they cannot be formed."""
+    unit_index = {unit: i for i, unit in enumerate(units)}
     levels, resources, matrices = [], [], []
     for level, rows in part.groupby(level_col, sort=True):
-        grid = rows.pivot_table(index=unit_col, columns=seed_col, values=value_col, aggfunc="mean")
-        grid = grid.reindex(units)
-        if grid.isna().to_numpy().any():
-            return f"level {level} lacks some unit or seed"
+        seeds = sorted(rows[seed_col].unique())
+        rows_units = rows[unit_col].map(unit_index)
+        if rows_units.isna().any() or len(rows) != len(units) * len(seeds) or rows_units.nunique() != len(units):
+            return f"level {level} lacks some unit or seed (or repeats one)"
+        matrix = np.full((len(units), len(seeds)), np.nan)
+        matrix[rows_units.to_numpy(dtype=int), rows[seed_col].map({s: i for i, s in enumerate(seeds)}).to_numpy(dtype=int)] = \
+            rows[value_col].to_numpy(dtype=np.float64)
         resource = rows[resource_col].unique()
+        if np.isnan(matrix).any():
+            return f"level {level} lacks some unit or seed (or repeats one)"
         if len(resource) != 1 or not resource[0] > 0:
             return f"level {level} has resource {list(resource)} (expected one positive value)"
         levels.append(level)
         resources.append(float(resource[0]))
-        matrices.append(grid.to_numpy(dtype=np.float64))
+        matrices.append(matrix)
     return np.asarray(levels), np.asarray(resources), matrices
 
 
-def _bootstrap_means(matrices: list[np.ndarray], unit_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(draws, levels) mean errors: units weighted by the shared draw, seeds resampled per level."""
-    draws = len(unit_weights)
+def _bootstrap_means(levels: np.ndarray, matrices: list[np.ndarray], unit_weights: np.ndarray, seed_weights) -> np.ndarray:
+    """(draws, levels) mean errors: units weighted by the shared draw, seeds by ``seed_weights(level, count)``."""
     columns = []
-    for matrix in matrices:
+    for level, matrix in zip(levels, matrices):
         n_units, n_seeds = matrix.shape
-        seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=draws)
-        columns.append(np.einsum("bs,sk,bk->b", unit_weights, matrix, seed_weights) / (n_units * n_seeds))
+        columns.append(np.einsum("bs,sk,bk->b", unit_weights, matrix, seed_weights(level, n_seeds)) / (n_units * n_seeds))
     return np.stack(columns, -1)
 
 
@@ -106,6 +112,13 @@ def equal_error_comparisons(table: pd.DataFrame, *, reference: str, resource_col
     threshold = 1.0 / (1.0 + margin)
     rng = make_rng(seed)
     unit_weights = rng.multinomial(len(units), np.full(len(units), 1.0 / len(units)), size=n_resamples)
+    drawn = {}
+
+    def seed_weights(level, count):  # one draw per (level, seed count), shared by curves on the same features
+        if (level, count) not in drawn:
+            drawn[level, count] = rng.multinomial(count, np.full(count, 1.0 / count), size=n_resamples)
+        return drawn[level, count]
+
     curves = {name: _curve(part, units, level_col, unit_col, seed_col, value_col, resource_col)
               for name, part in table.groupby(curve_col, sort=False)}
     base = {"reference": reference, "resource": resource_col, "epsilon": epsilon, "margin": margin,
@@ -118,7 +131,7 @@ def equal_error_comparisons(table: pd.DataFrame, *, reference: str, resource_col
         levels, resource, matrices = curve
         point = np.stack([matrix.mean() for matrix in matrices])[None]
         return (required_resource(point, resource, epsilon),
-                required_resource(_bootstrap_means(matrices, unit_weights, rng), resource, epsilon))
+                required_resource(_bootstrap_means(levels, matrices, unit_weights, seed_weights), resource, epsilon))
 
     problem = _problem(curves[reference], len(units), min_units, min_levels)
     reference_point, reference_draws = (None, None) if problem else bounds(curves[reference])

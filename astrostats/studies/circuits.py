@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,9 +294,10 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     registered = check_preregistration(spec, parameters)
     measurements, accountings = [], []
     for batch in targets(spec, parameters):
-        LOG.info("circuits: %s", head_name(batch))
+        started = time.perf_counter()
         measurements.append(measure(batch, parameters, spec.seed))
         accountings.append(accounting(batch, parameters))
+        LOG.info("circuits: %s measured in %.1f s", head_name(batch), time.perf_counter() - started)
     table = pd.concat(measurements, ignore_index=True)
     table.insert(0, "analysis", spec.name)
     accounting_table = pd.concat(accountings, ignore_index=True)
