@@ -53,7 +53,7 @@ def resources(circuit: str, *, m: int | None, d: int, d_v: int, n_tokens: int, f
         raise fail("m", f"an integer in [1, {n_tokens}] (at most one memory per token)", m)
     if circuit in POOL_CIRCUITS:
         fan_in = check_int("fan_in", fan_in, minimum=2)
-    row = {"circuit": circuit, "m": m, "fan_in_limit": fan_in if circuit in POOL_CIRCUITS else None,
+    row = {"circuit": circuit, "m": None if circuit in FIXED_CIRCUITS else m, "fan_in_limit": fan_in if circuit in POOL_CIRCUITS else None,
            "hidden_neurons": m, "output_neurons": d_v, "interneurons": 0, "astrocytes": 0,
            "fixed_random_synapses": 0, "fixed_unit_synapses": 0, "plastic_synapses": 0,
            "plastic_writes_per_token": 0, "max_fan_in": 0, "normaliser_fan_in": 0, "normaliser_depth": 0,

@@ -54,15 +54,21 @@ def _bounds(low, high) -> str:
     return f"{low:.3g}" if low == high else f"[{low:.3g}, {high:.3g}]"
 
 
+def _bound(value) -> float | None:
+    """A CI bound, infinite where censoring leaves it open (the audit prints inf), None where not computed."""
+    value = pd.to_numeric(value, errors="coerce")
+    return None if pd.isna(value) else float(value)
+
+
 def _evidence(name: str, row: pd.Series) -> Evidence:
-    needs = ("" if row["status"] != "ok" else
+    needs = ("" if row["status"] != "ok" else ("ratio undetermined (censored needs): " if pd.isna(row["statistic"]) else "") +
              f"needs {_bounds(row['comparator_required_low'], row['comparator_required_high'])} {row['resource']} "
              f"against the astrocyte circuit's {_bounds(row['reference_required_low'], row['reference_required_high'])}")
     value = finite(row.get("statistic"))
     return Evidence(name, _query(row), f"{row['resource']} ratio ({row['comparator']} / {row['reference']}) at "
                                        f"error {row['epsilon']:g}",
                     value if value is not None else float("nan"), p_value=finite(row.get("p_value_adjusted")),
-                    ci_low=finite(row.get("ci_low")), ci_high=finite(row.get("ci_high")), effect=needs,
+                    ci_low=_bound(row.get("ci_low")), ci_high=_bound(row.get("ci_high")), effect=needs,
                     note=f"{row['analysed_head']}" + ("" if row["status"] == "ok" else f" ({row['status']}: {row['reason']})"))
 
 

@@ -12,6 +12,7 @@ from astrostats.report.figures import find_table
 RESOURCES = {"plastic_synapses": "plastic synapses", "hidden_neurons": "hidden neurons", "total_cells": "cells (all types)",
              "fixed_random_synapses": "fixed random synapses", "max_fan_in": "largest fan-in of one cell"}
 KEYS = ["analysed_head", "circuit", "fan_in_limit", "m"]
+FLOOR = 1e-3  # errors below (the memory with one unit per token is exact to float32 rounding) are drawn here
 
 
 def _measurements(tables: dict) -> pd.DataFrame | None:
@@ -31,13 +32,14 @@ def draw(tables: dict) -> dict:
 
 
 def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
-    means = measurements.groupby(KEYS, dropna=False)["value"].mean().reset_index()
+    means = measurements.groupby(KEYS, dropna=False)["value"].mean().clip(lower=FLOOR).reset_index()
     data = means.merge(accounting[KEYS + list(RESOURCES)], on=KEYS, how="left")
     limit = data["fan_in_limit"].astype("string")
     data["curve"] = data["circuit"].where(data["fan_in_limit"].isna(), data["circuit"] + "@" + limit)
     heads = list(dict.fromkeys(data["analysed_head"]))
     curves = list(dict.fromkeys(data["curve"]))
     palette = dict(zip(curves, sns.color_palette("tab10", len(curves))))
+    palette["astrocyte"] = (0.0, 0.0, 0.0)
     fig, axes = plt.subplots(len(RESOURCES), len(heads), figsize=(3.2 * len(heads), 2.6 * len(RESOURCES)),
                              squeeze=False, sharey="col")
     for column, head in enumerate(heads):
@@ -46,17 +48,19 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
             ax = axes[row, column]
             for curve, line in part.groupby("curve", sort=False):
                 line = line[line[resource] > 0].sort_values(resource)
-                ax.plot(line[resource].astype(float), line["value"], marker="o" if len(line) > 1 else "s", ms=3,
-                        lw=1.2, color=palette[curve], label=curve)
+                reference = curve == "astrocyte"
+                ax.plot(line[resource].astype(float), line["value"], marker="o" if len(line) > 1 else "s",
+                        ms=3 if len(line) > 1 else 6, lw=2.8 if reference else 1.2, color=palette[curve], label=curve,
+                        zorder=1 if reference else 2)
             ax.axhline(0.10, color="0.5", ls="--", lw=0.8)
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel="relative error" if column == 0 else "")
             if row == 0:
                 ax.set_title(head, fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=7)
-    fig.suptitle("Error against each resource (dashed: 10 %; a resource that is 0 for a circuit is not drawn)", y=0.995,
-                 fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7)
+    fig.suptitle(f"Error against each resource (dashed: 10 %; errors below {FLOOR:g} (exact circuits) drawn at it; a resource that is 0 "
+                 "for a circuit is not drawn; the interneuron tree lies on the astrocyte circuit)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.98))
     return fig
 
 
