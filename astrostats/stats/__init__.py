@@ -9,6 +9,7 @@ reason``) and keeps its raw draws in ``DataFrame.attrs["draws"]``; a scaling-law
 from astrostats.stats._common import RESULT_COLUMNS, StatsWarning
 from astrostats.stats.calibration import simulate_check, simulate_scaling_table
 from astrostats.stats.effects import cliffs_delta, equivalence_test, error_ratio, paired_standardised_difference
+from astrostats.stats.equal_error import equal_error_comparisons, equal_error_tests, required_resource
 from astrostats.stats.multitest import adjust_p_values
 from astrostats.stats.resampling import (bootstrap_interval, hierarchical_bootstrap, hierarchical_weights,
                                          paired_permutation_test, rescaled_cluster_weights, sign_flip_sums,
@@ -23,4 +24,4 @@ __all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_permutation_test", "two_sam
            "bootstrap_interval", "error_ratio", "paired_standardised_difference", "cliffs_delta", "equivalence_test",
            "adjust_p_values", "fit_scaling_law", "scaling_fits_table", "ScalingFit", "epsilon_label", "FitDesign",
            "scaling_design", "power_law_batch", "power_law_bootstrap", "floor_test_batch", "simulate_scaling_table",
-           "simulate_check"]
+           "simulate_check", "required_resource", "equal_error_comparisons", "equal_error_tests"]

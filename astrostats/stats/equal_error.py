@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from astrostats.stats._common import check_columns, check_confidence, make_rng, result_frame
+from astrostats.seeding import numpy_rng, seed_sequence
+from astrostats.stats._common import check_columns, check_confidence, result_frame
 from astrostats.stats.multitest import adjust_p_values
 from astrostats.validation import check_float, check_int, fail
 
@@ -110,7 +111,7 @@ def equal_error_comparisons(table: pd.DataFrame, *, reference: str, resource_col
     table = table.assign(**{seed_col: table[seed_col].astype("float64").fillna(0.0)})
     units = sorted(table.loc[table[curve_col] == reference, unit_col].unique())
     threshold = 1.0 / (1.0 + margin)
-    rng = make_rng(seed)
+    rng = numpy_rng(seed)
     unit_weights = rng.multinomial(len(units), np.full(len(units), 1.0 / len(units)), size=n_resamples)
     drawn = {}
 
@@ -181,7 +182,7 @@ def equal_error_tests(table: pd.DataFrame, *, by: Sequence[str], reference: str,
     for index, (key, part) in enumerate(table.groupby(list(by), sort=True)):
         result = equal_error_comparisons(part, reference=reference, resource_col=resource_col, epsilon=epsilon,
                                          margin=margin, n_resamples=n_resamples,
-                                         seed=np.random.SeedSequence([seed, index]), **options)
+                                         seed=seed_sequence(seed, index), **options)
         for column, value in zip(by, key if isinstance(key, tuple) else (key,)):
             result.insert(0, column, value)
         frames.append(result)

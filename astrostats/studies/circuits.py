@@ -38,9 +38,9 @@ from astrostats.constants import TOLERANCE
 from astrostats.runner import Sweep, draw_projections, references
 from astrostats.spec import Spec
 from astrostats.stats.equal_error import equal_error_tests, required_resource
-from astrostats.studies import real_heads
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import TargetBatch
+from astrostats.targets.models import MODELS, load, model_shape, targets_of
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
@@ -84,7 +84,7 @@ class Parameters:
         for resource in self.secondary_resources:
             check_choice("secondary_resources", resource, RESOURCES)
         for model in self.real_models:
-            check_choice("real_models", model, real_heads.MODELS)
+            check_choice("real_models", model, MODELS)
         for name in ("real_layers", "real_heads"):
             for index in getattr(self, name):
                 check_int(name, index)
@@ -133,17 +133,16 @@ def targets(spec: Spec, parameters: Parameters) -> list[TargetBatch]:
     batches = [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
                               d_head=parameters.d_head, logit_scale=scale, seed=spec.seed)
                for scale in parameters.logit_scales]
-    if parameters.real_models:
-        settings = real_heads.Parameters(models=parameters.real_models, n_sequences=parameters.n_sequences,
-                                         n_tokens=parameters.n_tokens, text_source=parameters.text_source,
-                                         image_source=parameters.image_source, layers=parameters.real_layers,
-                                         heads=parameters.real_heads)
-        for name in parameters.real_models:
-            settings.check_shape(name, real_heads.model_shape(name, settings))
-        for name in parameters.real_models:
-            loaded = real_heads.load(name, settings)
-            batches += real_heads.targets_of(loaded, settings, parameters.real_layers, parameters.real_heads)
-            LOG.info("circuits: %s heads loaded in %.1f s", name, loaded.load_seconds)
+    for name in parameters.real_models:  # every index checked against every model before the first is loaded
+        shape = model_shape(name, parameters.image_source)
+        for key, total in (("real_layers", shape.n_layers), ("real_heads", shape.n_heads)):
+            if not all(-total <= index < total for index in getattr(parameters, key)):
+                raise fail(key, f"indices in [{-total}, {total - 1}] ({name} has {total})", getattr(parameters, key))
+    for name in parameters.real_models:
+        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                      text_source=parameters.text_source, image_source=parameters.image_source)
+        batches += targets_of(loaded, parameters.real_layers, parameters.real_heads)
+        LOG.info("circuits: %s heads loaded in %.1f s", name, loaded.load_seconds)
     return batches
 
 
