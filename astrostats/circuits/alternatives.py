@@ -79,13 +79,10 @@ def dense_associative_memory(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if not causal:
         return _normalised(logits, mean_values, return_response)
     # causal: at t, unit unit(t) holds the running mean of its tokens so far, later units are still empty
-    starts = torch.searchsorted(unit, torch.arange(m))
-    before = torch.cat([torch.zeros_like(k[..., :1, :]), k.cumsum(-2)], -2)[..., starts[unit], :]
-    before_v = torch.cat([torch.zeros_like(v[..., :1, :]), v.cumsum(-2)], -2)[..., starts[unit], :]
-    so_far = (torch.arange(n_tokens) - starts[unit] + 1).to(k.dtype).unsqueeze(-1)
-    partial_keys = (k.cumsum(-2) - before) / so_far  # (..., N, d): unit(t)'s mean over its tokens <= t
-    partial_values = (v.cumsum(-2) - before_v) / so_far
-    current = ((q * partial_keys).sum(-1) + so_far.squeeze(-1).log()).unsqueeze(-1)
+    first = torch.searchsorted(unit, torch.arange(m))[unit]  # first token of each token's unit
+    partial_keys, so_far = _running_group_means(k, first)
+    partial_values, _ = _running_group_means(v, first)
+    current = ((q * partial_keys).sum(-1, keepdim=True) + so_far.log())  # the partial unit's log rate
     logits = logits.scatter(-1, unit.expand(*q.shape[:-1]).unsqueeze(-1), current)
     logits = logits.masked_fill(torch.arange(m) > unit.unsqueeze(-1), -math.inf)
     weights = torch.softmax(logits, -1)
@@ -94,6 +91,13 @@ def dense_associative_memory(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if return_response:
         return output, logits.double().logsumexp(-1).exp()
     return output
+
+
+def _running_group_means(x: torch.Tensor, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of x over tokens first[t]..t (the part of t's group written by time t), and that count."""
+    sums = torch.cat([torch.zeros_like(x[..., :1, :]), x.cumsum(-2)], -2)
+    count = (torch.arange(x.shape[-2]) - first + 1).to(x.dtype).unsqueeze(-1)
+    return (sums[..., 1:, :] - sums[..., first, :]) / count, count
 
 
 def _normalised(logits: torch.Tensor, values: torch.Tensor, return_response: bool):
