@@ -41,7 +41,7 @@ def test_default_outputs_are_complete(smoke_run):
 
 def test_audit_json_has_every_claim_with_rule_and_evidence(smoke_run):
     audit = json.loads((smoke_run / "audit.json").read_text())
-    assert [claim["id"] for claim in audit["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert [claim["id"] for claim in audit["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
     for claim in audit["claims"]:
         assert set(claim) >= {"id", "statement", "verdict", "rule", "evidence"}
         if claim["verdict"] not in ("INSUFFICIENT_DATA", "NOT_TESTABLE"):

@@ -8,16 +8,19 @@ what random-feature theory predicts. Pure tensor functions, no I/O.
 >>> bool((y - softmax_attention(q, k, v)).norm() / softmax_attention(q, k, v).norm() < 0.1)
 True
 """
+from astrostats.circuits.alternatives import dense_associative_memory, hebbian_only_attention, interneuron_attention
 from astrostats.circuits.astrocyte import (CircuitOutput, astrocyte_attention, read_phase, reference_circuit,
                                            run_circuit, write_phase)
 from astrostats.circuits.attention import log_normaliser, scale_queries_keys, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import (FEATURE_MAPS, PAIRED_MAPS, POSITIVE_MAPS, draw_projection, feature_parts,
                                           random_features)
+from astrostats.circuits.resources import resources
 from astrostats.circuits.theory import predicted_error_constant
 
 __all__ = ["astrocyte_attention", "run_circuit", "reference_circuit", "write_phase", "read_phase", "CircuitOutput",
            "softmax_attention", "log_normaliser", "scale_queries_keys",
            "uniform_attention", "no_astrocyte_attention", "elu_linear_attention",
            "FEATURE_MAPS", "PAIRED_MAPS", "POSITIVE_MAPS", "draw_projection", "random_features", "feature_parts",
-           "predicted_error_constant"]
+           "predicted_error_constant", "dense_associative_memory", "interneuron_attention", "hebbian_only_attention",
+           "resources"]

@@ -1,4 +1,4 @@
-"""The audit: claims C1-C6 (DESIGN.md), each judged by a written rule from stored tables, rendered as a
+"""The audit: claims C1-C7 (DESIGN.md), each judged by a written rule from stored tables, rendered as a
 referee report (audit.md) and as machine-readable JSON (audit.json)."""
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges
     ("C4", "astrostats.report.claims.c4_biology"),
     ("C5", "astrostats.report.claims.c5_real_data"),
     ("C6", "astrostats.report.claims.c6_required_m"),
+    ("C7", "astrostats.report.claims.c7_alternatives"),
 )
 
 

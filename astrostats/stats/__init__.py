@@ -10,6 +10,7 @@ from astrostats.stats._common import RESULT_COLUMNS, StatsWarning
 from astrostats.stats.calibration import simulate_check, simulate_scaling_table
 from astrostats.stats.crossed import crossed_bootstrap, crossed_draws, share_below
 from astrostats.stats.effects import cliffs_delta, equivalence_test, error_ratio, paired_standardised_difference
+from astrostats.stats.equal_error import equal_error_comparisons, equal_error_tests, required_resource
 from astrostats.stats.multitest import adjust_p_values
 from astrostats.stats.resampling import (bootstrap_interval, hierarchical_bootstrap, hierarchical_weights,
                                          paired_mean_test, paired_permutation_test, rescaled_cluster_weights, sign_flip_sums,
@@ -24,4 +25,5 @@ __all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_mean_test", "paired_permuta
            "bootstrap_interval", "error_ratio", "paired_standardised_difference", "cliffs_delta", "equivalence_test",
            "adjust_p_values", "fit_scaling_law", "scaling_fits_table", "ScalingFit", "epsilon_label", "FitDesign",
            "scaling_design", "power_law_batch", "power_law_bootstrap", "floor_test_batch", "simulate_scaling_table",
-           "simulate_check", "crossed_bootstrap", "crossed_draws", "share_below"]
+           "simulate_check", "crossed_bootstrap", "crossed_draws", "share_below", "required_resource",
+           "equal_error_comparisons", "equal_error_tests"]

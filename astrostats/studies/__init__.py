@@ -17,6 +17,7 @@ STUDY_MODULES = {
     "real_heads": "astrostats.studies.real_heads",
     "biology": "astrostats.studies.biology",
     "known_answers": "astrostats.studies.known_answers",
+    "circuits": "astrostats.studies.circuits",
 }
 
 

@@ -1,0 +1,313 @@
+"""What the astrocyte buys (claim C7): the astrocyte circuit beside other biological circuits for attention.
+
+Spec -> heads (synthetic at the named logit scales, and layer x head of the real models, loaded as the
+figure-3 analyses load them) -> every circuit of astrostats.circuits.alternatives, the astrocyte circuit and
+the baselines, on the same sequences and (for the random-feature circuits) the same W per m and seed as the
+runner draws -> tables, each prefixed by the spec's name:
+
+* ``<name>``              relative error per head, circuit, interneuron input limit, m, seed and sequence;
+* ``_accounting``         the resources of every circuit at every m and limit (astrostats.circuits.resources);
+* ``_required``           per head and circuit, the bounds on m and on each resource needed for 10 % error;
+* ``_tests``              resource ratios to the astrocyte circuit at equal error, the pre-registered family
+                          ("primary", plastic synapses) and secondary families (cells, hidden neurons), each
+                          Holm-corrected on its own, with the pre-registration's hash.
+
+The interneuron tree and the dense associative memory have errors and plastic synapses that do not depend
+on the interneuron input limit (only their cell counts do, listed per limit in ``_accounting``): they run
+once, at the strictest limit. The sampled pool runs at every limit. The memory's widths are the swept m
+below the sequence length N, and N itself (one unit per token: exact).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from astrostats.circuits.alternatives import dense_associative_memory, hebbian_only_attention, interneuron_attention
+from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
+from astrostats.circuits.resources import (CIRCUITS, FIXED_CIRCUITS, MEMORY_CIRCUITS, POOL_CIRCUITS, RESOURCES,
+                                           resources)
+from astrostats.constants import TOLERANCE
+from astrostats.runner import Sweep, draw_projections, references
+from astrostats.spec import Spec
+from astrostats.stats.equal_error import equal_error_tests, required_resource
+from astrostats.studies.base import RunContext
+from astrostats.targets.base import TargetBatch
+from astrostats.targets.models import MODELS, load, model_shape, targets_of
+from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
+from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
+from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
+
+LOG = logging.getLogger(__name__)
+PREREGISTRATION_KEYS = ("claim", "endpoint", "resource", "epsilon", "reference", "comparators", "effect", "margin",
+                        "alpha", "test", "correction", "family", "min_sequences", "min_m_values", "decision_rule")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    m: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    n_seeds: int = 4
+    n_sequences: int = 6
+    logit_scales: tuple[str, ...] = ("typical", "peaked")
+    n_tokens: int = 197
+    d_head: int = 64
+    interneuron_fan_in: tuple[int, ...] = (2186,)
+    circuits: tuple[str, ...] = CIRCUITS
+    secondary_resources: tuple[str, ...] = ("total_cells", "hidden_neurons")
+    real_models: tuple[str, ...] = ()
+    real_layers: tuple[int, ...] = (0,)
+    real_heads: tuple[int, ...] = (0,)
+    text_source: str = "pydoc"
+    image_source: str = "mnist"
+    n_resamples: int = 999
+
+    def __post_init__(self):
+        values = check_int_list("m", self.m)
+        if len(set(values)) < len(values):
+            raise fail("m", "distinct values", values)
+        for name in ("n_seeds", "n_sequences", "n_tokens", "d_head"):
+            check_int(name, getattr(self, name), minimum=1)
+        for scale in self.logit_scales:
+            check_choice("logit_scales", scale, LOGIT_SCALES)
+        check_int_list("interneuron_fan_in", self.interneuron_fan_in, minimum=2)
+        if "astrocyte" not in self.circuits:
+            raise fail("circuits", "a list that includes 'astrocyte' (the reference of every comparison)", self.circuits)
+        for circuit in self.circuits:
+            check_choice("circuits", circuit, CIRCUITS)
+        for resource in self.secondary_resources:
+            check_choice("secondary_resources", resource, RESOURCES)
+        for model in self.real_models:
+            check_choice("real_models", model, MODELS)
+        for name in ("real_layers", "real_heads"):
+            for index in getattr(self, name):
+                check_int(name, index)
+        check_choice("text_source", self.text_source, TEXT_SOURCES)
+        check_choice("image_source", self.image_source, IMAGE_SOURCES)
+        check_int("n_resamples", self.n_resamples, minimum=99)
+        if not self.logit_scales and not self.real_models:
+            raise fail("logit_scales, real_models", "at least one head", (self.logit_scales, self.real_models))
+
+
+# -------------------------------------------------------------------------------------- pre-registration
+def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
+    """The [preregistration] table, complete and consistent with the parameters, or an InputError naming why."""
+    registered = spec.preregistration
+    absent = [key for key in PREREGISTRATION_KEYS if key not in registered]
+    if absent:
+        raise fail(f"{spec.name}.preregistration", f"keys {list(PREREGISTRATION_KEYS)}", f"missing {absent}")
+    check_float("preregistration.epsilon", registered["epsilon"], minimum=0.0, strict=True)
+    check_float("preregistration.margin", registered["margin"], minimum=0.0)
+    check_float("preregistration.alpha", registered["alpha"], minimum=0.0, strict=True, maximum=1.0)
+    check_choice("preregistration.correction", registered["correction"], ("holm", "bonferroni"))
+    check_choice("preregistration.resource", registered["resource"], RESOURCES)
+    check_choice("preregistration.reference", registered["reference"], ("astrocyte",))
+    for comparator in registered["comparators"]:
+        check_choice("preregistration.comparators", comparator, sorted(set(parameters.circuits) - {"astrocyte"}))
+    check_int("preregistration.min_sequences", registered["min_sequences"], minimum=2)
+    check_int("preregistration.min_m_values", registered["min_m_values"], minimum=2)
+    return registered
+
+
+def preregistration_hash(registered: dict) -> str:
+    """SHA-256 of the registered table (canonical JSON), as the overfitting pre-registration is hashed."""
+    return hashlib.sha256(json.dumps(registered, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- targets
+def head_name(batch: TargetBatch) -> str:
+    labels = batch.labels
+    if labels["target"] == "synthetic":
+        return f"synthetic/{labels['logit_scale']}"
+    return f"{labels['target']}/layer{labels['layer']}/head{labels['head']}"
+
+
+def targets(spec: Spec, parameters: Parameters) -> list[TargetBatch]:
+    """Synthetic heads (one per logit scale), then the chosen layers and heads of every real model."""
+    batches = [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                              d_head=parameters.d_head, logit_scale=scale, seed=spec.seed)
+               for scale in parameters.logit_scales]
+    for name in parameters.real_models:  # every index checked against every model before the first is loaded
+        shape = model_shape(name, parameters.image_source)
+        for key, total in (("real_layers", shape.n_layers), ("real_heads", shape.n_heads)):
+            if not all(-total <= index < total for index in getattr(parameters, key)):
+                raise fail(key, f"indices in [{-total}, {total - 1}] ({name} has {total})", getattr(parameters, key))
+    for name in parameters.real_models:
+        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+                      text_source=parameters.text_source, image_source=parameters.image_source)
+        batches += targets_of(loaded, parameters.real_layers, parameters.real_heads)
+        LOG.info("circuits: %s heads loaded in %.1f s", name, loaded.load_seconds)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def memory_widths(m_values, n_tokens: int) -> list[int]:
+    """The memory's widths: the swept m below N, and N (one unit per token)."""
+    return sorted({m for m in m_values if m < n_tokens} | {n_tokens})
+
+
+def _random_feature_outputs(batch: TargetBatch, circuits, projection, limits) -> dict:
+    """(circuit, limit) -> output, every circuit on the same W (paired across circuits)."""
+    q, k, v, causal = batch.q, batch.k, batch.v, batch.causal
+    projection = projection.to(q.dtype)
+    outputs = {}
+    if "astrocyte" in circuits:
+        outputs["astrocyte", None] = run_circuit(q, k, v, projection, "positive", causal).output
+    if "interneuron_tree" in circuits:
+        outputs["interneuron_tree", min(limits)] = interneuron_attention(
+            q, k, v, projection=projection, fan_in=min(limits), pool="tree", causal=causal)
+    if "interneuron_sampled" in circuits:
+        for limit in limits:
+            outputs["interneuron_sampled", limit] = interneuron_attention(
+                q, k, v, projection=projection, fan_in=limit, pool="sampled", causal=causal)
+    if "hebbian_only" in circuits:
+        outputs["hebbian_only", None] = hebbian_only_attention(q, k, v, projection=projection, causal=causal)
+    if "no_astrocyte" in circuits:
+        outputs["no_astrocyte", None] = no_astrocyte_attention(q, k, v, projection, "positive", causal)
+    return outputs
+
+
+def _errors(output: torch.Tensor, exact: torch.Tensor) -> np.ndarray:
+    output = output.double()
+    return ((output - exact).norm(dim=(-2, -1)) / exact.norm(dim=(-2, -1))).numpy()
+
+
+def measure(batch: TargetBatch, parameters: Parameters, base_seed: int) -> pd.DataFrame:
+    """Relative error per sequence of every circuit at every m (and seed, and input limit) on one head."""
+    exact, _ = references(batch)
+    sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, base_seed=base_seed)
+    d, n_tokens = batch.q.shape[-1], batch.k.shape[-2]
+    limits = tuple(parameters.interneuron_fan_in)
+    records = []
+
+    def keep(circuit, limit, m, seed, output):
+        records.append((circuit, limit, m, seed, _errors(output, exact)))
+
+    random_circuits = [c for c in parameters.circuits if c not in MEMORY_CIRCUITS + FIXED_CIRCUITS]
+    with torch.no_grad():
+        for m in parameters.m:
+            for seed in range(parameters.n_seeds):
+                projection = draw_projections(sweep, "positive", m, range(seed, seed + 1), d)[0]
+                for (circuit, limit), output in _random_feature_outputs(batch, random_circuits, projection,
+                                                                        limits).items():
+                    keep(circuit, limit, m, seed, output)
+        for circuit in (c for c in parameters.circuits if c in MEMORY_CIRCUITS):
+            for width in memory_widths(parameters.m, n_tokens):
+                output = dense_associative_memory(batch.q, batch.k, batch.v, width, mode=circuit.removeprefix("dam_"),
+                                                  causal=batch.causal)
+                keep(circuit, min(limits), width, None, output)
+        for circuit in (c for c in parameters.circuits if c in FIXED_CIRCUITS):
+            function = uniform_attention if circuit == "uniform" else elu_linear_attention
+            keep(circuit, None, None, None, function(batch.q, batch.k, batch.v, batch.causal))
+    frames = [pd.DataFrame({"circuit": circuit, "fan_in_limit": limit, "m": m, "seed": seed,
+                            "sequence_id": list(batch.sequence_ids), "metric": "relative_error", "value": errors})
+              for circuit, limit, m, seed, errors in records]
+    table = pd.concat(frames, ignore_index=True)
+    for column in ("fan_in_limit", "m", "seed"):
+        table[column] = table[column].astype("Int64")
+    return _labelled(table, batch)
+
+
+def _labelled(table: pd.DataFrame, batch: TargetBatch) -> pd.DataFrame:
+    labels = {key: batch.labels.get(key) for key in ("target", "layer", "head", "logit_scale")}
+    labels.update(analysed_head=head_name(batch), n_tokens=batch.k.shape[-2], d_head=batch.q.shape[-1],
+                  causal=batch.causal)
+    for key, value in reversed(labels.items()):
+        table.insert(0, key, value)
+    return table
+
+
+def accounting(batch: TargetBatch, parameters: Parameters) -> pd.DataFrame:
+    """Resources of every circuit at every width it runs at, per interneuron input limit where it has a pool."""
+    d, d_v, n_tokens = batch.q.shape[-1], batch.v.shape[-1], batch.k.shape[-2]
+    rows = []
+    for circuit in parameters.circuits:
+        widths = ([None] if circuit in FIXED_CIRCUITS else memory_widths(parameters.m, n_tokens)
+                  if circuit in MEMORY_CIRCUITS else parameters.m)
+        limits = parameters.interneuron_fan_in if circuit in POOL_CIRCUITS else (None,)
+        rows += [resources(circuit, m=m, d=d, d_v=d_v, n_tokens=n_tokens, fan_in=limit)
+                 for limit in limits for m in widths]
+    table = pd.DataFrame(rows)
+    for column in ("fan_in_limit", "m"):
+        table[column] = table[column].astype("Int64")
+    return _labelled(table, batch)
+
+
+# ------------------------------------------------------------------------------------------------- tests
+def with_resources(measurements: pd.DataFrame, accounting_table: pd.DataFrame) -> pd.DataFrame:
+    """Measurements of the swept circuits with their resource columns and a ``curve`` name (circuit, limit)."""
+    keys = ["analysed_head", "circuit", "fan_in_limit", "m"]
+    swept = measurements[measurements["m"].notna()]
+    merged = swept.merge(accounting_table[keys + list(RESOURCES)], on=keys, how="left", validate="many_to_one")
+    limit = merged["fan_in_limit"].astype("string")
+    merged["curve"] = merged["circuit"].where(merged["fan_in_limit"].isna(), merged["circuit"] + "@" + limit)
+    return merged
+
+
+def tests_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, registered: dict, *,
+                secondary_resources=(), n_resamples: int = 999, seed: int = 0) -> pd.DataFrame:
+    """The registered comparisons (family "primary") and the same on other resources ("secondary_<resource>")."""
+    merged = with_resources(measurements, accounting_table)
+    kept = merged[merged["circuit"].isin([registered["reference"], *registered["comparators"]])]
+    frames = []
+    for index, resource in enumerate([registered["resource"], *secondary_resources]):
+        tests = equal_error_tests(kept, by=["analysed_head"], reference=registered["reference"], resource_col=resource,
+                                  epsilon=float(registered["epsilon"]), margin=float(registered["margin"]),
+                                  alpha=float(registered["alpha"]), correction=registered["correction"],
+                                  n_resamples=n_resamples, seed=seed + index,
+                                  min_units=int(registered["min_sequences"]), min_levels=int(registered["min_m_values"]))
+        tests.insert(1, "family", "primary" if index == 0 else f"secondary_{resource}")
+        frames.append(tests)
+    tests = pd.concat(frames, ignore_index=True)
+    tests["preregistration_sha256"] = preregistration_hash(registered)
+    return tests
+
+
+def required_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, epsilon: float = TOLERANCE) -> pd.DataFrame:
+    """Per head and curve, bounds on m and on every resource needed for mean error <= epsilon (point values)."""
+    rows = []
+    merged = with_resources(measurements, accounting_table)
+    for (head, curve), part in merged.groupby(["analysed_head", "curve"], sort=True):
+        means = part.groupby("m")["value"].mean().sort_index()
+        per_m = part.groupby("m")[list(RESOURCES)].first().reindex(means.index)
+        row = {"analysed_head": head, "curve": curve, "circuit": part["circuit"].iloc[0],
+               "epsilon": epsilon, "error_at_largest_m": float(means.iloc[-1])}
+        for name, values in {"m": means.index.to_numpy(dtype=float), **per_m.to_dict("series")}.items():
+            values = np.asarray(values, dtype=float)
+            if (values > 0).all():
+                low, high = required_resource(means.to_numpy()[None], values, epsilon)
+                row[f"{name}_low"], row[f"{name}_high"] = float(low[0]), float(high[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------- run
+def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
+    parameters = spec.bind(Parameters)
+    registered = check_preregistration(spec, parameters)
+    measurements, accountings = [], []
+    for batch in targets(spec, parameters):
+        started = time.perf_counter()
+        measurements.append(measure(batch, parameters, spec.seed))
+        accountings.append(accounting(batch, parameters))
+        LOG.info("circuits: %s measured in %.1f s", head_name(batch), time.perf_counter() - started)
+    table = pd.concat(measurements, ignore_index=True)
+    table.insert(0, "analysis", spec.name)
+    accounting_table = pd.concat(accountings, ignore_index=True)
+    tests = tests_table(table, accounting_table, registered, secondary_resources=parameters.secondary_resources,
+                        n_resamples=parameters.n_resamples, seed=spec.seed)
+    tests.insert(0, "analysis", spec.name)
+    tests["spec_sha256"] = spec.sha256
+    return {spec.name: table, f"{spec.name}_accounting": accounting_table,
+            f"{spec.name}_required": required_table(table, accounting_table, float(registered["epsilon"])),
+            f"{spec.name}_tests": tests}
+
+
+__all__ = ["Parameters", "run", "check_preregistration", "preregistration_hash", "targets", "measure",
+           "accounting", "tests_table", "required_table", "with_resources", "memory_widths", "head_name"]
