@@ -1,40 +1,46 @@
 """From stored tables to figures, audit and report, and the manifest that ties them to specs and code.
 
-Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone.
+Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone,
+once DIR is known to hold a finished run whose manifest, tables and figures all match their SHA-256.
 """
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import logging
-import shutil
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from astrostats import outputs
-from astrostats.validation import InputError
+from astrostats.validation import InputError, check_identifier
 from astrostats.report import audit, pdf
 from astrostats.report.figures import draw_analysis
 
 LOG = logging.getLogger(__name__)
 MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
+FIGURE_STEM = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,160}$")
 
 
 def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
     """All tables of completed analyses, and each analysis's own tables (for its figures)."""
     per_analysis = {}
     for record in manifest.get("analyses", []):
-        if record["status"] == "ok":
+        if record["status"] == "ok":  # each table checked against its recorded SHA-256 before it is read
             per_analysis[record["name"]] = outputs.read_tables(source / "tables", record["tables"])
     everything = {name: table for tables in per_analysis.values() for name, table in tables.items()}
     return everything, per_analysis
 
 
-def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict) -> dict:
-    """Figures per kind as [(name, Figure)], each also saved to figures/<analysis>_<name>.png."""
+def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict) -> tuple[dict, dict]:
+    """Figures per kind as [(name, Figure)], each also saved to figures/<analysis>_<name>.png; and the
+    SHA-256 of every file saved (for the manifest)."""
     figures: dict[str, list] = {}
+    digests: dict[str, str] = {}
     for record in manifest.get("analyses", []):
         if record["name"] not in per_analysis:
             continue
@@ -46,11 +52,14 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict) -> dict:
             continue
         for name, figure in drawn.items():
             stem = record["name"] if name == MAIN_FIGURE else f"{record['name']}_{name}"
+            if not FIGURE_STEM.match(stem):
+                raise InputError(f"figure name {stem!r} is not a safe file name")
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-            outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue())
+            digests[stem] = outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue(),
+                                                       root=out_dir)
             figures.setdefault(record["kind"], []).append((stem, figure))
-    return figures
+    return figures, digests
 
 
 def evidence_tables(verdicts, tables: dict) -> dict:
@@ -68,32 +77,77 @@ def evidence_tables(verdicts, tables: dict) -> dict:
     return selected
 
 
-def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None) -> list:
-    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in source."""
-    tables, per_analysis = load_tables(source or out_dir, manifest)
-    figures = draw_figures(out_dir, manifest, per_analysis)
+def build_outputs(out_dir: Path, manifest: dict) -> list:
+    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in out_dir."""
+    tables, per_analysis = load_tables(out_dir, manifest)
+    figures, digests = draw_figures(out_dir, manifest, per_analysis)
     verdicts = audit.judge_all(tables, manifest)
-    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest))
-    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest))
-    temporary = out_dir / ".report.pdf.tmp"
-    pdf.write_report(temporary, verdicts, manifest, figures, evidence_tables(verdicts, tables))
-    temporary.replace(out_dir / "report.pdf")
+    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest), root=out_dir)
+    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest), root=out_dir)
+    handle, temporary = tempfile.mkstemp(dir=outputs.inside(out_dir, out_dir), prefix=f".report.{os.getpid()}.",
+                                         suffix=".pdf.tmp")
+    os.close(handle)
+    try:
+        pdf.write_report(Path(temporary), verdicts, manifest, figures, evidence_tables(verdicts, tables))
+        report = outputs.inside(out_dir, out_dir / "report.pdf")
+        outputs.atomic_write_bytes(report, Path(temporary).read_bytes(), root=out_dir)  # umask, atomic
+    finally:
+        Path(temporary).unlink(missing_ok=True)
     for kind_figures in figures.values():
         for _, figure in kind_figures:
             plt.close(figure)
-    manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts},
-                "figures": sorted(path.name for path in (out_dir / "figures").glob("*.png"))}
-    outputs.write_json(out_dir / "manifest.json", manifest)
+    manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "figures": digests}
+    outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
     return verdicts
 
 
-def rebuild_from(source: Path, out_dir: Path) -> list:
-    """--audit-only: audit and report from stored tables, recomputing nothing."""
-    try:
-        manifest = json.loads((source / "manifest.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"--from: {str(source / 'manifest.json')!r} is not a readable manifest ({error})") from None
+def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
+    """The manifest of a finished run in ``source``, once it, every table it lists (parquet and CSV) and
+    every figure match their recorded SHA-256; an InputError naming the first file that does not."""
+    problem = outputs.unfinished_run(source, locked_here=locked_here)
+    if problem is not None:
+        raise InputError(f"--from: {str(source)!r} is not a finished run: {problem}")
+    manifest = outputs.read_sealed(source / "manifest.json", "--from: manifest")
+    where = f"--from: {str(source / 'manifest.json')!r}"
+    analyses = manifest.get("analyses")
+    if not isinstance(analyses, list):
+        raise outputs.CorruptOutput(f"{where}: 'analyses' is not a list")
+    for record in analyses:
+        if not isinstance(record, dict) or not isinstance(record.get("status"), str) \
+                or not isinstance(record.get("kind"), str):
+            raise outputs.CorruptOutput(f"{where}: an analysis record is malformed ({str(record)[:60]})")
+        check_identifier(f"{where}: analysis name", record.get("name"))
+        if record["status"] == "ok":
+            if not isinstance(record.get("tables"), dict):
+                raise outputs.CorruptOutput(f"{where}: {record['name']}: 'tables' is not an object")
+            for name, table in record["tables"].items():
+                problem = outputs.table_problem(source / "tables", name, table)
+                if problem is not None:
+                    raise outputs.CorruptOutput(f"--from: stored table refused: {problem}")
+    figures = manifest.get("figures", {})
+    if not isinstance(figures, dict):
+        raise outputs.CorruptOutput(f"{where}: 'figures' is not an object of SHA-256 digests")
+    for stem, digest in figures.items():
+        path = source / "figures" / f"{stem}.png"
+        if not isinstance(stem, str) or not FIGURE_STEM.match(stem):
+            raise outputs.CorruptOutput(f"{where}: figure name {stem!r} is not a safe file name")
+        if not path.is_file() or outputs.sha256_file(path) != digest:
+            raise outputs.CorruptOutput(f"--from: stored figure refused: {path} is missing or does not match its "
+                                        "recorded SHA-256")
+    return manifest
+
+
+def rebuild_from(source: Path, out_dir: Path, manifest: dict) -> list:
+    """--audit-only: audit and report from a verified manifest's tables, recomputing nothing. Tables are
+    copied byte for byte, each copy checked against its SHA-256 as it is read."""
     if out_dir.resolve() != source.resolve():
-        shutil.copytree(source / "tables", out_dir / "tables", dirs_exist_ok=True)
-    manifest["rebuilt_from"] = str(source)
-    return build_outputs(out_dir, manifest, source)
+        for record in manifest["analyses"]:
+            for name, table in (record.get("tables") or {}).items() if record["status"] == "ok" else ():
+                for suffix in ("parquet", "csv"):
+                    data = (source / "tables" / f"{name}.{suffix}").read_bytes()
+                    if hashlib.sha256(data).hexdigest() != table[f"{suffix}_sha256"]:
+                        raise outputs.CorruptOutput(f"--from: {source / 'tables' / f'{name}.{suffix}'} changed "
+                                                    "while it was copied")
+                    outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
+    manifest = {**manifest, "rebuilt_from": str(source)}
+    return build_outputs(out_dir, manifest)
