@@ -67,8 +67,11 @@ def create_folder(directory: Path) -> Path:
 
 def inside(root: Path, path: Path) -> Path:
     """``path`` itself, once it is known to resolve (links followed) inside ``root``; else an InputError."""
-    resolved_root = Path(root).resolve()
-    resolved = Path(path).resolve()
+    try:
+        resolved_root = Path(root).resolve()
+        resolved = Path(path).resolve()
+    except (ValueError, OSError) as error:  # a NUL byte, a link loop
+        raise InputError(f"refusing to write {str(path)!r}: not a usable path ({error})") from None
     if resolved != resolved_root and not resolved.is_relative_to(resolved_root):
         raise InputError(f"refusing to write {str(path)!r}: it resolves to {str(resolved)!r}, outside the output "
                          f"folder {str(root)!r}")

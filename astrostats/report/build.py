@@ -113,9 +113,10 @@ def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
     if not isinstance(analyses, list):
         raise outputs.CorruptOutput(f"{where}: 'analyses' is not a list")
     for record in analyses:
-        if not isinstance(record, dict) or not isinstance(record.get("status"), str) \
-                or not isinstance(record.get("kind"), str):
-            raise outputs.CorruptOutput(f"{where}: an analysis record is malformed ({str(record)[:60]})")
+        fields = {"status": str, "kind": str, "profile": str, "source": str, "seed": int}
+        if not isinstance(record, dict) or any(not isinstance(record.get(key), kind) for key, kind in fields.items()):
+            raise outputs.CorruptOutput(f"{where}: an analysis record is malformed (it needs "
+                                        f"{', '.join(fields)}): {str(record)[:60]}")
         check_identifier(f"{where}: analysis name", record.get("name"))
         if record["status"] == "ok":
             if not isinstance(record.get("tables"), dict):
