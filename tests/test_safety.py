@@ -3,10 +3,15 @@ folder, no pickles, and every bad input caught before any work (exit 2, nothing 
 import json
 import os
 import pickle
+import random
 import shutil
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -234,10 +239,16 @@ def test_resume_recomputes_an_analysis_whose_table_was_damaged(tiny_run, tmp_pat
                 (tiny_run / "tables" / f"{name}.{suffix}").read_bytes()
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", "{\"spec_sha256\": \"x\"", "not json", "{}"])
+@pytest.mark.parametrize("content", ["[1, 2]", "{\"spec_sha256\": \"x\"", "not json", "{}", "flip", "truncate"])
 def test_an_unreadable_or_unsealed_completion_record_means_recompute(tiny_run, tmp_path, content):
     run = copy_run(tiny_run, tmp_path / "run")
-    (run / ".done" / "tiny.json").write_text(content)
+    record = run / ".done" / "tiny.json"
+    if content == "flip":
+        flip_bit(record, record.read_text().index('"seconds"') + 14, 0)  # a digit of the run time
+    elif content == "truncate":
+        record.write_bytes(record.read_bytes()[:-40])
+    else:
+        record.write_text(content)
     spec = load_spec(write_spec(tmp_path), "smoke")
     from astrostats import provenance
 
@@ -425,3 +436,89 @@ def test_a_scheduler_that_never_completes_the_handshake_is_a_clear_error(tmp_pat
         server.close()
         for connection in connections:
             connection.close()
+
+
+# ------------------------------------------------------------------------------------------- fault suite
+# the command line with a stub PDF writer that, given a gate file, waits for it: a run held mid-report
+RUN_STUBBED = """
+import os, sys, time
+from pathlib import Path
+from astrostats import analyze
+from astrostats.report import pdf
+
+def write_report(path, *args, **kwargs):
+    gate = os.environ.get("ASTROSTATS_TEST_GATE")
+    while gate and not Path(gate).exists():
+        time.sleep(0.01)
+    Path(path).write_bytes(b"%PDF-1.4 stub")
+
+pdf.write_report = write_report
+sys.exit(analyze.main(sys.argv[1:]))
+"""
+
+
+def _start(*arguments, gate: Path | None = None):
+    environment = {**os.environ, "ASTROSTATS_TEST_GATE": str(gate) if gate else ""}
+    return subprocess.Popen([sys.executable, "-c", RUN_STUBBED, *arguments, *SMOKE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment,
+                            cwd=Path(analyze.__file__).resolve().parents[1])
+
+
+def _wait_for(process, condition, limit_s=300):
+    """Poll until ``condition()`` holds (True) or the process ends first (False). The limit only stops a
+    hung test; it is not a timing assertion."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if process.poll() is not None:
+            return condition()
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail("the run neither reached the kill point nor ended")
+
+
+def _same_tables(run: Path, reference: Path) -> None:
+    for name in ("tiny", "tiny_fits", "tiny_theory"):
+        for suffix in ("parquet", "csv"):
+            assert (run / "tables" / f"{name}.{suffix}").read_bytes() == \
+                (reference / "tables" / f"{name}.{suffix}").read_bytes(), (name, suffix)
+
+
+@pytest.mark.slow
+def test_killed_at_random_points_then_resume_gives_identical_tables(tiny_run, tmp_path):
+    spec, out = str(write_spec(tmp_path)), tmp_path / "out"
+    rng = random.Random(15)
+    entries = lambda: len(list((out / ".cache").rglob("*.entry")))
+    kill_points = [lambda: entries() >= rng.randint(1, 5),  # mid-sweep: some tasks cached, no tables
+                   lambda: (out / "tables" / "tiny_fits.parquet").exists()]  # tables written, report not
+    for kill_point in kill_points:
+        process = _start(spec, "--out", str(out), "--resume")
+        reached = _wait_for(process, kill_point)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if reached:  # a killed run's folder says so, and is not audited as if it were finished
+            assert (out / outputs.IN_PROGRESS_NAME).exists()
+            assert analyze.main(["--audit-only", "--from", str(out), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    finished = _start(spec, "--out", str(out), "--resume")
+    assert finished.wait() == 0, finished.stderr.read()
+    _same_tables(out, tiny_run)
+    assert not (out / outputs.IN_PROGRESS_NAME).exists()
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_into_one_folder_never_mix(tiny_run, tmp_path):
+    spec, out = str(write_spec(tmp_path)), tmp_path / "out"
+    gate = tmp_path / "gate"
+    first = _start(spec, "--out", str(out), gate=gate)  # held in its report until the gate opens
+    _wait_for(first, lambda: (out / "tables" / "tiny.parquet").exists())
+    second = _start(spec, "--out", str(out), "--seed", "2")
+    assert second.wait() == 2 and "in use by another astrostats run" in second.stderr.read()
+    gate.touch()
+    assert first.wait() == 0, first.stderr.read()
+    manifest = outputs.read_sealed(out / "manifest.json", "manifest")
+    done = outputs.read_sealed(out / ".done" / "tiny.json", "completion record")
+    record = manifest["analyses"][0]
+    assert record["seed"] == done["seed"] == 5 and record["tables"] == done["tables"]
+    assert "--seed" not in manifest["created_by"]
+    _same_tables(out, tiny_run)
