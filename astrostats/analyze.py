@@ -9,7 +9,6 @@ checksums), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -176,7 +175,7 @@ def check_flags(args) -> None:
     if args.audit_only:
         for attribute, flag in AUDIT_ONLY_CONFLICTS:
             value = getattr(args, attribute)
-            if value not in (None, False, []):
+            if value is not None and value is not False and value != []:  # --seed 0 is a value too
                 raise InputError(f"{flag}: not meaningful with --audit-only, which recomputes nothing "
                                  f"(got {value!r})")
     elif args.from_dir is not None:

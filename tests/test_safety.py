@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from astrostats import analyze, outputs
 from astrostats.execution import CACHE_MAGIC, ResultCache
-from astrostats.report import build, pdf
+from astrostats.report import pdf
 from astrostats.spec import load_spec
 from astrostats.studies import scaling
 from astrostats.validation import IDENTIFIER, InputError
@@ -377,6 +377,7 @@ def test_bad_specs_exit_2_before_any_work(tmp_path, capsys, make_spec, needle):
     (["--audit-only", "--resume"], "--resume"),
     (["--audit-only", "--workers", "2"], "--workers"),
     (["--audit-only", "--seed", "3"], "--seed"),
+    (["--audit-only", "--seed", "0"], "--seed"),
     (["--audit-only", "--profile", "smoke"], "--profile"),
     (["--audit-only", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler"),
 ])
