@@ -42,7 +42,7 @@ n_tokens = 8
 d_head = 4
 feature_maps = ["positive"]
 circuits = ["astrocyte", "uniform"]
-n_bootstrap = 100
+n_resamples = 100
 """
 
 
@@ -349,7 +349,7 @@ def _spec_variant(folder: Path, source: str, old: str, new: str) -> Path:
     (lambda d: write_spec(d, TINY.replace("m = [8, 16, 32]", "m = [8, 16, 1000000000000]")), "GiB"),
     (lambda d: write_spec(d, TINY.replace("seed = 5", "seed = 9223372036854775807")), "seed"),
     (lambda d: write_spec(d, TINY + 'causal = "false"\n'), "causal"),
-    (lambda d: write_spec(d, TINY.replace("n_bootstrap = 100", "n_bootstrap = 100.5")), "n_bootstrap"),
+    (lambda d: write_spec(d, TINY.replace("n_resamples = 100", "n_resamples = 100.5")), "n_resamples"),
     (lambda d: _spec_variant(d, "overfitting", "[profiles.smoke]", "[profiles.smoke]\nlearning_rate = nan"),
      "learning_rate"),
     (lambda d: _spec_variant(d, "overfitting", "[profiles.smoke]", "[profiles.smoke]\nmin_improvement = -1"),
