@@ -3,12 +3,12 @@
 With no arguments it runs every spec in analyses/ at the quick profile and writes, under --out (reports/):
 tables/*.csv and *.parquet, figures/*.png, report.pdf, audit.md, audit.json, manifest.json and a log.
 Exit status: 0 all analyses ran, 1 some analysis failed (the others still complete, the audit says which),
-2 bad input (nothing written).
+2 bad input (nothing written; also a folder in use by another run, or stored outputs that fail their
+checksums), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -20,7 +20,13 @@ from astrostats import outputs, provenance
 from astrostats.spec import PROFILES, Spec, available_specs, load_spec, resolve_spec_argument
 from astrostats.studies import get_study
 from astrostats.studies.base import RunContext
-from astrostats.validation import InputError, check_int
+from astrostats.validation import MAX_SEED, InputError, check_int
+
+DEFAULT_OUT = "reports"
+DEFAULT_PROFILE = "quick"
+M_FIELDS = ("m", "m_values", "response_m", "end_to_end_m")  # parameters that set a circuit's hidden units
+SMALLEST_HEAD = 32  # the smallest head size among the real targets (MiniLM: 384 / 12), when d_head is not set
+BYTES_PER_PROJECTION_ENTRY = 8 + 4  # W drawn in float64, then held in float32
 
 LOG = logging.getLogger("astrostats")
 
@@ -29,8 +35,8 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="python -m astrostats.analyze", description=__doc__.split("\n")[0])
     parser.add_argument("analyses", nargs="*", help="analysis names (see --list) or paths to spec files; default: all")
     parser.add_argument("--list", action="store_true", help="list the available analyses and exit")
-    parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports/)")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="smoke | quick (default) | full | exhaustive")
+    parser.add_argument("--out", default=None, help="output folder (default: reports/)")
+    parser.add_argument("--profile", choices=PROFILES, default=None, help="smoke | quick (default) | full | exhaustive")
     parser.add_argument("--seed", type=int, default=None, help="override every spec's base seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     parser.add_argument("--audit-only", action="store_true", help="rebuild audit and report from stored tables")
@@ -46,8 +52,8 @@ def setup_logging(out_dir: Path, quiet: bool) -> None:
     for handler in list(LOG.handlers):
         LOG.removeHandler(handler)
         handler.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(out_dir / "astrostats.log", mode="a")
+    log_path = outputs.inside(out_dir, out_dir / "astrostats.log")
+    file_handler = logging.FileHandler(log_path, mode="a")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     LOG.addHandler(file_handler)
     if not quiet:
@@ -56,14 +62,37 @@ def setup_logging(out_dir: Path, quiet: bool) -> None:
         LOG.addHandler(console)
 
 
+def machine_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(spec: Spec, parameters) -> None:
+    """The plan's largest circuit must fit the machine: its random projection W alone (m x d entries, drawn in
+    float64 and held in float32) is a lower bound on what the run needs; beyond the machine's memory the
+    run would fail late, after writing outputs."""
+    widths = [value for name in M_FIELDS for value in getattr(parameters, name, ()) or ()]
+    total = machine_memory_bytes()
+    if not widths or total is None:
+        return
+    d = getattr(parameters, "d_head", SMALLEST_HEAD)
+    estimate = max(widths) * d * BYTES_PER_PROJECTION_ENTRY
+    if estimate > total:
+        raise InputError(f"{spec.name}.parameters: m = {max(widths)} needs at least {estimate / 2**30:.3g} GiB "
+                         f"(its projection, {max(widths)} x {d} entries x {BYTES_PER_PROJECTION_ENTRY} bytes), "
+                         f"more than this machine's {total / 2**30:.3g} GiB")
+
+
 def resolve_specs(args) -> list[Spec]:
     """Every requested spec, resolved and its parameters checked, before anything is written."""
     if args.seed is not None:
-        check_int("--seed", args.seed, minimum=0)
+        check_int("--seed", args.seed, minimum=0, maximum=MAX_SEED)
     names = args.analyses or list(available_specs())
     specs = [resolve_spec_argument(name, args.profile).with_seed(args.seed) for name in names]
     for spec in specs:
-        spec.bind(get_study(spec.kind).Parameters)
+        check_memory(spec, spec.bind(get_study(spec.kind).Parameters))
     seen = set()
     for spec in specs:
         if spec.name in seen:
@@ -80,35 +109,43 @@ def spec_record(spec: Spec) -> dict:
 
 
 def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
-    """A previous completion of this exact spec and code in out_dir, whose tables are all present."""
+    """A previous completion of this exact spec and code in out_dir, whose tables all match their recorded
+    SHA-256; anything else (absent, unreadable, edited record, a changed table) means recompute."""
     path = out_dir / ".done" / f"{spec.name}.json"
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        LOG.warning("%s: unreadable completion record %s; recomputing", spec.name, path)
+        record = outputs.read_sealed(path, "completion record")
+    except outputs.CorruptOutput as problem:
+        LOG.warning("%s: %s; recomputing", spec.name, problem)
         return None
-    tables_present = all((out_dir / "tables" / f"{name}.parquet").exists() for name in record.get("tables", {}))
-    if record.get("spec_sha256") == spec.sha256 and record.get("code_version") == code and tables_present:
-        return record
-    return None
+    tables = record.get("tables")
+    if record.get("spec_sha256") != spec.sha256 or record.get("code_version") != code or not isinstance(tables, dict):
+        return None
+    for name, table in tables.items():
+        problem = outputs.table_problem(out_dir / "tables", name, table)
+        if problem is not None:
+            LOG.warning("%s: stored table refused (%s); recomputing", spec.name, problem)
+            return None
+    return record
 
 
 def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> dict:
     """Run one analysis, write its tables, and return its manifest record (status ok or failed)."""
     record = spec_record(spec)
-    tables_dir = context.out_dir / "tables"
-    previous = finished_record(context.out_dir, spec, code) if resume else None
+    out_dir = context.out_dir
+    tables_dir = out_dir / "tables"
+    previous = finished_record(out_dir, spec, code) if resume else None
     if previous is not None:
         LOG.info("%s: finished in an earlier run, reusing its tables", spec.name)
         return {**record, "status": "ok", "resumed": True, "tables": previous["tables"],
-                "seconds": previous["seconds"]}
+                "seconds": previous.get("seconds")}
+    (out_dir / ".done" / f"{spec.name}.json").unlink(missing_ok=True)  # no stale record beside new tables
     start = time.perf_counter()
     LOG.info("%s: running (%s profile)", spec.name, spec.profile)
     try:
         tables = get_study(spec.kind).run(spec, context)
-        written = {name: outputs.write_table(tables_dir, name, table) for name, table in tables.items()}
+        written = {name: outputs.write_table(tables_dir, name, table, root=out_dir) for name, table in tables.items()}
     except InputError as error:
         LOG.error("%s: not run: %s", spec.name, error)
         return {**record, "status": "not_run", "error": str(error), "tables": {},
@@ -120,7 +157,7 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
     seconds = time.perf_counter() - start
     LOG.info("%s: done in %.1f s (%d tables)", spec.name, seconds, len(written))
     done = {**record, "status": "ok", "tables": written, "seconds": seconds, "code_version": code}
-    outputs.write_json(context.out_dir / ".done" / f"{spec.name}.json", done)
+    outputs.write_json(out_dir / ".done" / f"{spec.name}.json", done, root=out_dir, sealed=True)
     return {key: value for key, value in done.items() if key != "code_version"}
 
 
@@ -130,40 +167,73 @@ def make_executor(args, out_dir: Path):
     return build(workers=args.workers, scheduler=args.scheduler, cache_dir=out_dir / ".cache", resume=args.resume)
 
 
-def run(args) -> int:
-    out_dir = outputs.check_writable(args.out)
-    if args.audit_only:
-        from astrostats.report.build import rebuild_from
+AUDIT_ONLY_CONFLICTS = (("analyses", "analysis names"), ("resume", "--resume"), ("workers", "--workers"),
+                        ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"))
 
-        source = args.from_dir or out_dir
-        if not (source / "manifest.json").exists():
-            raise InputError(f"--from: {str(source)!r} holds no manifest.json from an earlier run")
-        setup_logging(out_dir, args.quiet)
-        rebuild_from(source, out_dir)
-        return 0
-    if args.from_dir is not None:
+
+def check_flags(args) -> None:
+    """Flags that cannot apply together are an error, not silently ignored."""
+    if args.audit_only:
+        for attribute, flag in AUDIT_ONLY_CONFLICTS:
+            value = getattr(args, attribute)
+            if value is not None and value is not False and value != []:  # --seed 0 is a value too
+                raise InputError(f"{flag}: not meaningful with --audit-only, which recomputes nothing "
+                                 f"(got {value!r})")
+    elif args.from_dir is not None:
         raise InputError("--from: only meaningful with --audit-only")
     if args.workers is not None:
         check_int("--workers", args.workers, minimum=1)
+
+
+def run(args) -> int:
+    check_flags(args)
+    out_dir = outputs.check_writable(DEFAULT_OUT if args.out is None else args.out)
+    if args.audit_only:
+        return audit_only(args, out_dir)
+    args.profile = args.profile or DEFAULT_PROFILE
     specs = resolve_specs(args)
     code = provenance.code_version()
     started = time.perf_counter()
+    command = "python -m astrostats.analyze " + " ".join(sys.argv[1:])
     with make_executor(args, out_dir) as executor:  # an unreachable scheduler fails here, before any write
-        setup_logging(out_dir, args.quiet)
-        context = RunContext(out_dir=out_dir, progress=not args.quiet, executor=executor)
-        records = [run_analysis(spec, context, code, args.resume) for spec in specs]
-    manifest = {"created_by": "python -m astrostats.analyze " + " ".join(sys.argv[1:]),
-                "profile": args.profile, "versions": provenance.versions(), "git": provenance.git_commit(),
-                "code_version": code, "machine": provenance.machine(), "analyses": records,
-                "wall_seconds": time.perf_counter() - started}
-    from astrostats.report.build import build_outputs
+        outputs.create_folder(out_dir)
+        with outputs.RunLock(out_dir) as lock:  # a second run into this folder stops here (exit 2)
+            lock.mark_started({"command": command, "seeds": {spec.name: spec.seed for spec in specs}})
+            setup_logging(out_dir, args.quiet)
+            context = RunContext(out_dir=out_dir, progress=not args.quiet, executor=executor)
+            records = [run_analysis(spec, context, code, args.resume) for spec in specs]
+            manifest = {"created_by": command, "profile": args.profile, "versions": provenance.versions(),
+                        "git": provenance.git_commit(), "code_version": code, "machine": provenance.machine(),
+                        "analyses": records, "wall_seconds": time.perf_counter() - started}
+            from astrostats.report.build import build_outputs
 
-    build_outputs(out_dir, manifest)
+            build_outputs(out_dir, manifest)
+            lock.finish()
     failed = [record["name"] for record in records if record["status"] != "ok"]
     if failed:
         LOG.error("analyses not completed: %s (see audit.md and astrostats.log)", ", ".join(failed))
     LOG.info("outputs in %s", out_dir)
     return 1 if failed else 0
+
+
+def audit_only(args, out_dir: Path) -> int:
+    """Audit and report rebuilt from a finished run's verified tables; nothing corrupt is copied or read."""
+    from astrostats.report.build import rebuild_from, verified_manifest
+
+    source = Path(args.from_dir) if args.from_dir is not None else out_dir
+    if not (source / "manifest.json").exists():
+        raise InputError(f"--from: {str(source)!r} holds no manifest.json from an earlier run")
+    same = source.resolve() == out_dir.resolve()
+    if not same:
+        verified_manifest(source)  # refused before anything is created in out_dir
+    outputs.create_folder(out_dir)
+    with outputs.RunLock(out_dir) as lock:
+        manifest = verified_manifest(source, locked_here=same)  # again under the lock: the files read are the files checked
+        lock.mark_started({"command": "python -m astrostats.analyze " + " ".join(sys.argv[1:])})
+        setup_logging(out_dir, args.quiet)
+        rebuild_from(source, out_dir, manifest)
+        lock.finish()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -181,6 +251,10 @@ def main(argv=None) -> int:
     except InputError as error:
         print(f"astrostats: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("astrostats: interrupted; finished analyses are kept, rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

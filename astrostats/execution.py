@@ -10,8 +10,8 @@ executor returns the results in task order, whichever backend ran them:
 Seeds belong to tasks, so a task's result does not depend on the backend. Finished results are stored in a
 cache keyed by (namespace, function, task key, code version), where the code version hashes every source
 file of the package; changing any of them, the spec (the namespace) or the task gives a different key.
-Every entry carries a SHA-256 checksum of its payload: an entry that fails the check or does not unpickle
-is logged, deleted and recomputed, never trusted. Results are always written when a cache directory is set
+Entries are data, never code (parquet or JSON, no pickles), each with a SHA-256 checksum: an entry that
+fails the check or does not parse is logged, deleted and recomputed, never trusted. Results are always written when a cache directory is set
 (so an interrupted run can resume); they are read back only with ``resume=True``.
 """
 from __future__ import annotations
@@ -19,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
+import io
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from astrostats.outputs import atomic_write_bytes
@@ -35,8 +37,9 @@ from astrostats.validation import InputError, check_int, fail
 LOG = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5  # an unreachable scheduler fails within this, instead of dask's default 30 s
+HANDSHAKE_TIMEOUT_S = 20  # a port that accepts but never completes Dask's handshake fails within this
 SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
-CACHE_MAGIC = b"astrostats-cache-v1\n"
+CACHE_MAGIC = b"astrostats-cache-v2\n"  # v1 entries were pickles: never read
 _NO_COMMON = object()
 
 
@@ -47,7 +50,12 @@ def function_name(function: Callable) -> str:
 
 
 class ResultCache:
-    """Finished task results on disk, one checksummed pickle per (namespace, function, key, code version)."""
+    """Finished task results on disk, one checksummed entry per (namespace, function, key, code version).
+
+    Entries hold data, never code: a DataFrame as parquet, anything else as JSON (a result that JSON cannot
+    hold exactly is simply not cached). Nothing is unpickled, so a planted or corrupted entry can only be
+    found wrong, deleted and recomputed.
+    """
 
     def __init__(self, directory: str | Path, version: str):
         self.directory = Path(directory)
@@ -55,7 +63,7 @@ class ResultCache:
 
     def path(self, namespace: str, function: str, key: str) -> Path:
         name = hashlib.sha256(json.dumps([namespace, function, key]).encode()).hexdigest()
-        return self.directory / self.version[:16] / name[:2] / f"{name}.pkl"
+        return self.directory / self.version[:16] / name[:2] / f"{name}.entry"
 
     def _identity(self, namespace: str, function: str, key: str) -> dict:
         return {"namespace": namespace, "function": function, "key": key, "code_version": self.version}
@@ -67,36 +75,67 @@ class ResultCache:
             blob = path.read_bytes()
         except FileNotFoundError:
             return False, None
-        problem = None
+        try:
+            return True, self._decode(blob, self._identity(namespace, function, key))
+        except _BadEntry as problem:
+            LOG.warning("corrupted cache entry %s (%s): recomputing it", path, problem)
+            path.unlink(missing_ok=True)
+            return False, None
+
+    @staticmethod
+    def _decode(blob: bytes, identity: dict) -> Any:
         header = len(CACHE_MAGIC) + 65
         if not blob.startswith(CACHE_MAGIC) or len(blob) < header:
-            problem = "unknown format"
-        else:
-            checksum, payload = blob[len(CACHE_MAGIC):header - 1].decode(errors="replace"), blob[header:]
-            if hashlib.sha256(payload).hexdigest() != checksum:
-                problem = "checksum mismatch"
-            else:
-                try:
-                    entry = pickle.loads(payload)
-                except Exception as error:  # a checksummed payload that still fails: treat as corrupted
-                    problem = f"unpickling failed ({type(error).__name__})"
-                else:
-                    if entry.get("identity") != self._identity(namespace, function, key):
-                        problem = "identity mismatch"
-                    else:
-                        return True, entry["result"]
-        LOG.warning("corrupted cache entry %s (%s): recomputing it", path, problem)
-        path.unlink(missing_ok=True)
-        return False, None
+            raise _BadEntry("unknown format")
+        checksum, body = blob[len(CACHE_MAGIC):header - 1].decode(errors="replace"), blob[header:]
+        if hashlib.sha256(body).hexdigest() != checksum:
+            raise _BadEntry("checksum mismatch")
+        line, _, payload = body.partition(b"\n")
+        try:
+            meta = json.loads(line.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _BadEntry("unreadable header") from None
+        if not isinstance(meta, dict) or meta.get("identity") != identity:
+            raise _BadEntry("identity mismatch")
+        try:
+            if meta.get("format") == "parquet":
+                return pd.read_parquet(io.BytesIO(payload))
+            if meta.get("format") == "json":
+                return json.loads(payload.decode())
+        except Exception as error:  # a checksummed payload that still fails to parse: treat as corrupted
+            raise _BadEntry(f"unreadable payload ({type(error).__name__})") from None
+        raise _BadEntry(f"unknown payload format {meta.get('format')!r}")
 
-    def store(self, namespace: str, function: str, key: str, result: Any) -> Path:
-        """Write atomically (temporary file, then rename), so an interruption never leaves half an entry."""
+    @staticmethod
+    def _encode(result: Any) -> tuple[str, bytes] | None:
+        if isinstance(result, pd.DataFrame):
+            buffer = io.BytesIO()
+            result.to_parquet(buffer)
+            return "parquet", buffer.getvalue()
+        try:
+            text = json.dumps(result, allow_nan=True)
+        except (TypeError, ValueError):
+            return None
+        return ("json", text.encode()) if json.loads(text) == result else None
+
+    def store(self, namespace: str, function: str, key: str, result: Any) -> Path | None:
+        """Write atomically (temporary file, then rename), so an interruption never leaves half an entry.
+        Returns None (nothing stored) for a result that is neither a DataFrame nor exact JSON."""
+        encoded = self._encode(result)
+        if encoded is None:
+            LOG.debug("%s: a %s result is not cached (only DataFrames and JSON values are)", function,
+                      type(result).__name__)
+            return None
         path = self.path(namespace, function, key)
-        payload = pickle.dumps({"identity": self._identity(namespace, function, key), "result": result},
-                               protocol=pickle.HIGHEST_PROTOCOL)
-        blob = CACHE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-        atomic_write_bytes(path, blob)
+        meta = {"identity": self._identity(namespace, function, key), "format": encoded[0]}
+        body = json.dumps(meta, sort_keys=True).encode() + b"\n" + encoded[1]
+        blob = CACHE_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+        atomic_write_bytes(path, blob, root=self.directory)
         return path
+
+
+class _BadEntry(Exception):
+    """A cache entry that cannot be trusted; the message says why."""
 
 
 @dataclass
@@ -253,11 +292,29 @@ def _connect(address: str):
     match = SCHEDULER_ADDRESS.match(address) if isinstance(address, str) else None
     if match is None or not 0 < int(match["port"]) < 65536:
         raise fail("scheduler", "an address tcp://HOST:PORT", address)
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError) as error:
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            outcome["client"] = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except BaseException as error:  # reported below, in the caller's thread
+            outcome["error"] = error
+
+    # dask's own timeout covers the TCP connection, not a peer that accepts and then never (or wrongly)
+    # answers its handshake: bound the whole attempt here
+    thread = threading.Thread(target=attempt, name="astrostats-connect", daemon=True)
+    thread.start()
+    thread.join(HANDSHAKE_TIMEOUT_S)
+    if thread.is_alive():
+        raise InputError(f"scheduler: {address!r} accepted the connection but did not complete the Dask "
+                         f"handshake within {HANDSHAKE_TIMEOUT_S} s (is a Dask scheduler listening there?)")
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, KeyboardInterrupt):
+            raise error
         raise InputError(f"scheduler: expected a reachable Dask scheduler, got {address!r} "
-                         f"(no connection within {CONNECT_TIMEOUT_S} s: {type(error).__name__})") from None
+                         f"(no working connection within {CONNECT_TIMEOUT_S} s: {type(error).__name__})") from None
+    return outcome["client"]
 
 
 def _local_cluster(workers: int):

@@ -1,65 +1,281 @@
-"""Writing and reading a run's outputs safely: every file is written to a temporary name and renamed, so an
-interrupted run never leaves a half-written file in place of a complete one."""
+"""Writing and reading a run's outputs safely, so that nobody can corrupt, tamper with or mix them up.
+
+* Contained: every write resolves inside the output folder (symbolic links included) or is refused, and
+  every name that becomes part of a path is a safe identifier.
+* Atomic: every file is written to a temporary name unique to this process and renamed, so an interrupted
+  run never leaves a half-written file in place of a complete one; files follow the umask.
+* Verified: tables are stored with the SHA-256 of each file (parquet and CSV); JSON records (the manifest,
+  completion records) carry the SHA-256 of their own content, so a flipped bit or a truncation is found
+  before anything is reused, copied or read into an audit.
+* One run per folder: :class:`RunLock` holds an exclusive lock on ``.lock`` for the whole run, and an
+  in-progress marker (``.in_progress.json``) written first and removed last tells a finished folder
+  from one whose run was killed.
+"""
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
+import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from astrostats.validation import InputError
+from astrostats.validation import IDENTIFIER, InputError, check_identifier, fail
+
+LOCK_NAME = ".lock"
+IN_PROGRESS_NAME = ".in_progress.json"
+SEAL_KEY = "content_sha256"
+_SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 
 
-def check_writable(directory: Path) -> Path:
-    """The output folder, or the nearest existing parent, must be writable; nothing is created here."""
+class CorruptOutput(InputError):
+    """A stored file that does not match its recorded SHA-256, or is not what it should be."""
+
+
+def check_writable(directory: Path | str) -> Path:
+    """The output folder, or the nearest existing parent, must be a writable folder on an ordinary file
+    system; nothing is created here."""
+    if directory is None or str(directory).strip() == "":
+        raise fail("--out", "a folder name (not empty)", str(directory) if directory is not None else directory)
     directory = Path(directory)
+    absolute = Path(os.path.abspath(directory))
+    if any(absolute == Path(root) or absolute.is_relative_to(root) for root in _SPECIAL_ROOTS):
+        raise InputError(f"--out: folder {str(directory)!r} is on a special file system ({absolute.parts[1]}), "
+                         "not a place for outputs")
     probe = directory
-    while not probe.exists():
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"--out: folder {str(directory)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return directory
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def create_folder(directory: Path) -> Path:
+    """Create the output folder; an OSError (a read-only or special file system) is an InputError."""
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"--out: folder {str(directory)!r} cannot be created ({error.strerror or error})") from None
+    return directory
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` itself, once it is known to resolve (links followed) inside ``root``; else an InputError."""
+    try:
+        resolved_root = Path(root).resolve()
+        resolved = Path(path).resolve()
+    except (ValueError, OSError) as error:  # a NUL byte, a link loop
+        raise InputError(f"refusing to write {str(path)!r}: not a usable path ({error})") from None
+    if resolved != resolved_root and not resolved.is_relative_to(resolved_root):
+        raise InputError(f"refusing to write {str(path)!r}: it resolves to {str(resolved)!r}, outside the output "
+                         f"folder {str(root)!r}")
+    return Path(path)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, root: Path | None = None) -> str:
+    """Write ``data`` to ``path`` atomically, with the umask's permissions; returns its SHA-256.
+
+    With ``root``, the path must resolve inside it. The temporary name is unique to this process
+    (``mkstemp``), so two writers never share one.
+    """
+    path = Path(path)
+    if root is not None:
+        inside(root, path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if root is not None:
+        inside(root, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: Path, text: str, *, root: Path | None = None) -> str:
+    return atomic_write_bytes(path, text.encode(), root=root)
 
 
-def write_json(path: Path, payload) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+def _canonical(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, default=str, separators=(",", ":")).encode()
 
 
-def write_table(tables_dir: Path, name: str, table: pd.DataFrame) -> dict:
-    """CSV (for people) and parquet (exact types) side by side; returns their hashes for the manifest."""
-    csv_bytes = table.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
-    atomic_write_bytes(tables_dir / f"{name}.csv", csv_bytes)
-    parquet_path = tables_dir / f"{name}.parquet"
-    handle, temporary = tempfile.mkstemp(dir=tables_dir, prefix=f".{name}.", suffix=".tmp")
-    os.close(handle)
+def seal(payload: dict) -> dict:
+    """``payload`` with the SHA-256 of its own canonical JSON (as read back) under ``content_sha256``."""
+    plain = json.loads(json.dumps({k: v for k, v in payload.items() if k != SEAL_KEY}, default=str))
+    return {**plain, SEAL_KEY: hashlib.sha256(_canonical(plain)).hexdigest()}
+
+
+def write_json(path: Path, payload, *, root: Path | None = None, sealed: bool = False) -> str:
+    payload = seal(payload) if sealed else payload
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", root=root)
+
+
+def read_sealed(path: Path, what: str) -> dict:
+    """A JSON object written with ``sealed=True``; CorruptOutput when unreadable, not an object, or changed."""
     try:
-        table.to_parquet(temporary, index=False)
-        os.replace(temporary, parquet_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return {"rows": len(table), "csv_sha256": hashlib.sha256(csv_bytes).hexdigest()}
+        payload = json.loads(Path(path).read_bytes().decode())
+    except FileNotFoundError:
+        raise CorruptOutput(f"{what}: {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptOutput(f"{what}: {str(path)!r} is not readable JSON ({type(error).__name__})") from None
+    if not isinstance(payload, dict):
+        raise CorruptOutput(f"{what}: {str(path)!r} holds a {type(payload).__name__}, not a JSON object")
+    recorded = payload.pop(SEAL_KEY, None)
+    if recorded is None:
+        raise CorruptOutput(f"{what}: {str(path)!r} carries no {SEAL_KEY} (written before checksums, or edited)")
+    if hashlib.sha256(_canonical(payload)).hexdigest() != recorded:
+        raise CorruptOutput(f"{what}: {str(path)!r} does not match its recorded SHA-256 (corrupted or edited)")
+    return payload
 
 
-def read_tables(tables_dir: Path, names) -> dict[str, pd.DataFrame]:
-    return {name: pd.read_parquet(tables_dir / f"{name}.parquet") for name in names
-            if (tables_dir / f"{name}.parquet").exists()}
+def write_table(tables_dir: Path, name: str, table: pd.DataFrame, *, root: Path | None = None) -> dict:
+    """CSV (for people) and parquet (exact types) side by side; returns rows and both files' SHA-256."""
+    check_identifier("table name", name)
+    csv_bytes = table.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    csv_sha256 = atomic_write_bytes(tables_dir / f"{name}.csv", csv_bytes, root=root)
+    parquet_sha256 = atomic_write_bytes(tables_dir / f"{name}.parquet", buffer.getvalue(), root=root)
+    return {"rows": len(table), "csv_sha256": csv_sha256, "parquet_sha256": parquet_sha256}
+
+
+def table_problem(tables_dir: Path, name: str, record: Any) -> str | None:
+    """Why the stored table ``name`` cannot be trusted (missing file, no or wrong SHA-256), or None."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        return f"table name {name!r} is not a safe identifier"
+    if not isinstance(record, dict):
+        return f"table {name}: its record is not an object"
+    for suffix in ("parquet", "csv"):
+        path = Path(tables_dir) / f"{name}.{suffix}"
+        expected = record.get(f"{suffix}_sha256")
+        if not isinstance(expected, str):
+            return f"{path}: no SHA-256 recorded"
+        if not path.is_file():
+            return f"{path}: missing"
+        if sha256_file(path) != expected:
+            return f"{path}: does not match its recorded SHA-256 (corrupted or edited)"
+    return None
+
+
+def read_tables(tables_dir: Path, records: dict) -> dict[str, pd.DataFrame]:
+    """Tables by name, each verified against its recorded SHA-256 first (CorruptOutput otherwise)."""
+    tables = {}
+    for name, record in records.items():
+        problem = table_problem(tables_dir, name, record)
+        if problem is not None:
+            raise CorruptOutput(f"stored table refused: {problem}")
+        tables[name] = pd.read_parquet(Path(tables_dir) / f"{name}.parquet")
+    return tables
+
+
+class RunLock:
+    """An exclusive lock on ``DIR/.lock`` held for a whole run (``fcntl.flock``: released by the kernel when
+    the process ends, even on SIGKILL), and the in-progress marker written first and removed last.
+
+    A second run into a locked folder does not wait: it stops with an InputError (exit 2) naming the other
+    run's process id.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        lock_path = inside(self.directory, self.directory / LOCK_NAME)
+        try:
+            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise InputError(f"--out: folder {str(self.directory)!r} cannot be written ({error.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(handle, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(handle)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                raise InputError(f"--out: folder {str(self.directory)!r} is in use by another astrostats run "
+                                 f"(process {holder}); wait for it to finish or choose another --out") from None
+            raise
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        self._handle = handle
+        return self
+
+    def mark_started(self, description: dict) -> None:
+        """The in-progress marker: the first thing a run writes, so that a killed run's folder says so."""
+        write_json(self.directory / IN_PROGRESS_NAME,
+                   {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **description},
+                   root=self.directory)
+
+    def finish(self) -> None:
+        """The run completed: remove the marker (the last thing a run does)."""
+        (self.directory / IN_PROGRESS_NAME).unlink(missing_ok=True)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._handle is not None:
+            os.close(self._handle)  # releases the lock; the marker stays unless finish() was called
+            self._handle = None
+
+
+def unfinished_run(directory: Path, *, locked_here: bool = False) -> str | None:
+    """Why ``directory`` does not hold a finished run's outputs (being written, or from a killed run), or None.
+    ``locked_here``: this process holds the folder's lock, so no other run can be writing to it."""
+    marker = Path(directory) / IN_PROGRESS_NAME
+    if not marker.exists():
+        return None
+    try:
+        details = json.loads(marker.read_text())
+        details = details if isinstance(details, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        details = {}
+    started = f"started {details.get('started', '?')} by {details.get('command', '?')!r}"
+    if not locked_here and is_locked(directory):
+        return f"a run is writing to it now (process {details.get('pid', '?')}, {started})"
+    return (f"its run did not finish (killed or interrupted; {started}): its manifest, if any, describes an "
+            "earlier run; rerun the analyses there with --resume")
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a running process holds ``directory``'s lock (checked without creating anything)."""
+    try:
+        handle = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(handle)
+    return False

@@ -24,11 +24,16 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import math
+import numbers
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrostats.validation import InputError, check_choice, fail
+from astrostats.validation import (MAX_SEED, InputError, check_bool, check_choice, check_float, check_identifier,
+                                   check_int, fail)
 
 PROFILES = ("smoke", "quick", "full", "exhaustive")
 TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration", "amendments"}
@@ -75,6 +80,9 @@ class Spec:
         if unknown:
             raise fail(f"{self.name}.parameters", f"keys among {sorted(known)}", unknown)
         values = {key: tuple(value) if isinstance(value, list) else value for key, value in self.parameters.items()}
+        hints = typing.get_type_hints(parameter_class)
+        for key, value in values.items():
+            check_typed(f"{self.name}.parameters.{key}", value, hints.get(key))
         try:
             return parameter_class(**values)
         except TypeError as error:
@@ -82,6 +90,46 @@ class Spec:
 
     def with_seed(self, seed: int | None) -> "Spec":
         return self if seed is None else dataclasses.replace(self, seed=seed)
+
+
+def check_typed(name: str, value: Any, hint: Any) -> None:
+    """A parameter against its annotation: bools are bools, integers integers, numbers finite, lists lists;
+    so a spec's ``learning_rate = nan`` or ``causal = "false"`` fails when the spec is read, not hours later."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        check_bool(name, value)
+    elif hint is int:
+        check_int(name, value)
+    elif hint is float:
+        check_float(name, value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise fail(name, "a string", value)
+    elif origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            try:
+                check_typed(name, value, option)
+                return
+            except InputError:
+                continue
+        raise fail(name, " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint)), value)
+    elif hint is tuple or origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise fail(name, "a list", value)
+        arguments = typing.get_args(hint)
+        element = arguments[0] if len(arguments) == 2 and arguments[1] is Ellipsis else None
+        for item in value:
+            check_typed(name, item, element) if element is not None else _check_scalar(name, item)
+    elif hint is None:
+        _check_scalar(name, value) if not isinstance(value, (tuple, list)) else None
+
+
+def _check_scalar(name: str, value: Any) -> None:
+    """An untyped list entry: a string, a bool, or a finite number."""
+    if isinstance(value, (str, bool)):
+        return
+    if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise fail(name, "strings or finite numbers", value)
 
 
 def load_spec(path: str | Path, profile: str = "quick") -> Spec:
@@ -98,16 +146,24 @@ def load_spec(path: str | Path, profile: str = "quick") -> Spec:
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
         raise fail(f"spec {path.name}", f"top-level keys among {sorted(TOP_LEVEL_KEYS)}", unknown)
-    for key, kind in (("name", str), ("kind", str)):
-        if not isinstance(raw.get(key), kind):
-            raise fail(f"spec {path.name}: {key}", "a string", raw.get(key))
+    for key in ("name", "kind"):  # both become parts of file names and table names: safe identifiers only
+        check_identifier(f"spec {path.name}: {key}", raw.get(key))
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise fail(f"spec {path.name}: seed", "a non-negative integer", seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise fail(f"spec {path.name}: seed", f"an integer in [0, {MAX_SEED}]", seed)
+    for key in ("parameters", "preregistration"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise fail(f"spec {path.name}: {key}", "a table ([" + key + "])", raw.get(key))
     parameters = dict(raw.get("parameters", {}))
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict) or set(profiles) - set(PROFILES):
         raise fail(f"spec {path.name}: profiles", f"tables among {list(PROFILES)}", profiles)
+    for name, overrides in profiles.items():
+        if not isinstance(overrides, dict):
+            raise fail(f"spec {path.name}: profiles.{name}", "a table of parameter overrides", overrides)
+    if "parameters" not in raw and profile not in profiles:  # the study's exhaustive defaults would run: hours
+        raise fail(f"spec {path.name}", f"a [parameters] table or a [profiles.{profile}] table (without either, "
+                                        "the study's exhaustive defaults would run)", sorted(raw))
     parameters.update(profiles.get(profile, {}))
     amendments = raw.get("amendments", [])
     if not isinstance(amendments, list) or not all(isinstance(item, dict) for item in amendments):

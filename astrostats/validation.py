@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where tensors are checked: the report and the CLI's parsing need none
     import torch
+
+
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+MAX_SEED = 2**32 - 1  # base seeds: numpy's classic range, exact in every table column and seed sequence
 
 
 class InputError(ValueError):
@@ -27,12 +32,29 @@ def fail(name: str, expected: str, value: Any) -> InputError:
     return InputError(f"{name}: expected {expected}, got {_short(value)}")
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise fail(name, "an integer", value)
     value = int(value)
     if minimum is not None and value < minimum:
         raise fail(name, f"an integer >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise fail(name, f"an integer <= {maximum}", value)
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """True or False itself: a string such as "False" is truthy and would silently mean the opposite."""
+    if not isinstance(value, bool):
+        raise fail(name, "True or False", value)
+    return value
+
+
+def check_identifier(name: str, value: Any) -> str:
+    """A name that becomes part of a file name: a letter, then letters, digits, '_' or '-' (at most 64)."""
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise fail(name, "a safe identifier (a letter, then letters, digits, '_' or '-'; at most 64 characters)",
+                   value)
     return value
 
 

@@ -123,7 +123,7 @@ def test_resume_reuses_results_and_a_fresh_run_recomputes(tmp_path):
 
 
 def _entry_paths(directory: Path) -> list[Path]:
-    return sorted(directory.rglob("*.pkl"))
+    return sorted(directory.rglob("*.entry"))
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "garbage"])

@@ -30,7 +30,7 @@ from astrostats.circuits.features import (
     feature_parts,
     random_features,
 )
-from astrostats.validation import check_choice, check_int, fail
+from astrostats.validation import check_bool, check_choice, check_int, fail
 
 
 class CircuitOutput(NamedTuple):
@@ -112,9 +112,24 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
     """Neuron–astrocyte attention y_t = H phi(q_t) / (g·phi(q_t)).
 
     Exactly one of (m and seed) or projection defines the hidden units. With ``return_response`` the
-    astrocyte response a_t (float64, original units) is returned too: ``(y, a)``.
+    astrocyte response a_t (float64, original units) is returned too: ``(y, a)``. Never a silent NaN:
+    half-precision inputs (float16, bfloat16) are computed in float32, a response that underflows to zero
+    (logits of hundreds) is recomputed in float64, and beyond that the error says so; y returns in q's dtype.
     """
     check_qkv(q, k, v, causal)
+    check_bool("return_response", return_response)
+    first = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    for dtype in dict.fromkeys((first, torch.float64)):
+        y, a = _astrocyte_attention(q.to(dtype), k.to(dtype), v.to(dtype), m, projection, feature, seed, causal)
+        if bool(torch.isfinite(y).all()):
+            return (y.to(q.dtype), a) if return_response else y.to(q.dtype)
+    largest = float((q.double() @ k.double().transpose(-1, -2)).abs().max())
+    raise fail("q, k", "logits whose exponentials float64 can hold (the astrocyte response underflows to zero)",
+               f"max |q.k| = {largest:.4g}")
+
+
+def _astrocyte_attention(q, k, v, m, projection, feature, seed, causal):
+    """The circuit on checked inputs: (output, astrocyte response)."""
     check_choice("feature", feature, FEATURE_MAPS)
     if projection is None:
         if m is None or seed is None:
@@ -126,6 +141,4 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
         raise fail("projection", "either a projection or m and seed, not both", (m, seed))
     check_projection(projection, q.shape[-1])
     result = run_circuit(q, k, v, projection.to(q.dtype), feature, causal)
-    if return_response:
-        return result.output, result.log_response.exp()
-    return result.output
+    return result.output, result.log_response.exp()

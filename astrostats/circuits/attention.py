@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from astrostats.validation import check_tensor, fail
+from astrostats.validation import check_bool, check_tensor, fail
 
 
 def scale_queries_keys(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,9 +19,13 @@ def scale_queries_keys(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> None:
     """Shapes (..., N_q, d), (..., N, d), (..., N, d_v) with matching batch dims, all finite; causal
-    (streaming) attention reads query t after writing token t, so it needs N_q = N."""
+    (streaming) attention reads query t after writing token t, so it needs N_q = N. No dimension may be
+    empty: attention over zero keys (or an empty batch) has no value to return."""
+    check_bool("causal", causal)
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_tensor(name, x, min_dim=2)
+        if x.numel() == 0:
+            raise fail(name, "a tensor with no empty dimension (at least one token, one sequence)", tuple(x.shape))
     if q.shape[-1] != k.shape[-1]:
         raise fail("k", f"last dimension {q.shape[-1]} (as q)", tuple(k.shape))
     if k.shape[:-1] != v.shape[:-1]:

@@ -1,18 +1,21 @@
 """From stored tables to figures, audit and report, and the manifest that ties them to specs and code.
 
-Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone.
+Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone,
+once DIR is known to hold a finished run whose manifest, tables and figures all match their SHA-256.
 Figures are drawn once, saved as PNG and closed; analyses draw in parallel worker processes when there are
-several and the machine has the cores (each worker reads its own analysis's tables from disk); the report
-is typeset from the PNGs.
+several and the machine has the cores (each worker reads its own analysis's tables from disk, each table checked
+against its SHA-256); the report is typeset from the PNGs.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
-import json
+import io
 import logging
 import multiprocessing
 import os
-import shutil
+import re
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from astrostats import outputs
-from astrostats.validation import InputError
+from astrostats.validation import InputError, check_identifier
 from astrostats.report import audit, pdf, style
 from astrostats.report.figures import draw_analysis, paper
 from astrostats.report.layout import FigureRef
@@ -28,28 +31,31 @@ from astrostats.report.layout import FigureRef
 LOG = logging.getLogger(__name__)
 MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
 PAPER_KIND = "paper"
+FIGURE_STEM = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,160}$")
 
 
 def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
     """All tables of completed analyses, and each analysis's own tables (for its figures)."""
     per_analysis = {}
     for record in manifest.get("analyses", []):
-        if record["status"] == "ok":
+        if record["status"] == "ok":  # each table checked against its recorded SHA-256 before it is read
             per_analysis[record["name"]] = outputs.read_tables(source / "tables", record["tables"])
     everything = {name: table for tables in per_analysis.values() for name, table in tables.items()}
     return everything, per_analysis
 
 
 def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
+    """Each figure as figures/<stem>.png (a safe name, written atomically inside out_dir), then closed."""
     saved = []
     for name, figure in figures.items():
-        path = out_dir / "figures" / f"{stem_of(name)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        figure.savefig(temporary, format="png", dpi=style.DPI)
-        temporary.replace(path)
+        stem = stem_of(name)
+        if not FIGURE_STEM.match(stem):
+            raise InputError(f"figure name {stem!r} is not a safe file name")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=style.DPI)
         plt.close(figure)
-        saved.append((name, f"figures/{path.name}"))
+        outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue(), root=out_dir)
+        saved.append((name, f"figures/{stem}.png"))
     return saved
 
 
@@ -123,39 +129,86 @@ def claim_modules() -> dict:
     return {claim_id: importlib.import_module(module_name) for claim_id, module_name in audit.CLAIMS}
 
 
-def build_outputs(out_dir: Path, manifest: dict, source: Path | None = None, workers: int | None = None) -> list:
-    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in source."""
+def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None) -> list:
+    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in out_dir."""
     started = time.perf_counter()
-    tables, per_analysis = load_tables(source or out_dir, manifest)
+    tables, per_analysis = load_tables(out_dir, manifest)
     figures = draw_figures(out_dir, manifest, per_analysis, workers)
     drawn = time.perf_counter()
     verdicts = audit.judge_all(tables, manifest)
     validation = audit.validation_rates(tables)
-    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation))
-    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation))
+    outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation), root=out_dir)
+    outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation), root=out_dir)
     owner = {table: record["name"] for record in manifest.get("analyses", []) for table in record.get("tables", [])}
     data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
-    temporary = out_dir / ".report.pdf.tmp"
-    pdf.compile_report(data, out_dir, temporary)
-    temporary.replace(out_dir / "report.pdf")
+    handle, temporary = tempfile.mkstemp(dir=outputs.inside(out_dir, out_dir), prefix=f".report.{os.getpid()}.",
+                                         suffix=".pdf.tmp")  # unique per process
+    os.close(handle)
+    try:
+        pdf.compile_report(data, out_dir, Path(temporary))
+        report = outputs.inside(out_dir, out_dir / "report.pdf")
+        outputs.atomic_write_bytes(report, Path(temporary).read_bytes(), root=out_dir)  # umask, atomic
+    finally:
+        Path(temporary).unlink(missing_ok=True)
     timings = {"figures_seconds": round(drawn - started, 2),
                "audit_and_report_seconds": round(time.perf_counter() - drawn, 2)}
     LOG.info("report: figures %.1f s, audit and report %.1f s", timings["figures_seconds"],
              timings["audit_and_report_seconds"])
     manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
-                "figures": sorted(path.name for path in (out_dir / "figures").glob("*.png")),
+                "figures": {path.stem: outputs.sha256_file(path) for path in sorted((out_dir / "figures").glob("*.png"))},
                 "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures]}
-    outputs.write_json(out_dir / "manifest.json", manifest)
+    outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
     return verdicts
 
 
-def rebuild_from(source: Path, out_dir: Path, workers: int | None = None) -> list:
-    """--audit-only: audit and report from stored tables, recomputing nothing."""
-    try:
-        manifest = json.loads((source / "manifest.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"--from: {str(source / 'manifest.json')!r} is not a readable manifest ({error})") from None
+def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
+    """The manifest of a finished run in ``source``, once it, every table it lists (parquet and CSV) and
+    every figure match their recorded SHA-256; an InputError naming the first file that does not."""
+    problem = outputs.unfinished_run(source, locked_here=locked_here)
+    if problem is not None:
+        raise InputError(f"--from: {str(source)!r} is not a finished run: {problem}")
+    manifest = outputs.read_sealed(source / "manifest.json", "--from: manifest")
+    where = f"--from: {str(source / 'manifest.json')!r}"
+    analyses = manifest.get("analyses")
+    if not isinstance(analyses, list):
+        raise outputs.CorruptOutput(f"{where}: 'analyses' is not a list")
+    for record in analyses:
+        fields = {"status": str, "kind": str, "profile": str, "source": str, "seed": int}
+        if not isinstance(record, dict) or any(not isinstance(record.get(key), kind) for key, kind in fields.items()):
+            raise outputs.CorruptOutput(f"{where}: an analysis record is malformed (it needs "
+                                        f"{', '.join(fields)}): {str(record)[:60]}")
+        check_identifier(f"{where}: analysis name", record.get("name"))
+        if record["status"] == "ok":
+            if not isinstance(record.get("tables"), dict):
+                raise outputs.CorruptOutput(f"{where}: {record['name']}: 'tables' is not an object")
+            for name, table in record["tables"].items():
+                problem = outputs.table_problem(source / "tables", name, table)
+                if problem is not None:
+                    raise outputs.CorruptOutput(f"--from: stored table refused: {problem}")
+    figures = manifest.get("figures", {})
+    if not isinstance(figures, dict):
+        raise outputs.CorruptOutput(f"{where}: 'figures' is not an object of SHA-256 digests")
+    for stem, digest in figures.items():
+        path = source / "figures" / f"{stem}.png"
+        if not isinstance(stem, str) or not FIGURE_STEM.match(stem):
+            raise outputs.CorruptOutput(f"{where}: figure name {stem!r} is not a safe file name")
+        if not path.is_file() or outputs.sha256_file(path) != digest:
+            raise outputs.CorruptOutput(f"--from: stored figure refused: {path} is missing or does not match its "
+                                        "recorded SHA-256")
+    return manifest
+
+
+def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | None = None) -> list:
+    """--audit-only: audit and report from a verified manifest's tables, recomputing nothing. Tables are
+    copied byte for byte, each copy checked against its SHA-256 as it is read."""
     if out_dir.resolve() != source.resolve():
-        shutil.copytree(source / "tables", out_dir / "tables", dirs_exist_ok=True)
-    manifest["rebuilt_from"] = str(source)
-    return build_outputs(out_dir, manifest, out_dir, workers)
+        for record in manifest["analyses"]:
+            for name, table in (record.get("tables") or {}).items() if record["status"] == "ok" else ():
+                for suffix in ("parquet", "csv"):
+                    data = (source / "tables" / f"{name}.{suffix}").read_bytes()
+                    if hashlib.sha256(data).hexdigest() != table[f"{suffix}_sha256"]:
+                        raise outputs.CorruptOutput(f"--from: {source / 'tables' / f'{name}.{suffix}'} changed "
+                                                    "while it was copied")
+                    outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
+    manifest = {**manifest, "rebuilt_from": str(source)}
+    return build_outputs(out_dir, manifest, workers)

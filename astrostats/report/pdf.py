@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -174,7 +175,7 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
 def compile_report(data: dict, root: Path, output: Path) -> None:
     """Typeset data with the report template into output; figure paths are relative to root."""
     template = resources.files("astrostats.report").joinpath("templates/report.typ").read_text()
-    source = root / ".report.typ"
+    source = root / f".report.{os.getpid()}.typ"  # unique per process
     source.write_text(template)
     try:
         typst.compile(str(source), output=str(output), root=str(root),

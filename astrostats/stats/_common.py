@@ -39,9 +39,28 @@ class Draws(dict):
     __hash__ = object.__hash__
 
 
+def _honest_status(row: dict) -> dict:
+    """A row marked "ok" (or unmarked) whose statistic or p-value is not a finite number, or whose p-value
+    is 0 (no test here can give p = 0 honestly: Monte-Carlo p-values are (k + 1) / (B + 1)), is not ok:
+    its status says the numbers could not be computed, and the p-value is NaN rather than a false 0."""
+    if row.get("status", "ok") != "ok":
+        return row
+    problems = [name for name in ("statistic", "p_value")
+                if name in row and not (isinstance(row[name], (int, float, np.number)) and np.isfinite(row[name]))]
+    problems += [name for name in ("ci_low", "ci_high")
+                 if isinstance(row.get(name), (float, np.floating)) and np.isinf(row[name])]
+    if "p_value" in row and not problems and row["p_value"] == 0 and "permutation" in str(row.get("method", "")):
+        problems.append("p_value")
+    if not problems:
+        return row
+    return {**row, "p_value": np.nan, "status": "not_computable",
+            "reason": f"{' and '.join(problems)} not a finite number (overflow or degenerate data)"}
+
+
 def result_frame(rows: list[dict], draws: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
-    """Rows -> DataFrame with the standard columns first, extras after; draws kept in ``attrs``."""
-    frame = pd.DataFrame(rows)
+    """Rows -> DataFrame with the standard columns first, extras after; draws kept in ``attrs``. A status
+    always matches its numbers (:func:`_honest_status`)."""
+    frame = pd.DataFrame([_honest_status(row) for row in rows])
     for column in RESULT_COLUMNS + EXTRA_COLUMNS:
         if column not in frame:
             frame[column] = "ok" if column == "status" else ("" if column in ("reason", "effect_name") else np.nan)

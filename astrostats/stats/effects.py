@@ -162,15 +162,17 @@ def equivalence_test(a: Any, b: Any = None, *, delta: float, paired: bool = True
     else:
         a, b = as_vector("a", a, min_size=3), as_vector("b", b, min_size=3)
     diff = float(a.mean() - b.mean())
+    spread = (a - b).std(ddof=1) if paired else max(a.std(ddof=1), b.std(ddof=1))
+    if spread == 0:  # no t-test exists: decided by the mean difference alone, and said so
+        inside = abs(diff) < delta
+        kind = "paired" if paired else "Welch"
+        return result_frame([{"statistic": diff, "p_value": 0.0 if inside else 1.0, "ci_low": diff,
+                              "ci_high": diff, "effect": diff, "effect_name": "mean difference",
+                              "n": int(a.size if paired else a.size + b.size),
+                              "method": f"TOST {kind} (zero variance: decided by the mean alone)",
+                              "delta": delta, "equivalent": inside, "status": "zero_variance",
+                              "reason": "all differences are equal" if paired else "both samples are constant"}])
     if paired:
-        spread = (a - b).std(ddof=1)
-        if spread == 0:
-            inside = abs(diff) < delta
-            return result_frame([{"statistic": diff, "p_value": 0.0 if inside else 1.0, "ci_low": diff, "ci_high": diff,
-                                  "effect": diff, "effect_name": "mean difference", "n": int(a.size),
-                                  "method": "TOST paired (zero variance: decided by the mean alone)",
-                                  "delta": delta, "equivalent": inside, "status": "zero_variance",
-                                  "reason": "all differences are equal"}])
         p, lower, upper = weightstats.ttost_paired(a, b, -delta, delta)
         interval = stats.ttest_rel(a, b).confidence_interval(1 - 2 * alpha)
         method = "TOST paired t-tests"

@@ -36,7 +36,14 @@ def adjust_p_values(table: pd.DataFrame, *, method: str = "holm", alpha: float =
     check_columns(table, [p_col] + list(by or []))
     method = check_choice("method", method, list(METHODS))
     alpha = check_float("alpha", alpha, minimum=0.0, strict=True, maximum=1.0)
-    p = pd.to_numeric(table[p_col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    raw = table[p_col]
+    if raw.dtype == bool or raw.map(lambda value: isinstance(value, (bool, np.bool_))).any():
+        raise fail(p_col, "numeric p-values (True/False are not p-values)", raw[raw.map(type) == bool].tolist()[:3])
+    numeric = pd.to_numeric(raw, errors="coerce")
+    unreadable = numeric.isna() & raw.notna()  # a string such as "abc" is an error, never read as missing
+    if unreadable.any():
+        raise fail(p_col, "numeric p-values (missing ones as NaN or None)", raw[unreadable].tolist()[:3])
+    p = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     valid = ~np.isnan(p)
     if ((p[valid] < 0) | (p[valid] > 1)).any():
         raise fail(p_col, "p-values in [0, 1]", p[valid][(p[valid] < 0) | (p[valid] > 1)][:3])

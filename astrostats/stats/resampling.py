@@ -129,13 +129,19 @@ def paired_permutation_test(a: Any, b: Any = None, *, n_resamples: int = 9999, s
     a, b = as_pair(a, b)
     alternative = check_alternative(alternative)
     confidence = check_confidence(confidence)
-    d = a - b
+    with np.errstate(over="ignore"):
+        d = a - b
+    if not np.isfinite(d).all():
+        raise fail("a - b", "differences that float64 can hold", "an overflow to infinity")
     n = d.size
-    sums, exact = sign_flip_sums(d, n_resamples, seed)
-    null = sums / n
-    mean = float(d.mean())
-    p, mc_se = _p_value(null, mean, alternative, exact, symmetric=True, scale=float(np.abs(d).mean()))
-    sd = float(d.std(ddof=1))
+    # the test is scale-free: huge differences (1e308) are tested as d / max|d|, so their sums cannot overflow
+    unit = float(np.abs(d).max()) if np.abs(d).max() > 1e150 else 1.0
+    sums, exact = sign_flip_sums(d / unit, n_resamples, seed)
+    mean_unit = float((d / unit).mean())
+    p, mc_se = _p_value(sums / n, mean_unit, alternative, exact, symmetric=True, scale=float(np.abs(d / unit).mean()))
+    null = sums / n * unit
+    mean = mean_unit * unit
+    sd = float((d / unit).std(ddof=1)) * unit
     row = {"statistic": mean, "p_value": p, "n": n, "effect_name": "d_z (mean / sd of differences)",
            "method": f"paired sign-flip permutation ({'exact' if exact else 'Monte Carlo'})",
            "alternative": alternative, "n_resamples": int(null.size), "p_value_mc_se": mc_se}

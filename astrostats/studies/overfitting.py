@@ -57,7 +57,7 @@ from astrostats.targets import language
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import synthetic_head
-from astrostats.validation import check_choice, check_float, check_int, fail
+from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 TARGETS = ("synthetic", "minilm", "smollm2", "vit")
@@ -126,6 +126,11 @@ class Parameters:
             raise fail("circuits", "a list including 'astrocyte' (the circuit every control is compared with)",
                        self.circuits)
         check_float("budget_tolerance", self.budget_tolerance, minimum=0.0)
+        check_int_list("m", self.m, minimum=1)
+        for name in ("n_seeds", "d_head", "max_epochs", "batch_sequences", "patience", "n_resamples", "memory_mb"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_float("learning_rate", self.learning_rate, minimum=0.0, strict=True)
+        check_float("min_improvement", self.min_improvement, minimum=0.0)
 
     @property
     def budget(self) -> TrainingBudget:

@@ -28,7 +28,7 @@ from astrostats.stats.scaling import fit_scaling_law, scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
-from astrostats.validation import check_int, fail
+from astrostats.validation import check_int, check_int_list, fail
 
 REGIME_BOUND = 0.25  # the delta method's relative error C / sqrt(m) at most this: the asymptotic regime
 MIN_REGIME_WIDTHS, MIN_REGIME_DECADES = 4, 1.0  # a rate needs >= 4 widths over >= 1 decade inside the regime
@@ -57,6 +57,8 @@ class Parameters:
         check_int("d_head", self.d_head, minimum=1)
         check_int("n_resamples", self.n_resamples, minimum=100)
         check_int("n_seeds", self.n_seeds, minimum=2)
+        check_int_list("m", self.m, minimum=1)
+        check_int("memory_mb", self.memory_mb, minimum=1)
         if len(set(self.m)) != len(self.m) or len(self.m) < 3:
             raise fail("m", "at least 3 distinct values (a scaling law needs them)", self.m)
         if not isinstance(self.causal, bool):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +107,7 @@ def load_recordings(path: str | Path, sampling_rate_hz: float, *, variable: str 
                 raise fail(f"{path.name}", "numeric columns only (one trace per column)", "non-numeric entries")
             items = [column.to_numpy(np.float64) for _, column in numeric.items()]
         else:
-            contents = (dict(np.load(path, allow_pickle=True)) if path.suffix.lower() == ".npz"
+            contents = (dict(np.load(path, allow_pickle=False)) if path.suffix.lower() == ".npz"
                         else {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")})
             if variable is None:
                 if len(contents) != 1:
@@ -120,7 +119,7 @@ def load_recordings(path: str | Path, sampling_rate_hz: float, *, variable: str 
     except InputError:
         raise
     except (OSError, ValueError, IndexError, EOFError, NotImplementedError, TypeError, KeyError, zipfile.BadZipFile,
-            pickle.UnpicklingError, scipy.io.matlab.MatReadError, pd.errors.ParserError) as error:
+            scipy.io.matlab.MatReadError, pd.errors.ParserError) as error:
         raise fail("path", "a readable CSV, NPZ or MATLAB (v5/v7) recording", f"{path} ({type(error).__name__}: {error})") from None
     return Recordings(_clean(items, path.name), sampling_rate_hz, str(path) + (f":{variable}" if variable else ""))
 
