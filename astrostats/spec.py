@@ -31,6 +31,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from astrostats.validation import (MAX_SEED, InputError, check_bool, check_choice, check_float, check_identifier,
                                    check_int, fail)
