@@ -1,5 +1,4 @@
 """The audit's rules, clause by clause, on small hand-built tables (issue 4): each verdict the rule text names."""
-import math
 
 import pandas as pd
 import pytest

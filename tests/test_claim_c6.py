@@ -2,7 +2,6 @@
 against one human astrocyte only when a measurement (Holm over heads) or the whole bracket decides it."""
 import numpy as np
 import pandas as pd
-import pytest
 
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
 from astrostats.report.claims import c6_required_m as c6
