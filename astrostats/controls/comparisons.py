@@ -6,11 +6,12 @@ uniform attention, is set beside every circuit seed). Reported:
 
 * ratio = mean e_c / mean e_circuit (> 1: the circuit is closer to the target), with a hierarchical
   bootstrap CI (sequences, then seeds; ``astrostats.stats.hierarchical_weights`` and ``bootstrap_interval``);
-* p: paired bootstrap-t test (``astrostats.stats.paired_mean_test``) of H0: mean d_i = 0, with
-  d_i = e_c,i - (1 + margin) e_circuit,i. With alternative "greater" it tests H1: the control's error exceeds
-  the circuit's by more than the margin (margin 0 and "two-sided" for the efficiency comparisons). A test of
-  the mean, not of symmetry: the sign-flip test's null (d symmetric about 0) is not this hypothesis once
-  margin > 0, and on skewed differences with mean 0 it rejected 13 % at 5 % (calibration study);
+* p: a paired test over sequences of d_i = e_c,i - (1 + margin) e_circuit,i; with alternative "greater" H1 is
+  that the control's error exceeds the circuit's by more than the margin (margin 0 and "two-sided" for the
+  efficiency comparisons). The pre-registered families (v1) use the registered sign-flip test
+  (``paired_permutation_test``, H0: d symmetric about 0); amendment v2's families use a bootstrap-t test of the
+  mean (``paired_mean_test``, H0: mean d = 0), since on skewed differences with mean 0 the sign-flip test
+  rejected 13 % at 5 % (calibration study);
 * Holm across each family (``astrostats.stats.adjust_p_values``).
 
 A control flagged by training (not converged, diverged) keeps its row; the flag is carried in
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from astrostats.stats import adjust_p_values, bootstrap_interval, hierarchical_weights, paired_mean_test
+from astrostats.stats import (adjust_p_values, bootstrap_interval, hierarchical_weights, paired_mean_test,
+                              paired_permutation_test)
 from astrostats.validation import check_choice, check_float, check_int, fail
 from astrostats.seeding import derived_seed, name_code
 
@@ -48,6 +50,7 @@ class Family:
     alternative: str = "greater"
     design: str = "nested"  # the ratio bootstrap: sequences then seeds (nested), or crossed
     constant_floor: bool = False  # replace a null worse than the best constant predictor by it
+    test: str = "sign_flip"  # the paired test: "sign_flip" (pre-registered, v1) or "mean" (bootstrap-t, v2)
 
     def __post_init__(self):
         check_float("margin", self.margin, minimum=0.0)
@@ -94,8 +97,11 @@ def _control_status(measurements: pd.DataFrame, control: str, m: int) -> str:
     return ",".join(sorted(statuses)) if statuses else "ok"
 
 
+PAIRED_TESTS = {"sign_flip": paired_permutation_test, "mean": paired_mean_test}
+
+
 def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: int, seed: int,
-            design: str = "nested") -> dict:
+            design: str = "nested", test: str = "sign_flip") -> dict:
     """One comparison row from paired errors (see the module docstring)."""
     per_sequence = paired.groupby("sequence_id")[["control_error", "circuit_error"]].mean()
     n = len(per_sequence)
@@ -106,9 +112,9 @@ def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: 
         return {**base, "status": "insufficient_data", "reason": f"{n} paired sequence(s); need at least 2"}
     if not (paired["circuit_error"] > 0).any():
         return {**base, "status": "insufficient_data", "reason": "the circuit's error is exactly 0: no ratio"}
-    test = paired_mean_test(per_sequence["control_error"].to_numpy(),
-                            (1.0 + margin) * per_sequence["circuit_error"].to_numpy(),
-                            n_resamples=n_resamples, seed=seed, alternative=alternative)
+    test = PAIRED_TESTS[test](per_sequence["control_error"].to_numpy(),
+                              (1.0 + margin) * per_sequence["circuit_error"].to_numpy(),
+                              n_resamples=n_resamples, seed=seed, alternative=alternative)
     weights = hierarchical_weights(paired, ["sequence_id", "seed"], n_resamples, seed, design=design)
     control, circuit = paired["control_error"].to_numpy(), paired["circuit_error"].to_numpy()
     ratio = float(control.mean() / circuit.mean())
@@ -153,7 +159,7 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
                     if family.constant_floor:
                         paired, replaced = with_constant_floor(paired, measurements, split)
                     row = compare(paired, family.margin, family.alternative, n_resamples,
-                                  comparison_seed(seed, family.name, control, m, split), family.design)
+                                  comparison_seed(seed, family.name, control, m, split), family.design, family.test)
                     row["replaced_by_constant"] = replaced
                     control_status = _control_status(measurements, control, m)
                     if control_status != "ok" and row["status"] == "ok":

@@ -295,7 +295,7 @@ def families_v2(parameters: Parameters, amendment: dict, splits: tuple[str, ...]
     largest = max(parameters.m)
     others = tuple(m for m in parameters.m if m != largest)
     nulls, margin = tuple(amendment["primary_controls"]), float(amendment["margin"])
-    common = dict(margin=margin, alternative="greater", design="crossed", constant_floor=True)
+    common = dict(margin=margin, alternative="greater", design="crossed", constant_floor=True, test="mean")
     primary_splits = tuple(amendment["primary_splits"]) if role == "primary" else splits
     name = "primary" if role == "primary" else SECONDARY_PREFIX + "nulls"
     result = [Family(name + V2_SUFFIX, nulls, (largest,), primary_splits, **common)]

@@ -251,18 +251,25 @@ def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
                                      .astype(bool), "control"]))})
 
 
+MIN_MEAN_TEST_SEQUENCES = 10  # the bootstrap-t mean test is calibrated from here up (calibration study: n = 20)
+
+
 def _unreachable_significance(rows: pd.DataFrame) -> str:
-    """Why no deciding comparison could ever reach Holm p < alpha, or "": an exact sign-flip test over n
-    sequences cannot give p below 2^-n, so with k comparisons Holm needs k * 2^-n < alpha (SUPPORTED is then
-    impossible in principle, which is missing data, not ambiguity)."""
-    if rows.empty or "method" not in rows or not rows["method"].astype(str).str.contains("sign-flip").all():
+    """Why the deciding comparisons cannot be trusted to reach Holm p < alpha, or "" (missing data, not
+    ambiguity): an exact sign-flip test over n sequences cannot give p below 2^-n, so k comparisons need
+    k * 2^-n < alpha; the bootstrap-t mean test needs MIN_MEAN_TEST_SEQUENCES held-out sequences."""
+    if rows.empty or "method" not in rows:
         return ""
     k, n = len(rows), int(rows["n_sequences"].min())
     alpha = float(rows["alpha"].min())
-    if k * 2.0 ** -n < alpha:
-        return ""
-    return (f"with {n} sequences a sign-flip test cannot give p below 2^-{n}, so {k} Holm-corrected comparisons "
-            f"cannot reach p < {alpha:g}: the rule needs more held-out sequences")
+    methods = rows["method"].astype(str)
+    if methods.str.contains("sign-flip").all() and k * 2.0 ** -n >= alpha:
+        return (f"with {n} sequences a sign-flip test cannot give p below 2^-{n}, so {k} Holm-corrected comparisons "
+                f"cannot reach p < {alpha:g}: the rule needs more held-out sequences")
+    if methods.str.contains("bootstrap-t").any() and n < MIN_MEAN_TEST_SEQUENCES:
+        return (f"{n} held-out sequences: the bootstrap-t mean test needs at least {MIN_MEAN_TEST_SEQUENCES} "
+                "(its calibrated range); the rule needs more held-out sequences")
+    return ""
 
 
 def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
