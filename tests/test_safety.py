@@ -52,8 +52,8 @@ def write_spec(folder: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
     return path
 
 
-def _stub_pdf(path, *args, **kwargs):  # the PDF has its own tests (test_cli); here only its bytes matter
-    Path(path).write_bytes(b"%PDF-1.4 stub\n")
+def _stub_pdf(data, root, output):  # the PDF has its own tests (test_report); here only its bytes matter
+    Path(output).write_bytes(b"%PDF-1.4 stub\n")
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +61,14 @@ def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     out = folder / "run"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pdf, "write_report", _stub_pdf)
+        patch.setattr(pdf, "compile_report", _stub_pdf)
         assert analyze.main([str(write_spec(folder)), "--out", str(out), *SMOKE]) == 0
     return out
 
 
 @pytest.fixture
 def stub_pdf(monkeypatch):
-    monkeypatch.setattr(pdf, "write_report", _stub_pdf)
+    monkeypatch.setattr(pdf, "compile_report", _stub_pdf)
 
 
 def copy_run(run: Path, destination: Path) -> Path:
@@ -445,13 +445,13 @@ from pathlib import Path
 from astrostats import analyze
 from astrostats.report import pdf
 
-def write_report(path, *args, **kwargs):
+def compile_report(data, root, output):
     gate = os.environ.get("ASTROSTATS_TEST_GATE")
     while gate and not Path(gate).exists():
         time.sleep(0.01)
-    Path(path).write_bytes(b"%PDF-1.4 stub")
+    Path(output).write_bytes(b"%PDF-1.4 stub")
 
-pdf.write_report = write_report
+pdf.compile_report = compile_report
 sys.exit(analyze.main(sys.argv[1:]))
 """
 

@@ -45,10 +45,13 @@ def _honest_status(row: dict) -> dict:
     its status says the numbers could not be computed, and the p-value is NaN rather than a false 0."""
     if row.get("status", "ok") != "ok":
         return row
-    problems = [name for name in ("statistic", "p_value")
+    # a row that declares its estimate an interval (``interval_estimate``: statistic NaN when the interval has
+    # width, ci_high +inf for a one-sided bound) is checked on its p-value alone
+    checked = ("p_value",) if row.get("interval_estimate") else ("statistic", "p_value")
+    problems = [name for name in checked
                 if name in row and not (isinstance(row[name], (int, float, np.number)) and np.isfinite(row[name]))]
-    problems += [name for name in ("ci_low", "ci_high")
-                 if isinstance(row.get(name), (float, np.floating)) and np.isinf(row[name])]
+    problems += [name for name in ("ci_low", "ci_high") if not row.get("interval_estimate")
+                 and isinstance(row.get(name), (float, np.floating)) and np.isinf(row[name])]
     if "p_value" in row and not problems and row["p_value"] == 0 and "permutation" in str(row.get("method", "")):
         problems.append("p_value")
     if not problems:

@@ -158,7 +158,7 @@ def equal_error_comparisons(table: pd.DataFrame, *, reference: str, resource_col
                      "ratio_low": ratio_low, "ratio_high": ratio_high,
                      "reference_required_low": reference_point[0][0], "reference_required_high": reference_point[1][0],
                      "comparator_required_low": low[0], "comparator_required_high": high[0],
-                     "status": "ok", "reason": ""})
+                     "interval_estimate": True, "status": "ok", "reason": ""})
     return result_frame(rows)
 
 
