@@ -26,27 +26,12 @@ import math
 
 import torch
 
-from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.astrocyte import hidden_units, run_circuit
 from astrostats.circuits.attention import check_qkv
-from astrostats.circuits.features import FEATURE_MAPS, check_projection, draw_projection
 from astrostats.validation import check_choice, check_int, fail
 
 DAM_MODES = ("merge", "drop")
 POOLS = ("tree", "sampled")
-
-
-def _hidden_units(q, m, projection, feature, seed) -> torch.Tensor:
-    """The projection W, from (m, seed) or given: the astrocyte circuit's rule, with its messages."""
-    check_choice("feature", feature, FEATURE_MAPS)
-    if projection is None:
-        if m is None or seed is None:
-            raise fail("m, seed", "both m and seed (or an explicit projection)", (m, seed))
-        m = check_int("m", m, minimum=1)
-        seed = check_int("seed", seed, minimum=0)
-        projection = draw_projection(m, q.shape[-1], feature=feature, seed=seed, dtype=q.dtype)
-    elif m is not None or seed is not None:
-        raise fail("projection", "either a projection or m and seed, not both", (m, seed))
-    return check_projection(projection, q.shape[-1]).to(q.dtype)
 
 
 def _groups(n_tokens: int, m: int) -> torch.Tensor:
@@ -132,7 +117,7 @@ def interneuron_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
     check_qkv(q, k, v, causal)
     fan_in = check_int("fan_in", fan_in, minimum=2)
     check_choice("pool", pool, POOLS)
-    projection = _hidden_units(q, m, projection, feature, seed)
+    projection = hidden_units(q, m, projection, feature, seed)
     rows = projection.shape[-2]
     blocks = [slice(start, min(rows, start + fan_in)) for start in range(0, rows, fan_in)]
     cells = [run_circuit(q, k, v, projection[..., block, :], feature, causal) for block in blocks]
@@ -156,7 +141,7 @@ def hebbian_only_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
                            seed: int | None = None, causal: bool = False) -> torch.Tensor:
     """y_t = H phi(q_t) / n_t: the Hebbian synapses read with no normaliser, only a fixed gain per count."""
     check_qkv(q, k, v, causal)
-    projection = _hidden_units(q, m, projection, feature, seed)
+    projection = hidden_units(q, m, projection, feature, seed)
     result = run_circuit(q, k, v, projection, feature, causal)
     drive = result.output.double() * result.log_response.exp().unsqueeze(-1)  # H phi(q_t), original units
     n_tokens = k.shape[-2]

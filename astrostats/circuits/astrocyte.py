@@ -128,8 +128,10 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
                f"max |q.k| = {largest:.4g}")
 
 
-def _astrocyte_attention(q, k, v, m, projection, feature, seed, causal):
-    """The circuit on checked inputs: (output, astrocyte response)."""
+def hidden_units(q: torch.Tensor, m: int | None, projection: torch.Tensor | None, feature: str,
+                 seed: int | None) -> torch.Tensor:
+    """The projection W in q's dtype, from (m, seed) or given (exactly one of the two), checked; shared by every
+    circuit with random hidden units so that all take and check it alike."""
     check_choice("feature", feature, FEATURE_MAPS)
     if projection is None:
         if m is None or seed is None:
@@ -139,6 +141,10 @@ def _astrocyte_attention(q, k, v, m, projection, feature, seed, causal):
         projection = draw_projection(m, q.shape[-1], feature=feature, seed=seed, dtype=q.dtype)
     elif m is not None or seed is not None:
         raise fail("projection", "either a projection or m and seed, not both", (m, seed))
-    check_projection(projection, q.shape[-1])
-    result = run_circuit(q, k, v, projection.to(q.dtype), feature, causal)
+    return check_projection(projection, q.shape[-1]).to(q.dtype)
+
+
+def _astrocyte_attention(q, k, v, m, projection, feature, seed, causal):
+    """The circuit on checked inputs: (output, astrocyte response)."""
+    result = run_circuit(q, k, v, hidden_units(q, m, projection, feature, seed), feature, causal)
     return result.output, result.log_response.exp()
