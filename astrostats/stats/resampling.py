@@ -101,6 +101,19 @@ def _p_value(null: np.ndarray, observed: float, alternative: str, exact: bool, s
     return monte_carlo_p(k_hi, size)
 
 
+def paired_differences(a: Any, b: Any = None) -> np.ndarray:
+    """a - b (or a alone when b is None) as checked float64, refusing differences that overflow float64."""
+    if b is None:
+        a = as_vector("a", a, min_size=2)
+        b = np.zeros_like(a)
+    a, b = as_pair(a, b)
+    with np.errstate(over="ignore"):
+        d = a - b
+    if not np.isfinite(d).all():
+        raise fail("a - b", "differences that float64 can hold", "an overflow to infinity")
+    return d
+
+
 def paired_permutation_test(a: Any, b: Any = None, *, n_resamples: int = 9999, seed: Any = 0,
                             alternative: str = "two-sided", confidence: float = 0.95) -> pd.DataFrame:
     """Sign-flip permutation test of H0: the paired differences a - b are symmetric about zero.
@@ -123,16 +136,9 @@ def paired_permutation_test(a: Any, b: Any = None, *, n_resamples: int = 9999, s
     >>> bool(result["p_value"].item() < 0.001), result["status"].item()
     (True, 'ok')
     """
-    if b is None:
-        a = as_vector("a", a, min_size=2)
-        b = np.zeros_like(a)
-    a, b = as_pair(a, b)
+    d = paired_differences(a, b)
     alternative = check_alternative(alternative)
     confidence = check_confidence(confidence)
-    with np.errstate(over="ignore"):
-        d = a - b
-    if not np.isfinite(d).all():
-        raise fail("a - b", "differences that float64 can hold", "an overflow to infinity")
     n = d.size
     # the test is scale-free: huge differences (1e308) are tested as d / max|d|, so their sums cannot overflow
     unit = float(np.abs(d).max()) if np.abs(d).max() > 1e150 else 1.0
@@ -171,14 +177,10 @@ def paired_mean_test(a: Any, b: Any = None, *, n_resamples: int = 9999, seed: An
     >>> result["method"].item(), bool(result["p_value"].item() < 0.2)
     ('paired bootstrap-t test of mean difference = 0', True)
     """
-    if b is None:
-        a = as_vector("a", a, min_size=2)
-        b = np.zeros_like(a)
-    a, b = as_pair(a, b)
+    d = paired_differences(a, b)
     alternative = check_alternative(alternative)
     confidence = check_confidence(confidence)
     n_resamples = check_int("n_resamples", n_resamples, minimum=19)
-    d = a - b
     n, mean, sd = d.size, float(d.mean()), float(d.std(ddof=1))
     row = {"statistic": mean, "n": n, "effect_name": "d_z (mean / sd of differences)", "alternative": alternative,
            "method": "paired bootstrap-t test of mean difference = 0", "n_resamples": n_resamples}
