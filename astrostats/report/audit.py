@@ -164,12 +164,19 @@ def _format(value) -> str:
     return str(value)
 
 
-def evidence_line(item) -> str:
-    parts = [f"`{item.table}` rows `{item.rows}`: {item.statistic} = {_format(item.value)}"]
+def _number_parts(item, ci_prefix: str = "") -> list[str]:
+    """The cited number, its CI and its p-value, as text (absent parts left out)."""
+    parts = [f"{item.statistic} = {_format(item.value)}"]
     if item.ci_low is not None or item.ci_high is not None:
-        parts.append(f"95 % CI [{_format(item.ci_low)}, {_format(item.ci_high)}]")
+        parts.append(f"{ci_prefix}[{_format(item.ci_low)}, {_format(item.ci_high)}]")
     if item.p_value is not None:
         parts.append(f"p = {_format(item.p_value)}")
+    return parts
+
+
+def evidence_line(item) -> str:
+    parts = _number_parts(item, "95 % CI ")
+    parts[0] = f"`{item.table}` rows `{item.rows}`: {parts[0]}"
     if item.effect:
         parts.append(item.effect)
     if item.note:
@@ -186,12 +193,7 @@ def clip(text: str, limit: int) -> str:
 
 def short_evidence_line(item) -> str:
     """One decisive row for audit.md: the number, its CI and p, and where it lives (notes stay in audit.json)."""
-    parts = [f"{item.statistic} = {_format(item.value)}"]
-    if item.ci_low is not None or item.ci_high is not None:
-        parts.append(f"[{_format(item.ci_low)}, {_format(item.ci_high)}]")
-    if item.p_value is not None:
-        parts.append(f"p = {_format(item.p_value)}")
-    return " ".join(parts) + f" in `{item.table}` where `{item.rows}`"
+    return " ".join(_number_parts(item)) + f" in `{item.table}` where `{item.rows}`"
 
 
 def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[dict] | None = None) -> str:
