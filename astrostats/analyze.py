@@ -73,7 +73,9 @@ def check_memory(spec: Spec, parameters) -> None:
     """The plan's largest circuit must fit the machine: its random projection W alone (m x d entries, drawn in
     float64 and held in float32) is a lower bound on what the run needs; beyond the machine's memory the
     run would fail late, after writing outputs."""
-    widths = [value for name in M_FIELDS for value in getattr(parameters, name, ()) or ()]
+    found = [getattr(parameters, name, None) for name in M_FIELDS]
+    widths = [w for value in found if value is not None
+              for w in (value if isinstance(value, (list, tuple)) else (value,))]
     total = machine_memory_bytes()
     if not widths or total is None:
         return

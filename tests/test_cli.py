@@ -112,6 +112,9 @@ def test_every_analysis_resolves_and_binds_at_every_profile(profile):
     for path in available_specs().values():
         spec = load_spec(path, profile)
         spec.bind(get_study(spec.kind).Parameters)  # raises InputError naming a bad or unknown parameter
+    # the CLI's own pre-flight over the default (every analysis), as `python -m astrostats.analyze` runs it
+    args = analyze.parse_arguments(["--profile", profile])
+    assert sorted(spec.name for spec in analyze.resolve_specs(args)) == sorted(available_specs())
 
 
 def test_list_names_every_analysis():
