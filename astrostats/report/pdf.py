@@ -90,7 +90,9 @@ def _validation(tables: dict) -> dict | None:
     if name is None:
         return None
     return {"text": f"Each rule was applied to data with a planted answer (table {name}): how often the audit's "
-                    "verdict equals the planted one, per claim and scenario, with 95 % CIs. A rule that cannot "
+                    "verdict equals the planted one, per claim and scenario, with 95 % CIs. Aim: the planted verdict in "
+                    ">= 95 % of replicates and the opposite in <= 5 % (an interval's coverage: not shown below 95 "
+                    "%). A rule that cannot "
                     "recover planted truth would not be trusted on real data.",
             "table": _frame_table(tables[name])}
 

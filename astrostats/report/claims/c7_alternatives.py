@@ -186,21 +186,26 @@ def planted_tests(measurements: pd.DataFrame, seed: int, n_resamples: int = 999)
     return tests
 
 
+#: known-answer scenarios for C7: name -> (the verdict the rule must give, comparator constant, options)
+PLANTED = {
+    "astrocyte circuit 4x cheaper (comparator constant 8)": ("SUPPORTED", 8.0, {}),
+    "neurons-only circuit 7x cheaper (comparator constant 1.5)": ("NOT_SUPPORTED", 1.5, {}),
+    "equal cost under heavy sequence noise": ("INCONCLUSIVE", 4.0, {"noise": 0.6, "n_sequences": 5}),
+    "two sequences per head (below the 4 the rule needs)": ("INSUFFICIENT_DATA", 8.0, {"n_sequences": 2}),
+}
+
+
+def planted_case(scenario: str, rng: np.random.Generator) -> dict:
+    """The tables :func:`judge` reads for one known-answer scenario of :data:`PLANTED`."""
+    _, constant, options = PLANTED[scenario]
+    measurements = planted_measurements(rng, constant, **options)
+    return {"circuits_tests": planted_tests(measurements, seed=int(rng.integers(2**31)))}
+
+
 def planted_cases(rng: np.random.Generator) -> list[tuple[str, str, dict]]:
     """Known answers for C7: (scenario, the verdict the rule must give, tables for :func:`judge`)."""
-    scenarios = [
-        ("astrocyte circuit 4x cheaper (comparator constant 8)", "SUPPORTED", 8.0, {}),
-        ("neurons-only circuit 7x cheaper (comparator constant 1.5)", "NOT_SUPPORTED", 1.5, {}),
-        ("equal cost under heavy sequence noise", "INCONCLUSIVE", 4.0, {"noise": 0.6, "n_sequences": 5}),
-        ("two sequences per head (below the 4 the rule needs)", "INSUFFICIENT_DATA", 8.0, {"n_sequences": 2}),
-    ]
-    cases = []
-    for scenario, expected, constant, options in scenarios:
-        measurements = planted_measurements(rng, constant, **options)
-        tests = planted_tests(measurements, seed=int(rng.integers(2**31)))
-        cases.append((scenario, expected, {"circuits_tests": tests}))
-    return cases
+    return [(scenario, expected, planted_case(scenario, rng)) for scenario, (expected, _, _) in PLANTED.items()]
 
 
 __all__ = ["CLAIM_ID", "STATEMENT", "RULE", "REGISTERED_SHA256", "judge", "decide", "runs", "planted_cases",
-           "planted_measurements", "planted_tests"]
+           "planted_case", "PLANTED", "planted_measurements", "planted_tests"]
