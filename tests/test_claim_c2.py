@@ -32,6 +32,7 @@ def _judge(tables: dict, end_to_end: pd.DataFrame):
 def test_planted_agreement_is_supported():
     verdict = _judge(_measured(0.03), _end_to_end())
     assert verdict.verdict == "SUPPORTED", verdict.reason
+    assert verdict.headline.startswith("normaliser error below 10% at m = 100,000 in 4 of 4 heads")
     # the output error is reported beside the verdict, not judged (those rows decide C6)
     assert verdict.details["output_error_beside"]["minilm m=100000"]["median_error"] == pytest.approx(0.2, abs=0.01)
 
@@ -41,6 +42,7 @@ def test_planted_disagreement_is_not_supported_with_a_ci_that_excludes_the_claim
     assert verdict.verdict == "NOT_SUPPORTED"
     heads = [e for e in verdict.evidence if e.statistic == "normaliser_error"]
     assert len(heads) == 4 and all(e.ci_low > c2.TOLERANCE and e.p_value < c2.ALPHA for e in heads)
+    assert verdict.headline.startswith("normaliser error below 10% at m = 100,000 in 0 of 4 heads")
 
 
 def test_a_head_at_the_tolerance_is_inconclusive():

@@ -29,8 +29,8 @@ def test_study_writes_the_tidy_table_and_its_summary():
     results, summary = tables["known_answers"], tables["known_answers_summary"]
     assert list(results.columns[:6]) == ["analysis", "claim", "scenario", "replicate", "planted_verdict",
                                          "audit_verdict"]
-    assert len(results) == 2 * (3 + 1)  # converges_at_half plants C1, C6 and the m_required interval
-    assert set(summary["claim"]) == {"C1", "C6", "C6 m_required interval"}
+    assert len(results) == 2 * (2 + 1)  # converges_at_half plants C1 and the fitted m_required interval
+    assert set(summary["claim"]) == {"C1", "C6 m_required fit interval"}
     assert (summary["n"] == 2).all()
     # the planted law is recovered: both C1 verdicts as planted on these seeds
     c1 = results[results["claim"] == "C1"]
@@ -76,8 +76,22 @@ def test_c7_scenarios_run_the_claim_rule_on_its_own_planted_cases(scenario):
 
 def test_coverage_aim_fails_only_when_under_coverage_is_shown():
     def summary(hits, n):
-        results = pd.DataFrame({"claim": "C6 m_required interval", "scenario": "s", "planted_verdict": "CONTAINS",
+        results = pd.DataFrame({"claim": "C6 m_required fit interval", "scenario": "s", "planted_verdict": "CONTAINS",
                                 "audit_verdict": ["CONTAINS"] * hits + ["MISSES"] * (n - hits)})
         return ka.summary_table(results).iloc[0]
     assert summary(92, 100)["meets_aim"]  # 92 % of 100: CI [85 %, 96 %] holds the nominal 95 %
     assert not summary(85, 100)["meets_aim"]  # CI [77 %, 91 %]: under-coverage shown
+
+
+@pytest.mark.parametrize("scenario", ka.C6_SCENARIOS)
+def test_c6_scenarios_judge_measured_heads_with_planted_reach(scenario):
+    parameters = load_spec(SPEC, "smoke").bind(ka.Parameters)
+    tables, reach = ka.measured_tables(scenario, parameters, seed=3)
+    required = tables["planted_required_m"].sort_values("head")
+    # the bracket's class follows the planted m for 10 %: within 2e6 for every head but the planted one
+    beyond = reach > 2e6
+    assert beyond.sum() == (scenario == "head_beyond_one_astrocyte")
+    assert (required["class_human"].to_numpy() == np.where(beyond, "beyond", "within")).all()
+    rows = ka.measured_rows(scenario, parameters, seed=3)
+    assert rows[0]["audit_verdict"] == rows[0]["planted_verdict"]
+    assert all(row["audit_verdict"] == "CONTAINS" for row in rows[1:])

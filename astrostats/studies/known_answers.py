@@ -3,14 +3,18 @@
 Each scenario builds the tables a claim's rule reads, from data whose verdict is known by construction, and
 calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replicates each:
 
-* C1 and C6 (``converges_at_half``, ``planted_floor``): simulated error tables of the scaling study's shape,
+* C1 (``converges_at_half``, ``planted_floor``): simulated error tables of the scaling study's shape,
   error = C_i / sqrt(m) x a feature-draw factor shared by all sequences x a per-row factor (log-normal with mean
   square 1, so the delta-method constant C_i is exact in the root-mean-square sense the fits use), fitted by
-  the scaling study's own :func:`astrostats.studies.scaling.fit_error_laws` (and its asymptotic-regime
-  fits for C1 where the study has them). ``converges_at_half`` plants
-  alpha = 1/2 with the predicted constant (C1 SUPPORTED; C6 SUPPORTED, and its m_required interval must
-  contain (A / tolerance)^2, A the planted geometric-mean constant); ``planted_floor`` adds a floor
-  (error = sqrt(C_i^2 / m + floor^2), C1 NOT_SUPPORTED).
+  the scaling study's own :func:`astrostats.studies.scaling.fit_error_laws` and its asymptotic-regime fits.
+  ``converges_at_half`` plants alpha = 1/2 with the predicted constant (C1 SUPPORTED, and the fitted
+  m_required interval must contain (A / tolerance)^2, A the planted geometric-mean constant); ``planted_floor``
+  adds a floor (error = sqrt(C_i^2 / m + floor^2), C1 NOT_SUPPORTED).
+* C6 (``heads_within_reach``, ``head_beyond_one_astrocyte``): one model's heads measured directly at the fig3
+  design (m = 1e3, 1e4, 1e5; sequences x feature draws), each head's error 0.1 sqrt(m_10 / m) with planted m_10
+  log-uniform in [3e3, 3e4] (C6 SUPPORTED: every head within one astrocyte, none at the smallest m), and one
+  head at m_10 = 1e8 (C6 NOT_SUPPORTED; the bracket's lower bound must not exceed its planted m_10), through
+  the measured study's own summary and bracket and C6's ``judge``.
 * C3 (amendment v2's rule): real circuits on small synthetic heads (the overfitting study's own splits), the
   closed-form capacity null, the best constant predictor and the specificity nulls run on the planted
   circuit itself, compared by the study's own :func:`astrostats.controls.comparisons.comparisons_table` with
@@ -53,7 +57,7 @@ from astrostats.controls.training import derangement, exact_outputs, relative_er
 from astrostats.report.claims import c1_convergence, c3_overfitting, c6_required_m, c7_alternatives
 from astrostats.seeding import derived_seed, name_code, numpy_rng, torch_generator
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
-from astrostats.studies import overfitting
+from astrostats.studies import measured, overfitting
 from astrostats.studies.base import RunContext
 from astrostats.studies import scaling as scaling_study
 from astrostats.targets.base import TargetBatch
@@ -62,13 +66,15 @@ from astrostats.validation import check_choice, check_float, check_int, fail
 LOG = logging.getLogger(__name__)
 #: scenario -> the claims it plants, each with its planted verdict
 SCENARIOS = {
-    "converges_at_half": (("C1", "SUPPORTED"), ("C6", "SUPPORTED"), ("C6 m_required interval", "CONTAINS")),
+    "converges_at_half": (("C1", "SUPPORTED"), ("C6 m_required fit interval", "CONTAINS")),
     "planted_floor": (("C1", "NOT_SUPPORTED"),),
     "true_circuit": (("C3", "SUPPORTED"),),
     "memoriser": (("C3", "NOT_SUPPORTED"),),
     "fitted_to_test": (("C3", "NOT_SUPPORTED"),),
     "ignores_q": (("C3", "NOT_SUPPORTED"),),
     "reads_other_head": (("C3", "NOT_SUPPORTED"),),
+    "heads_within_reach": (("C6", "SUPPORTED"),),
+    "head_beyond_one_astrocyte": (("C6", "NOT_SUPPORTED"), ("C6 m_required lower bound", "CONTAINS")),
     "astrocyte_cheaper": (("C7", "SUPPORTED"),),
     "neurons_only_cheaper": (("C7", "NOT_SUPPORTED"),),
 }
@@ -76,6 +82,7 @@ SCENARIOS = {
 C7_CASES = {"astrocyte_cheaper": "astrocyte circuit 4x cheaper (comparator constant 8)",
             "neurons_only_cheaper": "neurons-only circuit 7x cheaper (comparator constant 1.5)"}
 OPPOSITE = {"SUPPORTED": "NOT_SUPPORTED", "NOT_SUPPORTED": "SUPPORTED", "CONTAINS": "MISSES"}
+C6_SCENARIOS = ("heads_within_reach", "head_beyond_one_astrocyte")
 AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
 #: a 95 % CI misses by design in 5 % of replicates, so "CONTAINS" is judged as a coverage: its aim is met
 #: unless the Clopper-Pearson CI of the rate lies wholly below 95 % (under-coverage shown)
@@ -97,6 +104,15 @@ class Parameters:
     noise_sd: float = 0.1  # SD of the per-row log error
     floor: float = 0.05
     scaling_resamples: int = 200
+    # C6: measured errors of one model's heads (the fig3 `measured` design)
+    measured_m: tuple[int, ...] = (1000, 10000, 100000)
+    measured_heads: int = 12
+    measured_sequences: int = 8
+    measured_seeds: int = 4
+    reach_low: float = 3e3  # the heads' planted m for 10 %, log-uniform in [reach_low, reach_high]
+    reach_high: float = 3e4
+    beyond_m: float = 1e8  # the one head of head_beyond_one_astrocyte
+    measured_resamples: int = 200
     # C3: small synthetic heads
     m: int = 512
     n_seeds: int = 4
@@ -126,6 +142,18 @@ class Parameters:
         for name in ("constant_spread", "draw_sd", "noise_sd"):
             check_float(name, getattr(self, name), minimum=0.0)
         check_int("scaling_resamples", self.scaling_resamples, minimum=20)
+        if len(set(self.measured_m)) < 2:
+            raise fail("measured_m", "at least 2 distinct m", self.measured_m)
+        for value in self.measured_m:
+            check_int("measured_m", value, minimum=1)
+        check_int("measured_heads", self.measured_heads, minimum=1)
+        check_int("measured_sequences", self.measured_sequences, minimum=2)
+        check_int("measured_seeds", self.measured_seeds, minimum=2)
+        for name in ("reach_low", "reach_high", "beyond_m"):
+            check_float(name, getattr(self, name), minimum=1.0)
+        if self.reach_low > self.reach_high:
+            raise fail("reach_low", f"at most reach_high ({self.reach_high:g})", self.reach_low)
+        check_int("measured_resamples", self.measured_resamples, minimum=20)
         check_int("m", self.m, minimum=1)
         check_int("n_seeds", self.n_seeds, minimum=1)
         check_int("n_resamples", self.n_resamples, minimum=99)
@@ -190,12 +218,6 @@ def scaling_rows(scenario: str, parameters: Parameters, seed: int) -> list[dict]
             rows.append({"claim": claim, "planted_verdict": planted, "audit_verdict": verdict.verdict,
                          "statistic": "alpha", "value": fit.get("alpha"), "ci_low": fit.get("alpha_ci_low"),
                          "ci_high": fit.get("alpha_ci_high"), "note": verdict.reason})
-        elif claim == "C6":
-            verdict = c6_required_m.judge(tables)
-            rows.append({"claim": claim, "planted_verdict": planted, "audit_verdict": verdict.verdict,
-                         "statistic": "m_required_10pct", "value": fit.get("m_required_10pct"),
-                         "ci_low": fit.get("m_required_10pct_ci_low"), "ci_high": fit.get("m_required_10pct_ci_high"),
-                         "note": verdict.reason})
         else:
             truth = planted_m_required(parameters)
             low, high = fit.get("m_required_10pct_ci_low"), fit.get("m_required_10pct_ci_high")
@@ -204,6 +226,56 @@ def scaling_rows(scenario: str, parameters: Parameters, seed: int) -> list[dict]
                          "statistic": "planted m_required_10pct", "value": truth, "ci_low": low, "ci_high": high,
                          "note": "95 % CI of the fitted m_required against the planted (A / 0.1)^2"})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------------- C6
+def measured_tables(scenario: str, parameters: Parameters, seed: int) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """Direct measurements of one model's heads with planted m for 10 % (error = 0.1 sqrt(m_10 / m), the same
+    log-normal draw and row factors as the scaling scenarios), through the study's own summary and bracket
+    (:func:`astrostats.studies.measured.summarise`, :func:`~astrostats.studies.measured.required_m_table`);
+    returns the tables C6 reads and the planted m for 10 % per head."""
+    rng = numpy_rng(seed)
+    n_heads = parameters.measured_heads
+    reach = np.exp(rng.uniform(np.log(parameters.reach_low), np.log(parameters.reach_high), n_heads))
+    if scenario == "head_beyond_one_astrocyte":
+        reach[rng.integers(n_heads)] = parameters.beyond_m
+    m = np.array(sorted(set(parameters.measured_m)), dtype=float)
+    n_seeds, n_seq = parameters.measured_seeds, parameters.measured_sequences
+    draw = rng.normal(-parameters.draw_sd ** 2, parameters.draw_sd, size=(m.size, n_seeds, 1, 1))
+    noise = rng.normal(-parameters.noise_sd ** 2, parameters.noise_sd, size=(m.size, n_seeds, n_heads, n_seq))
+    errors = TOLERANCE * np.sqrt(reach[None, None, :, None] / m[:, None, None, None]) * np.exp(draw + noise)
+    index = pd.MultiIndex.from_product([m.astype(int), range(n_seeds), range(n_heads), range(n_seq)],
+                                       names=["m", "seed", "head", "sequence_id"])
+    rows = pd.DataFrame({"value": errors.ravel()}, index=index).reset_index().assign(
+        target="planted", layer=0, circuit="astrocyte", feature_map="positive", metric="relative_error")
+    summary, _ = measured.summarise(rows, n_resamples=parameters.measured_resamples, seed=seed)
+    theory = pd.DataFrame({"target": "planted", "layer": 0, "head": range(n_heads), "predicted_constant": np.nan,
+                           "m_required_theory": np.nan})
+    return {"planted_measured_summary": summary,
+            "planted_required_m": measured.required_m_table(summary, theory)}, reach
+
+
+def measured_rows(scenario: str, parameters: Parameters, seed: int) -> list[dict]:
+    tables, reach = measured_tables(scenario, parameters, seed)
+    verdict = c6_required_m.judge(tables)
+    rows = [{"claim": "C6", "planted_verdict": SCENARIOS[scenario][0][1], "audit_verdict": verdict.verdict,
+             "statistic": "heads beyond one human astrocyte",
+             "value": float((tables["planted_required_m"]["class_human"] == "beyond").sum()),
+             "ci_low": None, "ci_high": None, "note": verdict.reason}]
+    if len(SCENARIOS[scenario]) == 1:
+        return rows
+    # the m at which the planted mean error (log-normal factors of mean exp(-sd^2 / 2) each) is the tolerance
+    truth = reach * np.exp(-parameters.draw_sd ** 2 - parameters.noise_sd ** 2)
+    required = tables["planted_required_m"].sort_values("head")
+    lower = required["m_required_lower"].to_numpy(dtype=float)
+    unreached = ~np.isnan(lower)  # heads reached by a measurement need no lower bound
+    holds = bool(np.all(lower[unreached] <= truth[unreached]))
+    return rows + [{"claim": "C6 m_required lower bound", "planted_verdict": "CONTAINS",
+             "audit_verdict": "CONTAINS" if holds else "MISSES",
+             "statistic": "largest lower bound / planted m for 10 % (heads not reached by a measurement)",
+             "value": float(np.max(lower[unreached] / truth[unreached])) if unreached.any() else None,
+             "ci_low": None, "ci_high": None,
+             "note": "the bracket's lower bound m_last (e_low / 0.1)^2 must not exceed the planted m for 10 %"}]
 
 
 # ---------------------------------------------------------------------------------------------------- C3
@@ -356,7 +428,9 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
             seed = replicate_seed(spec.seed, scenario, replicate)
             claim = SCENARIOS[scenario][0][0]
             found = (c3_rows(scenario, parameters, registered, seed) if claim == "C3"
-                     else c7_rows(scenario, seed) if claim == "C7" else scaling_rows(scenario, parameters, seed))
+                     else c7_rows(scenario, seed) if claim == "C7"
+                     else measured_rows(scenario, parameters, seed) if claim == "C6"
+                     else scaling_rows(scenario, parameters, seed))
             rows += [{"analysis": spec.name, "scenario": scenario, "replicate": replicate, **row} for row in found]
         LOG.info("known answers: %s done", scenario)
     results = pd.DataFrame(rows)
@@ -368,4 +442,4 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     return {spec.name: results, f"{spec.name}_summary": summary_table(results)}
 
 
-__all__ = ["Parameters", "run", "SCENARIOS", "C7_CASES", "scaling_tables", "c3_tables", "summary_table", "planted_m_required"]
+__all__ = ["Parameters", "run", "SCENARIOS", "C6_SCENARIOS", "C7_CASES", "measured_tables", "scaling_tables", "c3_tables", "summary_table", "planted_m_required"]

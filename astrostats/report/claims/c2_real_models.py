@@ -167,7 +167,7 @@ def judge(tables: dict) -> ClaimVerdict:
     e2e_evidence, e2e_failing, e2e_small, e2e_missing = _judge_end_to_end(end_to_end)
     missing_results = e2e_missing + _unpaired(summaries, end_to_end)
     evidence = tuple(e2e_evidence + head_evidence)
-    agreeing = sum("agrees" in e.note for e in head_evidence)
+    agreeing = sum(e.note.endswith(": agrees") for e in head_evidence)  # not "disagrees"
     headline = (f"normaliser error below {TOLERANCE:.0%} at m = {PAPER_M:,} in {agreeing} of {len(head_evidence)} "
                 f"heads; " + "; ".join(f"{e.statistic} {e.value:.3f} ({e.note.split(';')[0]})" for e in e2e_evidence))
     details = {"heads_failing": head_failing, "heads_straddling": head_straddling, "end_to_end_failing": e2e_failing,
