@@ -19,6 +19,7 @@ from astrostats.validation import InputError, check_choice, check_float, fail
 
 RESULT_COLUMNS = ("statistic", "p_value", "ci_low", "ci_high", "effect", "n", "method")
 EXTRA_COLUMNS = ("effect_name", "status", "reason")
+DEFAULTS = {**{column: np.nan for column in RESULT_COLUMNS}, "effect_name": "", "status": "ok", "reason": ""}
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
@@ -63,12 +64,10 @@ def _honest_status(row: dict) -> dict:
 def result_frame(rows: list[dict], draws: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Rows -> DataFrame with the standard columns first, extras after; draws kept in ``attrs``. A status
     always matches its numbers (:func:`_honest_status`)."""
-    frame = pd.DataFrame([_honest_status(row) for row in rows])
-    for column in RESULT_COLUMNS + EXTRA_COLUMNS:
-        if column not in frame:
-            frame[column] = "ok" if column == "status" else ("" if column in ("reason", "effect_name") else np.nan)
-    ordered = list(RESULT_COLUMNS) + [c for c in frame.columns if c not in RESULT_COLUMNS]
-    frame = frame[ordered]
+    rows = [_honest_status(row) for row in rows]
+    extras = list(dict.fromkeys([*(key for row in rows for key in row), *EXTRA_COLUMNS]))
+    frame = pd.DataFrame([{**DEFAULTS, **row} for row in rows],  # one build, no column inserts
+                         columns=list(RESULT_COLUMNS) + [c for c in extras if c not in RESULT_COLUMNS])
     frame.attrs["draws"] = Draws(draws or {})
     return frame
 

@@ -405,12 +405,15 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
     if strata.shape != (n_units,):
         raise fail("strata", f"one stratum per unit ({n_units})", f"shape {strata.shape}")
     weights = np.ones((n_resamples, n_units))
-    for stratum in np.unique(strata):
-        members = np.flatnonzero(strata == stratum)
-        size = members.size
-        if size >= 2:
-            counts = rng.multinomial(size - 1, np.full(size, 1 / size), size=n_resamples)
-            weights[:, members] = counts * (size / (size - 1))
+    _, codes, sizes = np.unique(strata, return_inverse=True, return_counts=True)
+    for size in np.unique(sizes[sizes >= 2]):  # all strata of one size at once
+        chosen = np.flatnonzero(sizes == size)
+        cells = n_resamples * chosen.size
+        # n_h - 1 draws with replacement per (resample, stratum), counted per unit (a uniform multinomial)
+        picks = rng.integers(0, size, (cells, size - 1)) + (np.arange(cells) * size)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=cells * size).reshape(n_resamples, chosen.size, size)
+        for j, stratum in enumerate(chosen):
+            weights[:, codes == stratum] = counts[:, j] * (size / (size - 1))
     return weights
 
 
