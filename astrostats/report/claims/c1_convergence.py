@@ -71,22 +71,22 @@ def judge(tables: dict) -> ClaimVerdict:
     widths = pd.to_numeric(table.get("n_m_in_regime"), errors="coerce")
     decades = pd.to_numeric(table.get("regime_decades"), errors="coerce")
     deciding = table[(table["status"] == "ok") & (widths >= MIN_WIDTHS) & (decades >= MIN_DECADES - 1e-9)]
-    evidence, not_reached = [], []
+    regime_evidence, not_reached = [], []  # cited after the deciding rows: the audit shows the first few
     for _, row in table.drop(deciding.index).iterrows():
         query = f"logit_scale == {quote(row['logit_scale'])}"
         text = (f"regime not reached for m <= {row['m_swept_max']:.0f} (C/sqrt(m) <= {row['regime_bound']:g} "
                 f"needs m >= {row['m_regime_start']:.3g})") if row["status"] == "regime_not_reached" \
             else f"not fitted: {row.get('reason', '')}"
         not_reached.append(f"{row['logit_scale']}: {text}")
-        evidence.append(Evidence(name, query, "first m of the asymptotic regime", finite(row["m_regime_start"]),
+        regime_evidence.append(Evidence(name, query, "first m of the asymptotic regime", finite(row["m_regime_start"]),
                                  note=f"{row['logit_scale']}: {text}; does not decide"
                                       + _uniform_note(row)))
     if deciding.empty:
-        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, tuple(evidence),
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, tuple(regime_evidence),
                             reason="no head has its asymptotic regime inside the swept m: " + "; ".join(not_reached),
                             analyses_needed=("a scaling sweep to larger m (or heads with smaller constants)",))
     holm = _holm(deciding)
-    supported, refuted, findings = True, False, []
+    evidence, supported, refuted, findings = [], True, False, []
     for index, row in deciding.iterrows():
         scale, query = row["logit_scale"], f"logit_scale == {quote(row['logit_scale'])}"
         alpha_p, ratio_p = finite(holm.loc[index, "alpha"]), finite(holm.loc[index, "ratio"])
@@ -126,7 +126,7 @@ def judge(tables: dict) -> ClaimVerdict:
                               "some head (CI straddles a margin)"}[verdict]
     if not_reached:
         reason += "; " + "; ".join(not_reached)
-    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence), reason,
+    return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence + regime_evidence), reason,
                         minor_concerns=(
                             "Convergence follows from construction: phi(q)·phi(k) is an unbiased estimator of "
                             "exp(q·k); it is evidence about random features, not about astrocytes.",),
