@@ -96,7 +96,7 @@ class Parameters:
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     # C1 and C6: simulated error tables
     scaling_m: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
-    scaling_seeds: int = 4
+    scaling_seeds: int = 8
     scaling_sequences: int = 8
     error_constant: float = 1.5  # geometric mean of C_i (error = C_i / sqrt(m))
     constant_spread: float = 0.3  # SD of log C_i across sequences
