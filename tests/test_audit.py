@@ -25,8 +25,11 @@ def regime_row(scale, alpha, low, high, ratio=(1.0, 0.95, 1.05), p=(0.001, 0.001
     ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.25, 0.20, 0.30, p=(0.9, 0.001))], "NOT_SUPPORTED"),
     ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.5, 0.45, 0.55, ratio=(2.0, 1.8, 2.2), p=(0.001, 0.9))],
      "NOT_SUPPORTED"),
-    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.45, 0.40, 0.50, model="power_law_floor", e_inf_low=0.02)],
-     "NOT_SUPPORTED"),
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.45, 0.40, 0.50, model="power_law_floor", e_inf_low=0.02,
+                                                    floor_p_value=0.001)], "NOT_SUPPORTED"),
+    # a floor preferred at 5 % but not at the rule's 1 % decides nothing
+    ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.45, 0.40, 0.50, model="power_law_floor", e_inf_low=0.02,
+                                                    floor_p_value=0.03)], "SUPPORTED"),
     ([regime_row("a", 0.50, 0.47, 0.53), regime_row("b", 0.40, 0.32, 0.48, p=(0.6, 0.001))], "INCONCLUSIVE"),
     ([regime_row("a", 0.50, 0.47, 0.53, n_seeds=2)], "INSUFFICIENT_DATA"),
     ([regime_row("a", 0.50, 0.47, 0.53, n_m_in_regime=3)], "INSUFFICIENT_DATA"),

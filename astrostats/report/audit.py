@@ -15,6 +15,8 @@ LOG = logging.getLogger(__name__)
 #: of the calibration study's acceptance bands). Conservative misses (a size below 0.03) do not downgrade.
 SIZE_MARGIN, COVERAGE_MARGIN = 0.02, 0.02
 CALIBRATION_COLUMNS = {"check", "kind", "statistic", "ci_low", "ci_high", "nominal"}
+RULE_CHARS = 160  # the rule's opening in audit.md (in full in audit.json and the report)
+MORE_LINES = 1  # "N more rows: query ..." lines per claim in audit.md
 MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
 
 CLAIMS = (  # claim id -> the module that states it (STATEMENT, RULE) and judges it (judge)
@@ -150,9 +152,9 @@ def validation_lines(validation: list[dict]) -> list[str]:
               "the CI of its rate lies below 95 %).", ""]
     for row in validation:
         lines.append(
-            f"- {row['claim']}, {row['scenario']} (planted {row['planted_verdict']}): {row['planted_rate']:.0%} "
-            f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}] of {int(row['n'])}; {row['opposite_verdict']} "
-            f"{row['opposite_rate']:.0%}{'; others: ' + row['other_verdicts'] if row.get('other_verdicts') else ''}"
+            f"- {row['claim']}, {row['scenario']}: {row['planted_verdict']} {row['planted_rate']:.0%} "
+            f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}] of {int(row['n'])}, opposite {row['opposite_rate']:.0%}"
+            f"{'; ' + row['other_verdicts'] if row.get('other_verdicts') else ''}"
             f"{'' if row['meets_aim'] else ' (misses the aim)'}")
     return lines + [""]
 
@@ -185,11 +187,12 @@ def evidence_line(item) -> str:
     return "; ".join(parts)
 
 
-def clip(text: str, limit: int) -> str:
-    """Text cut at a word boundary to about limit characters, saying where the rest is."""
+def clip(text: str, limit: int, where: str = "") -> str:
+    """Text cut at a word boundary to about limit characters, saying where the rest is (audit.md's header says
+    audit.json holds it all, so there ``where`` is left out)."""
     if len(text) <= limit:
         return text
-    return text[:limit].rsplit(" ", 1)[0] + " ... (in full in audit.json)"
+    return text[:limit].rsplit(" ", 1)[0] + (f" ... (in full in {where})" if where else " ...")
 
 
 def short_evidence_line(item) -> str:
@@ -209,7 +212,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
              "table (tables/ beside this file) and the pandas query that selects it; audit.json holds every row, "
              "report.pdf the figures.", "", "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
-        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 150)} |")
+        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 110)} |")
     failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
     if failed:
         lines += ["", "## Analyses that did not complete", ""]
@@ -217,12 +220,16 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
     lines += ["", *validation_lines(validation or [])]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {clip(verdict.rule, 500)}", "", f"*Why.* {clip(verdict.reason, 200)}"]
+                  f"*Rule.* {clip(verdict.rule, RULE_CHARS)}", "", f"*Why.* {clip(verdict.reason, 160)}"]
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 200)}" for role, item in chosen.shown]
-            lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out]
+            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 150)}" for role, item in chosen.shown]
+            lines += [f"- {count} more of {total} ({statistic}): `{query}` on `{table}`"
+                      for count, table, query, statistic, total in chosen.left_out[:MORE_LINES]]
+            if len(chosen.left_out) > MORE_LINES:
+                rows = sum(left[0] for left in chosen.left_out[MORE_LINES:])
+                lines.append(f"- {rows} more rows of {len(chosen.left_out) - MORE_LINES} other statistics")
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
             if len(verdict.major_concerns) > 3:

@@ -16,6 +16,7 @@ import pandas as pd
 import typst
 
 from astrostats.report import decisive, layout, narrative
+from astrostats.report.audit import clip
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 20)  # pages before the appendix starts (the aim for a full default run is 15-20)
@@ -116,13 +117,16 @@ def _methods(manifest: dict) -> list[dict]:
     return methods
 
 
+PAGE_ONE_CHARS = 170  # per claim on page 1, so that it holds every verdict; the claim's section has it all
+
+
 def _answer(question_claims, by_id: dict) -> str:
     parts = []
     for claim_id in question_claims:
         verdict = by_id.get(claim_id)
         if verdict is not None:
             parts.append(f"{claim_id} ({verdict.verdict}): {narrative.PLAIN_VERDICTS[verdict.verdict]}, "
-                         f"{verdict.reason.rstrip('.')}.")
+                         f"{clip(verdict.reason.rstrip('.'), PAGE_ONE_CHARS, 'its section')}.")
     return " ".join(parts)
 
 
@@ -144,8 +148,10 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
             "id": verdict.claim_id, "verdict": verdict.verdict, "colour": VERDICT_COLOURS[verdict.verdict],
             "short": narrative.short_name(verdict.claim_id, verdict.statement, module),
             "statement": verdict.statement, "rule": verdict.rule, "reason": verdict.reason or "",
-            "headline": verdict.headline or verdict.reason or "",
-            "plain": f"{narrative.PLAIN_VERDICTS[verdict.verdict]}: {verdict.reason}".rstrip(),
+            "headline": clip(verdict.headline or verdict.reason or "", PAGE_ONE_CHARS, "its section"),
+            "headline_full": verdict.headline or "",
+            "plain": clip(f"{narrative.PLAIN_VERDICTS[verdict.verdict]}: {verdict.reason}".rstrip(), PAGE_ONE_CHARS,
+                          "its section"),
             "figures": [_figure(f, root, "main") for f in main[verdict.claim_id]],
             "decisive": table, "concerns": concerns,
             "would_change": narrative.would_change(verdict.claim_id, module),
