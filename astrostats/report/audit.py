@@ -225,8 +225,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
             lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 150)}" for role, item in chosen.shown]
-            lines += [f"- {count} more of {total} ({statistic}): `{query}` on `{table}`"
-                      for count, table, query, statistic, total in chosen.left_out[:MORE_LINES]]
+            lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out[:MORE_LINES]]
             if len(chosen.left_out) > MORE_LINES:
                 rows = sum(left[0] for left in chosen.left_out[MORE_LINES:])
                 lines.append(f"- {rows} more rows of {len(chosen.left_out) - MORE_LINES} other statistics")

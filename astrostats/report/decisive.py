@@ -59,5 +59,4 @@ def choose(evidence, max_rows: int = MAX_ROWS) -> Decisive:
 
 
 def more_line(count: int, table: str, query: str, statistic: str, total: int) -> str:
-    return (f"{count} more rows of {total} ({statistic}): query `{query}` on table `{table}` "
-            f"(all in audit.json)")
+    return f"{count} more rows of {total} ({statistic}): query `{query}` on table `{table}`"

@@ -21,7 +21,10 @@ METHODS = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh", "fdr_bh":
 
 def _multipletests(p: np.ndarray, alpha: float, method: str):
     """statsmodels' multipletests, with the heap frozen: its Holm step calls gc.collect(), which otherwise
-    walks every live object of the run (0.2 s and more per family in a full run); frozen objects are skipped."""
+    walks every live object of the run (0.2 s and more per family in a full run); frozen objects are skipped.
+    A heap the caller froze is left as it is (unfreezing would undo the caller's freeze)."""
+    if gc.get_freeze_count():
+        return multipletests(p, alpha=alpha, method=method)
     gc.freeze()
     try:
         return multipletests(p, alpha=alpha, method=method)

@@ -61,7 +61,7 @@ from astrostats.studies import measured, overfitting
 from astrostats.studies.base import RunContext
 from astrostats.studies import scaling as scaling_study
 from astrostats.targets.base import TargetBatch
-from astrostats.validation import check_choice, check_float, check_int, fail
+from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
 #: scenario -> the claims it plants, each with its planted verdict
@@ -78,9 +78,9 @@ SCENARIOS = {
     "astrocyte_cheaper": (("C7", "SUPPORTED"),),
     "neurons_only_cheaper": (("C7", "NOT_SUPPORTED"),),
 }
-#: the C7 scenarios are the claim module's own planted cases (c7_alternatives.PLANTED)
-C7_CASES = {"astrocyte_cheaper": "astrocyte circuit 4x cheaper (comparator constant 8)",
-            "neurons_only_cheaper": "neurons-only circuit 7x cheaper (comparator constant 1.5)"}
+#: the C7 scenarios are the claim module's own planted cases (c7_alternatives.PLANTED), chosen by their verdict
+C7_CASES = {scenario: next(case for case, (expected, _, _) in c7_alternatives.PLANTED.items() if expected == verdict)
+            for scenario, verdict in (("astrocyte_cheaper", "SUPPORTED"), ("neurons_only_cheaper", "NOT_SUPPORTED"))}
 OPPOSITE = {"SUPPORTED": "NOT_SUPPORTED", "NOT_SUPPORTED": "SUPPORTED", "CONTAINS": "MISSES"}
 C6_SCENARIOS = ("heads_within_reach", "head_beyond_one_astrocyte")
 AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
@@ -94,7 +94,7 @@ C3_CIRCUITS = ("astrocyte", "mismatched_target", "shuffled_kv")
 class Parameters:
     n_replicates: int = 200
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
-    # C1 and C6: simulated error tables
+    # C1: simulated error tables (and the fitted m_required interval)
     scaling_m: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
     scaling_seeds: int = 8
     scaling_sequences: int = 8
@@ -131,10 +131,7 @@ class Parameters:
         check_int("n_replicates", self.n_replicates, minimum=1)
         for scenario in self.scenarios:
             check_choice("scenarios", scenario, tuple(SCENARIOS))
-        if len(set(self.scaling_m)) < 3:
-            raise fail("scaling_m", "at least 3 distinct m", self.scaling_m)
-        for value in self.scaling_m:
-            check_int("scaling_m", value, minimum=1)
+        _distinct_widths("scaling_m", self.scaling_m, at_least=3)
         check_int("scaling_seeds", self.scaling_seeds, minimum=2)
         check_int("scaling_sequences", self.scaling_sequences, minimum=2)
         for name in ("error_constant", "floor"):
@@ -142,10 +139,7 @@ class Parameters:
         for name in ("constant_spread", "draw_sd", "noise_sd"):
             check_float(name, getattr(self, name), minimum=0.0)
         check_int("scaling_resamples", self.scaling_resamples, minimum=20)
-        if len(set(self.measured_m)) < 2:
-            raise fail("measured_m", "at least 2 distinct m", self.measured_m)
-        for value in self.measured_m:
-            check_int("measured_m", value, minimum=1)
+        _distinct_widths("measured_m", self.measured_m, at_least=2)
         check_int("measured_heads", self.measured_heads, minimum=1)
         check_int("measured_sequences", self.measured_sequences, minimum=2)
         check_int("measured_seeds", self.measured_seeds, minimum=2)
@@ -165,6 +159,12 @@ class Parameters:
             n_test=self.n_test, n_ood=self.n_ood, n_tokens=self.n_tokens, d_head=self.d_head,
             logit_scale=self.logit_scale, ood_n_tokens=self.ood_n_tokens, ood_logit_scale=self.ood_logit_scale,
             circuits=C3_CIRCUITS, controls=(), n_resamples=self.n_resamples)
+
+
+def _distinct_widths(name: str, values, at_least: int) -> None:
+    """A list of positive integer widths with at least ``at_least`` distinct values (a scalar is refused by name)."""
+    if len(set(check_int_list(name, values))) < at_least:
+        raise fail(name, f"at least {at_least} distinct m", values)
 
 
 def replicate_seed(seed: int, scenario: str, replicate: int) -> int:

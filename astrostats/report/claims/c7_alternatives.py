@@ -116,9 +116,10 @@ def decide(primary: pd.DataFrame) -> tuple[str, pd.Series, pd.Series]:
 def _judge_run(name: str, tests: pd.DataFrame) -> ClaimVerdict:
     primary = tests[tests["family"] == "primary"]
     verdict, passes, fails = decide(primary)
-    # the rows that decided first (failing comparisons for NOT_SUPPORTED): the audit shows the first few
-    order = primary.assign(_first=~fails if verdict == "NOT_SUPPORTED" else ~passes).sort_values("_first", kind="stable")
-    evidence = tuple(_evidence(name, row) for _, row in order.iterrows())
+    # the rows that decided first, as the audit shows only the first few: the failing comparisons of a
+    # NOT_SUPPORTED, the undecided ones of an INCONCLUSIVE (citation order otherwise)
+    later = passes if verdict == "INCONCLUSIVE" else ~fails if verdict == "NOT_SUPPORTED" else pd.Series(False, primary.index)
+    evidence = tuple(_evidence(name, primary.loc[index]) for index in later.sort_values(kind="stable").index)
     if verdict == "INSUFFICIENT_DATA":
         reasons = "; ".join(sorted(set(primary["reason"].astype(str))))
         return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, reason=f"no primary comparison of {name} is "
