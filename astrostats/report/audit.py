@@ -148,8 +148,7 @@ def validation_lines(validation: list[dict]) -> list[str]:
     if not validation:
         return lines + ["- not run (`python -m astrostats.analyze known_answers`)", ""]
     lines += ["Planted truth through each claim's own rule (table `known_answers`); aim: the planted verdict in "
-              ">= 95 % of replicates, the opposite in <= 5 % (a 95 % interval's coverage, CONTAINS, meets it unless "
-              "the CI of its rate lies below 95 %).", ""]
+              ">= 95 % of replicates, the opposite in <= 5 % (CONTAINS, a coverage: its CI not below 95 %).", ""]
     for row in validation:
         lines.append(
             f"- {row['claim']}, {row['scenario']}: {row['planted_verdict']} {row['planted_rate']:.0%} "
