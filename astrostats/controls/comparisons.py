@@ -58,10 +58,14 @@ class Family:
         check_choice("design", self.design, ("nested", "crossed"))
 
 
-def paired_errors(measurements: pd.DataFrame, control: str, m: int, split: str) -> pd.DataFrame:
-    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, scored against the truth."""
-    rows = measurements[(measurements["metric"] == "relative_error") & (measurements["split"] == split)
-                        & (measurements["scored_against"] == "true")]
+def scored_rows(measurements: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The relative errors scored against the true head, by split (filtered once for every comparison)."""
+    rows = measurements[(measurements["metric"] == "relative_error") & (measurements["scored_against"] == "true")]
+    return {split: group for split, group in rows.groupby("split", sort=False)}
+
+
+def paired_errors(rows: pd.DataFrame, control: str, m: int) -> pd.DataFrame:
+    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows."""
     circuit = rows[(rows["circuit"] == CIRCUIT) & (rows["m"] == m)][["sequence_id", "seed", "value"]]
     other = rows[rows["circuit"] == control]
     if other["m"].notna().any():
@@ -74,11 +78,10 @@ def paired_errors(measurements: pd.DataFrame, control: str, m: int, split: str) 
     return paired.rename(columns={"value_circuit": "circuit_error", "value_control": "control_error"})
 
 
-def with_constant_floor(paired: pd.DataFrame, measurements: pd.DataFrame, split: str) -> tuple[pd.DataFrame, bool]:
+def with_constant_floor(paired: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """The paired errors with the null's replaced by the best constant predictor's where the constant does
-    better on average over this split's paired sequences; (paired, replaced)."""
-    rows = measurements[(measurements["circuit"] == "constant") & (measurements["split"] == split)
-                        & (measurements["metric"] == "relative_error") & (measurements["scored_against"] == "true")]
+    better on average over this split's paired sequences (``rows``: the split's scored rows); (paired, replaced)."""
+    rows = rows[rows["circuit"] == "constant"]
     if rows.empty or paired.empty:
         return paired, False
     constant = rows.groupby("sequence_id")["value"].mean()
@@ -91,10 +94,11 @@ def with_constant_floor(paired: pd.DataFrame, measurements: pd.DataFrame, split:
     return paired.assign(control_error=floor.to_numpy()), True
 
 
-def _control_status(measurements: pd.DataFrame, control: str, m: int) -> str:
-    rows = measurements[(measurements["circuit"] == control) & (measurements["m"] == m)]
-    statuses = set(rows["status"].dropna()) - {"ok", "converged"}
-    return ",".join(sorted(statuses)) if statuses else "ok"
+def control_statuses(measurements: pd.DataFrame) -> dict[tuple[str, object], str]:
+    """(circuit, m) -> the training statuses other than ok/converged, comma-joined ("ok" when none)."""
+    flagged = measurements[~measurements["status"].isin(["ok", "converged"]) & measurements["status"].notna()]
+    statuses = flagged.groupby(["circuit", "m"])["status"].agg(lambda s: ",".join(sorted(set(s))))
+    return statuses.to_dict()
 
 
 PAIRED_TESTS = {"sign_flip": paired_permutation_test, "mean": paired_mean_test}
@@ -124,9 +128,8 @@ def compare(paired: pd.DataFrame, margin: float, alternative: str, n_resamples: 
         low, high, method = bootstrap_interval(draws, ratio, method="percentile")
         method = f"crossed sequence x draw, {method}"
     else:
-        units = paired["sequence_id"].unique()
-        jackknife = np.array([control[paired["sequence_id"] != u].mean()
-                              / circuit[paired["sequence_id"] != u].mean() for u in units])
+        sums = paired.groupby("sequence_id")[["control_error", "circuit_error"]].sum()
+        jackknife = ((control.sum() - sums["control_error"]) / (circuit.sum() - sums["circuit_error"])).to_numpy()
         low, high, method = bootstrap_interval(draws, ratio, method="bca", jackknife=jackknife)
         method = f"(sequence > seed), {method}"
     return {**base, "ratio": ratio, "ci_low": low, "ci_high": high, "statistic": float(test["statistic"].item()),
@@ -149,19 +152,21 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
     n_resamples = check_int("n_resamples", n_resamples, minimum=99)
     if (measurements["circuit"] == CIRCUIT).sum() == 0:
         raise fail("measurements", f"rows of the circuit '{CIRCUIT}' to compare against", "none")
+    by_split, statuses, empty = scored_rows(measurements), control_statuses(measurements), measurements.iloc[:0]
     rows = []
     for family in families:
         for control in family.controls:
             for m in family.m:
                 for split in family.splits:
-                    paired = paired_errors(measurements, control, m, split)
+                    split_rows = by_split.get(split, empty)
+                    paired = paired_errors(split_rows, control, m)
                     replaced = False
                     if family.constant_floor:
-                        paired, replaced = with_constant_floor(paired, measurements, split)
+                        paired, replaced = with_constant_floor(paired, split_rows)
                     row = compare(paired, family.margin, family.alternative, n_resamples,
                                   comparison_seed(seed, family.name, control, m, split), family.design, family.test)
                     row["replaced_by_constant"] = replaced
-                    control_status = _control_status(measurements, control, m)
+                    control_status = statuses.get((control, m), "ok")
                     if control_status != "ok" and row["status"] == "ok":
                         row.update(status="control_flagged",
                                    reason=f"training status {control_status}: its error may be inflated")
