@@ -8,12 +8,14 @@ in a tuple: reordering a spec's feature maps cannot change a result.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from astrostats.validation import check_choice, check_int
+
+if TYPE_CHECKING:
+    import torch
 
 # fixed for good: the code of each feature map in every seed (new maps get new codes; none is ever reused)
 FEATURE_CODES = {"positive": 0, "orthogonal": 1, "trigonometric": 2, "hyperbolic": 3}
@@ -47,9 +49,12 @@ def numpy_rng(seed: Any) -> np.random.Generator:
     return np.random.default_rng(check_int("seed", seed, minimum=0))
 
 
-def torch_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
+def torch_generator(seed: int | np.random.SeedSequence) -> "torch.Generator":
     """A torch Generator from an int or a SeedSequence: one per task, so results do not depend on batching or
-    workers."""
+    workers. torch is imported here, not at the top: the report and audit use this module and never need torch
+    (its import is 3-4 s of a rebuild)."""
+    import torch
+
     if isinstance(seed, np.random.SeedSequence):
         seed = int(seed.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     return torch.Generator().manual_seed(int(seed))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from astrostats.report import audit
@@ -95,3 +96,20 @@ def test_c6_scenarios_judge_measured_heads_with_planted_reach(scenario):
     rows = ka.measured_rows(scenario, parameters, seed=3)
     assert rows[0]["audit_verdict"] == rows[0]["planted_verdict"]
     assert all(row["audit_verdict"] == "CONTAINS" for row in rows[1:])
+
+
+def test_the_other_head_has_the_true_heads_logit_law_and_is_uncorrelated_with_it():
+    rotation, rotated_shift = (m.double() for m in ka.other_head_mixing(8, seed=5))
+    eye = torch.eye(8, dtype=torch.float64)
+    assert torch.allclose(rotation @ rotation.T, eye, atol=1e-5) and torch.allclose(rotated_shift @ rotated_shift.T, eye, atol=1e-5)
+    # logits q S k^T with S = R (R P)^T: trace 0, so uncorrelated with q k^T; the same variance (S orthogonal)
+    mixing = rotation @ rotated_shift.T
+    assert abs(torch.trace(mixing).item()) < 1e-5
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 20000, 8, generator=generator, dtype=torch.float64)
+    true, other = (q * k).sum(-1), (q @ mixing * k).sum(-1)
+    r = np.corrcoef(true.numpy(), other.numpy())[0, 1]
+    assert abs(r) < 4 / np.sqrt(20000)  # |z| < 4 under zero correlation
+    ratio = other.var().item() / true.var().item()  # F(19999, 19999): log-ratio SD sqrt(2 * 2 / 20000)
+    assert abs(np.log(ratio)) < 4 * np.sqrt(4 / 20000)
+    assert not torch.equal(ka.other_head_mixing(8, seed=5)[0], ka.other_head_mixing(8, seed=6)[0])

@@ -139,6 +139,33 @@ def test_audit_md_is_short_and_points_to_the_rest(report):
         assert len(table.query(line[1])) >= int(line[0])  # the query selects at least the rows left out
 
 
+def test_a_rebuild_copies_figures_drawn_from_the_same_tables_and_code(report, tmp_path):
+    out, _ = report
+    manifest = json.loads((out / "manifest.json").read_text())
+    keys = manifest["figure_keys"]
+    owner = next(e[2] for e in manifest["report_figures"] if e[2] != build.PAPER_KIND)
+    expected = [(e[1], e[3]) for e in manifest["report_figures"] if e[2] == owner]
+    copied = build.reuse_figures(owner, keys[owner], (out, manifest), tmp_path / "copy")
+    assert copied == expected
+    assert all((tmp_path / "copy" / path).read_bytes() == (out / path).read_bytes() for _, path in copied)
+    assert build.reuse_figures(owner, "0" * 64, (out, manifest), tmp_path / "other") is None  # other tables or code
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    (tampered / expected[0][1]).write_bytes(b"not the figure that was drawn")
+    assert build.reuse_figures(owner, keys[owner], (tampered, manifest), tmp_path / "refused") is None
+    assert not (tmp_path / "refused").exists()
+
+
+def test_figure_keys_follow_the_tables_and_the_drawing_code():
+    record = {"kind": "scaling", "name": "scaling", "tables": {"scaling": {"parquet_sha256": "a", "csv_sha256": "b"}}}
+    key = build.figure_key([record], "code")
+    assert build.figure_key([dict(record)], "code") == key
+    assert build.figure_key([record], "other code") != key
+    assert build.figure_key([{**record, "tables": {"scaling": {"parquet_sha256": "c", "csv_sha256": "b"}}}], "code") != key
+    assert build.figure_key([{**record, "name": "scaling2"}], "code") != key
+    assert len(build.figure_code_sha256()) == 64
+
+
 def test_decisive_rows_keep_small_groups_and_the_ends_of_large_ones():
     items = [Evidence("t", f"a == 1 and b == {i}", "alpha", value) for i, value in enumerate([0.3, 0.1, 0.5, 0.2])]
     chosen = decisive.choose(items + [Evidence("t", "a == 2", "ratio", 2.0)])

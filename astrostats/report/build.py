@@ -4,7 +4,9 @@ Used after a run and by ``--audit-only --from DIR``, which rebuilds everything f
 once DIR is known to hold a finished run whose manifest, tables and figures all match their SHA-256.
 Figures are drawn once, saved as PNG and closed; analyses draw in parallel worker processes when there are
 several and the machine has the cores (each worker reads its own analysis's tables from disk, each table checked
-against its SHA-256); the report is typeset from the PNGs.
+against its SHA-256); the report is typeset from the PNGs. Each analysis's figures carry a key (the SHA-256 of its
+tables' digests and of the code that draws them): a rebuild from a run whose key matches copies that run's
+verified PNGs instead of drawing them again, so changing a claim rule re-typesets in seconds.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
+import seaborn
 
 from astrostats import outputs
 from astrostats.validation import InputError, check_identifier
@@ -82,11 +86,71 @@ def worker_count(analyses: int) -> int:
     return int(setting)
 
 
-def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int | None = None) -> list:
-    """Every figure once, as FigureRef; a broken figure is logged and recorded, never fatal."""
+def figure_code_sha256() -> str:
+    """SHA-256 of what draws the figures: the figure modules, the style, this module, matplotlib's and seaborn's
+    versions."""
+    folder = Path(__file__).parent
+    digest = hashlib.sha256(f"matplotlib {matplotlib.__version__} seaborn {seaborn.__version__}".encode())
+    for path in sorted([*(folder / "figures").glob("*.py"), folder / "style.py", Path(__file__)]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def figure_key(records: list[dict], code: str) -> str:
+    """The key of the figures drawn from these analyses' tables: their kinds, names and table digests, and the
+    drawing code's digest."""
+    digest = hashlib.sha256(code.encode())
+    for record in sorted(records, key=lambda r: r["name"]):
+        digest.update(f"{record['kind']}/{record['name']}".encode())
+        for name, table in sorted(record["tables"].items()):
+            digest.update(f"{name} {table.get('parquet_sha256')} {table.get('csv_sha256')}".encode())
+    return digest.hexdigest()
+
+
+def reuse_figures(owner: str, key: str, stored: tuple[Path, dict] | None, out_dir: Path) -> list | None:
+    """The (name, path) figures of ``owner`` copied from a stored run whose figures carry the same key, each
+    checked against the SHA-256 that run recorded; None (draw them) when any is missing, mismatched or unsafe."""
+    if stored is None:
+        return None
+    source, manifest = stored
+    if (manifest.get("figure_keys") or {}).get(owner) != key:
+        return None
+    digests, copies = manifest.get("figures") or {}, []
+    for entry in manifest.get("report_figures") or []:
+        if not (isinstance(entry, list) and len(entry) == 4 and entry[2] == owner):
+            continue
+        name, path = entry[1], entry[3]
+        stem = Path(str(path)).stem
+        if not FIGURE_STEM.match(stem) or path != f"figures/{stem}.png" or stem not in digests:
+            return None
+        data = (source / path).read_bytes() if (source / path).is_file() else b""
+        if hashlib.sha256(data).hexdigest() != digests[stem]:
+            return None
+        copies.append((name, path, data))
+    for _, path, data in copies:
+        if (out_dir / path).resolve() != (source / path).resolve():
+            outputs.atomic_write_bytes(out_dir / path, data, root=out_dir)
+    return [(name, path) for name, path, _ in copies]
+
+
+def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int | None = None,
+                 stored: tuple[Path, dict] | None = None) -> tuple[list, dict]:
+    """Every figure once, as FigureRef, and each owner's figure key; figures whose key matches the ``stored``
+    run (its folder and verified manifest) are copied from it. A broken figure is logged and recorded, never
+    fatal."""
     records = [r for r in manifest.get("analyses", []) if r["name"] in per_analysis]
-    workers = worker_count(len(records)) if workers is None else workers
+    code = figure_code_sha256()
+    keys = {r["name"]: figure_key([r], code) for r in records}
+    keys[PAPER_KIND] = figure_key(records, code)
     results: dict[str, list] = {}
+    for record in records:
+        reused = reuse_figures(record["name"], keys[record["name"]], stored, out_dir)
+        if reused is not None:
+            results[record["name"]] = reused
+    drawn_here = [r for r in records if r["name"] not in results]
+    LOG.info("figures: %d analyses drawn, %d copied from the stored run (same tables and code)",
+             len(drawn_here), len(records) - len(drawn_here))
+    workers = worker_count(len(drawn_here)) if workers is None else workers
     style.apply()
     if workers > 1:
         # fork: workers start in milliseconds with the tables already in memory (spawn would re-import pandas
@@ -95,15 +159,15 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             futures = {r["name"]: pool.submit(draw_one, r["kind"], r["name"],
                                               per_analysis[r["name"]] if method == "fork" else r["tables"], out_dir)
-                       for r in records}
-            for record in records:
+                       for r in drawn_here}
+            for record in drawn_here:
                 try:
                     results[record["name"]] = futures[record["name"]].result()
                 except Exception:
                     LOG.exception("figures of %s failed", record["name"])
                     record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
     else:
-        for record in records:
+        for record in drawn_here:
             try:
                 results[record["name"]] = draw_one(record["kind"], record["name"], per_analysis[record["name"]],
                                                    out_dir)
@@ -111,17 +175,19 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
                 LOG.exception("figures of %s failed", record["name"])
                 record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
     figures = [FigureRef(r["kind"], name, r["name"], path) for r in records for name, path in results.get(r["name"], [])]
-    try:
-        by_kind: dict[str, dict] = {}
-        for record in records:
-            by_kind.setdefault(record["kind"], {}).update(per_analysis[record["name"]])
-        drawn = paper.draw(by_kind)
-    except Exception:
-        LOG.exception("the paper's figures could not be drawn")
-        drawn = {}
-    figures += [FigureRef(PAPER_KIND, name, PAPER_KIND, path)
-                for name, path in _save(drawn, out_dir, lambda name: f"paper_{name}")]
-    return figures
+    saved = reuse_figures(PAPER_KIND, keys[PAPER_KIND], stored, out_dir)
+    if saved is None:
+        try:
+            by_kind: dict[str, dict] = {}
+            for record in records:
+                by_kind.setdefault(record["kind"], {}).update(per_analysis[record["name"]])
+            drawn = paper.draw(by_kind)
+        except Exception:
+            LOG.exception("the paper's figures could not be drawn")
+            drawn = {}
+        saved = _save(drawn, out_dir, lambda name: f"paper_{name}")
+    figures += [FigureRef(PAPER_KIND, name, PAPER_KIND, path) for name, path in saved]
+    return figures, keys
 
 
 def claim_modules() -> dict:
@@ -129,11 +195,13 @@ def claim_modules() -> dict:
     return {claim_id: importlib.import_module(module_name) for claim_id, module_name in audit.CLAIMS}
 
 
-def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None) -> list:
-    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in out_dir."""
+def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
+                  stored: tuple[Path, dict] | None = None) -> list:
+    """Figures, audit.md, audit.json, report.pdf and manifest.json in out_dir, from the tables in out_dir
+    (figures whose key matches the ``stored`` run's are copied from it)."""
     started = time.perf_counter()
     tables, per_analysis = load_tables(out_dir, manifest)
-    figures = draw_figures(out_dir, manifest, per_analysis, workers)
+    figures, keys = draw_figures(out_dir, manifest, per_analysis, workers, stored)
     drawn = time.perf_counter()
     verdicts = audit.judge_all(tables, manifest)
     validation = audit.validation_rates(tables)
@@ -156,7 +224,7 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None) -> 
              timings["audit_and_report_seconds"])
     manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
                 "figures": {path.stem: outputs.sha256_file(path) for path in sorted((out_dir / "figures").glob("*.png"))},
-                "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures]}
+                "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures], "figure_keys": keys}
     outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
     return verdicts
 
@@ -210,5 +278,6 @@ def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | Non
                         raise outputs.CorruptOutput(f"--from: {source / 'tables' / f'{name}.{suffix}'} changed "
                                                     "while it was copied")
                     outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
+    stored = (source, manifest)
     manifest = {**manifest, "rebuilt_from": str(source)}
-    return build_outputs(out_dir, manifest, workers)
+    return build_outputs(out_dir, manifest, workers, stored)

@@ -23,7 +23,8 @@ calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replic
   circuit, SUPPORTED); ``memoriser`` (returns the exact output of the nearest training sequence; declares no
   fitted parameter, so only its errors can betray it); ``fitted_to_test`` (a lookup of the test targets,
   declaring its fitted count honestly); ``ignores_q`` (the circuit with q = 0); ``reads_other_head`` (the
-  circuit on a fixed random transform of q and k, i.e. another head's attention). All but the first are
+  circuit on (q R, k R P), R a random rotation and P a cyclic shift: another head with the true head's logit
+  distribution, uncorrelated with it; see :func:`other_head_mixing`). All but the first are
   NOT_SUPPORTED.
 * C7 (``astrocyte_cheaper``, ``neurons_only_cheaper``): the claim module's own planted equal-error tables
   (:data:`astrostats.report.claims.c7_alternatives.PLANTED`: errors C / sqrt(m), so a comparator with constant C
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import ortho_group
 from statsmodels.stats.proportion import proportion_confint
 
 from astrostats.circuits.astrocyte import run_circuit
@@ -55,7 +57,7 @@ from astrostats.controls.closed_form import RandomFeatureRidge, constant_output,
 from astrostats.controls.comparisons import comparisons_table
 from astrostats.controls.training import derangement, exact_outputs, relative_errors
 from astrostats.report.claims import c1_convergence, c3_overfitting, c6_required_m, c7_alternatives
-from astrostats.seeding import derived_seed, name_code, numpy_rng, torch_generator
+from astrostats.seeding import derived_seed, name_code, numpy_rng
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
 from astrostats.studies import measured, overfitting
 from astrostats.studies.base import RunContext
@@ -298,6 +300,18 @@ def _nearest(batch: TargetBatch, memory: TargetBatch, outputs: torch.Tensor) -> 
     return chosen.repeat(1, repeats, 1)[:, :n]
 
 
+def other_head_mixing(d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, R P): a Haar-random rotation R (scipy's ortho_group) and R followed by a cyclic shift P of the
+    coordinates. Reading (q R, k R P) is another head whose logits q R P^T R^T k^T have the true head's
+    distribution (isotropic q, k) and are uncorrelated with its logits (trace P = 0), and whose joint law with
+    the true head is the same for every R: so its error against the truth is the same in every replicate, as an
+    independent head's (the mismatched-target null) is. A Gaussian mixing instead changed the head's logit
+    scale by a random factor per replicate, so the planted ratio to the null drifted from replicate to replicate."""
+    rotation = ortho_group.rvs(d, random_state=numpy_rng(derived_seed(seed, name_code('other_head')))) if d > 1 else np.ones((1, 1))
+    shift = np.roll(np.eye(d), 1, axis=1)
+    return (torch.as_tensor(rotation, dtype=torch.float32), torch.as_tensor(rotation @ shift, dtype=torch.float32))
+
+
 def planted_output(scenario: str, batch: TargetBatch, q, k, v, projection, memory) -> torch.Tensor:
     """The planted circuit's output on (q, k, v) (the nulls pass another head's q, k or another sequence's
     k, v through the same function)."""
@@ -318,10 +332,9 @@ def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int
     splits = overfitting.synthetic_splits(settings, seed)
     d, d_v = splits["train"].q.shape[-1], splits["train"].v.shape[-1]
     exact = {name: exact_outputs(batch) for name, batch in splits.items()}
-    generator = torch_generator(seed)
     stored = "test" if scenario == "fitted_to_test" else "train"
     memory = {"stored": (splits[stored], exact[stored]),
-              "mixing": tuple(torch.randn(d, d, generator=generator) / d ** 0.5 for _ in range(2))}
+              "mixing": other_head_mixing(d, seed)}
     shuffled = {name: exact[name][torch.as_tensor(derangement(splits[name].n_sequences, seed + i))]
                 for i, name in enumerate(("train", "validation"))}
     constant = constant_output(exact["train"])

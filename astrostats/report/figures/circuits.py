@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from astrostats.report import style
 from astrostats.report.figures import find_table
 
 RESOURCES = {"plastic_synapses": "plastic synapses", "hidden_neurons": "hidden neurons", "total_cells": "cells (all types)",
@@ -60,7 +61,7 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7)
     fig.suptitle(f"Error against each resource (dashed: 10 %; errors below {FLOOR:g} (exact circuits) drawn at it; a resource that is 0 "
                  "for a circuit is not drawn; the interneuron tree lies on the astrocyte circuit)", fontsize=8)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.98))
+    style.finish(fig, rect=(0, 0.05, 1, 0.98))
     return fig
 
 
@@ -84,5 +85,5 @@ def _ratios(primary: pd.DataFrame):
     ax.set(xscale="log", xlabel="plastic synapses at equal error, comparator / astrocyte circuit (95 % CI; "
                                 "dashed: 1 / (1 + margin))")
     ax.set_title("C7: below the line a neurons-only circuit is cheaper (red), above it the astrocyte (green)", fontsize=8)
-    fig.tight_layout()
+    style.finish(fig)
     return fig
