@@ -82,3 +82,23 @@ def test_evidence_that_selects_no_rows_becomes_a_major_concern(monkeypatch):
 def test_a_verdict_without_evidence_is_refused():
     with pytest.raises(ValueError, match="needs evidence"):
         ClaimVerdict("C1", "s", "SUPPORTED", "r")
+
+
+SELECTIONS = pd.DataFrame({"target": ["minilm", "vit", "minilm", None], "m": pd.array([1000, None, 100000, 1000], dtype="Int64"),
+                           "value": [0.5, 0.1, 0.25, 1.0], "index": [7, 8, 9, 10]})
+
+
+@pytest.mark.parametrize("rows", [
+    "target == 'minilm' and m == 100000", "target == 'vit' and m == 1000", "m == 1000", "value == 0.25",
+    "target == 'smollm2'", "target == 'minilm' and value > 0.3", "m == 1e3", "index == 9", "value == -1",
+    "target != 'minilm'", "`m` == 1000"])
+def test_the_fast_evidence_check_selects_what_pandas_query_selects(rows):
+    assert audit.selects_rows(SELECTIONS, rows) == (not SELECTIONS.query(rows).empty)
+
+
+@pytest.mark.parametrize("rows", ["nothing == 1", "target == = 'x'", "target == 'a' and nothing == 2"])
+def test_the_fast_evidence_check_fails_as_pandas_query_fails(rows):
+    with pytest.raises(Exception):
+        SELECTIONS.query(rows)
+    with pytest.raises(Exception):
+        audit.selects_rows(SELECTIONS, rows)

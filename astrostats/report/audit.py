@@ -2,9 +2,12 @@
 referee report (audit.md) and as machine-readable JSON (audit.json)."""
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import logging
+
+import numpy as np
 
 from astrostats.report import decisive
 from astrostats.report.verdicts import ClaimVerdict, Evidence
@@ -115,15 +118,51 @@ def apply_calibration(verdict: ClaimVerdict, checks, tables: dict) -> ClaimVerdi
     return ClaimVerdict(**{**verdict.__dict__, **changes})
 
 
+def _equalities(rows: str) -> list | None:
+    """[(column, literal)] when the query is a conjunction of ``column == literal`` (what the claim rules write);
+    None for anything else."""
+    try:
+        node = ast.parse(rows, mode="eval").body
+    except SyntaxError:
+        return None
+    terms = []
+    for part in node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]:
+        if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and isinstance(part.ops[0], ast.Eq)
+                and isinstance(part.left, ast.Name)):
+            return None
+        try:
+            value = ast.literal_eval(part.comparators[0])
+        except ValueError:
+            return None
+        if not isinstance(value, (str, int, float)):
+            return None
+        terms.append((part.left.id, value))
+    return terms
+
+
+def selects_rows(table, rows: str) -> bool:
+    """Whether the pandas query ``rows`` selects at least one row of ``table``. A conjunction of equalities is
+    evaluated column by column, the selection DataFrame.query makes (missing values select nothing) without its
+    parse cost (about 10 ms a query, 3 s for a default run's 300 citations); any other query goes through
+    DataFrame.query (its errors too)."""
+    terms = _equalities(rows)
+    if terms is None or any(column not in table.columns for column, _ in terms):  # e.g. `index`: pandas' rules
+        return not table.query(rows).empty
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in terms:
+        mask &= (table[column] == value).fillna(False).to_numpy(dtype=bool)
+    return bool(mask.any())
+
+
 def unresolved_evidence(verdict: ClaimVerdict, tables: dict) -> list:
     """Evidence items whose table is absent or whose row query fails or selects no row."""
     broken = []
     for item in verdict.evidence:
         try:
-            selected = tables[item.table].query(item.rows)
+            found = selects_rows(tables[item.table], item.rows)
         except Exception:  # a malformed query or a missing table or column
-            selected = None
-        if selected is None or selected.empty:
+            found = False
+        if not found:
             broken.append(item)
     return broken
 

@@ -75,6 +75,24 @@ def draw_one(kind: str, analysis: str, tables, out_dir: Path) -> list[tuple[str,
     return _save(draw_analysis(kind, tables), out_dir, lambda name: _stem(analysis, name))
 
 
+def draw_paper(by_kind: dict, out_dir: Path) -> list[tuple[str, str]]:
+    """The paper's figures, drawn across analyses (kind -> tables), saved and closed."""
+    style.apply()
+    return _save(paper.draw(by_kind), out_dir, lambda name: f"paper_{name}")
+
+
+def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method: str):
+    """A future drawing one owner's figures in the pool, or (no pool) a call that draws them here."""
+    if function is draw_one:
+        tables = per_analysis[argument["name"]] if pool is None or method == "fork" else argument["tables"]
+        arguments = (argument["kind"], argument["name"], tables, out_dir)
+    else:
+        arguments = (argument, out_dir)
+    if pool is None:
+        return lambda: function(*arguments)
+    return pool.submit(function, *arguments)
+
+
 def worker_count(analyses: int) -> int:
     """Processes for the figures: $ASTROSTATS_REPORT_WORKERS (a count, or 'auto': one per analysis up to the
     cores, at most 4); a single process when there is one analysis or one core."""
@@ -147,46 +165,43 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
         reused = reuse_figures(record["name"], keys[record["name"]], stored, out_dir)
         if reused is not None:
             results[record["name"]] = reused
-    drawn_here = [r for r in records if r["name"] not in results]
-    LOG.info("figures: %d analyses drawn, %d copied from the stored run (same tables and code)",
-             len(drawn_here), len(records) - len(drawn_here))
-    workers = worker_count(len(drawn_here)) if workers is None else workers
+    jobs = {r["name"]: (draw_one, r) for r in records if r["name"] not in results}
+    paper_figures = reuse_figures(PAPER_KIND, keys[PAPER_KIND], stored, out_dir)
+    if paper_figures is None:
+        by_kind: dict[str, dict] = {}
+        for record in records:
+            by_kind.setdefault(record["kind"], {}).update(per_analysis[record["name"]])
+        jobs[PAPER_KIND] = (draw_paper, by_kind)
+    LOG.info("figures drawn: %s; copied from the stored run (same tables and code): %s",
+             ", ".join(jobs) or "none", ", ".join(owner for owner in keys if owner not in jobs) or "none")
+    workers = worker_count(len(jobs)) if workers is None else workers
     style.apply()
-    if workers > 1:
-        # fork: workers start in milliseconds with the tables already in memory (spawn would re-import pandas
-        # and matplotlib, seconds each); drawing touches no torch or OpenMP state a fork could have left locked
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            futures = {r["name"]: pool.submit(draw_one, r["kind"], r["name"],
-                                              per_analysis[r["name"]] if method == "fork" else r["tables"], out_dir)
-                       for r in drawn_here}
-            for record in drawn_here:
-                try:
-                    results[record["name"]] = futures[record["name"]].result()
-                except Exception:
-                    LOG.exception("figures of %s failed", record["name"])
-                    record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
-    else:
-        for record in drawn_here:
+    # fork: workers start in milliseconds with the tables already in memory (spawn would re-import pandas and
+    # matplotlib, seconds each, and receive the tables pickled); drawing touches no torch or OpenMP state a fork
+    # could have left locked
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) if workers > 1 else None
+    try:
+        pending = {owner: _submit(pool, function, argument, per_analysis, out_dir, method)
+                   for owner, (function, argument) in jobs.items()}
+        for owner, outcome in pending.items():
             try:
-                results[record["name"]] = draw_one(record["kind"], record["name"], per_analysis[record["name"]],
-                                                   out_dir)
+                drawn = outcome() if callable(outcome) else outcome.result()
             except Exception:  # a broken figure must not cost the audit
-                LOG.exception("figures of %s failed", record["name"])
-                record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
+                LOG.exception("figures of %s failed", owner)
+                drawn = []
+                record = next((r for r in records if r["name"] == owner), None)
+                if record is not None:
+                    record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")
+            if owner == PAPER_KIND:
+                paper_figures = drawn
+            else:
+                results[owner] = drawn
+    finally:
+        if pool is not None:
+            pool.shutdown()
     figures = [FigureRef(r["kind"], name, r["name"], path) for r in records for name, path in results.get(r["name"], [])]
-    saved = reuse_figures(PAPER_KIND, keys[PAPER_KIND], stored, out_dir)
-    if saved is None:
-        try:
-            by_kind: dict[str, dict] = {}
-            for record in records:
-                by_kind.setdefault(record["kind"], {}).update(per_analysis[record["name"]])
-            drawn = paper.draw(by_kind)
-        except Exception:
-            LOG.exception("the paper's figures could not be drawn")
-            drawn = {}
-        saved = _save(drawn, out_dir, lambda name: f"paper_{name}")
-    figures += [FigureRef(PAPER_KIND, name, PAPER_KIND, path) for name, path in saved]
+    figures += [FigureRef(PAPER_KIND, name, PAPER_KIND, path) for name, path in paper_figures or []]
     return figures, keys
 
 

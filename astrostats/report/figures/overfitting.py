@@ -102,9 +102,9 @@ def _training(history: pd.DataFrame):
     means = history.groupby(["circuit", "m", "epoch"], sort=False)[["train_loss", "validation_loss"]].mean()
     for ax, circuit in zip(axes.flat, circuits):
         for m, curve in means.loc[circuit].groupby(level="m", sort=False):
-            epochs = curve.index.get_level_values("epoch")
-            ax.plot(epochs, curve["train_loss"], color=colours[m], lw=1.0, label=f"m={m} train")
-            ax.plot(epochs, curve["validation_loss"], color=colours[m], lw=1.0, ls="--", label=f"m={m} validation")
+            epoch = curve.index.get_level_values("epoch")
+            ax.plot(epoch, curve["train_loss"], color=colours[m], lw=1.0, label=f"m={m} train")
+            ax.plot(epoch, curve["validation_loss"], color=colours[m], lw=1.0, ls="--", label=f"m={m} validation")
         ax.set(yscale="log", xlabel="epoch", title=circuit)
     for ax in axes.flat[len(circuits):]:
         ax.set_visible(False)
