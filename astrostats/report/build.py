@@ -22,14 +22,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
-import seaborn
+from importlib.metadata import version
 
 from astrostats import outputs
 from astrostats.validation import InputError, check_identifier
 from astrostats.report import audit, pdf, style
-from astrostats.report.figures import draw_analysis, paper
 from astrostats.report.layout import FigureRef
 
 LOG = logging.getLogger(__name__)
@@ -50,13 +47,15 @@ def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
 
 def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
     """Each figure as figures/<stem>.png (a safe name, written atomically inside out_dir), then closed."""
+    import matplotlib.pyplot as plt
+
     saved = []
     for name, figure in figures.items():
         stem = stem_of(name)
         if not FIGURE_STEM.match(stem):
             raise InputError(f"figure name {stem!r} is not a safe file name")
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=style.DPI)
+        figure.savefig(buffer, format="png", dpi=style.dpi_for(figure))
         plt.close(figure)
         outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue(), root=out_dir)
         saved.append((name, f"figures/{stem}.png"))
@@ -69,6 +68,8 @@ def _stem(analysis: str, name: str) -> str:
 
 def draw_one(kind: str, analysis: str, tables, out_dir: Path) -> list[tuple[str, str]]:
     """One analysis's figures, saved and closed; tables may be a dict or the names to read from tables/."""
+    from astrostats.report.figures import draw_analysis
+
     style.apply()
     if not isinstance(tables, dict):
         tables = outputs.read_tables(out_dir / "tables", tables)
@@ -77,6 +78,8 @@ def draw_one(kind: str, analysis: str, tables, out_dir: Path) -> list[tuple[str,
 
 def draw_paper(by_kind: dict, out_dir: Path) -> list[tuple[str, str]]:
     """The paper's figures, drawn across analyses (kind -> tables), saved and closed."""
+    from astrostats.report.figures import paper
+
     style.apply()
     return _save(paper.draw(by_kind), out_dir, lambda name: f"paper_{name}")
 
@@ -105,11 +108,12 @@ def worker_count(analyses: int) -> int:
 
 
 def figure_code_sha256() -> str:
-    """SHA-256 of what draws the figures: the figure modules, the style, this module, matplotlib's and seaborn's
-    versions."""
+    """SHA-256 of what draws the figures: the figure modules, the style, this module, the constants they draw
+    (tolerance, synapse counts), matplotlib's and seaborn's versions."""
     folder = Path(__file__).parent
-    digest = hashlib.sha256(f"matplotlib {matplotlib.__version__} seaborn {seaborn.__version__}".encode())
-    for path in sorted([*(folder / "figures").glob("*.py"), folder / "style.py", Path(__file__)]):
+    digest = hashlib.sha256(f"matplotlib {version('matplotlib')} seaborn {version('seaborn')}".encode())
+    sources = [*(folder / "figures").glob("*.py"), folder / "style.py", Path(__file__), folder.parent / "constants.py"]
+    for path in sorted(sources):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -175,7 +179,9 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
     LOG.info("figures drawn: %s; copied from the stored run (same tables and code): %s",
              ", ".join(jobs) or "none", ", ".join(owner for owner in keys if owner not in jobs) or "none")
     workers = worker_count(len(jobs)) if workers is None else workers
-    style.apply()
+    if jobs:  # matplotlib, seaborn and the figure modules, imported once before the workers fork
+        style.apply()
+        importlib.import_module("astrostats.report.figures.paper")
     # fork: workers start in milliseconds with the tables already in memory (spawn would re-import pandas and
     # matplotlib, seconds each, and receive the tables pickled); drawing touches no torch or OpenMP state a fork
     # could have left locked

@@ -7,14 +7,10 @@ Figure 2 and Figure 9 and a reader learns the legend once.
 from __future__ import annotations
 
 import hashlib
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+from functools import cache
 
 DPI = 150  # enough for print at the report's figure widths, cheap to encode
+MAX_PIXELS_WIDE = 1800  # a wide figure is saved at a lower DPI: it is shown at page width (about 270 dpi there)
 
 # The circuit under audit in one strong blue; nulls in warm colours; fitted controls in greens/purples;
 # the paper's alternative feature maps in blues and greys.
@@ -45,7 +41,16 @@ SYNAPSE_STYLE = {"color": "#6a3d9a", "ls": "-.", "lw": 0.9}  # one astrocyte's s
 LOGIT_SCALE_COLOURS = {"diffuse": "#4daf4a", "typical": "#1f5fbf", "peaked": "#8b6508"}  # not a null's red
 VERDICT_COLOURS = {"SUPPORTED": "#1a7f37", "NOT_SUPPORTED": "#cf222e", "INCONCLUSIVE": "#9a6700",
                    "NOT_TESTABLE": "#57606a", "INSUFFICIENT_DATA": "#57606a"}
-_SPARE = sns.color_palette("tab20", 20).as_hex()
+
+
+@cache
+def _spare() -> tuple[str, ...]:
+    """matplotlib's tab20 colours (imported here, not at the top: the audit and a rebuild whose figures are
+    reused never import matplotlib)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return tuple(to_hex(c) for c in colormaps["tab20"].colors)
 
 
 def colour(name) -> str:
@@ -59,15 +64,27 @@ def colour(name) -> str:
     for known, value in COLOURS.items():  # variants of a known circuit ('astrocyte_slow' -> astrocyte's family)
         if name.startswith(known + "_"):
             return value
-    return _SPARE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(_SPARE)]
+    spare = _spare()
+    return spare[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(spare)]
 
 
 def palette(names) -> dict:
     return {name: colour(name) for name in names}
 
 
+def dpi_for(figure) -> float:
+    """The DPI a figure is saved at: DPI, lower for a figure wider than MAX_PIXELS_WIDE pixels at DPI."""
+    return min(DPI, MAX_PIXELS_WIDE / float(figure.get_size_inches()[0]))
+
+
 def apply() -> None:
-    """Set matplotlib and seaborn styles once for every figure (called by the figure builder)."""
+    """Set matplotlib (Agg) and seaborn styles once for every figure (called by the figure builder)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     sns.set_theme(context="paper", style="ticks", font_scale=1.0)
     plt.rcParams.update({
         "figure.dpi": DPI, "savefig.dpi": DPI, "figure.max_open_warning": 0,

@@ -6,19 +6,37 @@ DataFrame with ``statistic, p_value, ci_low, ci_high, effect, n, method`` (+ ``e
 reason``) and keeps its raw draws in ``DataFrame.attrs["draws"]``; a scaling-law fit returns a
 :class:`ScalingFit` with ``to_frame()``.
 """
-from astrostats.stats._common import RESULT_COLUMNS, StatsWarning
-from astrostats.stats.calibration import simulate_check, simulate_scaling_table
-from astrostats.stats.crossed import crossed_bootstrap, crossed_draws, share_below
-from astrostats.stats.effects import cliffs_delta, equivalence_test, error_ratio, paired_standardised_difference
-from astrostats.stats.equal_error import equal_error_comparisons, equal_error_tests, required_resource
-from astrostats.stats.multitest import adjust_p_values
-from astrostats.stats.resampling import (bootstrap_interval, hierarchical_bootstrap, hierarchical_weights,
-                                         paired_mean_test, paired_permutation_test, rescaled_cluster_weights, sign_flip_sums,
-                                         two_sample_permutation_test)
-from astrostats.stats.scaling import fit_scaling_law, scaling_fits_table
-from astrostats.stats.scaling_batch import (FitDesign, floor_test_batch, power_law_batch, power_law_bootstrap,
-                                            scaling_design)
-from astrostats.stats.scaling_result import ScalingFit, epsilon_label
+import importlib
+
+#: name -> the submodule that defines it. Submodules load on first use (PEP 562), so that the audit, which needs a
+#: correction and a few tests, does not pay for statsmodels' regression API and the calibration study (2 s).
+_SOURCES = {
+    "_common": ("RESULT_COLUMNS", "StatsWarning"),
+    "calibration": ("simulate_check", "simulate_scaling_table"),
+    "crossed": ("crossed_bootstrap", "crossed_draws", "share_below"),
+    "effects": ("cliffs_delta", "equivalence_test", "error_ratio", "paired_standardised_difference"),
+    "equal_error": ("equal_error_comparisons", "equal_error_tests", "required_resource"),
+    "multitest": ("adjust_p_values",),
+    "resampling": ("bootstrap_interval", "hierarchical_bootstrap", "hierarchical_weights", "paired_mean_test",
+                   "paired_permutation_test", "rescaled_cluster_weights", "sign_flip_sums",
+                   "two_sample_permutation_test"),
+    "scaling": ("fit_scaling_law", "scaling_fits_table"),
+    "scaling_batch": ("FitDesign", "floor_test_batch", "power_law_batch", "power_law_bootstrap", "scaling_design"),
+    "scaling_result": ("ScalingFit", "epsilon_label"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
 
 __all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_mean_test", "paired_permutation_test", "two_sample_permutation_test",
            "sign_flip_sums", "hierarchical_weights", "rescaled_cluster_weights", "hierarchical_bootstrap",
