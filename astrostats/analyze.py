@@ -220,7 +220,9 @@ def run(args) -> int:
 
 def audit_only(args, out_dir: Path) -> int:
     """Audit and report rebuilt from a finished run's verified tables; nothing corrupt is copied or read."""
-    from astrostats.report.build import rebuild_from, verified_manifest
+    from astrostats.report.build import rebuild_from, redraw_requested, verified_manifest
+
+    redraw_requested()  # a malformed setting is refused before anything is written
 
     source = Path(args.from_dir) if args.from_dir is not None else out_dir
     if not (source / "manifest.json").exists():

@@ -73,6 +73,24 @@ def test_audit_only_rebuilds_from_stored_tables(smoke_run, tmp_path, monkeypatch
     assert (rebuilt / "report.pdf").stat().st_size > 0
 
 
+def test_audit_only_copies_figures_whose_key_matches_and_redraws_on_request(smoke_run, tmp_path, monkeypatch):
+    stored = json.loads((smoke_run / "manifest.json").read_text())
+    copied = tmp_path / "copied"
+    assert analyze.main(["--audit-only", "--from", str(smoke_run), "--out", str(copied), "--quiet"]) == 0
+    manifest = json.loads((copied / "manifest.json").read_text())
+    assert manifest["figure_keys"] == stored["figure_keys"] and manifest["figures"] == stored["figures"]
+    assert "figures drawn: none;" in (copied / "astrostats.log").read_text()
+    monkeypatch.setenv("ASTROSTATS_REDRAW_FIGURES", "1")
+    redrawn = tmp_path / "redrawn"
+    assert analyze.main(["--audit-only", "--from", str(smoke_run), "--out", str(redrawn), "--quiet"]) == 0
+    assert "figures drawn: none;" not in (redrawn / "astrostats.log").read_text()
+    assert set(json.loads((redrawn / "manifest.json").read_text())["figures"]) == set(stored["figures"])
+    monkeypatch.setenv("ASTROSTATS_REDRAW_FIGURES", "yes")
+    refused = tmp_path / "refused"
+    assert analyze.main(["--audit-only", "--from", str(smoke_run), "--out", str(refused), "--quiet"]) == 2
+    assert not refused.exists()
+
+
 def test_resume_recomputes_nothing_finished(smoke_run, tmp_path, monkeypatch):
     resumed = tmp_path / "resumed"
     shutil.copytree(smoke_run, resumed)

@@ -106,6 +106,18 @@ def test_hierarchical_weights_keep_the_design():
     np.testing.assert_array_equal(per_sequence, outer.reshape(300, 12, 6)[:, :, 0] * 6)
 
 
+def test_nested_inner_counts_have_the_two_stage_law():
+    # 10 sequences, one with 3 seeds and the rest with 4: a sequence's count c ~ Binomial(10, 1/10) (mean 1, variance
+    # 0.9); a row's weight given c is Binomial(c * k, 1/k), so its variance is 0.9 + (1 - 1/k): 1.65 (k=4), 1.567 (k=3)
+    table = _design(n_sequences=10, n_seeds=4).iloc[:-1]
+    weights = S.hierarchical_weights(table, ["sequence_id", "seed"], 40000, seed=3)
+    for row, k in ((0, 4), (len(table) - 1, 3)):
+        w = weights[:, row]
+        expected = 0.9 + (1 - 1 / k)
+        assert abs(w.mean() - 1) <= Z * w.std() / math.sqrt(w.size)
+        assert abs(w.var() - expected) <= Z * math.sqrt(((w - w.mean()) ** 4).mean() - w.var() ** 2) / math.sqrt(w.size)
+
+
 def test_cluster_bootstrap_variance_matches_the_closed_form():
     table = _design(n_sequences=15, n_seeds=4, seed=1)
     result = S.hierarchical_bootstrap(table, clusters=["sequence_id"], n_resamples=4000, seed=2, method="percentile")

@@ -287,6 +287,15 @@ def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
     return manifest
 
 
+def redraw_requested() -> bool:
+    """$ASTROSTATS_REDRAW_FIGURES=1: a rebuild draws every figure again instead of copying those whose key
+    matches (benchmarks; a style change outside the hashed code); 0 or unset: copy."""
+    setting = os.environ.get("ASTROSTATS_REDRAW_FIGURES", "0")
+    if setting not in ("0", "1"):
+        raise InputError(f"ASTROSTATS_REDRAW_FIGURES: expected 0 or 1, got {setting!r}")
+    return setting == "1"
+
+
 def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | None = None) -> list:
     """--audit-only: audit and report from a verified manifest's tables, recomputing nothing. Tables are
     copied byte for byte, each copy checked against its SHA-256 as it is read."""
@@ -299,6 +308,6 @@ def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | Non
                         raise outputs.CorruptOutput(f"--from: {source / 'tables' / f'{name}.{suffix}'} changed "
                                                     "while it was copied")
                     outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
-    stored = (source, manifest)
+    stored = None if redraw_requested() else (source, manifest)
     manifest = {**manifest, "rebuilt_from": str(source)}
     return build_outputs(out_dir, manifest, workers, stored)
