@@ -20,9 +20,8 @@ import re
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-
 from importlib.metadata import version
+from pathlib import Path
 
 from astrostats import outputs
 from astrostats.validation import InputError, check_identifier
@@ -85,7 +84,7 @@ def draw_paper(by_kind: dict, out_dir: Path) -> list[tuple[str, str]]:
 
 
 def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method: str):
-    """A future drawing one owner's figures in the pool, or (no pool) a call that draws them here."""
+    """A call returning one owner's drawn figures: waiting on the pool's future, or (no pool) drawing them here."""
     if function is draw_one:
         tables = per_analysis[argument["name"]] if pool is None or method == "fork" else argument["tables"]
         arguments = (argument["kind"], argument["name"], tables, out_dir)
@@ -93,7 +92,7 @@ def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method:
         arguments = (argument, out_dir)
     if pool is None:
         return lambda: function(*arguments)
-    return pool.submit(function, *arguments)
+    return pool.submit(function, *arguments).result
 
 
 def worker_count(analyses: int) -> int:
@@ -192,7 +191,7 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
                    for owner, (function, argument) in jobs.items()}
         for owner, outcome in pending.items():
             try:
-                drawn = outcome() if callable(outcome) else outcome.result()
+                drawn = outcome()
             except Exception:  # a broken figure must not cost the audit
                 LOG.exception("figures of %s failed", owner)
                 drawn = []

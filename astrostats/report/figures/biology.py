@@ -69,10 +69,18 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
     if ok["feature_map"].nunique() > 1:  # one row per variant and feature map
         ok["variant"] = ok["variant"] + " (" + ok["feature_map"] + ")"
     scales = list(dict.fromkeys(ok["logit_scale"]))
-    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 0.28 * ok["variant"].nunique() + 2),
+    columns = min(2, len(scales))  # two panels a row: readable at the page's width
+    rows = -(-len(scales) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, (0.14 * ok["variant"].nunique() + 1.4) * rows),
                              sharey=True, squeeze=False)
+    for ax in axes.flat[len(scales):]:
+        ax.set_visible(False)
     order = sorted(ok["variant"].unique())
-    for ax, scale in zip(axes[0], scales):
+    # extrapolated CI ends can reach 1e100 and more: the axis stops two decades beyond the largest estimate (and
+    # beyond one human astrocyte), and the bars are clipped there
+    estimates = ok["m_required"].dropna()
+    ceiling = 100 * max(float(estimates.max()) if len(estimates) else 1e7, 2e6)
+    for ax, scale in zip(axes.flat, scales):
         part = ok[ok["logit_scale"] == scale].set_index("variant").reindex(order)
         y = np.arange(len(order))
         finite = part["m_required"].notna()
@@ -81,13 +89,14 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
         ax.errorbar(part["m_required"][finite], y[finite.to_numpy()], xerr=[low[finite], high[finite].fillna(0)],
                     fmt="o", ms=3, color=style.colour("astrocyte"))
         never = ~finite & part["status"].notna()
-        ax.plot(np.full(never.sum(), ax.get_xlim()[1] if finite.any() else 1e9), y[never.to_numpy()], "x", color=style.colour("uniform"),
+        ax.plot(np.full(never.sum(), ceiling / 3), y[never.to_numpy()], "x", color=style.colour("uniform"),
                 label="never reaches 10 % (floor)")
         if counts is not None:
             for _, row in counts.iterrows():
                 ax.axvline(row["synapses"], **style.SYNAPSE_STYLE)
                 ax.text(row["synapses"], len(order) - 0.5, f" {row['species']}", fontsize=7)
         ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m required for 10 % error", title=f"{scale} attention")
+        ax.set_xlim(right=ceiling)
         ax.tick_params(axis="y", labelsize=6)
         ax.legend(fontsize=7)
     style.finish(fig)
