@@ -77,6 +77,13 @@ def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch, gaussian_h
     assert_matches_reference(q, k, v, projections, feature, False, dtype)
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_causal_stream_ending_on_a_block_boundary_equals_the_reference(blocks, gaussian_head):
+    # the stream neither reads carried sums before its first block nor writes them after its last
+    q, k, v = gaussian_head(n=blocks * kernels.STREAM_CHUNK)
+    assert_matches_reference(q, k, v, draw_projection(32, 8, seed=5, dtype=torch.float64), "positive", True)
+
+
 def test_causal_equals_prefix_by_prefix(gaussian_head):
     q, k, v = gaussian_head(n=kernels.STREAM_CHUNK + 20)
     k[:, -10:] *= 8.0  # late keys with much larger exponents: the carried sums must be rescaled, not underflow

@@ -127,10 +127,7 @@ def stream(phi_q, k_exponent, k_osc, v, exp):
     the exponents (torch.exp or torch.exp2); the returned shifts are in that base.
     """
     n = k_exponent.shape[-2]
-    batch = k_exponent.shape[:-2]
-    m = k_exponent.shape[-1]
-    hebbian = torch.zeros(*batch, v.shape[-1], m, dtype=phi_q.dtype)
-    presynaptic = torch.zeros(*batch, m, dtype=phi_q.dtype)
+    hebbian = presynaptic = None  # the running sums, from the end of the first block on
     running_shift = None
     responses, drives, shifts = [], [], []
     for start in range(0, n, STREAM_CHUNK):
@@ -147,14 +144,20 @@ def stream(phi_q, k_exponent, k_osc, v, exp):
             phi_block = phi_block * k_osc[..., block, :]
         q_block = phi_q[..., block, :]
         v_block = v[..., block, :]
-        # read: what the carried running sums give, plus this block's tokens up to and including t
+        # read: what the carried running sums give (nothing before the first block), plus this block's tokens up
+        # to and including t
         within = torch.tril(q_block @ phi_block.transpose(-1, -2))
-        carried_response = (q_block * presynaptic.unsqueeze(-2)).sum(-1)  # the read phase on the carried sums
-        carried_drive = q_block @ hebbian.transpose(-1, -2)
-        responses.append(carried_response + within.sum(-1))
-        drives.append(carried_drive + within @ v_block)
+        response, drive = within.sum(-1), within @ v_block
+        if hebbian is not None:
+            response += (q_block * presynaptic.unsqueeze(-2)).sum(-1)  # the read phase on the carried sums
+            drive += q_block @ hebbian.transpose(-1, -2)
+        responses.append(response)
+        drives.append(drive)
         shifts.append(new_shift[..., 0, 0, None].expand(*new_shift.shape[:-2], block.stop - block.start))
+        if block.stop == n:  # nothing reads the sums after the last block
+            break
         # write: fold this block into the running sums
-        hebbian = hebbian + v_block.transpose(-1, -2) @ phi_block
-        presynaptic = presynaptic + phi_block.sum(-2)
+        written = v_block.transpose(-1, -2) @ phi_block
+        hebbian = written if hebbian is None else hebbian + written
+        presynaptic = phi_block.sum(-2) if presynaptic is None else presynaptic + phi_block.sum(-2)
     return torch.cat(responses, -1), torch.cat(drives, -2), torch.cat(shifts, -1)
