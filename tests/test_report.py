@@ -213,3 +213,12 @@ def test_the_report_package_imports_no_circuits_targets_or_runner():
             "'astrostats.runner', 'torch'))]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_circuit_of_the_circuits_study_has_its_own_colour_in_every_figure():
+    from astrostats.circuits.resources import CIRCUITS, POOL_CIRCUITS
+    from astrostats.report import style
+
+    assert len({style.colour(circuit) for circuit in CIRCUITS}) == len(CIRCUITS)
+    assert all(style.colour(f"{circuit}@2186") == style.colour(circuit) for circuit in POOL_CIRCUITS)
+    assert style.colour("astrocyte") == style.COLOURS["astrocyte"] and style.colour("uniform") == style.COLOURS["uniform"]

@@ -32,6 +32,11 @@ COLOURS = {
     "fitted_mlp": "#9467bd",
     "learned_feature_shuffled": "#98df8a",
     "fitted_mlp_shuffled": "#c5b0d5",
+    "dam_drop": "#17becf",  # C7's neurons-only alternatives (a fan-in limit '@N' keeps its circuit's colour)
+    "dam_merge": "#0b7285",
+    "hebbian_only": "#a05195",
+    "interneuron_tree": "#e6ab02",
+    "interneuron_sampled": "#66a61e",
     "exact": "#000000",
     "theory": "#000000",
 }
@@ -56,7 +61,7 @@ def _spare() -> tuple[str, ...]:
 def colour(name) -> str:
     """The colour of a circuit, null, control or feature map; unknown names get a stable colour from a spare
     palette (chosen by a hash of the name, so the same name is the same colour in every figure)."""
-    name = str(name)
+    name = str(name).split("@")[0]
     if name in COLOURS:
         return COLOURS[name]
     if name in LOGIT_SCALE_COLOURS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
@@ -39,8 +38,7 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
     data["curve"] = data["circuit"].where(data["fan_in_limit"].isna(), data["circuit"] + "@" + limit)
     heads = list(dict.fromkeys(data["analysed_head"]))
     curves = list(dict.fromkeys(data["curve"]))
-    palette = dict(zip(curves, sns.color_palette("tab10", len(curves))))
-    palette["astrocyte"] = (0.0, 0.0, 0.0)
+    palette = style.palette(curves)  # the report's colours: the astrocyte circuit blue, uniform red, ...
     fig, axes = plt.subplots(len(RESOURCES), len(heads), figsize=(3.2 * len(heads), 2.6 * len(RESOURCES)),
                              squeeze=False, sharey="col")
     for column, head in enumerate(heads):
