@@ -222,3 +222,22 @@ def test_every_circuit_of_the_circuits_study_has_its_own_colour_in_every_figure(
     assert len({style.colour(circuit) for circuit in CIRCUITS}) == len(CIRCUITS)
     assert all(style.colour(f"{circuit}@2186") == style.colour(circuit) for circuit in POOL_CIRCUITS)
     assert style.colour("astrocyte") == style.COLOURS["astrocyte"] and style.colour("uniform") == style.COLOURS["uniform"]
+
+
+def test_a_figure_that_fails_leaves_no_key_so_a_rebuild_draws_it_again(tmp_path, monkeypatch):
+    from astrostats.report import figures
+
+    manifest = stored_run(tmp_path)
+    manifest["analyses"] = [r for r in manifest["analyses"] if r["name"] == "calibration"]
+    monkeypatch.setattr(figures, "draw_analysis", lambda kind, tables: 1 / 0)
+    build.build_outputs(tmp_path, manifest, workers=1)
+    written = json.loads((tmp_path / "manifest.json").read_text())
+    assert "calibration" not in written["figure_keys"] and build.PAPER_KIND in written["figure_keys"]
+    assert written["analyses"][0]["warnings"] == ["figures could not be drawn (see astrostats.log)"]
+
+
+def test_a_worker_without_the_tables_in_memory_reads_and_checks_them(tmp_path):
+    manifest = stored_run(tmp_path)
+    record = next(r for r in manifest["analyses"] if r["name"] == "calibration")
+    drawn = build.draw_one(record["kind"], record["name"], tmp_path, records=record["tables"])
+    assert drawn and all((tmp_path / path).is_file() for _, path in drawn)

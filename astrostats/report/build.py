@@ -65,13 +65,15 @@ def _stem(analysis: str, name: str) -> str:
     return analysis if name == MAIN_FIGURE else f"{analysis}_{name}"
 
 
-def draw_one(kind: str, analysis: str, tables, out_dir: Path) -> list[tuple[str, str]]:
-    """One analysis's figures, saved and closed; tables may be a dict or the names to read from tables/."""
+def draw_one(kind: str, analysis: str, out_dir: Path, tables: dict | None = None,
+             records: dict | None = None) -> list[tuple[str, str]]:
+    """One analysis's figures, saved and closed: from ``tables`` (name -> DataFrame), or read from tables/ with
+    their manifest ``records`` (each checked against its SHA-256; a spawned worker's way in)."""
     from astrostats.report.figures import draw_analysis
 
     style.apply()
-    if not isinstance(tables, dict):
-        tables = outputs.read_tables(out_dir / "tables", tables)
+    if tables is None:
+        tables = outputs.read_tables(out_dir / "tables", records)
     return _save(draw_analysis(kind, tables), out_dir, lambda name: _stem(analysis, name))
 
 
@@ -86,8 +88,9 @@ def draw_paper(by_kind: dict, out_dir: Path) -> list[tuple[str, str]]:
 def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method: str):
     """A call returning one owner's drawn figures: waiting on the pool's future, or (no pool) drawing them here."""
     if function is draw_one:
-        tables = per_analysis[argument["name"]] if pool is None or method == "fork" else argument["tables"]
-        arguments = (argument["kind"], argument["name"], tables, out_dir)
+        in_memory = pool is None or method == "fork"
+        arguments = (argument["kind"], argument["name"], out_dir, per_analysis[argument["name"]] if in_memory else None,
+                     None if in_memory else argument["tables"])
     else:
         arguments = (argument, out_dir)
     if pool is None:
@@ -134,7 +137,8 @@ def reuse_figures(owner: str, key: str, stored: tuple[Path, dict] | None, out_di
     if stored is None:
         return None
     source, manifest = stored
-    if (manifest.get("figure_keys") or {}).get(owner) != key:
+    stored_keys = manifest.get("figure_keys")
+    if not isinstance(stored_keys, dict) or stored_keys.get(owner) != key:
         return None
     digests, copies = manifest.get("figures") or {}, []
     for entry in manifest.get("report_figures") or []:
@@ -142,7 +146,8 @@ def reuse_figures(owner: str, key: str, stored: tuple[Path, dict] | None, out_di
             continue
         name, path = entry[1], entry[3]
         stem = Path(str(path)).stem
-        if not FIGURE_STEM.match(stem) or path != f"figures/{stem}.png" or stem not in digests:
+        safe = isinstance(name, str) and FIGURE_STEM.match(stem) and path == f"figures/{stem}.png"
+        if not safe or stem not in digests:
             return None
         data = (source / path).read_bytes() if (source / path).is_file() else b""
         if hashlib.sha256(data).hexdigest() != digests[stem]:
@@ -195,6 +200,7 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
             except Exception:  # a broken figure must not cost the audit
                 LOG.exception("figures of %s failed", owner)
                 drawn = []
+                keys.pop(owner)  # no key: the next rebuild draws them again rather than copying nothing
                 record = next((r for r in records if r["name"] == owner), None)
                 if record is not None:
                     record.setdefault("warnings", []).append("figures could not be drawn (see astrostats.log)")

@@ -307,7 +307,9 @@ def other_head_mixing(d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     the true head is the same for every R: so its error against the truth is the same in every replicate, as an
     independent head's (the mismatched-target null) is. A Gaussian mixing instead changed the head's logit
     scale by a random factor per replicate, so the planted ratio to the null drifted from replicate to replicate."""
-    rotation = ortho_group.rvs(d, random_state=numpy_rng(derived_seed(seed, name_code('other_head')))) if d > 1 else np.ones((1, 1))
+    if d < 2:  # with one dimension the shift is the identity: the "other" head would be the true one
+        raise fail("d_head", "at least 2 for the reads_other_head scenario", d)
+    rotation = ortho_group.rvs(d, random_state=numpy_rng(derived_seed(seed, name_code('other_head'))))
     shift = np.roll(np.eye(d), 1, axis=1)
     return (torch.as_tensor(rotation, dtype=torch.float32), torch.as_tensor(rotation @ shift, dtype=torch.float32))
 
@@ -334,7 +336,7 @@ def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int
     exact = {name: exact_outputs(batch) for name, batch in splits.items()}
     stored = "test" if scenario == "fitted_to_test" else "train"
     memory = {"stored": (splits[stored], exact[stored]),
-              "mixing": other_head_mixing(d, seed)}
+              "mixing": other_head_mixing(d, seed) if scenario == "reads_other_head" else None}
     shuffled = {name: exact[name][torch.as_tensor(derangement(splits[name].n_sequences, seed + i))]
                 for i, name in enumerate(("train", "validation"))}
     constant = constant_output(exact["train"])

@@ -39,6 +39,11 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
     heads = list(dict.fromkeys(data["analysed_head"]))
     curves = list(dict.fromkeys(data["curve"]))
     palette = style.palette(curves)  # the report's colours: the astrocyte circuit blue, uniform red, ...
+    # one colour per circuit; its fan-in limits told apart by line style and marker, smallest limit solid
+    limits = sorted(data["fan_in_limit"].dropna().unique())
+    looks = {limit: (("-", "o"), ("--", "^"), (":", "s"), ("-.", "D"))[i % 4] for i, limit in enumerate(limits)}
+    look_of = {curve: looks.get(limit, ("-", "o")) for curve, limit in
+               data.drop_duplicates("curve").set_index("curve")["fan_in_limit"].items()}
     fig, axes = plt.subplots(len(RESOURCES), len(heads), figsize=(3.2 * len(heads), 2.6 * len(RESOURCES)),
                              squeeze=False, sharey="col")
     for column, head in enumerate(heads):
@@ -48,9 +53,10 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
             for curve, line in part.groupby("curve", sort=False):
                 line = line[line[resource] > 0].sort_values(resource)
                 reference = curve == "astrocyte"
-                ax.plot(line[resource].astype(float), line["value"], marker="o" if len(line) > 1 else "s",
-                        ms=3 if len(line) > 1 else 6, lw=2.8 if reference else 1.2, color=palette[curve], label=curve,
-                        zorder=1 if reference else 2)
+                dashes, marker = look_of[curve]
+                ax.plot(line[resource].astype(float), line["value"], marker=marker if len(line) > 1 else "s",
+                        ms=3 if len(line) > 1 else 6, lw=2.8 if reference else 1.2, ls=dashes, color=palette[curve],
+                        label=curve, zorder=1 if reference else 2)
             ax.axhline(0.10, color="0.5", ls="--", lw=0.8)
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel="relative error" if column == 0 else "")
             if row == 0:
