@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 
+import numpy as np
+
 DPI = 150  # enough for print at the report's figure widths, cheap to encode
 MAX_PIXELS_WIDE = 1800  # a wide figure is saved at a lower DPI: it is shown at page width (about 270 dpi there)
 
@@ -104,7 +106,6 @@ def finish(fig, rect=(0, 0, 1, 1)) -> None:
     eight per decade, labelled on short ranges, cost most of a figure's drawing time, creating and measuring tick
     artists); shorter ones keep minor ticks at 2 and 5, so that every panel has labelled values. Then tight_layout
     within ``rect``."""
-    import numpy as np
     from matplotlib.ticker import LogLocator, NullLocator
 
     for ax in fig.axes:

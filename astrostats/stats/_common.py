@@ -106,6 +106,15 @@ def check_confidence(confidence: Any) -> float:
     return confidence
 
 
+def t_over_z(confidence: float, dof: float) -> float:
+    """t_dof / z at a two-sided ``confidence``: the factor that widens bootstrap deviations whose variance rests
+    on ``dof`` degrees of freedom (few sequences or feature draws) to a t interval."""
+    from scipy import stats
+
+    level = 0.5 + confidence / 2
+    return float(stats.t.ppf(level, dof) / stats.norm.ppf(level))
+
+
 def check_alternative(alternative: Any) -> str:
     return check_choice("alternative", alternative, ALTERNATIVES)
 

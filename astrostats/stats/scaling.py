@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import optimize, stats
+from scipy import optimize
 
-from astrostats.stats._common import check_columns, check_confidence
+from astrostats.stats._common import check_columns, check_confidence, t_over_z
 from astrostats.stats.resampling import bootstrap_interval
 from astrostats.stats.scaling_batch import (RATE, alpha_draws, bootstrap_units, design_of, fit_floor_batch,
                                             floor_f_test, floor_starts, prepare)
@@ -296,8 +296,7 @@ def fit_scaling_law(table: pd.DataFrame, *, m_col: str = "m", value_col: str = "
     if layout.sequence_codes is not None and n_resamples:
         # the constant's spread rests on S - 1 degrees of freedom between sequences, as alpha's does: widen the
         # bootstrap deviations by t_{S-1} / z (known answers: unwidened, its m_required CI covered 86 %)
-        level = 0.5 + confidence / 2
-        widen = stats.t.ppf(level, int(layout.sequence_codes.max())) / stats.norm.ppf(level)
+        widen = t_over_z(confidence, int(layout.sequence_codes.max()))  # codes 0..S-1: S - 1 degrees of freedom
         log_a_draws[:n_resamples] = log_a + widen * (log_a_draws[:n_resamples] - log_a)
     draws = {"alpha": draw_alpha, "a": np.exp(log_a_draws)}
     if "e_inf" in estimates:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from astrostats.stats._common import check_columns, check_confidence
+from astrostats.stats._common import check_columns, check_confidence, t_over_z
 from astrostats.stats.resampling import rescaled_cluster_weights
 from astrostats.validation import check_int, fail
 from astrostats.seeding import numpy_rng
@@ -318,17 +318,16 @@ def alpha_draws(design: FitDesign, y: np.ndarray, draws: np.ndarray, sequences: 
     sxy = sum_xy - (sum_x * sum_y / safe).sum(axis=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.where(sxx > 1e-12 * np.maximum(sum_xx.sum(axis=2), 1e-300), sxy / sxx, np.nan)
-    level = 0.5 + confidence / 2
     full_slope = y @ design.centred_log_m / float((design.centred_log_m ** 2).sum())
     if np.isfinite(design.draw_df):
-        slope = full_slope[:, None] + stats.t.ppf(level, design.draw_df) / stats.norm.ppf(level) * (slope - full_slope[:, None])
+        slope = full_slope[:, None] + t_over_z(confidence, design.draw_df) * (slope - full_slope[:, None])
     shrinkage = np.ones(y.shape[0])
     if design.sequence_codes is not None:
         share = design.sequence_sxx / design.sequence_sxx.sum()
         own = (y * design.centred_log_m[None, :]) @ _one_hot(design.sequence_codes).toarray() / design.sequence_sxx
         deviations = own - full_slope[:, None]
         shrinkage = _sequence_shrinkage(design, y, deviations)
-        widen = stats.t.ppf(level, n_sequences - 1) / stats.norm.ppf(level)
+        widen = t_over_z(confidence, n_sequences - 1)
         weighted = sequences * share[None, None, :]
         slope = slope + widen * (weighted @ (shrinkage[:, None] * deviations)[:, :, None])[..., 0] / weighted.sum(axis=2)
     return -slope, shrinkage
