@@ -232,10 +232,10 @@ def head_statistics(batches: list[TargetBatch]) -> pd.DataFrame:
             "attention_entropy": entropy, "predicted_constant": constant.double(),
             **{f"m_required_theory_{round(eps * 100)}pct": (constant.double() / eps) ** 2 for eps in EPSILONS},
         }
-        for metric, values in metrics.items():
-            frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids), "metric": metric,
-                                  "value": values.numpy().astype(np.float64)})
-            frames.append(labelled(frame, batch.labels))
+        frame = pd.DataFrame({"sequence_id": list(batch.sequence_ids) * len(metrics),
+                              "metric": np.repeat(list(metrics), len(batch.sequence_ids)),
+                              "value": torch.cat([values.double() for values in metrics.values()]).numpy()})
+        frames.append(labelled(frame, batch.labels))
     return pd.concat(frames, ignore_index=True)
 
 
