@@ -44,6 +44,9 @@ def parse_arguments(argv):
     parser.add_argument("--resume", action="store_true", help="reuse finished analyses and cached tasks in --out")
     parser.add_argument("--workers", type=int, default=None, help="run tasks on N local Dask worker processes")
     parser.add_argument("--scheduler", default=None, help="run tasks on an existing Dask cluster (tcp://HOST:PORT)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="analyses run at once, each in its own process (default: one per core; 1 with --workers "
+                             "or --scheduler)")
     return parser.parse_args(argv)
 
 
@@ -132,6 +135,12 @@ def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
     return record
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> dict:
     """Run one analysis, write its tables, and return its manifest record (status ok or failed)."""
     record = spec_record(spec)
@@ -158,7 +167,8 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
                 "seconds": time.perf_counter() - start}
     seconds = time.perf_counter() - start
     LOG.info("%s: done in %.1f s (%d tables)", spec.name, seconds, len(written))
-    done = {**record, "status": "ok", "tables": written, "seconds": seconds, "code_version": code}
+    done = {**record, "status": "ok", "tables": written, "seconds": seconds, "torch_threads": torch_threads(),
+            "code_version": code}
     outputs.write_json(out_dir / ".done" / f"{spec.name}.json", done, root=out_dir, sealed=True)
     return {key: value for key, value in done.items() if key != "code_version"}
 
@@ -170,7 +180,7 @@ def make_executor(args, out_dir: Path):
 
 
 AUDIT_ONLY_CONFLICTS = (("analyses", "analysis names"), ("resume", "--resume"), ("workers", "--workers"),
-                        ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"))
+                        ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"), ("jobs", "--jobs"))
 
 
 def check_flags(args) -> None:
@@ -185,6 +195,23 @@ def check_flags(args) -> None:
         raise InputError("--from: only meaningful with --audit-only")
     if args.workers is not None:
         check_int("--workers", args.workers, minimum=1)
+    if args.jobs is not None:
+        check_int("--jobs", args.jobs, minimum=1)
+        if args.jobs > 1 and (args.workers is not None or args.scheduler is not None):
+            raise InputError(f"--jobs: {args.jobs} analyses at once cannot share one Dask executor; with --workers "
+                             "or --scheduler the tasks are spread over its workers instead (leave --jobs out or use 1)")
+
+
+def analysis_jobs(args, n_specs: int) -> int:
+    """How many analyses run at once (astrostats.parallel): --jobs, else one per usable core; one with a Dask
+    executor, which spreads the tasks itself."""
+    if args.jobs is not None:
+        return min(args.jobs, n_specs)
+    if args.workers is not None or args.scheduler is not None:
+        return 1
+    from astrostats.parallel import usable_cores
+
+    return min(usable_cores(), n_specs)
 
 
 def run(args) -> int:
@@ -202,8 +229,15 @@ def run(args) -> int:
         with outputs.RunLock(out_dir) as lock:  # a second run into this folder stops here (exit 2)
             lock.mark_started({"command": command, "seeds": {spec.name: spec.seed for spec in specs}})
             setup_logging(out_dir, args.quiet)
-            context = RunContext(out_dir=out_dir, progress=not args.quiet, executor=executor)
-            records = [run_analysis(spec, context, code, args.resume) for spec in specs]
+            jobs = analysis_jobs(args, len(specs))
+            if jobs > 1:
+                from astrostats.parallel import run_analyses
+
+                LOG.info("%d analyses, %d at a time in separate processes", len(specs), jobs)
+                records = run_analyses(specs, out_dir, code, args.resume, jobs, args.quiet)
+            else:
+                context = RunContext(out_dir=out_dir, progress=not args.quiet, executor=executor)
+                records = [run_analysis(spec, context, code, args.resume) for spec in specs]
             manifest = {"created_by": command, "profile": args.profile, "versions": provenance.versions(),
                         "git": provenance.git_commit(), "code_version": code, "machine": provenance.machine(),
                         "analyses": records, "wall_seconds": time.perf_counter() - started}
@@ -240,11 +274,16 @@ def audit_only(args, out_dir: Path) -> int:
     return 0
 
 
+def quiet_progress() -> None:
+    """No progress bars, the model loaders' own included (set before transformers is first imported)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"
+
+
 def main(argv=None) -> int:
     args = parse_arguments(argv)
-    if args.quiet:  # the model loaders' own progress bars too; set before transformers is first imported
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        os.environ["TQDM_DISABLE"] = "1"
+    if args.quiet:
+        quiet_progress()
     try:
         if args.list:
             for name, path in available_specs().items():

@@ -378,6 +378,9 @@ def test_bad_specs_exit_2_before_any_work(tmp_path, capsys, make_spec, needle):
     (["--audit-only", "--seed", "0"], "--seed"),
     (["--audit-only", "--profile", "smoke"], "--profile"),
     (["--audit-only", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler"),
+    (["--audit-only", "--jobs", "2"], "--jobs"),
+    (["--jobs", "0"], "--jobs"),
+    (["--jobs", "2", "--workers", "2"], "--jobs"),
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, monkeypatch, capsys, arguments, needle):
     monkeypatch.chdir(tmp_path)

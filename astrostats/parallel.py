@@ -1,0 +1,85 @@
+"""Several analyses at once, each in its own process.
+
+Most of an analysis is single-threaded Python (tables, fits, resampling, training loops): profiled, the quick
+analyses keep 1.1-1.2 cores busy on 2 threads. On k cores, k analyses side by side on k / jobs torch threads each
+finish sooner than one analysis at a time on k threads. Results do not depend on it: an analysis's seeds come
+from its spec, and the circuits give the same numbers on any thread count (the executor tests compare
+one-thread Dask workers with the two-thread in-process run exactly); tests compare whole runs too.
+
+The analyses that load real Transformers and measure their heads go first (they take longest), the others
+follow in the order given; a process takes the next analysis when it finishes one. Each process logs to the
+run's log and keeps no progress bars (two would garble the console).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+LONGEST_KINDS = ("real_heads",)  # load real Transformers and measure every head: submitted first
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity where the platform says, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def submission_order(specs) -> list[int]:
+    """Indices of ``specs``: the longest kinds first, otherwise as given."""
+    return sorted(range(len(specs)), key=lambda i: (specs[i].kind not in LONGEST_KINDS, i))
+
+
+def _start_process(out_dir: str, quiet: bool, threads: int) -> None:
+    import torch
+
+    from astrostats.analyze import quiet_progress, setup_logging
+
+    torch.set_num_threads(threads)
+    if quiet:
+        quiet_progress()
+    setup_logging(Path(out_dir), quiet)
+
+
+def _run_one(spec, out_dir: str, code: str, resume: bool) -> dict:
+    from astrostats.analyze import run_analysis
+    from astrostats.execution import make_executor
+    from astrostats.studies.base import RunContext
+
+    out = Path(out_dir)
+    with make_executor(cache_dir=out / ".cache", resume=resume) as executor:
+        return run_analysis(spec, RunContext(out_dir=out, progress=False, executor=executor), code, resume)
+
+
+def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet: bool) -> list[dict]:
+    """Every spec's manifest record, in the order of ``specs``, from ``jobs`` processes (spawned: a fork of
+    a process holding torch's thread pool could inherit its locks). A process that dies takes its analysis
+    with it: that record says failed, as an analysis that raised."""
+    threads = max(1, usable_cores() // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
+                             initargs=(str(out_dir), quiet, threads)) as pool:
+        futures = {index: pool.submit(_run_one, specs[index], str(out_dir), code, resume)
+                   for index in submission_order(specs)}
+        try:
+            return [_record(specs[index], futures[index]) for index in range(len(specs))]
+        except BaseException:  # Ctrl-C: nothing new starts; the running analyses stop with the interrupt
+            for future in futures.values():
+                future.cancel()
+            raise
+
+
+def _record(spec, future) -> dict:
+    from astrostats.analyze import spec_record
+
+    try:
+        return future.result()
+    except Exception as error:  # the process died (killed, out of memory): its analysis failed
+        return {**spec_record(spec), "status": "failed", "error": f"{type(error).__name__}: {error}",
+                "tables": {}, "seconds": None}
+
+
+__all__ = ["run_analyses", "submission_order", "usable_cores"]
