@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from astrostats import outputs, provenance
+from astrostats.memory import keep_freed_memory
 from astrostats.spec import PROFILES, Spec, available_specs, load_spec, resolve_spec_argument
 from astrostats.studies import get_study
 from astrostats.studies.base import RunContext
@@ -220,6 +221,7 @@ def run(args) -> int:
     if args.audit_only:
         return audit_only(args, out_dir)
     args.profile = args.profile or DEFAULT_PROFILE
+    keep_freed_memory()
     specs = resolve_specs(args)
     code = provenance.code_version()
     started = time.perf_counter()

@@ -17,6 +17,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from astrostats.memory import keep_freed_memory
+
 LONGEST_KINDS = ("real_heads",)  # load real Transformers and measure every head: submitted first
 
 
@@ -39,6 +41,7 @@ def _start_process(out_dir: str, quiet: bool, threads: int) -> None:
     from astrostats.analyze import quiet_progress, setup_logging
 
     torch.set_num_threads(threads)
+    keep_freed_memory()
     if quiet:
         quiet_progress()
     setup_logging(Path(out_dir), quiet)

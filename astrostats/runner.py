@@ -94,16 +94,15 @@ def score(estimate: torch.Tensor, exact: torch.Tensor, log_response: torch.Tenso
 
 def tidy_rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, metrics) -> pd.DataFrame:
     """Tidy rows from metric tensors shaped (seeds, sequences)."""
-    frames = []
-    for metric, values in metrics.items():
-        values = values.reshape(len(seeds), len(sequence_ids)).numpy()
-        frames.append(pd.DataFrame({
-            "circuit": circuit, "feature_map": feature, "m": m,
-            "seed": np.repeat(np.asarray(seeds, dtype=object), len(sequence_ids)),
-            "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds)),
-            "metric": metric, "value": values.ravel(),
-        }))
-    return labelled(pd.concat(frames, ignore_index=True), labels)
+    cells = len(seeds) * len(sequence_ids)  # one frame for every metric: pandas' cost is per frame, not per row
+    frame = pd.DataFrame({
+        "circuit": circuit, "feature_map": feature, "m": m,
+        "seed": np.tile(np.repeat(np.asarray(seeds, dtype=object), len(sequence_ids)), len(metrics)),
+        "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds) * len(metrics)),
+        "metric": np.repeat(np.asarray(list(metrics), dtype=object), cells),
+        "value": np.concatenate([values.reshape(cells).numpy() for values in metrics.values()]),
+    })
+    return labelled(frame, labels)
 
 
 def _circuit_inputs(target: TargetBatch, circuit: str):

