@@ -57,7 +57,10 @@ class RandomFeatureRidge(nn.Module):
         return torch.relu(inputs @ self.projection.T + self.offset) / math.sqrt(self.projection.shape[0])
 
     def forward(self, q, k, v, causal: bool = False) -> torch.Tensor:
-        return (self._parts(q, k, v, causal) @ self.readout + self.bias).float()
+        return self._read_out(self._parts(q, k, v, causal))
+
+    def _read_out(self, features: torch.Tensor) -> torch.Tensor:
+        return (features @ self.readout + self.bias).float()
 
     def solve(self, train, train_targets: torch.Tensor, validation, validation_targets: torch.Tensor
               ) -> "RandomFeatureRidge":
@@ -73,6 +76,7 @@ class RandomFeatureRidge(nn.Module):
         projected = left.T @ centred_residual
         scale = float((singular ** 2).mean()) or 1.0
         best = (math.inf, None, None, None)
+        features = self._parts(validation.q, validation.k, validation.v, validation.causal)  # once for every penalty
         for ridge in RIDGE_GRID:
             if ridge == 0.0:
                 kept = singular > singular.max() * 1e-10
@@ -83,7 +87,7 @@ class RandomFeatureRidge(nn.Module):
             bias = mean_residual - mean_feature @ readout
             self.readout.copy_(readout)
             self.bias.copy_(bias)
-            loss = self.loss(validation, validation_targets)
+            loss = self._loss_of(self._read_out(features), validation_targets)
             if loss < best[0]:
                 best = (loss, ridge, readout, bias)
         _, self.ridge, readout, bias = best
@@ -101,9 +105,12 @@ class RandomFeatureRidge(nn.Module):
 
     def loss(self, batch, targets: torch.Tensor) -> float:
         with torch.no_grad():
-            estimate = self(batch.q, batch.k, batch.v, batch.causal).double()
-            targets = targets.double()
-            errors = (estimate - targets).norm(dim=(-2, -1)) / targets.norm(dim=(-2, -1))
+            return self._loss_of(self(batch.q, batch.k, batch.v, batch.causal), targets)
+
+    @staticmethod
+    def _loss_of(estimate: torch.Tensor, targets: torch.Tensor) -> float:
+        estimate, targets = estimate.double(), targets.double()
+        errors = (estimate - targets).norm(dim=(-2, -1)) / targets.norm(dim=(-2, -1))
         return float(errors.square().mean())
 
 
