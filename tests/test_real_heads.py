@@ -130,6 +130,8 @@ def test_bad_parameters_are_input_errors(tmp_path):
      "n_sequences"),
     ({"measured_seeds": 1}, "measured_sequences, measured_seeds"),  # a crossed-bootstrap CI needs spread
     ({"measured_large_m": (1000,)}, "measured_large_m"),  # must lie beyond measured_m
+    ({"measured_all_layers_heads": 2}, "measured_all_layers_heads"),
+    ({"measured_all_layers_heads": ("0",)}, "measured_all_layers_heads"),
 ])
 def test_parameters_are_checked_when_bound(overrides, parameter):
     values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters, **overrides}
@@ -149,6 +151,15 @@ def test_indices_outside_the_model_fail_before_any_model_is_loaded(tmp_path, mon
     monkeypatch.setattr(real_heads, "load", lambda *a, **k: pytest.fail("the model was loaded before the check"))
     with pytest.raises(InputError, match=rf"^{parameter}: .*vit \(4 layers, 4 heads\)"):
         run("fig3_vision", tmp_path, **{parameter: value})
+
+
+def test_measured_heads_of_every_layer_are_checked_against_the_model_they_apply_to():
+    values = {**load_spec(ANALYSES / "fig3_vision.toml", "smoke").parameters,
+              "measured_all_layers": ("vit",), "measured_all_layers_heads": (0, 6)}
+    parameters = real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    parameters.check_shape("minilm", language.ModelShape(6, 12, 12))  # not measured on every layer: not its indices
+    with pytest.raises(InputError, match=r"^measured_all_layers_heads: .*vit \(4 heads\)"):
+        parameters.check_shape("vit", language.ModelShape(4, 4, 4))
 
 
 def test_model_shapes_come_from_the_configs_and_match_the_loaded_models():

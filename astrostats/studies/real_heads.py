@@ -90,7 +90,8 @@ class Parameters:
     measured_sequences: int = 8  # the first windows or images of n_sequences
     measured_layers: tuple[int, ...] = ()  # () = every layer and head
     measured_heads: tuple[int, ...] = ()
-    measured_all_layers: tuple[str, ...] = ()  # models measured on every layer whatever measured_layers says
+    measured_all_layers: tuple[str, ...] = ()  # models measured on every layer whatever measured_layers says,
+    measured_all_layers_heads: tuple[int, ...] = ()  # at these heads of each layer (() = every head)
     measured_large_m: tuple[int, ...] = ()  # also measured, on at most measured_large_max_heads heads per model
     measured_large_max_heads: int | dict = 0  # per model (a number, or a table model -> number); chosen by
     # studies.measured.heads_to_extend (heads undetermined against one human astrocyte, nearest first)
@@ -99,7 +100,7 @@ class Parameters:
 
     def __post_init__(self):
         for name in ("models", "analyses", "circuits", "response_m", "m", "end_to_end_m", "measured_m", "measured_large_m",
-                     "measured_all_layers",
+                     "measured_all_layers", "measured_all_layers_heads",
                      *INDEX_LISTS, *INDEX_LISTS.values()):
             if not isinstance(getattr(self, name), (tuple, list)):
                 raise fail(name, "a list", getattr(self, name))
@@ -122,6 +123,8 @@ class Parameters:
             raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
         for model in self.measured_all_layers:
             check_choice("measured_all_layers", model, MODELS)
+        for index in self.measured_all_layers_heads:
+            check_int("measured_all_layers_heads", index)
         if "measured" in self.analyses and (self.measured_sequences < MIN_MEASURED[0]
                                             or self.measured_seeds < MIN_MEASURED[1]):
             raise fail("measured_sequences, measured_seeds", f"at least {MIN_MEASURED[0]} sequences and {MIN_MEASURED[1]} "
@@ -161,6 +164,10 @@ class Parameters:
                 if any(not -total <= value < total for value in values):
                     raise fail(name, f"indices in [{-total}, {total - 1}] for {model} ({shape.n_layers} layers, "
                                      f"{shape.n_heads} heads)", list(values))
+        if model in self.measured_all_layers and any(not -shape.n_heads <= value < shape.n_heads
+                                                     for value in self.measured_all_layers_heads):
+            raise fail("measured_all_layers_heads", f"indices in [{-shape.n_heads}, {shape.n_heads - 1}] for {model} "
+                                                    f"({shape.n_heads} heads)", list(self.measured_all_layers_heads))
         if "sweep" in self.analyses and "mismatched_target" in self.circuits and shape.n_kv_heads < 2:
             raise fail("circuits", f"'mismatched_target' only for a model with a head of another key/value group "
                                    f"({model} has {shape.n_kv_heads})", "mismatched_target")
@@ -362,9 +369,9 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_resamples=parameters.n_resamples,
                                              seed=spec.seed, epsilons=EPSILONS))
             elif analysis == "measured":
-                layers = () if name in parameters.measured_all_layers else parameters.measured_layers
-                batches = [first_sequences(b, parameters.measured_sequences)
-                           for b in targets_of(loaded, layers, parameters.measured_heads)]
+                layers, heads = (((), parameters.measured_all_layers_heads) if name in parameters.measured_all_layers
+                                 else (parameters.measured_layers, parameters.measured_heads))
+                batches = [first_sequences(b, parameters.measured_sequences) for b in targets_of(loaded, layers, heads)]
                 keep("measured", measured_rows(batches, parameters, spec.seed, context, collected.get("fits")))
                 keep("measured_theory", measured.theory_constants(batches))
             else:
