@@ -6,8 +6,8 @@ finish sooner than one analysis at a time on k threads. Results do not depend on
 from its spec, and the circuits give the same numbers on any thread count (the executor tests compare
 one-thread Dask workers with the two-thread in-process run exactly); tests compare whole runs too.
 
-The analyses that load real Transformers and measure their heads go first (they take longest), the others
-follow in the order given; a process takes the next analysis when it finishes one. Each process logs to the
+The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
+analysis when it finishes one, so the last to start are the short ones and no process idles long at the end. Each process logs to the
 run's log and keeps no progress bars (two would garble the console).
 """
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 
 from astrostats.memory import keep_freed_memory
 
-LONGEST_KINDS = ("real_heads",)  # load real Transformers and measure every head: submitted first
+# submitted first, in this order (longest first: the quick profile's measured times, 2026-12-02): measuring real
+# Transformers' heads, training the fitted controls, the scaling sweep, realistic astrocytes, planted truth
+LONGEST_KINDS = ("real_heads", "overfitting", "scaling", "biology", "known_answers")
 
 
 def usable_cores() -> int:
@@ -31,8 +33,9 @@ def usable_cores() -> int:
 
 
 def submission_order(specs) -> list[int]:
-    """Indices of ``specs``: the longest kinds first, otherwise as given."""
-    return sorted(range(len(specs)), key=lambda i: (specs[i].kind not in LONGEST_KINDS, i))
+    """Indices of ``specs``: the kinds of LONGEST_KINDS first, in its order, the others as given."""
+    rank = {kind: place for place, kind in enumerate(LONGEST_KINDS)}
+    return sorted(range(len(specs)), key=lambda i: (rank.get(specs[i].kind, len(rank)), i))
 
 
 def _start_process(out_dir: str, quiet: bool, threads: int) -> None:

@@ -200,3 +200,14 @@ def test_report_pdf_pages_and_text(smoke_run, tmp_path):
 
     pixels = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"), dtype=float)
     assert (pixels < 128).mean() > 0.005  # dark ink on the first page: not blank
+
+
+def test_the_longest_analyses_are_submitted_first():
+    from types import SimpleNamespace
+
+    from astrostats.parallel import LONGEST_KINDS, submission_order
+
+    kinds = ["calibration", "scaling", "real_heads", "circuits", "overfitting", "real_heads"]
+    order = submission_order([SimpleNamespace(kind=kind) for kind in kinds])
+    assert [kinds[i] for i in order] == ["real_heads", "real_heads", "overfitting", "scaling", "calibration", "circuits"]
+    assert order[:2] == [2, 5] and LONGEST_KINDS[0] == "real_heads"
