@@ -31,7 +31,7 @@ from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
 from astrostats.execution import Executor
-from astrostats.targets.base import TargetBatch, labelled
+from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_int, check_int_list, fail
 from astrostats.seeding import feature_code, seed_sequence
 
@@ -92,17 +92,22 @@ def score(estimate: torch.Tensor, exact: torch.Tensor, log_response: torch.Tenso
     return metrics
 
 
+ROW_COLUMNS = ("circuit", "feature_map", "m", "seed", "sequence_id", "metric", "value")
+
+
 def tidy_rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, metrics) -> pd.DataFrame:
     """Tidy rows from metric tensors shaped (seeds, sequences)."""
-    cells = len(seeds) * len(sequence_ids)  # one frame for every metric: pandas' cost is per frame, not per row
-    frame = pd.DataFrame({
-        "circuit": circuit, "feature_map": feature, "m": m,
+    clash = set(labels) & set(ROW_COLUMNS)
+    if clash:
+        raise fail("labels", f"label names other than the rows' own columns {list(ROW_COLUMNS)}", sorted(clash))
+    cells = len(seeds) * len(sequence_ids)  # one frame for every metric and label: pandas' cost is per frame and
+    return pd.DataFrame({  # column, not per row (the labels lead, as labelled() puts them)
+        **labels, "circuit": circuit, "feature_map": feature, "m": m,
         "seed": np.tile(np.repeat(np.asarray(seeds, dtype=object), len(sequence_ids)), len(metrics)),
         "sequence_id": np.tile(np.asarray(sequence_ids), len(seeds) * len(metrics)),
         "metric": np.repeat(np.asarray(list(metrics), dtype=object), cells),
         "value": np.concatenate([values.reshape(cells).numpy() for values in metrics.values()]),
     })
-    return labelled(frame, labels)
 
 
 def _circuit_inputs(target: TargetBatch, circuit: str):
