@@ -72,9 +72,11 @@ def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet
                    for index in submission_order(specs)}
         try:
             return [_record(specs[index], futures[index]) for index in range(len(specs))]
-        except BaseException:  # Ctrl-C: nothing new starts; the running analyses stop with the interrupt
-            for future in futures.values():
+        except BaseException:  # Ctrl-C, or an interrupt sent to this process alone: nothing new starts, and the
+            for future in futures.values():  # running analyses stop now (finished ones are kept for --resume)
                 future.cancel()
+            for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
+                process.terminate()
             raise
 
 

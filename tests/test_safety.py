@@ -401,6 +401,42 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     assert error.count("\n") == 1 and "interrupted" in error and "Traceback" not in error
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_an_interrupt_to_the_run_alone_stops_its_analysis_processes(tmp_path):
+    """SIGINT to the main process only (a scheduler's, not a terminal's Ctrl-C, which reaches the whole process
+    group): exit 130, the analyses stopped where they were (neither finishes: each takes seconds, the signal
+    comes as both start) and no analysis process left running."""
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "astrostats.analyze", "known_answers", "fig3_vision", "--out", str(out),
+                            "--jobs", "2", *SMOKE], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                           stderr=subprocess.PIPE, text=True)
+    log = out / "astrostats.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count(": running (") == 2):
+        time.sleep(0.2)
+    workers = _children(run.pid)
+    assert len([w for w in workers if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()]) == 2
+    run.send_signal(signal.SIGINT)
+    _, error = run.communicate(timeout=30)
+    assert run.returncode == 130 and "interrupted" in error
+    assert not (out / ".done").exists() or not list((out / ".done").iterdir())
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()
+                and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+
+
 def _serve(reply: bytes):
     """A TCP server on loopback that accepts and then answers ``reply`` (or nothing) and never closes."""
     server = socket.socket()
