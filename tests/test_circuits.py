@@ -5,12 +5,13 @@ import pytest
 import torch
 from scipy import stats
 
-from astrostats.circuits import astrocyte, kernels
+from astrostats.circuits import astrocyte, kernels, theory
 from astrostats.circuits.astrocyte import astrocyte_attention
-from astrostats.circuits.attention import softmax_attention
+from astrostats.circuits.attention import attention_logits, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, draw_projection, random_features
 from astrostats.circuits.theory import predicted_error_constant
+from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import InputError
 
 Z_CRITICAL = stats.norm.ppf(1 - 0.001 / 2)  # two-sided test at alpha = 0.001 per check
@@ -173,6 +174,40 @@ def test_error_matches_the_delta_method_prediction(gaussian_head):
                             / exact.norm(dim=(-2, -1))) ** 2 * m / constant**2).mean() for s in range(seeds)])
     z = (ratios.mean() - 1) / (ratios.std() / math.sqrt(seeds))
     assert abs(float(z)) < Z_CRITICAL
+
+
+def _centred_constant(q, k, v, causal):
+    """The delta-method constant from the centred quadratic forms alone (no expansion, no cancellation)."""
+    q, k, v = q.double(), k.double(), v.double()
+    logits = attention_logits(q, k, causal)
+    log_z = torch.logsumexp(logits, -1, keepdim=True)
+    y = (logits - log_z).exp() @ v
+    quadratic = theory.centred_quadratic((2 * logits - log_z).exp(), y, v, (k @ k.transpose(-1, -2)).exp())
+    return ((q * q).sum(-1).exp() * quadratic).sum(-1).sqrt() / y.flatten(1).norm(dim=-1)
+
+
+@pytest.mark.parametrize("scale", LOGIT_SCALES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_expanded_delta_method_equals_the_centred_one(scale, causal):
+    """The expanded quadratic form (N^2 (T + d_v) per sequence) against the centred one, on every synthetic
+    head: peaked heads cancel most (rounding of terms up to 1e6 times the result: 1e-10 relative at worst)."""
+    head = synthetic_head(n_sequences=4, n_tokens=60, d_head=16, seed=2, causal=causal, logit_scale=scale)
+    expected = _centred_constant(head.q, head.k, head.v, causal)
+    assert torch.allclose(predicted_error_constant(head.q, head.k, head.v, causal), expected, rtol=1e-9, atol=0)
+
+
+def test_attention_on_single_tokens_falls_back_to_the_centred_form(monkeypatch):
+    """Each query attends to its own key alone (logit 20 against 0: weight 1 - 2e-8): the expanded terms cancel
+    to far below 1e-6 of their size, so the sequence is recomputed centred, and the constant is the centred one."""
+    n = 12
+    k = torch.eye(n, dtype=torch.float64).unsqueeze(0)
+    q, v = 20.0 * k, torch.randn(1, n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    calls = []
+    centred = theory.centred_quadratic
+    monkeypatch.setattr(theory, "centred_quadratic", lambda *args: calls.append(1) or centred(*args))
+    constant = predicted_error_constant(q, k, v)
+    assert calls == [1] and torch.isfinite(constant).all()
+    assert torch.allclose(constant, _centred_constant(q, k, v, False), rtol=1e-12, atol=0)
 
 
 def test_response_estimates_the_exact_normaliser(gaussian_head):

@@ -16,28 +16,49 @@ import torch
 from astrostats.circuits.attention import attention_logits
 
 
-ENTRIES_PER_CHUNK = 2**23  # float64 terms (sequences x T x N x d_v) per chunk of sequences: 64 MB
+ENTRIES_PER_CHUNK = 2**23  # float64 entries (sequences x T x N) per chunk of sequences: 64 MB
+CANCELLATION = 1e-6  # a sequence whose quadratic forms keep less than this share of their largest terms: centred
+
+
+def centred_quadratic(scale: torch.Tensor, y: torch.Tensor, v: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """sum_{tau,sigma} s_{t tau} s_{t sigma} G_{tau sigma} (v_tau - y_t)·(v_sigma - y_t) per (sequence, token)
+    from the centred terms b (S, N, T, d_v): no cancellation, but T x N x d_v entries per sequence."""
+    b = (v.unsqueeze(-2) - y.unsqueeze(-3)) * scale.transpose(-1, -2).unsqueeze(-1)
+    return (b * (gram @ b.flatten(-2)).view_as(b)).sum(dim=(-3, -1))
 
 
 def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """C per sequence such that the predicted relative output error is C / sqrt(m) (positive features).
 
-    q, k (S, N, d), v (S, N, d_v); computed in float64, in chunks of sequences to bound memory.
+    q, k (S, N, d), v (S, N, d_v); computed in float64, in chunks of sequences to bound memory. The quadratic
+    form is expanded around y_t, s^T (G o V V^T) s - 2 sum_tau s_tau (y_t·v_tau) (G s)_tau + |y_t|^2 s^T G s,
+    so a sequence costs N^2 (T + d_v) rather than T N^2 d_v (SmolLM2's 270 heads at 197 tokens: 145 s to a few);
+    where the terms cancel to below CANCELLATION of the largest (attention on one token) the sequence is
+    recomputed from the centred terms (:func:`centred_quadratic`).
     """
     q, k, v = q.double(), k.double(), v.double()
-    step = max(1, ENTRIES_PER_CHUNK // (q.shape[-2] * k.shape[-2] * v.shape[-1]))
+    step = max(1, ENTRIES_PER_CHUNK // (q.shape[-2] * k.shape[-2]))
     constants = []
     for start in range(0, q.shape[0], step):
         q_s, k_s, v_s = q[start:start + step], k[start:start + step], v[start:start + step]
         logits = attention_logits(q_s, k_s, causal)
         log_z = torch.logsumexp(logits, -1, keepdim=True)
         y = (logits - log_z).exp() @ v_s
-        # b_{t tau} = (v_tau - y_t) exp(2 q_t·k_tau - log Z_t); Var_t m = exp(|q_t|^2) sum b·G b, G = exp(K K^T)
+        # Var_t m = exp(|q_t|^2) sum b·G b, b_{t tau} = (v_tau - y_t) s_{t tau}, s = exp(2 q_t·k_tau - log Z_t),
+        # G = exp(K K^T)
         scale = (2 * logits - log_z).exp()  # zero where masked (logit -inf)
-        # laid out (S, N, T, d_v) so that G b is one GEMM per sequence, N x N times N x (T d_v)
-        b = (v_s.unsqueeze(-2) - y.unsqueeze(-3)) * scale.transpose(-1, -2).unsqueeze(-1)
         gram = (k_s @ k_s.transpose(-1, -2)).exp()
-        quadratic = (b * (gram @ b.flatten(-2)).view_as(b)).sum(dim=(-3, -1))
-        variance_times_m = (q_s * q_s).sum(-1).exp() * quadratic
+        g_scale = scale @ gram  # (G s_t)_tau: G is symmetric
+        terms = ((scale * (scale @ (gram * (v_s @ v_s.transpose(-1, -2))))).sum(-1),
+                 2 * (scale * (y @ v_s.transpose(-1, -2)) * g_scale).sum(-1),
+                 (y * y).sum(-1) * (scale * g_scale).sum(-1))
+        weights = (q_s * q_s).sum(-1).exp()
+        quadratic = terms[0] - terms[1] + terms[2]
+        # rounding in the expanded terms is relative to the largest of them; a sequence whose total keeps less
+        # than CANCELLATION of its terms' total (attention on single tokens) is recomputed centred
+        cancelled = (weights * quadratic).sum(-1) <= CANCELLATION * (weights * torch.maximum(terms[0], terms[2])).sum(-1)
+        for row in cancelled.nonzero().flatten().tolist():
+            quadratic[row] = centred_quadratic(scale[row], y[row], v_s[row], gram[row])
+        variance_times_m = weights * quadratic
         constants.append(variance_times_m.sum(-1).sqrt() / y.flatten(1).norm(dim=-1))
     return torch.cat(constants)
