@@ -7,8 +7,8 @@ from its spec, and the circuits give the same numbers on any thread count (the e
 one-thread Dask workers with the two-thread in-process run exactly); tests compare whole runs too.
 
 The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
-analysis when it finishes one, so the last to start are the short ones and no process idles long at the end. Each process logs to the
-run's log and keeps no progress bars (two would garble the console).
+analysis when it finishes one, so the last to start are the short ones and no process idles long at the end.
+Each process logs to the run's log and keeps no progress bars (two would garble the console).
 """
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ def _run_one(spec, out_dir: str, code: str, resume: bool) -> dict:
 
 def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet: bool) -> list[dict]:
     """Every spec's manifest record, in the order of ``specs``, from ``jobs`` processes (spawned: a fork of
-    a process holding torch's thread pool could inherit its locks). A process that dies takes its analysis
-    with it: that record says failed, as an analysis that raised."""
+    a process holding torch's thread pool could inherit its locks). A process that dies (killed, out of
+    memory) breaks the pool: its analysis and those not yet finished are recorded as failed, with the reason,
+    and the report is still written from the others."""
     threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
