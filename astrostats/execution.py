@@ -30,7 +30,6 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from astrostats.memory import keep_freed_memory
 from astrostats.outputs import atomic_write_bytes
 from astrostats.provenance import code_version
 from astrostats.validation import InputError, check_int, fail
@@ -324,9 +323,7 @@ def _local_cluster(workers: int):
     cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
                            dashboard_address=None, silence_logs=logging.ERROR)
     try:
-        client = Client(cluster, set_as_default=False)
-        client.run(keep_freed_memory)
-        return client, cluster
+        return Client(cluster, set_as_default=False), cluster
     except BaseException:
         cluster.close()
         raise

@@ -15,16 +15,19 @@ import ctypes
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 2**30  # blocks up to 1 GiB come from the heap; up to 1 GiB of free heap is kept
+OLD_GLIBC_MMAP_MAX = 2**25  # glibc before 2.35 refuses an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2)
 
 
 def keep_freed_memory() -> bool:
-    """Whether malloc now keeps freed blocks for reuse (False where mallopt is not available)."""
+    """Whether malloc now keeps freed blocks for reuse (False where mallopt is not available or refused)."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES))
+    if not mallopt(M_TRIM_THRESHOLD, KEEP_BYTES):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) or mallopt(M_MMAP_THRESHOLD, OLD_GLIBC_MMAP_MAX))
 
 
 __all__ = ["keep_freed_memory"]

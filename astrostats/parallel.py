@@ -2,18 +2,21 @@
 
 Most of an analysis is single-threaded Python (tables, fits, resampling, training loops): profiled, the quick
 analyses keep 1.1-1.2 cores busy on 2 threads. On k cores, k analyses side by side on k / jobs torch threads each
-finish sooner than one analysis at a time on k threads. Results do not depend on it: an analysis's seeds come
-from its spec, and the circuits give the same numbers on any thread count (the executor tests compare
-one-thread Dask workers with the two-thread in-process run exactly); tests compare whole runs too.
+finish sooner than one analysis at a time on k threads. An analysis's seeds come from its spec, so the numbers
+are the same to rounding; byte for byte where torch's reductions split the same way (the smoke profile's 46
+tables were identical under --jobs 1 and 2; a test compares the scaling tables). Each analysis's record states
+its torch threads.
 
 The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
 analysis when it finishes one, so the last to start are the short ones and no process idles long at the end.
-Each process logs to the run's log and keeps no progress bars (two would garble the console).
+Each process logs to the run's log and shows no progress bars (two would garble the console).
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from astrostats.memory import keep_freed_memory
 
 # submitted first, in this order (longest first: the quick profile's measured times, 2026-12-02): measuring real
 # Transformers' heads, training the fitted controls, the scaling sweep, realistic astrocytes, planted truth
+LOG = logging.getLogger("astrostats")
 LONGEST_KINDS = ("real_heads", "overfitting", "scaling", "biology", "known_answers")
 
 
@@ -43,10 +47,10 @@ def _start_process(out_dir: str, quiet: bool, threads: int) -> None:
 
     from astrostats.analyze import quiet_progress, setup_logging
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches every process: the run stops them
     torch.set_num_threads(threads)
     keep_freed_memory()
-    if quiet:
-        quiet_progress()
+    quiet_progress()
     setup_logging(Path(out_dir), quiet)
 
 
@@ -69,14 +73,15 @@ def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
                              initargs=(str(out_dir), quiet, threads)) as pool:
-        futures = {index: pool.submit(_run_one, specs[index], str(out_dir), code, resume)
-                   for index in submission_order(specs)}
+        futures = {}
         try:
+            for index in submission_order(specs):
+                futures[index] = pool.submit(_run_one, specs[index], str(out_dir), code, resume)
             return [_record(specs[index], futures[index]) for index in range(len(specs))]
         except BaseException:  # Ctrl-C, or an interrupt sent to this process alone: nothing new starts, and the
             for future in futures.values():  # running analyses stop now (finished ones are kept for --resume)
                 future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
+            for process in list((getattr(pool, "_processes", None) or {}).values()):  # public only from 3.14
                 process.terminate()
             raise
 
@@ -86,7 +91,9 @@ def _record(spec, future) -> dict:
 
     try:
         return future.result()
-    except Exception as error:  # the process died (killed, out of memory): its analysis failed
+    except Exception as error:  # a process died (killed, out of memory): the pool is broken
+        LOG.error("%s: failed: its process pool broke (%s: %s); rerun with --resume", spec.name,
+                  type(error).__name__, error)
         return {**spec_record(spec), "status": "failed", "error": f"{type(error).__name__}: {error}",
                 "tables": {}, "seconds": None}
 

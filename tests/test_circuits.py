@@ -188,12 +188,17 @@ def _centred_constant(q, k, v, causal):
 
 @pytest.mark.parametrize("scale", LOGIT_SCALES)
 @pytest.mark.parametrize("causal", [False, True])
-def test_expanded_delta_method_equals_the_centred_one(scale, causal):
+def test_expanded_delta_method_equals_the_centred_one(scale, causal, monkeypatch):
     """The expanded quadratic form (N^2 (T + d_v) per sequence) against the centred one, on every synthetic
-    head: peaked heads cancel most (rounding of terms up to 1e6 times the result: 1e-10 relative at worst)."""
+    head: peaked heads cancel most (rounding of terms up to 1e6 times the result: 1e-10 relative at worst).
+    Only the peaked head may fall back to the centred form; the others take the expansion."""
     head = synthetic_head(n_sequences=4, n_tokens=60, d_head=16, seed=2, causal=causal, logit_scale=scale)
     expected = _centred_constant(head.q, head.k, head.v, causal)
+    calls = []
+    centred = theory.centred_quadratic
+    monkeypatch.setattr(theory, "centred_quadratic", lambda *args: calls.append(1) or centred(*args))
     assert torch.allclose(predicted_error_constant(head.q, head.k, head.v, causal), expected, rtol=1e-9, atol=0)
+    assert scale == "peaked" or not calls
 
 
 def test_attention_on_single_tokens_falls_back_to_the_centred_form(monkeypatch):

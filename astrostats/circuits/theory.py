@@ -57,7 +57,8 @@ def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         # rounding in the expanded terms is relative to the largest of them; a sequence whose total keeps less
         # than CANCELLATION of its terms' total (attention on single tokens) is recomputed centred
         largest = (weights * torch.maximum(terms[0], terms[2])).sum(-1)
-        cancelled = (weights * quadratic).sum(-1) <= CANCELLATION * largest
+        total = (weights * quadratic).sum(-1)
+        cancelled = ~torch.isfinite(total) | (total <= CANCELLATION * largest)  # inf - inf in the expansion too
         for row in cancelled.nonzero().flatten().tolist():
             quadratic[row] = centred_quadratic(scale[row], y[row], v_s[row], gram[row])
         variance_times_m = weights * quadratic

@@ -91,7 +91,7 @@ class Parameters:
     measured_layers: tuple[int, ...] = ()  # () = every layer and head
     measured_heads: tuple[int, ...] = ()
     measured_all_layers: tuple[str, ...] = ()  # models measured on every layer whatever measured_layers says,
-    measured_all_layers_heads: tuple[int, ...] = ()  # at these heads of each layer (() = every head)
+    measured_all_layers_heads: tuple[int, ...] = ()  # at these heads of each layer (() = measured_heads)
     measured_large_m: tuple[int, ...] = ()  # also measured, on at most measured_large_max_heads heads per model
     measured_large_max_heads: int | dict = 0  # per model (a number, or a table model -> number); chosen by
     # studies.measured.heads_to_extend (heads undetermined against one human astrocyte, nearest first)
@@ -369,7 +369,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_resamples=parameters.n_resamples,
                                              seed=spec.seed, epsilons=EPSILONS))
             elif analysis == "measured":
-                layers, heads = (((), parameters.measured_all_layers_heads) if name in parameters.measured_all_layers
+                layers, heads = (((), parameters.measured_all_layers_heads or parameters.measured_heads)
+                                 if name in parameters.measured_all_layers
                                  else (parameters.measured_layers, parameters.measured_heads))
                 batches = [first_sequences(b, parameters.measured_sequences) for b in targets_of(loaded, layers, heads)]
                 keep("measured", measured_rows(batches, parameters, spec.seed, context, collected.get("fits")))
