@@ -207,7 +207,8 @@ def test_the_longest_analyses_are_submitted_first():
 
     from astrostats.parallel import LONGEST_KINDS, submission_order
 
-    kinds = ["calibration", "scaling", "real_heads", "circuits", "overfitting", "real_heads"]
+    kinds = ["calibration", "scaling", "real_heads", "circuits", "known_answers", "overfitting", "real_heads"]
     order = submission_order([SimpleNamespace(kind=kind) for kind in kinds])
-    assert [kinds[i] for i in order] == ["real_heads", "real_heads", "overfitting", "scaling", "calibration", "circuits"]
+    assert [kinds[i] for i in order] == ["real_heads", "real_heads", "overfitting", "known_answers", "scaling",
+                                         "calibration", "circuits"]
     assert order[:2] == [2, 6] and LONGEST_KINDS[0] == "real_heads"
