@@ -126,8 +126,8 @@ def test_a_failed_analysis_is_reported_and_the_others_complete(tmp_path, monkeyp
         return real_run(spec, context)
 
     monkeypatch.setattr(scaling, "run", run_or_fail)
-    out = tmp_path / "out"
-    assert analyze.main(["scaling", str(spec), "--out", str(out), *SMOKE]) == 1
+    out = tmp_path / "out"  # in process (--jobs 1): a spawned analysis process would not see the monkeypatch
+    assert analyze.main(["scaling", str(spec), "--out", str(out), "--jobs", "1", *SMOKE]) == 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert {r["name"]: r["status"] for r in manifest["analyses"]} == {"scaling": "ok", "broken": "failed"}
     assert "broken: failed: RuntimeError: simulated crash" in (out / "audit.md").read_text()
