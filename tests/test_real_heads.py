@@ -158,7 +158,7 @@ def test_measured_heads_of_every_layer_are_checked_against_the_model_they_apply_
               "measured_all_layers": ("vit",), "measured_all_layers_heads": (0, 6)}
     parameters = real_heads.Parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     parameters.check_shape("minilm", language.ModelShape(6, 12, 12))  # not measured on every layer: not its indices
-    with pytest.raises(InputError, match=r"^measured_all_layers_heads: .*vit \(4 heads\)"):
+    with pytest.raises(InputError, match=r"^measured_all_layers_heads: .*vit \(4 layers, 4 heads\)"):
         parameters.check_shape("vit", language.ModelShape(4, 4, 4))
 
 

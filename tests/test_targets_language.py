@@ -19,9 +19,24 @@ def minilm():
     return language.load_minilm()
 
 
+GGUF_PARSES = []  # every GGUF file transformers' own load of SmolLM2 parsed (the fixture below counts them)
+
+
 @pytest.fixture(scope="module")
 def smollm2():
-    return language.load_smollm2()
+    import gguf
+
+    reader = gguf.GGUFReader
+
+    def counted(*args, **kwargs):
+        GGUF_PARSES.append(args)
+        return reader(*args, **kwargs)
+
+    gguf.GGUFReader = counted  # under the parse-once shim, which caches whatever reader it finds
+    try:
+        return language.load_smollm2()
+    finally:
+        gguf.GGUFReader = reader
 
 
 def test_minilm_windows_are_real_text_without_padding(minilm):
@@ -108,10 +123,12 @@ def test_smollm2_heads_reproduce_causal_rotary_gqa_attention(smollm2, rounding_b
 
 
 def test_smollm2_is_loaded_from_one_unmodified_parse_of_its_file(smollm2):
-    """The parse-once shim hands transformers one reader per file, which nothing modifies: the loaded token
-    embeddings are the file's own (dequantised by gguf directly), and gguf's functions are restored after."""
+    """The parse-once shim hands transformers one reader per file, which nothing modifies: transformers' own load
+    (configuration, tokenizer, weights) parsed the file once, the loaded token embeddings are the file's own
+    (dequantised by gguf directly), and gguf's functions are restored after."""
     import gguf
 
+    assert len(GGUF_PARSES) == 1, GGUF_PARSES
     path = language.smollm2_folder() / language.SMOLLM2_GGUF
     reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
     with language.gguf_parsed_once():

@@ -158,16 +158,15 @@ class Parameters:
     def check_shape(self, model: str, shape: language.ModelShape) -> None:
         """Layer and head indices within the model, and a head of another key/value group for the
         mismatched-target null; InputError naming the parameter otherwise."""
-        for layers, heads in INDEX_LISTS.items():
-            for name, values, total in ((layers, getattr(self, layers), shape.n_layers),
-                                        (heads, getattr(self, heads), shape.n_heads)):
-                if any(not -total <= value < total for value in values):
-                    raise fail(name, f"indices in [{-total}, {total - 1}] for {model} ({shape.n_layers} layers, "
-                                     f"{shape.n_heads} heads)", list(values))
-        if model in self.measured_all_layers and any(not -shape.n_heads <= value < shape.n_heads
-                                                     for value in self.measured_all_layers_heads):
-            raise fail("measured_all_layers_heads", f"indices in [{-shape.n_heads}, {shape.n_heads - 1}] for {model} "
-                                                    f"({shape.n_heads} heads)", list(self.measured_all_layers_heads))
+        checks = [(name, total) for layers, heads in INDEX_LISTS.items()
+                  for name, total in ((layers, shape.n_layers), (heads, shape.n_heads))]
+        if model in self.measured_all_layers:  # heads of every layer: checked against the models they apply to
+            checks.append(("measured_all_layers_heads", shape.n_heads))
+        for name, total in checks:
+            values = getattr(self, name)
+            if any(not -total <= value < total for value in values):
+                raise fail(name, f"indices in [{-total}, {total - 1}] for {model} ({shape.n_layers} layers, "
+                                 f"{shape.n_heads} heads)", list(values))
         if "sweep" in self.analyses and "mismatched_target" in self.circuits and shape.n_kv_heads < 2:
             raise fail("circuits", f"'mismatched_target' only for a model with a head of another key/value group "
                                    f"({model} has {shape.n_kv_heads})", "mismatched_target")
