@@ -9,7 +9,7 @@ from astrostats.circuits import astrocyte, kernels, theory
 from astrostats.circuits.astrocyte import astrocyte_attention
 from astrostats.circuits.attention import attention_logits, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
-from astrostats.circuits.features import FEATURE_MAPS, draw_projection, random_features
+from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection, random_features
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import InputError
@@ -61,7 +61,7 @@ def test_reference_is_the_kernel_weighted_average(gaussian_head):
         assert torch.allclose(response, w.sum(-1), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("feature", ["positive", "orthogonal"])
+@pytest.mark.parametrize("feature", FEATURE_MAPS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch, gaussian_head):
     """Hidden units in several tiles of unequal width (online per-token shifts, per-tile key shifts rescaled
@@ -73,6 +73,8 @@ def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch, gaussian_h
                                for s in range(2)]).unsqueeze(1)  # (seeds, 1, m, d)
     assert [tile.stop - tile.start for tile in kernels.tiles_of(240, 202)] == [51, 51, 51, 49]
     assert kernels.is_tiled(feature, causal=False)
+    units_per_row = 2 if feature in PAIRED_MAPS else 1  # the paired maps: 101 rows (202 units) -> 51 + 50 rows
+    assert len(kernels.tiles_of(240 * units_per_row, projections.shape[-2])) == 4 // units_per_row
     output = astrocyte_attention(q, k, v, projection=projections, feature=feature)
     assert output.shape == (2, 3, 40, 5)
     assert_matches_reference(q, k, v, projections, feature, False, dtype)

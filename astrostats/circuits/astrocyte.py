@@ -84,11 +84,13 @@ def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: t
                 feature: str = "positive", causal: bool = False) -> CircuitOutput:
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims.
 
-    The positive maps without autograd take the tuned kernels; every other case runs the two phases on
-    shifted rates (causal: streamed in blocks of running sums)."""
+    Without autograd the positive maps take the tuned kernels and the paired maps the tiled one when not
+    causal; every other case runs the two phases on shifted rates (causal: streamed in blocks of running sums)."""
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))
     if feature in POSITIVE_MAPS and not needs_grad:
         response, drive, log_shift = kernels.positive_circuit(q, k, v, projection, causal)
+    elif not causal and not needs_grad:
+        response, drive, log_shift = kernels.tiled_paired(q, k, v, projection, feature)
     else:
         phi_q, q_shift = _shifted(*feature_parts(q, projection, feature), (-1,))
         if not causal:

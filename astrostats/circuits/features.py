@@ -60,15 +60,17 @@ def check_projection(projection: torch.Tensor, d: int) -> torch.Tensor:
     return projection
 
 
-def feature_parts(x: torch.Tensor, projection: torch.Tensor, feature: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def feature_parts(x: torch.Tensor, projection: torch.Tensor, feature: str,
+                  rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """phi(x) = exp(exponent) * oscillation; oscillation is None for the positive maps.
 
-    x: (..., N, d); projection: (..., rows, d) broadcasting against x's batch dims.
+    x: (..., N, d); projection: (..., rows, d) broadcasting against x's batch dims; ``rows``: the rows of the
+    whole W when ``projection`` is a tile of it (the 1/sqrt(rows) normalisation is the whole circuit's).
     Returns exponent (..., N, m) or (..., N, 1) and oscillation (..., N, m) or None.
     """
     projected = x @ projection.transpose(-1, -2)
     half_norm = 0.5 * (x * x).sum(-1, keepdim=True)
-    rows = projection.shape[-2]
+    rows = projection.shape[-2] if rows is None else rows
     if feature in POSITIVE_MAPS:
         return projected - half_norm - 0.5 * math.log(rows), None
     if feature == "hyperbolic":

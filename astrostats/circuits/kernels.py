@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from astrostats.circuits.features import POSITIVE_MAPS
+from astrostats.circuits.features import POSITIVE_MAPS, feature_parts
 
 STREAM_CHUNK = 64  # tokens per block in streaming mode: running sums across blocks, exact within
 TILE_ELEMENTS = 2**19  # rates per tile of hidden units (batch x N x tile): 2 MB of float32, about L2 size
@@ -98,9 +98,52 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     return response, drive, log_shift
 
 
+def tiled_paired(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, feature: str):
+    """The non-causal circuit for the paired maps (trigonometric, hyperbolic), without autograd: the two phases
+    on tiles of projection rows (each row feeds two units) with :func:`tiled_positive`'s shift bookkeeping, so
+    that no (batch x N x m) tensor is formed. At m = 65,536 (8 sequences of 197 tokens) those tensors left the
+    cache and the paired maps ran at a third of the positive map's speed. Returns response, drive and the log
+    shift in natural units, as :func:`positive_circuit`."""
+    rows = projection.shape[-2]
+    batch = q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    tiles = tiles_of(2 * math.prod(batch) * q.shape[-2], rows)
+    hebbian, presynaptic, key_shifts = [], [], []
+    for tile in tiles:  # write phase: each tile shifted by its own maximum over the sequence
+        exponent, oscillation = feature_parts(k, projection[..., tile, :], feature, rows)
+        shift = exponent.amax(dim=(-2, -1), keepdim=True)
+        rates = (exponent - shift).exp_()
+        rates = rates * oscillation if oscillation is not None else rates
+        hebbian.append(v.transpose(-1, -2) @ rates)
+        presynaptic.append(rates.sum(-2))
+        key_shifts.append(shift.squeeze(-1))
+    key_shift = torch.stack(key_shifts).amax(0)  # (..., 1): the sequence maximum
+    response = drive = token_shift = None
+    for block_hebbian, block_presynaptic, block_shift, tile in zip(hebbian, presynaptic, key_shifts, tiles):
+        scale = (block_shift - key_shift).exp_()  # this tile's keys to the sequence maximum
+        block_hebbian, block_presynaptic = block_hebbian * scale.unsqueeze(-1), block_presynaptic * scale
+        exponent, oscillation = feature_parts(q, projection[..., tile, :], feature, rows)
+        tile_max = exponent.amax(-1, keepdim=True)
+        if token_shift is None:
+            token_shift = tile_max
+        else:  # the running sums to the new per-token maximum
+            new_shift = torch.maximum(token_shift, tile_max)
+            rescale = (token_shift - new_shift).exp_()
+            response.mul_(rescale.squeeze(-1))
+            drive.mul_(rescale)
+            token_shift = new_shift
+        rates = (exponent - token_shift).exp_()
+        rates = rates * oscillation if oscillation is not None else rates
+        block_response = (rates * block_presynaptic.unsqueeze(-2)).sum(-1)
+        block_drive = rates @ block_hebbian.transpose(-1, -2)
+        response = block_response if response is None else response.add_(block_response)
+        drive = block_drive if drive is None else drive.add_(block_drive)
+    return response, drive, token_shift.squeeze(-1).double() + key_shift.double()
+
+
 def is_tiled(feature: str, causal: bool) -> bool:
-    """Whether :func:`run_circuit` takes the tiled path, which keeps its rates in cache (without gradients)."""
-    return feature in POSITIVE_MAPS and not causal
+    """Whether :func:`run_circuit` takes a tiled path, which keeps its rates in cache (without gradients): every
+    map when not causal."""
+    return not causal
 
 
 def tiles_of(batch_tokens: int, rows: int) -> list[slice]:
