@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from astrostats import outputs, provenance
-from astrostats.memory import keep_freed_memory
+from astrostats.memory import keep_freed_memory, peak_resident_bytes, release_freed_memory, reset_peak_resident
 from astrostats.spec import PROFILES, Spec, available_specs, load_spec, resolve_spec_argument
 from astrostats.studies import get_study
 from astrostats.studies.base import RunContext
@@ -153,6 +153,8 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
         return {**record, "status": "ok", "resumed": True, "tables": previous["tables"],
                 "seconds": previous.get("seconds")}
     (out_dir / ".done" / f"{spec.name}.json").unlink(missing_ok=True)  # no stale record beside new tables
+    release_freed_memory()  # what an earlier analysis in this process kept is not this one's
+    peak_known = reset_peak_resident()
     start = time.perf_counter()
     LOG.info("%s: running (%s profile)", spec.name, spec.profile)
     try:
@@ -167,9 +169,11 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
         return {**record, "status": "failed", "error": f"{type(error).__name__}: {error}", "tables": {},
                 "seconds": time.perf_counter() - start}
     seconds = time.perf_counter() - start
-    LOG.info("%s: done in %.1f s (%d tables)", spec.name, seconds, len(written))
+    peak = peak_resident_bytes() if peak_known else None
+    LOG.info("%s: done in %.1f s (%d tables%s)", spec.name, seconds, len(written),
+             "" if peak is None else f", peak resident {peak / 2**30:.1f} GiB")
     done = {**record, "status": "ok", "tables": written, "seconds": seconds, "torch_threads": torch_threads(),
-            "code_version": code}
+            "peak_resident_gib": None if peak is None else round(peak / 2**30, 3), "code_version": code}
     outputs.write_json(out_dir / ".done" / f"{spec.name}.json", done, root=out_dir, sealed=True)
     return {key: value for key, value in done.items() if key != "code_version"}
 

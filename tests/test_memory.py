@@ -40,3 +40,25 @@ def test_kept_memory_is_reused_without_page_faults():
 
 def test_keep_freed_memory_says_whether_it_applied():
     assert keep_freed_memory() is GLIBC
+
+
+PEAK = textwrap.dedent("""
+    import torch
+    from astrostats.memory import keep_freed_memory, peak_resident_bytes, release_freed_memory, reset_peak_resident
+    keep_freed_memory()  # as an analysis process: the freed block stays in the heap until handed back
+    block = torch.ones(2**27)  # 512 MiB, touched
+    high = peak_resident_bytes()
+    del block
+    release_freed_memory()
+    print(int(reset_peak_resident()), high, peak_resident_bytes())
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux's")
+def test_peak_resident_size_is_reset_between_analyses():
+    """A 512 MiB block raises the peak by at least that much; freed, handed back and the peak reset, the new peak is
+    the resident size without it (fails if the reset or the release did nothing)."""
+    result = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, check=True)
+    reset, high, after = (int(value) for value in result.stdout.split())
+    assert reset == 1
+    assert high >= 2**29 and after <= high - 2**29 + 2**26  # the block's 512 MiB gone, to within 64 MiB

@@ -117,7 +117,9 @@ def _methods(manifest: dict) -> list[dict]:
             "provenance": (f"status {record['status']}; profile {record.get('profile')}, seed {record.get('seed')}; "
                            f"spec {record.get('source')}, file sha256 {str(record.get('file_sha256'))[:12]}, resolved "
                            f"sha256 {str(record.get('spec_sha256'))[:12]}"
-                           + (f"; {record['seconds']:.0f} s" if isinstance(record.get("seconds"), (int, float)) else "")),
+                           + (f"; {record['seconds']:.0f} s" if isinstance(record.get("seconds"), (int, float)) else "")
+                           + (f", peak resident {record['peak_resident_gib']:.1f} GiB"
+                              if isinstance(record.get("peak_resident_gib"), (int, float)) else "")),
             "parameters": {"columns": ["parameter", "value"], "rows": parameters, "numeric": [], "more": ""}})
     return methods
 
