@@ -31,11 +31,12 @@ def _faults(mode: str) -> int:
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_kept_memory_is_reused_without_page_faults():
-    # freshly mapped every time: at least one fault per block whatever the page size (huge pages too); reused
-    # from the heap: none after the first few, so fewer than one fault per block
+    # freshly mapped every time: every block faults all its pages in (at least one fault per block whatever the
+    # page size); reused from the heap: most blocks fault none (0 of 20 in most runs; in about 1 run of 4 three
+    # blocks came back faulting, with or without the trimming thread), so far fewer than the default's faults
     default, kept = _faults("default"), _faults("keep")
     assert kept >= 0, "mallopt refused the thresholds"
-    assert default >= 20 and kept < 20 and kept < default / 10
+    assert default >= 20 and kept < default / 4
 
 
 def test_keep_freed_memory_says_whether_it_applied():
@@ -62,3 +63,32 @@ def test_peak_resident_size_is_reset_between_analyses():
     reset, high, after = (int(value) for value in result.stdout.split())
     assert reset == 1
     assert high >= 2**29 and after <= high - 2**29 + 2**26  # the block's 512 MiB gone, to within 64 MiB
+
+
+FRAGMENTS = textwrap.dedent("""
+    import sys, time, torch
+    from astrostats.memory import keep_freed_memory, peak_resident_bytes, reset_peak_resident
+    keep_freed_memory(trim_every_s=float(sys.argv[1]))
+    def resident():
+        return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS"))
+    blocks = [torch.ones(2**27) for _ in range(3)]  # 3 x 512 MiB from the heap, touched
+    pin = torch.ones(2**18)  # a live block above them: the heap's top cannot shrink past it
+    before = resident()
+    del blocks  # 1.5 GiB free inside the heap, more than it keeps
+    time.sleep(1.0)
+    print(before, resident())
+""")
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt and malloc_trim are glibc's")
+def test_free_fragments_beyond_the_kept_gigabyte_are_handed_back():
+    """Freed blocks below a live one stay resident under the raised thresholds; the trimming thread hands them back
+    within its period (a period longer than the wait shows that it is the thread, not free(), that does)."""
+    def run(period):
+        result = subprocess.run([sys.executable, "-c", FRAGMENTS, str(period)], capture_output=True, text=True,
+                                check=True)
+        return [int(value) for value in result.stdout.split()]
+    before, after = run(0.1)
+    assert after < before - 2**30
+    before, after = run(60.0)
+    assert after > before - 2**28
