@@ -7,8 +7,10 @@ Measured (6 SmolLM2-shaped causal heads x 8 windows of 64 tokens to m = 1e5, one
 the tiled kernel already reuses one buffer). Raising malloc's mmap and trim thresholds keeps such blocks in the
 heap for the next call. Kept alone, free blocks between live ones pile up: the biology analysis (full profile)
 grew to 15 GB resident, against 5 GB without the thresholds. So a thread looks every TRIM_EVERY_S seconds and
-hands the heap's free pages back (glibc's malloc_trim) when more than KEEP_BYTES are free: up to that, blocks
-freed and reused from call to call stay mapped; beyond it, free fragments do not pile up. Each analysis also starts from a trimmed heap
+hands the heap's free pages back (glibc's malloc_trim) when more than TRIM_ABOVE_BYTES are free: up to that,
+blocks freed and reused from call to call stay mapped; beyond it, free fragments do not pile up. (At 1 GiB the
+full profile's page faults rose from 7.5 to 67 million and its wall time from 20.4 to 23.5 minutes; at 4 GiB see
+the README's Speed section.) Each analysis also starts from a trimmed heap
 (:func:`release_freed_memory`) and its record states its own peak resident size (:func:`reset_peak_resident`,
 :func:`peak_resident_bytes`, Linux). A no-op where the C library is not glibc.
 """
@@ -24,13 +26,14 @@ M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 2**30  # blocks up to 1 GiB come from the heap; up to 1 GiB of free heap is kept
 OLD_GLIBC_MMAP_MAX = 2**25  # glibc before 2.35 refuses an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2)
 TRIM_EVERY_S = 2.0  # how often the free heap is looked at
+TRIM_ABOVE_BYTES = 2**32  # and handed back when more than 4 GiB of it is free
 _trimmer: threading.Thread | None = None
 
 
-def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S) -> bool:
+def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S, trim_above_bytes: int = TRIM_ABOVE_BYTES) -> bool:
     """Whether malloc now keeps freed blocks for reuse (False where mallopt is not available or refused); if so,
     a daemon thread (one per process) looks every ``trim_every_s`` seconds and hands the free heap back when more
-    than KEEP_BYTES of it are free."""
+    than ``trim_above_bytes`` of it are free."""
     global _trimmer
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -42,7 +45,8 @@ def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S) -> bool:
     if not (mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) or mallopt(M_MMAP_THRESHOLD, OLD_GLIBC_MMAP_MAX)):
         return False
     if _trimmer is None:
-        _trimmer = threading.Thread(target=_trim_forever, args=(trim_every_s,), name="malloc-trim", daemon=True)
+        _trimmer = threading.Thread(target=_trim_forever, args=(trim_every_s, trim_above_bytes), name="malloc-trim",
+                                   daemon=True)
         _trimmer.start()
     return True
 
@@ -62,13 +66,13 @@ def free_heap_bytes() -> int | None:
     return int(mallinfo2().fordblks)
 
 
-def _trim_forever(every_s: float) -> None:
-    """Hand the free heap back whenever more than KEEP_BYTES of it is free (every time, where that is unknown):
-    blocks reused from call to call stay mapped, fragments beyond that do not pile up."""
+def _trim_forever(every_s: float, above_bytes: int) -> None:
+    """Hand the free heap back whenever more than ``above_bytes`` of it is free (every time, where that is
+    unknown): blocks reused from call to call stay mapped, fragments beyond that do not pile up."""
     while True:
         time.sleep(every_s)
         free = free_heap_bytes()
-        if free is None or free > KEEP_BYTES:
+        if free is None or free > above_bytes:
             release_freed_memory()
 
 
