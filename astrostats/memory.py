@@ -32,8 +32,8 @@ _trimmer: threading.Thread | None = None
 
 def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S, trim_above_bytes: int = TRIM_ABOVE_BYTES) -> bool:
     """Whether malloc now keeps freed blocks for reuse (False where mallopt is not available or refused); if so,
-    a daemon thread (one per process) looks every ``trim_every_s`` seconds and hands the free heap back when more
-    than ``trim_above_bytes`` of it are free."""
+    a daemon thread (one per process; glibc >= 2.33, which reports free heap) looks every ``trim_every_s`` seconds
+    and hands the free heap back when more than ``trim_above_bytes`` of it are free."""
     global _trimmer
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -44,7 +44,7 @@ def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S, trim_above_bytes: int 
         return False
     if not (mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) or mallopt(M_MMAP_THRESHOLD, OLD_GLIBC_MMAP_MAX)):
         return False
-    if _trimmer is None:
+    if _trimmer is None and free_heap_bytes() is not None:  # glibc < 2.33 cannot say what is free: no thread
         _trimmer = threading.Thread(target=_trim_forever, args=(trim_every_s, trim_above_bytes), name="malloc-trim",
                                    daemon=True)
         _trimmer.start()
@@ -67,12 +67,11 @@ def free_heap_bytes() -> int | None:
 
 
 def _trim_forever(every_s: float, above_bytes: int) -> None:
-    """Hand the free heap back whenever more than ``above_bytes`` of it is free (every time, where that is
-    unknown): blocks reused from call to call stay mapped, fragments beyond that do not pile up."""
+    """Hand the free heap back whenever more than ``above_bytes`` of it is free: blocks reused from call to
+    call stay mapped, fragments beyond that do not pile up."""
     while True:
         time.sleep(every_s)
-        free = free_heap_bytes()
-        if free is None or free > above_bytes:
+        if (free_heap_bytes() or 0) > above_bytes:
             release_freed_memory()
 
 
@@ -108,4 +107,4 @@ def peak_resident_bytes() -> int | None:
     return None
 
 
-__all__ = ["keep_freed_memory", "release_freed_memory", "reset_peak_resident", "peak_resident_bytes"]
+__all__ = ["keep_freed_memory", "free_heap_bytes", "release_freed_memory", "reset_peak_resident", "peak_resident_bytes"]
