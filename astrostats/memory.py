@@ -17,6 +17,7 @@ the README's Speed section.) Each analysis also starts from a trimmed heap
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import time
 from pathlib import Path
@@ -35,9 +36,8 @@ def keep_freed_memory(trim_every_s: float = TRIM_EVERY_S, trim_above_bytes: int 
     a daemon thread (one per process; glibc >= 2.33, which reports free heap) looks every ``trim_every_s`` seconds
     and hands the free heap back when more than ``trim_above_bytes`` of it are free."""
     global _trimmer
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     if not mallopt(M_TRIM_THRESHOLD, KEEP_BYTES):
@@ -56,14 +56,21 @@ class _MallInfo2(ctypes.Structure):  # glibc >= 2.33, malloc.h
                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def free_heap_bytes() -> int | None:
-    """Free bytes held in malloc's heap (glibc's mallinfo2 fordblks); None where not available."""
+@functools.cache
+def _glibc_function(name: str, restype=ctypes.c_int):
+    """One of glibc's functions (loaded once), or None where the C library is not glibc or lacks it."""
     try:
-        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+        function = getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
+    function.restype = restype
+    return function
+
+
+def free_heap_bytes() -> int | None:
+    """Free bytes held in malloc's heap (glibc's mallinfo2 fordblks); None where not available."""
+    mallinfo2 = _glibc_function("mallinfo2", _MallInfo2)
+    return None if mallinfo2 is None else int(mallinfo2().fordblks)
 
 
 def _trim_forever(every_s: float, above_bytes: int) -> None:
@@ -71,17 +78,15 @@ def _trim_forever(every_s: float, above_bytes: int) -> None:
     call stay mapped, fragments beyond that do not pile up."""
     while True:
         time.sleep(every_s)
-        if (free_heap_bytes() or 0) > above_bytes:
+        if free_heap_bytes() > above_bytes:  # not None: the thread starts only where glibc reports it
             release_freed_memory()
 
 
 def release_freed_memory() -> bool:
     """Hand every free page of the heap back to the system (glibc's malloc_trim), e.g. between analyses, so that
     what one analysis kept is not counted against the next. False where not available."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    malloc_trim = _glibc_function("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))
 
 
 def reset_peak_resident() -> bool:

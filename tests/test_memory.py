@@ -67,7 +67,7 @@ def test_peak_resident_size_is_reset_between_analyses():
 
 FRAGMENTS = textwrap.dedent("""
     import sys, time, torch
-    from astrostats.memory import keep_freed_memory, peak_resident_bytes, reset_peak_resident
+    from astrostats.memory import keep_freed_memory
     keep_freed_memory(trim_every_s=float(sys.argv[1]), trim_above_bytes=2**30)
     def resident():
         return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS"))

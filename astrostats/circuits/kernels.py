@@ -46,7 +46,7 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     weights = projection.transpose(-1, -2)
     q_half, k_half = (0.5 * LOG2E * (x * x).sum(-1) for x in (q, k))  # |x|^2/2 in log2 units, (..., N)
     q, k = q * LOG2E, k * LOG2E
-    batch = q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    batch = batch_shape(q, projection)
     n_tokens = q.shape[-2]
     tiles = tiles_of(math.prod(batch) * n_tokens, rows)
     width = tiles[0].stop - tiles[0].start
@@ -79,20 +79,11 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     for index, tile in enumerate(tiles):  # read phase
         rates, block_hebbian, block_presynaptic = tile_views(index, tile)
         torch.matmul(q, weights[..., tile], out=rates)
-        tile_max = rates.amax(-1, keepdim=True)
-        if token_shift is None:
-            token_shift = tile_max
-        else:  # the running sums to the new per-token maximum
-            new_shift = torch.maximum(token_shift, tile_max)
-            rescale = (token_shift - new_shift).exp2_()
-            response.mul_(rescale.squeeze(-1))
-            drive.mul_(rescale)
-            token_shift = new_shift
+        token_shift = online_shift(token_shift, rates.amax(-1, keepdim=True), response, drive, torch.exp2)
         rates.sub_(token_shift).exp2_()
         block_drive = rates @ block_hebbian.transpose(-1, -2)
         block_response = rates.mul_(block_presynaptic.unsqueeze(-2)).sum(-1)  # in place: stays in cache
-        response = block_response if response is None else response.add_(block_response)
-        drive = block_drive if drive is None else drive.add_(block_drive)
+        response, drive = accumulate(response, block_response), accumulate(drive, block_drive)
     # phi carries 1/sqrt(rows) on each side; shifts back to natural units
     log_shift = (token_shift.squeeze(-1).double() - q_half.double() + key_shift.double()) / LOG2E - math.log(rows)
     return response, drive, log_shift
@@ -105,14 +96,13 @@ def tiled_paired(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: 
     cache and the paired maps ran at a third of the positive map's speed. Returns response, drive and the log
     shift in natural units, as :func:`positive_circuit`."""
     rows = projection.shape[-2]
-    batch = q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    batch = batch_shape(q, projection)
     tiles = tiles_of(2 * math.prod(batch) * q.shape[-2], rows)
     hebbian, presynaptic, key_shifts = [], [], []
     for tile in tiles:  # write phase: each tile shifted by its own maximum over the sequence
         exponent, oscillation = feature_parts(k, projection[..., tile, :], feature, rows)
         shift = exponent.amax(dim=(-2, -1), keepdim=True)
-        rates = (exponent - shift).exp_()
-        rates = rates * oscillation if oscillation is not None else rates
+        rates = _rates(exponent, shift, oscillation)
         hebbian.append(v.transpose(-1, -2) @ rates)
         presynaptic.append(rates.sum(-2))
         key_shifts.append(shift.squeeze(-1))
@@ -122,22 +112,41 @@ def tiled_paired(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: 
         scale = (block_shift - key_shift).exp_()  # this tile's keys to the sequence maximum
         block_hebbian, block_presynaptic = block_hebbian * scale.unsqueeze(-1), block_presynaptic * scale
         exponent, oscillation = feature_parts(q, projection[..., tile, :], feature, rows)
-        tile_max = exponent.amax(-1, keepdim=True)
-        if token_shift is None:
-            token_shift = tile_max
-        else:  # the running sums to the new per-token maximum
-            new_shift = torch.maximum(token_shift, tile_max)
-            rescale = (token_shift - new_shift).exp_()
-            response.mul_(rescale.squeeze(-1))
-            drive.mul_(rescale)
-            token_shift = new_shift
-        rates = (exponent - token_shift).exp_()
-        rates = rates * oscillation if oscillation is not None else rates
+        token_shift = online_shift(token_shift, exponent.amax(-1, keepdim=True), response, drive, torch.exp)
+        rates = _rates(exponent, token_shift, oscillation)
         block_response = (rates * block_presynaptic.unsqueeze(-2)).sum(-1)
         block_drive = rates @ block_hebbian.transpose(-1, -2)
-        response = block_response if response is None else response.add_(block_response)
-        drive = block_drive if drive is None else drive.add_(block_drive)
+        response, drive = accumulate(response, block_response), accumulate(drive, block_drive)
     return response, drive, token_shift.squeeze(-1).double() + key_shift.double()
+
+
+def _rates(exponent: torch.Tensor, shift: torch.Tensor, oscillation: torch.Tensor | None) -> torch.Tensor:
+    """phi * exp(-shift) from the parts of :func:`feature_parts`."""
+    rates = (exponent - shift).exp_()
+    return rates if oscillation is None else rates * oscillation
+
+
+def batch_shape(q: torch.Tensor, projection: torch.Tensor) -> torch.Size:
+    """The batch dims of the circuit's outputs: q's, broadcast against a batch of projections."""
+    return q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+
+
+def online_shift(token_shift: torch.Tensor | None, tile_max: torch.Tensor, response: torch.Tensor | None,
+                 drive: torch.Tensor | None, exp) -> torch.Tensor:
+    """The per-token shift after one more tile of hidden units (an online maximum, as FlashAttention): where it
+    grows, the running sums (response, drive; None before the first tile) are rescaled to it in place."""
+    if token_shift is None:
+        return tile_max
+    new_shift = torch.maximum(token_shift, tile_max)
+    rescale = exp(token_shift - new_shift)
+    response.mul_(rescale.squeeze(-1))
+    drive.mul_(rescale)
+    return new_shift
+
+
+def accumulate(total: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor:
+    """total + block in place (block itself for the first tile)."""
+    return block if total is None else total.add_(block)
 
 
 def is_tiled(feature: str, causal: bool) -> bool:
