@@ -9,8 +9,10 @@ by the executor); rows come out in one order whatever the chunks. A different ``
 values at float32 rounding (about 1e-5 relative), because batched matrix products round differently.
 
 Rows: the target's labels, ``circuit, feature_map, m, seed, sequence_id, metric, value`` with metrics
-``relative_error`` (|Y_hat - Y|_F / |Y|_F per sequence), ``normaliser_error`` (|a - Z| / |Z| over tokens,
-astrocyte response against the exact softmax normaliser) and ``cosine`` (mean over tokens).
+``relative_error`` (|Y_hat - Y|_F / |Y|_F per sequence), ``normaliser_error`` (|a - Z| / |Z| over tokens, the
+circuit's normaliser, e.g. the astrocyte's response, against the exact softmax normaliser; for circuits that
+return one) and ``cosine`` (mean over tokens). Circuits are named as the registry knows them
+(:mod:`astrostats.circuits.registry`); the circuit under audit is ``Sweep.audited_circuit``.
 """
 from __future__ import annotations
 
@@ -25,22 +27,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.astrocyte import run_circuit
-from astrostats.circuits.kernels import is_tiled
 from astrostats.circuits.attention import log_normaliser, softmax_attention
-from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
+from astrostats.circuits.kernels import is_tiled
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, checked_result, get_circuit
 from astrostats.execution import Executor
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_int, check_int_list, fail
-from astrostats.seeding import feature_code, seed_sequence
+from astrostats.seeding import derived_seed, feature_code, name_code, seed_sequence
 
 LOG = logging.getLogger(__name__)
 
-#: circuits drawn from random features (swept over m and seeds) and deterministic ones (computed once)
-RANDOM_CIRCUITS = ("astrocyte", "no_astrocyte", "shuffled_kv", "mismatched_target")
-FIXED_CIRCUITS = ("uniform", "elu_linear")
-CIRCUITS = RANDOM_CIRCUITS + FIXED_CIRCUITS
 METRICS = ("relative_error", "normaliser_error", "cosine")
 CHUNK_TOKENS = 1024  # tokens (sequences x N) per call of the tiled circuit
 CHUNK_BYTES = 2 * 2**20  # target size of one feature tensor (seeds x sequences x N x m) per chunk
@@ -53,18 +50,26 @@ class Sweep:
     m: tuple[int, ...]
     n_seeds: int
     feature_maps: tuple[str, ...] = ("positive",)
-    circuits: tuple[str, ...] = ("astrocyte",)
+    circuits: tuple[str, ...] = ()
     base_seed: int = 0
     memory_mb: int = 512
+    audited_circuit: str = DEFAULT_CIRCUIT
 
     def __post_init__(self):
         check_int_list("m", self.m)
         check_int("n_seeds", self.n_seeds, minimum=1)
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)
-        for circuit in self.circuits:
-            check_choice("circuits", circuit, CIRCUITS)
+        for circuit in (self.audited_circuit, *self.circuits):
+            if circuit not in INPUT_NULLS:
+                get_circuit(circuit)
         check_int("memory_mb", self.memory_mb, minimum=1)
+
+    @property
+    def run_circuits(self) -> tuple[str, ...]:
+        """The circuit under audit (first, unless the list places it), then every other listed circuit or null."""
+        listed = tuple(dict.fromkeys(self.circuits))
+        return listed if self.audited_circuit in listed else (self.audited_circuit, *listed)
 
 
 def projection_seed(base_seed: int, feature: str, m: int, seed: int) -> np.random.SeedSequence:
@@ -110,16 +115,44 @@ def tidy_rows(labels: dict, circuit: str, feature: str, m, seeds, sequence_ids, 
     })
 
 
-def _circuit_inputs(target: TargetBatch, circuit: str):
-    """(q, k, v) the circuit sees; the target stays the true head's attention."""
-    if circuit == "shuffled_kv":  # another sequence's keys and values
-        return target.q, target.k.roll(1, 0), target.v.roll(1, 0)
-    if circuit == "mismatched_target":
-        if target.alternative_qk is None:
-            raise fail("circuits", "a target with another head's q and k for 'mismatched_target'", target.labels)
-        alt_q, alt_k = target.alternative_qk
-        return alt_q, alt_k, target.v
-    return target.q, target.k, target.v
+def _shuffled_kv(target: TargetBatch):
+    """Another sequence's keys and values (specificity null)."""
+    return target.q, target.k.roll(1, 0), target.v.roll(1, 0)
+
+
+def _mismatched_target(target: TargetBatch):
+    """Another head's q and k (specificity null)."""
+    if target.alternative_qk is None:
+        raise fail("circuits", "a target with another head's q and k for 'mismatched_target'", target.labels)
+    alt_q, alt_k = target.alternative_qk
+    return alt_q, alt_k, target.v
+
+
+#: nulls that run the circuit under audit on other inputs, scored against the true head's attention
+INPUT_NULLS = {"shuffled_kv": _shuffled_kv, "mismatched_target": _mismatched_target}
+
+
+def resolve(sweep: Sweep, name: str) -> tuple[Circuit, tuple]:
+    """(the circuit that runs, the (q, k, v) it sees) for a listed name: an input null runs the audited circuit."""
+    return (get_circuit(sweep.audited_circuit), INPUT_NULLS[name]) if name in INPUT_NULLS else (get_circuit(name), None)
+
+
+def _circuit_inputs(target: TargetBatch, inputs) -> tuple:
+    return (target.q, target.k, target.v) if inputs is None else inputs(target)
+
+
+def feature_maps_of(sweep: Sweep, name: str) -> tuple[str, ...]:
+    """The audited circuit runs every swept feature map it supports; nulls and other circuits their own first."""
+    circuit, _ = resolve(sweep, name)
+    if name == sweep.audited_circuit:
+        return tuple(f for f in sweep.feature_maps if f in circuit.feature_maps) or (circuit.primary_feature_map,)
+    return (circuit.primary_feature_map,)
+
+
+def circuit_seed(sweep: Sweep, feature: str, m: int, seed: int) -> int:
+    """The integer seed handed to a circuit that draws its own hidden units (one per task seed)."""
+    code = feature_code(feature) if feature in FEATURE_MAPS else name_code(feature)
+    return derived_seed(sweep.base_seed, code, m, seed)
 
 
 def items_per_chunk(total: int, per_item_bytes: float, budget_bytes: float) -> int:
@@ -127,7 +160,7 @@ def items_per_chunk(total: int, per_item_bytes: float, budget_bytes: float) -> i
     return int(max(1, min(total, budget_bytes // max(per_item_bytes, 1.0))))
 
 
-def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature: str, m: int,
+def run_random_circuit(target: TargetBatch, sweep: Sweep, name: str, feature: str, m: int,
                        exact: torch.Tensor, log_z: torch.Tensor) -> pd.DataFrame:
     """All seeds of one (circuit, feature map, m) on one target, chunked over seeds and sequences.
 
@@ -135,12 +168,18 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
     at a time (a 2-D W lets torch fold sequences and tokens into one GEMM) and as many sequences as memory
     allows. Other paths materialise (seeds x sequences x N x m) tensors: a chunk holds at most
     ``CHUNK_BYTES`` of one, within the sweep's ``memory_mb``; small chunks stay in cache and in malloc's heap
-    (on one core, 2-12 MB chunks ran 2-3x faster than the 25-100 MB batches of a 512 MB budget).
+    (on one core, 2-12 MB chunks ran 2-3x faster than the 25-100 MB batches of a 512 MB budget). A circuit
+    without a ``with_projection`` form draws its own hidden units from an integer seed per task seed, and is
+    called one seed at a time on every sequence.
     """
-    q, k, v = _circuit_inputs(target, circuit)
+    circuit, inputs = resolve(sweep, name)
+    q, k, v = _circuit_inputs(target, inputs)
+    if circuit.with_projection is None:
+        return _run_own_draws(target, sweep, name, circuit, (q, k, v), feature, m, exact, log_z)
     n_seq, n_tok, d = q.shape
     memory = sweep.memory_mb * 2**20
-    if circuit != "no_astrocyte" and is_tiled(feature, target.causal):
+    scores_normaliser = inputs is None
+    if is_tiled(feature, target.causal):
         per_pair = 2.0 * v.shape[-1] * m * q.element_size()  # Hebbian blocks (rates: one tile buffer)
         seq_chunk = min(items_per_chunk(n_seq, per_pair, memory), max(1, CHUNK_TOKENS // n_tok))
         seed_chunk = 1
@@ -156,24 +195,34 @@ def run_random_circuit(target: TargetBatch, sweep: Sweep, circuit: str, feature:
         projections = projections[0] if seed_chunk == 1 else projections.unsqueeze(1)
         for seq_start in range(0, n_seq, seq_chunk):
             part = slice(seq_start, min(n_seq, seq_start + seq_chunk))
-            args = (q[part], k[part], v[part], projections, feature, target.causal)
-            if circuit == "no_astrocyte":
-                output, log_response = no_astrocyte_attention(*args), None
-            else:
-                output, log_response = run_circuit(*args)
-                if circuit != "astrocyte":
-                    log_response = None
-            for metric, value in score(output, exact[part], log_response, log_z[part]).items():
+            result = checked_result(circuit.name, circuit.with_projection(
+                q[part], k[part], v[part], projections, feature, target.causal), q[part], v[part])
+            log_response = result.log_normaliser if scores_normaliser else None
+            for metric, value in score(result.output, exact[part], log_response, log_z[part]).items():
                 table = values.setdefault(metric, torch.empty(sweep.n_seeds, n_seq, dtype=torch.float64))
                 table[seeds, part] = value.reshape(seeds.stop - seeds.start, part.stop - part.start)
-    return tidy_rows(target.labels, circuit, feature, m, list(range(sweep.n_seeds)), list(target.sequence_ids), values)
+    return tidy_rows(target.labels, name, feature, m, list(range(sweep.n_seeds)), list(target.sequence_ids), values)
 
 
-def run_fixed_circuit(target: TargetBatch, circuit: str, exact, log_z) -> pd.DataFrame:
-    q, k, v = target.q, target.k, target.v
-    output = (uniform_attention if circuit == "uniform" else elu_linear_attention)(q, k, v, target.causal)
-    metrics = {key: value.unsqueeze(0) for key, value in score(output, exact, None, log_z).items()}
-    return tidy_rows(target.labels, circuit, "none", pd.NA, [pd.NA], list(target.sequence_ids), metrics)
+def _run_own_draws(target: TargetBatch, sweep: Sweep, name: str, circuit: Circuit, qkv: tuple, feature: str, m: int,
+                   exact: torch.Tensor, log_z: torch.Tensor) -> pd.DataFrame:
+    """A circuit that draws its own hidden units: one call per task seed, on every sequence."""
+    per_seed = []
+    for seed in range(sweep.n_seeds):
+        result = circuit(*qkv, m=m, seed=circuit_seed(sweep, feature, m, seed), causal=target.causal)
+        log_response = result.log_normaliser if name not in INPUT_NULLS else None
+        per_seed.append(score(result.output, exact, log_response, log_z))
+    values = {metric: torch.stack([scores[metric] for scores in per_seed]) for metric in per_seed[0]}
+    return tidy_rows(target.labels, name, feature, m, list(range(sweep.n_seeds)), list(target.sequence_ids), values)
+
+
+def run_fixed_circuit(target: TargetBatch, sweep: Sweep, name: str, exact, log_z) -> pd.DataFrame:
+    """A circuit without random hidden units, computed once; an input null of a fixed audited circuit too."""
+    circuit, inputs = resolve(sweep, name)
+    result = circuit(*_circuit_inputs(target, inputs), causal=target.causal)
+    log_response = result.log_normaliser if inputs is None else None
+    metrics = {key: value.unsqueeze(0) for key, value in score(result.output, exact, log_response, log_z).items()}
+    return tidy_rows(target.labels, name, "none", pd.NA, [pd.NA], list(target.sequence_ids), metrics)
 
 
 def target_digest(target: TargetBatch) -> str:
@@ -211,17 +260,18 @@ def run_task(common: tuple, task: SweepTask) -> pd.DataFrame:
     target = targets[task.target_index]
     exact, log_z = exact_references[task.target_index]
     if task.m is None:
-        return run_fixed_circuit(target, task.circuit, exact, log_z)
+        return run_fixed_circuit(target, sweep, task.circuit, exact, log_z)
     return run_random_circuit(target, sweep, task.circuit, task.feature, task.m, exact, log_z)
 
 
 def sweep_tasks(targets: list[TargetBatch], sweep: Sweep) -> list[SweepTask]:
     """Tasks in the table's row order: per target, fixed circuits, then (circuit, feature map, m)."""
-    random_tasks = [(c, f, m) for c in sweep.circuits if c in RANDOM_CIRCUITS
-                    for f in (sweep.feature_maps if c == "astrocyte" else ("positive",)) for m in sweep.m]
+    random = {c: resolve(sweep, c)[0].random_features for c in sweep.run_circuits}
+    random_tasks = [(c, f, m) for c in sweep.run_circuits if random[c] for f in feature_maps_of(sweep, c)
+                    for m in sweep.m]
     tasks = []
     for index in range(len(targets)):
-        tasks.extend(SweepTask(index, c, "none", None) for c in sweep.circuits if c in FIXED_CIRCUITS)
+        tasks.extend(SweepTask(index, c, "none", None) for c in sweep.run_circuits if not random[c])
         for circuit, feature, m in random_tasks:
             if feature in PAIRED_MAPS and m % 2:
                 LOG.warning("skipping odd m=%d for paired feature map %s", m, feature)

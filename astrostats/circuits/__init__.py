@@ -15,7 +15,10 @@ from astrostats.circuits.attention import log_normaliser, scale_queries_keys, so
 from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
 from astrostats.circuits.features import (FEATURE_MAPS, PAIRED_MAPS, POSITIVE_MAPS, draw_projection, feature_parts,
                                           random_features)
+from astrostats.circuits.registry import (DEFAULT_CIRCUIT, Circuit, CircuitResult, get_circuit, register_circuit,
+                                          registered_names)
 from astrostats.circuits.resources import resources
+from astrostats.circuits import builtins  # noqa: F401  (registers the built-in circuits)
 from astrostats.circuits.theory import predicted_error_constant
 
 __all__ = ["astrocyte_attention", "run_circuit", "reference_circuit", "write_phase", "read_phase", "CircuitOutput",
@@ -23,4 +26,5 @@ __all__ = ["astrocyte_attention", "run_circuit", "reference_circuit", "write_pha
            "uniform_attention", "no_astrocyte_attention", "elu_linear_attention",
            "FEATURE_MAPS", "PAIRED_MAPS", "POSITIVE_MAPS", "draw_projection", "random_features", "feature_parts",
            "predicted_error_constant", "dense_associative_memory", "interneuron_attention", "hebbian_only_attention",
-           "resources"]
+           "resources", "Circuit", "CircuitResult", "register_circuit", "get_circuit", "registered_names",
+           "DEFAULT_CIRCUIT"]

@@ -21,7 +21,8 @@ import torch
 from astrostats.circuits.attention import attention_logits
 from astrostats.circuits.features import FEATURE_MAPS
 from astrostats.circuits.theory import predicted_error_constant
-from astrostats.runner import CIRCUITS, Sweep, run_sweep
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, get_circuit
+from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.stats.effects import tost_bootstrap_p_value, tost_p_value
 from astrostats.stats.scaling import fit_scaling_law, scaling_fits_table
@@ -45,7 +46,8 @@ class Parameters:
     n_tokens: int = 197
     d_head: int = 64
     feature_maps: tuple[str, ...] = FEATURE_MAPS
-    circuits: tuple[str, ...] = CIRCUITS
+    circuits: tuple[str, ...] = ()  # nulls and other circuits beside the one under audit
+    audited_circuit: str = DEFAULT_CIRCUIT
     causal: bool = False
     n_resamples: int = 1000
     memory_mb: int = 512
@@ -69,7 +71,7 @@ class Parameters:
 
     def sweep(self, base_seed: int) -> Sweep:
         return Sweep(m=self.m, n_seeds=self.n_seeds, feature_maps=self.feature_maps, circuits=self.circuits,
-                     base_seed=base_seed, memory_mb=self.memory_mb)
+                     base_seed=base_seed, memory_mb=self.memory_mb, audited_circuit=self.audited_circuit)
 
 
 def targets(spec: Spec, parameters: Parameters):
@@ -98,17 +100,17 @@ def theory_table(batches) -> pd.DataFrame:
 
 
 def fit_error_laws(measurements: pd.DataFrame, theory: pd.DataFrame, by: list[str], *, n_resamples: int,
-                   seed: int, **fit_options) -> pd.DataFrame:
+                   seed: int, audited: str = DEFAULT_CIRCUIT, **fit_options) -> pd.DataFrame:
     """Scaling-law fits of relative error per group of ``by`` (circuits that depend on m), for any target.
 
-    The delta-method constant is the theory for the astrocyte circuit with i.i.d. positive features only, so
-    only those groups get a theory ratio. ``error_at_smallest_m`` (mean over seeds and sequences) says whether
+    The delta-method constant is the theory for a circuit with i.i.d. positive random features only, so only
+    the audited circuit's positive-feature groups get a theory ratio (none where it brings its own features). ``error_at_smallest_m`` (mean over seeds and sequences) says whether
     small circuits agree.
     """
     errors = measurements[(measurements["metric"] == "relative_error") & measurements["m"].notna()]
     sequence_keys = [key for key in by if key in theory and key not in ("circuit", "feature_map")]
     predicted = theory[[*sequence_keys, "sequence_id", "predicted_constant"]].assign(
-        circuit="astrocyte", feature_map="positive")
+        circuit=audited, feature_map="positive")
     fits = scaling_fits_table(errors, by=by, predicted_constants=predicted, n_resamples=n_resamples, seed=seed,
                               **fit_options)
     smallest = errors[errors["m"] == errors["m"].min()].groupby(by)["value"].mean().rename("error_at_smallest_m")
@@ -127,8 +129,9 @@ def uniform_errors(measurements: pd.DataFrame, by) -> pd.DataFrame | None:
 
 
 def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("logit_scale",),
-                    bound: float = REGIME_BOUND, n_resamples: int, seed: int) -> pd.DataFrame:
-    """Claim C1's table: per head, the astrocyte circuit with positive features fitted only over the widths m
+                    bound: float = REGIME_BOUND, n_resamples: int, seed: int,
+                    audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
+    """Claim C1's table: per head, the audited circuit with its own features fitted only over the widths m
     where the delta method's predicted relative error sqrt(mean_s C_s^2) / sqrt(m) is at most ``bound``.
 
     Each row carries the regime (its first m, the widths and decades inside it), the power-law fit there, the
@@ -138,8 +141,9 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
     regime: status "regime_not_reached" with the m the regime needs.
     """
     by = list(by)
-    errors = measurements[(measurements["metric"] == "relative_error") & (measurements["circuit"] == "astrocyte")
-                          & (measurements["feature_map"] == "positive") & measurements["m"].notna()]
+    feature = get_circuit(audited).primary_feature_map
+    errors = measurements[(measurements["metric"] == "relative_error") & (measurements["circuit"] == audited)
+                          & (measurements["feature_map"] == feature) & measurements["m"].notna()]
     uniform = uniform_errors(measurements, by)
     rows = []
     for key, group in errors.groupby(by, sort=True):
@@ -153,7 +157,7 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
         widths = np.sort(group["m"].astype(float).unique())
         inside = widths[widths >= start]
         decades = float(np.log10(inside.max() / inside.min())) if inside.size else 0.0
-        row = {**labels, "circuit": "astrocyte", "feature_map": "positive", "regime_bound": bound,
+        row = {**labels, "circuit": audited, "feature_map": feature, "regime_bound": bound,
                "predicted_constant_rms": rms, "m_regime_start": start, "m_swept_min": float(widths.min()),
                "m_swept_max": float(widths.max()), "n_m_in_regime": int(inside.size), "regime_decades": decades,
                "n_seeds": int(group["seed"].nunique()), "n_sequences": int(group["sequence_id"].nunique()),
@@ -200,6 +204,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     theory = theory_table(batches)
     return {spec.name: measurements, f"{spec.name}_theory": theory,
             f"{spec.name}_fits": fit_error_laws(measurements, theory, ["circuit", "feature_map", "logit_scale"],
-                                                n_resamples=parameters.n_resamples, seed=spec.seed),
+                                                n_resamples=parameters.n_resamples, seed=spec.seed,
+                                                audited=parameters.audited_circuit),
             f"{spec.name}_asymptotic": asymptotic_fits(measurements, theory, n_resamples=parameters.n_resamples,
-                                                       seed=spec.seed)}
+                                                       seed=spec.seed, audited=parameters.audited_circuit)}
