@@ -74,9 +74,11 @@ def _interneurons(pool: str):
     return circuit, with_projection
 
 
-for _pool, _counts in (("tree", interneuron_tree_resources), ("sampled", interneuron_sampled_resources)):
+# the tree sums every unit exactly (the limit sets only its cell count); the sampled pool sees min(m, fan_in) units
+for _pool, _counts, _changes in (("tree", interneuron_tree_resources, "count"),
+                                 ("sampled", interneuron_sampled_resources, "output")):
     _function, _with_projection = _interneurons(_pool)
-    register_circuit(f"interneuron_{_pool}", random_features=True, feature_maps=FEATURE_MAPS, needs_fan_in=True,
+    register_circuit(f"interneuron_{_pool}", random_features=True, feature_maps=FEATURE_MAPS, fan_in_changes=_changes,
                      with_projection=_with_projection, resources=_counts)(_function)
 
 
@@ -91,7 +93,7 @@ def _memory(mode: str):
 
 
 for _mode in ("merge", "drop"):
-    register_circuit(f"dam_{_mode}", random_features=False, one_unit_per_token=True, needs_fan_in=True,
+    register_circuit(f"dam_{_mode}", random_features=False, one_unit_per_token=True, fan_in_changes="count",
                      resources=memory_resources(_mode == "merge"))(_memory(_mode))
 
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-from astrostats.validation import InputError, check_bool, check_int, fail
+from astrostats.validation import InputError, check_bool, check_choice, check_int, fail
 
 #: the circuit under audit when a spec or the command line names none (the paper's neuron–astrocyte circuit)
 DEFAULT_CIRCUIT = "astrocyte"
@@ -66,7 +66,9 @@ class Circuit:
     resources: Callable | None = None
     feature_maps: tuple[str, ...] = (NATIVE_FEATURES,)
     with_projection: Callable | None = None
-    needs_fan_in: bool = False  # its normaliser is a pool of cells with at most fan_in inputs (keyword fan_in)
+    #: a normaliser made of cells of at most ``fan_in`` inputs (keyword fan_in): "" none, "count" the limit
+    #: changes only its cell count, "output" it changes the output too (a pool that sees part of the units)
+    fan_in_changes: str = ""
     one_unit_per_token: bool = False  # m counts stored tokens (at most N), no random draw
 
     @property
@@ -111,7 +113,7 @@ _REGISTRY: dict[str, Circuit] = {}
 
 def register_circuit(name: str, *, random_features: bool, description: str = "", resources: Callable | None = None,
                      feature_maps: tuple[str, ...] = (NATIVE_FEATURES,), with_projection: Callable | None = None,
-                     needs_fan_in: bool = False, one_unit_per_token: bool = False):
+                     fan_in_changes: str = "", one_unit_per_token: bool = False):
     """Decorator: register ``function`` as the circuit ``name`` and return the :class:`Circuit`.
 
     >>> import torch
@@ -122,12 +124,13 @@ def register_circuit(name: str, *, random_features: bool, description: str = "",
     torch.Size([1, 3, 4])
     """
     check_bool("random_features", random_features)
+    check_choice("fan_in_changes", fan_in_changes, ("", "count", "output"))
     if not isinstance(name, str) or not name.isidentifier():
         raise fail("name", "a circuit name that is a Python identifier (letters, digits, underscores)", name)
 
     def decorate(function: Callable) -> Circuit:
         circuit = Circuit(name, function, random_features, description or first_line(function.__doc__), resources,
-                          tuple(feature_maps), with_projection, needs_fan_in, one_unit_per_token)
+                          tuple(feature_maps), with_projection, fan_in_changes, one_unit_per_token)
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise InputError(f"circuit {name!r} is registered already (by {_REGISTRY[name].function.__module__}); "
                              "choose another name")

@@ -106,7 +106,7 @@ def resources(circuit, *, m: int | None, d: int, d_v: int, n_tokens: int, fan_in
     d, d_v, n_tokens = (check_int(name, value, minimum=1) for name, value in
                         (("d", d), ("d_v", d_v), ("n_tokens", n_tokens)))
     m = check_int("m", m, minimum=1) if circuit.random_features or circuit.one_unit_per_token else None
-    fan_in = check_int("fan_in", fan_in, minimum=2) if circuit.needs_fan_in else None
+    fan_in = check_int("fan_in", fan_in, minimum=2) if circuit.fan_in_changes else None
     row = {"circuit": circuit.name, "m": m, "fan_in_limit": fan_in,
            "hidden_neurons": m or 0, "output_neurons": d_v, "interneurons": 0, "astrocytes": 0,
            "fixed_random_synapses": 0, "fixed_unit_synapses": 0, "plastic_synapses": 0,

@@ -29,13 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.alternatives import dense_associative_memory, hebbian_only_attention, interneuron_attention
-from astrostats.circuits.astrocyte import run_circuit
-from astrostats.circuits.baselines import elu_linear_attention, no_astrocyte_attention, uniform_attention
-from astrostats.circuits.resources import (CIRCUITS, FIXED_CIRCUITS, MEMORY_CIRCUITS, POOL_CIRCUITS, RESOURCES,
-                                           resources)
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, checked_result, get_circuit
+from astrostats.circuits.resources import RESOURCES, resources
 from astrostats.constants import TOLERANCE
-from astrostats.runner import Sweep, draw_projections, references
+from astrostats.runner import Sweep, circuit_seed, draw_projections, references
 from astrostats.spec import Spec
 from astrostats.stats.equal_error import equal_error_tests, required_resource
 from astrostats.studies.base import RunContext
@@ -59,7 +56,8 @@ class Parameters:
     n_tokens: int = 197
     d_head: int = 64
     interneuron_fan_in: tuple[int, ...] = (2186,)
-    circuits: tuple[str, ...] = CIRCUITS
+    circuits: tuple[str, ...] = ()  # the comparators beside the circuit under audit
+    audited_circuit: str = DEFAULT_CIRCUIT
     secondary_resources: tuple[str, ...] = ("total_cells", "hidden_neurons")
     real_models: tuple[str, ...] = ()
     real_layers: tuple[int, ...] = (0,)
@@ -77,10 +75,10 @@ class Parameters:
         for scale in self.logit_scales:
             check_choice("logit_scales", scale, LOGIT_SCALES)
         check_int_list("interneuron_fan_in", self.interneuron_fan_in, minimum=2)
-        if "astrocyte" not in self.circuits:
-            raise fail("circuits", "a list that includes 'astrocyte' (the reference of every comparison)", self.circuits)
-        for circuit in self.circuits:
-            check_choice("circuits", circuit, CIRCUITS)
+        for circuit in self.run_circuits:
+            if get_circuit(circuit).resources is None:
+                raise fail("circuits", "circuits that declare their resources (the comparison is at equal resources)",
+                           circuit)
         for resource in self.secondary_resources:
             check_choice("secondary_resources", resource, RESOURCES)
         for model in self.real_models:
@@ -93,6 +91,12 @@ class Parameters:
         check_int("n_resamples", self.n_resamples, minimum=99)
         if not self.logit_scales and not self.real_models:
             raise fail("logit_scales, real_models", "at least one head", (self.logit_scales, self.real_models))
+
+    @property
+    def run_circuits(self) -> tuple[str, ...]:
+        """The circuit under audit (the reference of every comparison) first, unless listed, then the others."""
+        listed = tuple(dict.fromkeys(self.circuits))
+        return listed if self.audited_circuit in listed else (self.audited_circuit, *listed)
 
 
 # -------------------------------------------------------------------------------------- pre-registration
@@ -107,9 +111,10 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
     check_float("preregistration.alpha", registered["alpha"], minimum=0.0, strict=True, maximum=1.0)
     check_choice("preregistration.correction", registered["correction"], ("holm", "bonferroni"))
     check_choice("preregistration.resource", registered["resource"], RESOURCES)
-    check_choice("preregistration.reference", registered["reference"], ("astrocyte",))
+    check_choice("preregistration.reference", registered["reference"], (DEFAULT_CIRCUIT,))
     for comparator in registered["comparators"]:
-        check_choice("preregistration.comparators", comparator, sorted(set(parameters.circuits) - {"astrocyte"}))
+        check_choice("preregistration.comparators", comparator,
+                     sorted(set(parameters.run_circuits) - {parameters.audited_circuit}))
     check_int("preregistration.min_sequences", registered["min_sequences"], minimum=2)
     check_int("preregistration.min_m_values", registered["min_m_values"], minimum=2)
     return registered
@@ -152,24 +157,26 @@ def memory_widths(m_values, n_tokens: int) -> list[int]:
     return sorted({m for m in m_values if m < n_tokens} | {n_tokens})
 
 
-def _random_feature_outputs(batch: TargetBatch, circuits, projection, limits) -> dict:
-    """(circuit, limit) -> output, every circuit on the same W (paired across circuits)."""
+def fan_in_limits(circuit: Circuit, limits: tuple[int, ...]) -> tuple:
+    """The input limits a circuit runs at: every one where the limit changes its output, else the strictest."""
+    return tuple(limits) if circuit.fan_in_changes == "output" else (min(limits),) if circuit.fan_in_changes else (None,)
+
+
+def _random_feature_outputs(batch: TargetBatch, circuits: list[Circuit], projection, limits, m: int, seed: int) -> dict:
+    """(circuit, limit) -> output, every circuit with a ``with_projection`` form on the same W (paired across
+    circuits); one that draws its own hidden units gets the same integer seed for every limit."""
     q, k, v, causal = batch.q, batch.k, batch.v, batch.causal
     projection = projection.to(q.dtype)
     outputs = {}
-    if "astrocyte" in circuits:
-        outputs["astrocyte", None] = run_circuit(q, k, v, projection, "positive", causal).output
-    if "interneuron_tree" in circuits:
-        outputs["interneuron_tree", min(limits)] = interneuron_attention(
-            q, k, v, projection=projection, fan_in=min(limits), pool="tree", causal=causal)
-    if "interneuron_sampled" in circuits:
-        for limit in limits:
-            outputs["interneuron_sampled", limit] = interneuron_attention(
-                q, k, v, projection=projection, fan_in=limit, pool="sampled", causal=causal)
-    if "hebbian_only" in circuits:
-        outputs["hebbian_only", None] = hebbian_only_attention(q, k, v, projection=projection, causal=causal)
-    if "no_astrocyte" in circuits:
-        outputs["no_astrocyte", None] = no_astrocyte_attention(q, k, v, projection, "positive", causal)
+    for circuit in circuits:
+        for limit in fan_in_limits(circuit, limits):
+            options = {} if limit is None else {"fan_in": limit}
+            if circuit.with_projection is None:
+                result = circuit(q, k, v, m=m, seed=seed, causal=causal, **options)
+            else:
+                result = checked_result(circuit.name, circuit.with_projection(
+                    q, k, v, projection, circuit.primary_feature_map, causal, **options), q, v)
+            outputs[circuit.name, limit] = result.output
     return outputs
 
 
@@ -184,27 +191,28 @@ def measure(batch: TargetBatch, parameters: Parameters, base_seed: int) -> pd.Da
     sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, base_seed=base_seed)
     d, n_tokens = batch.q.shape[-1], batch.k.shape[-2]
     limits = tuple(parameters.interneuron_fan_in)
+    circuits = [get_circuit(name) for name in parameters.run_circuits]
     records = []
 
     def keep(circuit, limit, m, seed, output):
         records.append((circuit, limit, m, seed, _errors(output, exact)))
 
-    random_circuits = [c for c in parameters.circuits if c not in MEMORY_CIRCUITS + FIXED_CIRCUITS]
+    random_circuits = [c for c in circuits if c.random_features]
     with torch.no_grad():
         for m in parameters.m:
             for seed in range(parameters.n_seeds):
                 projection = draw_projections(sweep, "positive", m, range(seed, seed + 1), d)[0]
+                own_seed = circuit_seed(sweep, "positive", m, seed)
                 for (circuit, limit), output in _random_feature_outputs(batch, random_circuits, projection,
-                                                                        limits).items():
+                                                                        limits, m, own_seed).items():
                     keep(circuit, limit, m, seed, output)
-        for circuit in (c for c in parameters.circuits if c in MEMORY_CIRCUITS):
+        for circuit in (c for c in circuits if c.one_unit_per_token):
             for width in memory_widths(parameters.m, n_tokens):
-                output = dense_associative_memory(batch.q, batch.k, batch.v, width, mode=circuit.removeprefix("dam_"),
-                                                  causal=batch.causal)
-                keep(circuit, min(limits), width, None, output)
-        for circuit in (c for c in parameters.circuits if c in FIXED_CIRCUITS):
-            function = uniform_attention if circuit == "uniform" else elu_linear_attention
-            keep(circuit, None, None, None, function(batch.q, batch.k, batch.v, batch.causal))
+                for limit in fan_in_limits(circuit, limits):
+                    output = circuit(batch.q, batch.k, batch.v, m=width, causal=batch.causal, fan_in=limit).output
+                    keep(circuit.name, limit, width, None, output)
+        for circuit in (c for c in circuits if not c.random_features and not c.one_unit_per_token):
+            keep(circuit.name, None, None, None, circuit(batch.q, batch.k, batch.v, causal=batch.causal).output)
     frames = [pd.DataFrame({"circuit": circuit, "fan_in_limit": limit, "m": m, "seed": seed,
                             "sequence_id": list(batch.sequence_ids), "metric": "relative_error", "value": errors})
               for circuit, limit, m, seed, errors in records]
@@ -227,10 +235,10 @@ def accounting(batch: TargetBatch, parameters: Parameters) -> pd.DataFrame:
     """Resources of every circuit at every width it runs at, per interneuron input limit where it has a pool."""
     d, d_v, n_tokens = batch.q.shape[-1], batch.v.shape[-1], batch.k.shape[-2]
     rows = []
-    for circuit in parameters.circuits:
-        widths = ([None] if circuit in FIXED_CIRCUITS else memory_widths(parameters.m, n_tokens)
-                  if circuit in MEMORY_CIRCUITS else parameters.m)
-        limits = parameters.interneuron_fan_in if circuit in POOL_CIRCUITS else (None,)
+    for circuit in map(get_circuit, parameters.run_circuits):
+        widths = (memory_widths(parameters.m, n_tokens) if circuit.one_unit_per_token
+                  else parameters.m if circuit.random_features else [None])
+        limits = parameters.interneuron_fan_in if circuit.fan_in_changes else (None,)
         rows += [resources(circuit, m=m, d=d, d_v=d_v, n_tokens=n_tokens, fan_in=limit)
                  for limit in limits for m in widths]
     table = pd.DataFrame(rows)
@@ -251,13 +259,17 @@ def with_resources(measurements: pd.DataFrame, accounting_table: pd.DataFrame) -
 
 
 def tests_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, registered: dict, *,
-                secondary_resources=(), n_resamples: int = 999, seed: int = 0) -> pd.DataFrame:
-    """The registered comparisons (family "primary") and the same on other resources ("secondary_<resource>")."""
+                secondary_resources=(), n_resamples: int = 999, seed: int = 0,
+                reference: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
+    """The registered comparisons (family "primary") and the same on other resources ("secondary_<resource>").
+
+    The pre-registration names the paper's circuit as the reference; ``reference`` is the circuit under audit,
+    which takes its place (the registered comparators, margins and tests are unchanged)."""
     merged = with_resources(measurements, accounting_table)
-    kept = merged[merged["circuit"].isin([registered["reference"], *registered["comparators"]])]
+    kept = merged[merged["circuit"].isin([reference, *registered["comparators"]])]
     frames = []
     for index, resource in enumerate([registered["resource"], *secondary_resources]):
-        tests = equal_error_tests(kept, by=["analysed_head"], reference=registered["reference"], resource_col=resource,
+        tests = equal_error_tests(kept, by=["analysed_head"], reference=reference, resource_col=resource,
                                   epsilon=float(registered["epsilon"]), margin=float(registered["margin"]),
                                   alpha=float(registered["alpha"]), correction=registered["correction"],
                                   n_resamples=n_resamples, seed=seed + index,
@@ -301,7 +313,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     table.insert(0, "analysis", spec.name)
     accounting_table = pd.concat(accountings, ignore_index=True)
     tests = tests_table(table, accounting_table, registered, secondary_resources=parameters.secondary_resources,
-                        n_resamples=parameters.n_resamples, seed=spec.seed)
+                        n_resamples=parameters.n_resamples, seed=spec.seed, reference=parameters.audited_circuit)
     tests.insert(0, "analysis", spec.name)
     tests["spec_sha256"] = spec.sha256
     return {spec.name: table, f"{spec.name}_accounting": accounting_table,
