@@ -70,6 +70,9 @@ class Circuit:
     #: changes only its cell count, "output" it changes the output too (a pool that sees part of the units)
     fan_in_changes: str = ""
     one_unit_per_token: bool = False  # m counts stored tokens (at most N), no random draw
+    #: output and normaliser are sums over hidden units (y = sum_i H_i phi_i / sum_i g_i phi_i): circuits of
+    #: independent blocks of units combine exactly into a larger one (how the largest m are measured)
+    units_add_up: bool = False
 
     @property
     def primary_feature_map(self) -> str:
@@ -113,7 +116,7 @@ _REGISTRY: dict[str, Circuit] = {}
 
 def register_circuit(name: str, *, random_features: bool, description: str = "", resources: Callable | None = None,
                      feature_maps: tuple[str, ...] = (NATIVE_FEATURES,), with_projection: Callable | None = None,
-                     fan_in_changes: str = "", one_unit_per_token: bool = False):
+                     fan_in_changes: str = "", one_unit_per_token: bool = False, units_add_up: bool = False):
     """Decorator: register ``function`` as the circuit ``name`` and return the :class:`Circuit`.
 
     >>> import torch
@@ -130,7 +133,8 @@ def register_circuit(name: str, *, random_features: bool, description: str = "",
 
     def decorate(function: Callable) -> Circuit:
         circuit = Circuit(name, function, random_features, description or first_line(function.__doc__), resources,
-                          tuple(feature_maps), with_projection, fan_in_changes, one_unit_per_token)
+                          tuple(feature_maps), with_projection, fan_in_changes, one_unit_per_token,
+                          units_add_up)
         if name in _REGISTRY and _REGISTRY[name].function is not function:
             raise InputError(f"circuit {name!r} is registered already (by {_REGISTRY[name].function.__module__}); "
                              "choose another name")

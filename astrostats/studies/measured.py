@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.astrocyte import run_circuit
 from astrostats.circuits.features import draw_projection
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, checked_result, get_circuit
 from astrostats.circuits.kernels import STREAM_CHUNK
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.execution import Executor
-from astrostats.seeding import seed_sequence
+from astrostats.seeding import derived_seed, seed_sequence
 from astrostats.runner import CHUNK_TOKENS, references, score, tidy_rows
 from astrostats.stats.crossed import crossed_bootstrap, share_below
 from astrostats.stats.multitest import adjust_p_values
@@ -82,8 +82,10 @@ def _items_per_call(n_items: int, n_tokens: int, d_v: int, width: int, causal: b
 def measure_heads(common: tuple, seed: int) -> pd.DataFrame:
     """One feature seed on every head of a group sharing (tokens, head size, causality): tidy rows at each m.
 
-    ``common`` = (targets, references, m values, base seed, memory in bytes, max block)."""
-    targets, exact_references, m_values, base_seed, memory, max_block = common
+    ``common`` = (targets, references, m values, base seed, memory in bytes, max block, circuit name). A circuit
+    whose units add up grows by nested blocks; any other is called at each m with its own draw."""
+    targets, exact_references, m_values, base_seed, memory, max_block, name = common
+    circuit = get_circuit(name)
     q = torch.cat([t.q for t in targets])
     k = torch.cat([t.k for t in targets])
     v = torch.cat([t.v for t in targets])
@@ -92,6 +94,8 @@ def measure_heads(common: tuple, seed: int) -> pd.DataFrame:
     causal = targets[0].causal
     n_items, n_tokens, d = q.shape
     d_v = v.shape[-1]
+    if not (circuit.units_add_up and circuit.with_projection):
+        return _measure_directly(circuit, targets, (q, k, v), exact, log_z, m_values, base_seed, seed, memory)
     # the widest block that fits one item in memory, at most max_block
     width_cap = int(max(1024, memory // (6.0 * ((2 * n_tokens + STREAM_CHUNK + d_v + 2) if causal else (d_v + 2)))))
     blocks, checkpoints = nested_blocks(m_values, min(max_block, width_cap))
@@ -104,8 +108,9 @@ def measure_heads(common: tuple, seed: int) -> pd.DataFrame:
         chunk = _items_per_call(n_items, n_tokens, d_v, size, causal, memory)
         for start in range(0, n_items, chunk):
             part = slice(start, min(n_items, start + chunk))
-            result = run_circuit(q[part], k[part], v[part], projection, "positive", causal)
-            log_a = result.log_response
+            result = checked_result(name, circuit.with_projection(q[part], k[part], v[part], projection, "positive",
+                                                                  causal), q[part], v[part])
+            log_a = result.log_normaliser
             if index == 0:
                 reference[part] = log_a
             weight = size * (log_a - reference[part]).exp()
@@ -120,14 +125,40 @@ def measure_heads(common: tuple, seed: int) -> pd.DataFrame:
             for target in targets:
                 rows = slice(offset, offset + target.n_sequences)
                 offset += target.n_sequences
-                frames.append(tidy_rows(target.labels, "astrocyte", "positive", checkpoints[index], [seed],
-                                        list(target.sequence_ids), {name: value[rows] for name, value in metrics.items()}))
+                frames.append(_rows(target, circuit, checkpoints[index], seed, metrics, rows))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _rows(target: TargetBatch, circuit, m: int, seed: int, metrics: dict, rows: slice) -> pd.DataFrame:
+    return tidy_rows(target.labels, circuit.name, circuit.primary_feature_map, m, [seed], list(target.sequence_ids),
+                     {metric: value[rows] for metric, value in metrics.items()})
+
+
+def _measure_directly(circuit, targets, qkv, exact, log_z, m_values, base_seed: int, seed: int,
+                      memory: float) -> pd.DataFrame:
+    """A circuit whose units do not add up: one call per m on every (head, sequence) item, chunked so that about
+    six (N, m) float32 tensors per item fit in ``memory``."""
+    q, k, v = qkv
+    n_items, n_tokens, _ = q.shape
+    frames = []
+    for m in sorted(m_values):
+        chunk = int(max(1, min(n_items, memory // (6.0 * 4 * n_tokens * m))))
+        own_seed = derived_seed(base_seed, NESTED_TAG, seed, m)
+        parts = [circuit(q[s:s + chunk], k[s:s + chunk], v[s:s + chunk], m=m, seed=own_seed, causal=targets[0].causal)
+                 for s in range(0, n_items, chunk)]
+        log_response = None if parts[0].log_normaliser is None else torch.cat([p.log_normaliser for p in parts])
+        metrics = score(torch.cat([p.output for p in parts]), exact, log_response, log_z)
+        offset = 0
+        for target in targets:
+            rows = slice(offset, offset + target.n_sequences)
+            offset += target.n_sequences
+            frames.append(_rows(target, circuit, m, seed, metrics, rows))
     return pd.concat(frames, ignore_index=True)
 
 
 def measured_table(batches: list[TargetBatch], m_values: Sequence[int], n_seeds: int, base_seed: int, *,
                    memory_mb: int, executor: Executor | None = None, progress: bool = False,
-                   max_block: int = MAX_BLOCK) -> pd.DataFrame:
+                   max_block: int = MAX_BLOCK, circuit: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
     """Every head at every m of ``m_values`` with ``n_seeds`` feature draws: the runner's tidy rows.
 
     Heads are grouped by shape (one W per block serves the group); a task is one group and one seed."""
@@ -141,7 +172,8 @@ def measured_table(batches: list[TargetBatch], m_values: Sequence[int], n_seeds:
     frames = []
     for members in groups.values():
         group = [batches[i] for i in members]
-        common = (group, [references(b) for b in group], tuple(m_values), base_seed, memory_mb * 2**20, max_block)
+        common = (group, [references(b) for b in group], tuple(m_values), base_seed, memory_mb * 2**20, max_block,
+                  circuit)
         frames += executor.map(measure_heads, list(range(n_seeds)), common=common, desc="measured m",
                                progress=progress)
     table = pd.concat(frames, ignore_index=True)
@@ -234,7 +266,8 @@ def _classify(required: dict, count: float) -> tuple[str, str]:
     return "undetermined", "undetermined within budget: the bracket straddles"
 
 
-def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataFrame | None = None) -> pd.DataFrame:
+def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataFrame | None = None, *,
+                     circuit: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
     """Per head: the m needed for TOLERANCE relative error as a bracket, and its class per species.
 
     Bracket: ``m_required_lower`` (RATE_ASSUMPTION), ``m_required_fitted`` with its CI (the sweep's scaling
@@ -245,7 +278,7 @@ def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataF
     the right side of the count) or when the whole bracket lies on one side; otherwise 'undetermined'.
     """
     errors = summary[summary["metric"] == "relative_error"]
-    fitted = _fitted(fits)
+    fitted = _fitted(fits, circuit)
     rows = []
     for (target, layer, head), part in errors.groupby(HEAD_LABELS, sort=False):
         part = part.sort_values("m")
@@ -292,13 +325,13 @@ def heads_to_extend(required: pd.DataFrame, max_heads: int, m_large: Sequence[in
     return [tuple(row) for row in open_heads[HEAD_LABELS].head(max_heads).itertuples(index=False)]
 
 
-def _fitted(fits: pd.DataFrame | None) -> dict:
+def _fitted(fits: pd.DataFrame | None, circuit: str) -> dict:
     """{(target, layer, head): fitted m_required, CI and a floor only where the data say so}."""
     if fits is None or fits.empty or "m_required_10pct" not in fits:
         return {}
     keep = pd.Series(True, index=fits.index)
     if "circuit" in fits:
-        keep &= fits["circuit"] == "astrocyte"
+        keep &= fits["circuit"] == circuit
     if "status" in fits:
         keep &= fits["status"] == "ok"
     fits = fits[keep].copy()

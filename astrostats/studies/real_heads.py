@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.astrocyte import astrocyte_attention
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, checked_result, get_circuit
 from astrostats.circuits.attention import attention_logits, log_normaliser
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.constants import EPSILONS
-from astrostats.runner import CIRCUITS, Sweep, draw_projections, items_per_chunk, run_sweep
+from astrostats.runner import Sweep, circuit_seed, draw_projections, items_per_chunk, run_sweep
 from astrostats.spec import Spec
 from astrostats.studies import measured
 from astrostats.studies.base import RunContext
@@ -80,7 +80,8 @@ class Parameters:
     n_seeds: int = 16
     sweep_layers: tuple[int, ...] = ()
     sweep_heads: tuple[int, ...] = ()
-    circuits: tuple[str, ...] = ("astrocyte",)
+    circuits: tuple[str, ...] = ()  # nulls and other circuits beside the one under audit (sweep)
+    audited_circuit: str = DEFAULT_CIRCUIT
     end_to_end_m: tuple[int, ...] = (256, 1024, 4096, 16384, 65536)
     end_to_end_seeds: int = 4
     end_to_end_sequences: int = 8
@@ -145,8 +146,7 @@ class Parameters:
             values = check_int_list(name, getattr(self, name))
             if len(set(values)) < len(values):
                 raise fail(name, "distinct values (a repeated m would be measured and fitted twice)", values)
-        for circuit in self.circuits:
-            check_choice("circuits", circuit, CIRCUITS)
+        Sweep(m=self.m, n_seeds=self.n_seeds, circuits=self.circuits, audited_circuit=self.audited_circuit)
         if "sweep" in self.analyses and len(set(self.m)) < 3:
             raise fail("m", "at least 3 distinct values (a scaling fit needs them)", self.m)
         check_int("n_resamples", self.n_resamples, minimum=MIN_BOOTSTRAP)
@@ -177,12 +177,14 @@ HEAD_KEYS = ["target", "layer", "head", "circuit", "feature_map", "logit_scale"]
 
 # ------------------------------------------------------------------------------------------------ analyses
 def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed: int) -> pd.DataFrame:
-    """Per token: exact log normaliser and the astrocyte response's median and 5-95 % band over seeds.
+    """Per token: exact log normaliser and the audited circuit's normaliser (the astrocyte's response): median and
+    5-95 % band over seeds. Empty where the circuit has no normaliser.
 
     Projections are the runner's (same seeds as the sweep); work is chunked over seeds to ``memory_mb``.
     """
     sweep = Sweep(m=parameters.response_m, n_seeds=parameters.n_seeds, base_seed=base_seed,
-                  memory_mb=parameters.memory_mb)
+                  memory_mb=parameters.memory_mb, audited_circuit=parameters.audited_circuit)
+    circuit = get_circuit(parameters.audited_circuit)
     frames = []
     for batch in batches:
         count = parameters.response_sequences
@@ -195,10 +197,18 @@ def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed
             log_responses = []
             for start in range(0, parameters.n_seeds, chunk):
                 seeds = range(start, min(parameters.n_seeds, start + chunk))
+                if circuit.with_projection is None:
+                    results = [circuit(q, k, v, m=m, seed=circuit_seed(sweep, circuit.primary_feature_map, m, s),
+                                       causal=batch.causal) for s in seeds]
+                    log_responses += [r.log_normaliser.unsqueeze(0) for r in results if r.log_normaliser is not None]
+                    continue
                 projections = draw_projections(sweep, "positive", m, seeds, d).to(q.dtype).unsqueeze(1)
-                _, response = astrocyte_attention(q, k, v, projection=projections, causal=batch.causal,
-                                                  return_response=True)
-                log_responses.append(response.log())
+                result = checked_result(circuit.name, circuit.with_projection(q, k, v, projections, "positive",
+                                                                              batch.causal), q, v)
+                if result.log_normaliser is not None:
+                    log_responses.append(result.log_normaliser)
+            if not log_responses:
+                continue  # a circuit without a normaliser: nothing to set against the exact one
             log_a = torch.cat(log_responses).numpy()  # (seeds, sequences, tokens)
             low, median, high = np.quantile(log_a, RESPONSE_QUANTILES, axis=0)
             relative = np.median(np.abs(np.expm1(log_a - log_z[None])), axis=0)
@@ -209,7 +219,7 @@ def response_table(batches: list[TargetBatch], parameters: Parameters, base_seed
                 "log_response_low": low.ravel(), "log_response_high": high.ravel(),
                 "relative_error_median": relative.ravel()})
             frames.append(labelled(frame, batch.labels))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def head_statistics(batches: list[TargetBatch]) -> pd.DataFrame:
@@ -256,11 +266,11 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
         for m in parameters.end_to_end_m:
             for seed in range(parameters.end_to_end_seeds):
                 setting = CircuitSetting(m=m, seed=seed, causal=False, base_seed=base_seed,
-                                                  memory_mb=parameters.memory_mb)
+                                         memory_mb=parameters.memory_mb, circuit=parameters.audited_circuit)
                 with torch.no_grad():
                     approximate = loaded.handle(images, attention=lambda layer, q, k, v, s=setting:
                                                 circuit_heads(layer, q, k, v, s))
-                rows.append(_vision_rows(approximate, exact, labels, "astrocyte", m, seed))
+                rows.append(_vision_rows(approximate, exact, labels, parameters.audited_circuit, m, seed))
         target = f"vit_{parameters.image_source}"
     else:
         model = loaded.handle
@@ -269,9 +279,9 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
         for m in parameters.end_to_end_m:
             for seed in range(parameters.end_to_end_seeds):
                 setting = CircuitSetting(m=m, seed=seed, causal=model.causal, base_seed=base_seed,
-                                                  memory_mb=parameters.memory_mb)
+                                         memory_mb=parameters.memory_mb, circuit=parameters.audited_circuit)
                 approximate = language.final_outputs(model, ids, setting)
-                rows.append(_language_rows(model.name, approximate, exact, m, seed))
+                rows.append(_language_rows(model.name, approximate, exact, m, seed, setting.circuit))
         target = model.name
     table = pd.concat(rows, ignore_index=True)
     table.insert(0, "target", target)
@@ -280,7 +290,8 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
     return table
 
 
-def _language_rows(name: str, approximate: torch.Tensor, exact: torch.Tensor, m: int, seed: int) -> pd.DataFrame:
+def _language_rows(name: str, approximate: torch.Tensor, exact: torch.Tensor, m: int, seed: int,
+                   circuit: str) -> pd.DataFrame:
     ids = np.arange(len(exact))
     if name == "minilm":
         metrics = {"embedding_cosine": torch.nn.functional.cosine_similarity(approximate, exact, dim=-1)}
@@ -288,7 +299,7 @@ def _language_rows(name: str, approximate: torch.Tensor, exact: torch.Tensor, m:
         log_p, log_q = exact.double().log_softmax(-1), approximate.double().log_softmax(-1)
         metrics = {"next_token_kl": (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1),
                    "top1_agreement": (exact.argmax(-1) == approximate.argmax(-1)).double().mean(-1)}
-    return pd.concat([pd.DataFrame({"circuit": "astrocyte", "m": m, "seed": seed, "sequence_id": ids,
+    return pd.concat([pd.DataFrame({"circuit": circuit, "m": m, "seed": seed, "sequence_id": ids,
                                     "metric": metric, "value": values.double().numpy()})
                       for metric, values in metrics.items()], ignore_index=True)
 
@@ -315,7 +326,8 @@ def measured_rows(batches: list[TargetBatch], parameters: Parameters, seed: int,
     astrocyte also at ``measured_large_m`` (nested blocks: their rows at ``measured_m`` are the same numbers)."""
     def run_on(heads, m_values):
         return measured.measured_table(heads, m_values, parameters.measured_seeds, seed, memory_mb=parameters.memory_mb,
-                                       executor=context.executor, progress=context.progress)
+                                       executor=context.executor, progress=context.progress,
+                                       circuit=parameters.audited_circuit)
     rows = run_on(batches, parameters.measured_m)
     budget = parameters.measured_large_max_heads
     model = batches[0].labels["target"].split("_")[0]
@@ -324,7 +336,8 @@ def measured_rows(batches: list[TargetBatch], parameters: Parameters, seed: int,
         return rows
     summary, _ = measured.summarise(rows, n_resamples=parameters.n_resamples, seed=seed)
     required = measured.required_m_table(summary, measured.theory_constants(batches),
-                                         pd.concat(fits, ignore_index=True) if fits else None)
+                                         pd.concat(fits, ignore_index=True) if fits else None,
+                                         circuit=parameters.audited_circuit)
     chosen = set(measured.heads_to_extend(required, max_heads, parameters.measured_large_m))
     subset = [b for b in batches if tuple(b.labels[key] for key in measured.HEAD_LABELS) in chosen]
     if not subset:
@@ -360,13 +373,14 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                 batches = targets_of(loaded, parameters.sweep_layers, parameters.sweep_heads,
                                      require_alternative="mismatched_target" in parameters.circuits)
                 sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, circuits=parameters.circuits,
-                              base_seed=spec.seed, memory_mb=parameters.memory_mb)
+                              base_seed=spec.seed, memory_mb=parameters.memory_mb,
+                              audited_circuit=parameters.audited_circuit)
                 measurements = run_sweep(batches, sweep, progress=context.progress, executor=context.executor)
                 theory = theory_table(batches)
                 keep("sweep", measurements)
                 keep("theory", theory)
                 keep("fits", fit_error_laws(measurements, theory, HEAD_KEYS, n_resamples=parameters.n_resamples,
-                                             seed=spec.seed, epsilons=EPSILONS))
+                                             seed=spec.seed, epsilons=EPSILONS, audited=parameters.audited_circuit))
             elif analysis == "measured":
                 layers, heads = (((), parameters.measured_all_layers_heads or parameters.measured_heads)
                                  if name in parameters.measured_all_layers
@@ -385,7 +399,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
         theory = tables.pop(f"{spec.name}_measured_theory")
         tables[f"{spec.name}_measured_summary"] = summary
         tables[f"{spec.name}_measured_shares"] = shares
-        tables[f"{spec.name}_required_m"] = measured.required_m_table(summary, theory, tables.get(f"{spec.name}_fits"))
+        tables[f"{spec.name}_required_m"] = measured.required_m_table(summary, theory, tables.get(f"{spec.name}_fits"),
+                                                                      circuit=parameters.audited_circuit)
     for table in tables.values():
         table.insert(0, "analysis", spec.name)
     tables[f"{spec.name}_timings"] = pd.DataFrame(timings).assign(analysis=spec.name)
