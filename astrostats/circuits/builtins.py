@@ -27,8 +27,7 @@ def _astrocyte_with_projection(q, k, v, projection, feature="positive", causal=F
 
 @register_circuit(DEFAULT_CIRCUIT, random_features=True, feature_maps=FEATURE_MAPS, units_add_up=True,
                   with_projection=_astrocyte_with_projection, resources=astrocyte_resources,
-                  description="W random N(0,1), never trained; H and g written by the sequence (Hebbian, "
-                              "presynaptic); the astrocyte divides by its response g·phi(q_t)")
+                  description="W random N(0,1), never trained; H and g written by the sequence (Hebbian, presynaptic)")
 def astrocyte(q, k, v, *, m, seed, causal=False) -> CircuitResult:
     """The neuron–astrocyte circuit of Kozachkov et al. (2023)."""
     output, response = astrocyte_attention(q, k, v, m, seed=seed, causal=causal, return_response=True)

@@ -109,7 +109,7 @@ def resources(circuit, *, m: int | None, d: int, d_v: int, n_tokens: int, fan_in
     fan_in = check_int("fan_in", fan_in, minimum=2) if circuit.fan_in_changes else None
     row = {"circuit": circuit.name, "m": m, "fan_in_limit": fan_in,
            "hidden_neurons": m or 0, "output_neurons": d_v, "interneurons": 0, "astrocytes": 0,
-           "fixed_random_synapses": 0, "fixed_unit_synapses": 0, "plastic_synapses": 0,
+           "fixed_random_synapses": 0, "fixed_unit_synapses": 0, "plastic_synapses": 0, "fitted_parameters": 0,
            "plastic_writes_per_token": 0, "max_fan_in": 0, "normaliser_fan_in": 0, "normaliser_depth": 0,
            "division": "per query", "exponentiation": "every hidden unit", "other_operations": ""}
     counts = dict(circuit.resources(m=m, d=d, d_v=d_v, n_tokens=n_tokens, fan_in=fan_in))

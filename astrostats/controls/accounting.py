@@ -17,19 +17,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, get_circuit
+from astrostats.circuits.resources import resources
 from astrostats.validation import InputError, check_float, check_int
 
 #: fitted controls and what they fit
 FITTED_CONTROLS = ("learned_feature", "fitted_mlp")
 CAPACITY_NULLS = tuple(f"{name}_shuffled" for name in FITTED_CONTROLS)
 
-NOTES = {
-    "astrocyte": "W random N(0,1), never trained; H and g written by the sequence (Hebbian, presynaptic)",
-    "no_astrocyte": "as the circuit, one gain per sequence instead of the astrocyte's per-query division",
+#: the runner's input nulls: the circuit under audit on other inputs (counted as that circuit)
+INPUT_NULL_NOTES = {
     "shuffled_kv": "the circuit run on another sequence's keys and values (specificity null)",
     "mismatched_target": "the circuit built from another head's q and k (specificity null)",
-    "uniform": "mean of the values; nothing random, nothing fitted",
-    "elu_linear": "linear attention with elu+1 features of width d; nothing random, nothing fitted",
+}
+#: the fitted controls and what they fit; a registered circuit's note is its registration's description
+CONTROL_NOTES = {
     "learned_feature": "the circuit's form with W (m x d) trained to reproduce the target's outputs",
     "fitted_mlp": "residual MLP on per-query inputs [q_t, mean k, mean v] trained on the target's outputs",
     "learned_feature_shuffled": "learned_feature trained on shuffled targets (capacity null)",
@@ -80,16 +82,25 @@ def mlp_size_for_budget(budget: int, d: int, d_v: int, tolerance: float) -> MlpS
     return best
 
 
-def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: float = 0.25) -> dict:
-    """Counts for one circuit or control at m (m is None for circuits without hidden units)."""
+def circuit_counts(circuit: str, m: int | None, d: int, d_v: int) -> tuple[int, int, int, str]:
+    """(fitted, fixed random, input determined, note) of a registered circuit, from its declared resources:
+    fixed random synapses are fixed random, plastic synapses are written by the input sequence."""
+    registered = get_circuit(circuit)
+    row = resources(registered, m=m, d=d, d_v=d_v, n_tokens=max(1, m or 1), fan_in=2 if registered.fan_in_changes else None)
+    return row["fitted_parameters"], row["fixed_random_synapses"], row["plastic_synapses"], registered.description
+
+
+def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: float = 0.25,
+                   audited: str = DEFAULT_CIRCUIT) -> dict:
+    """Counts for one circuit or control at m (m is None for circuits without hidden units); an input null
+    counts as the circuit under audit that it runs."""
     budget = None if m is None else m * d
     fitted = fixed = determined = 0
-    if circuit in ("astrocyte", "no_astrocyte", "shuffled_kv", "mismatched_target"):
-        fixed, determined = m * d, m * d_v + (m if circuit != "no_astrocyte" else 1)
-    elif circuit == "uniform":
-        determined = d_v
-    elif circuit == "elu_linear":
-        determined = d * d_v + d
+    note = INPUT_NULL_NOTES.get(circuit) or CONTROL_NOTES.get(circuit, "")
+    if circuit in INPUT_NULL_NOTES:
+        fitted, fixed, determined, _ = circuit_counts(audited, m, d, d_v)
+    elif circuit not in CONTROL_NOTES:
+        fitted, fixed, determined, note = circuit_counts(circuit, m, d, d_v)
     elif circuit in ("learned_feature", "learned_feature_shuffled", "learned_feature_v2_shuffled"):
         fitted, determined = m * d, m * d_v + m
     elif circuit == "ridge_shuffled":
@@ -99,25 +110,31 @@ def accounting_row(circuit: str, m: int | None, d: int, d_v: int, tolerance: flo
         fitted = d_v
     elif circuit in ("fitted_mlp", "fitted_mlp_shuffled", "fitted_mlp_v2_shuffled"):
         fitted, determined = mlp_size_for_budget(budget, d, d_v, tolerance).n_fitted, d + d_v
-    else:
-        raise InputError(f"circuit: expected one of {sorted(NOTES)}, got {circuit!r}")
     return {"circuit": circuit, "m": m, "n_fitted": fitted, "n_fixed_random": fixed,
             "n_input_determined": determined, "budget": budget,
             "budget_mismatch": None if budget is None or fitted == 0 else (fitted - budget) / budget,
             "copied_from_target": "W_Q, W_K, W_V (produce q, k, v; shared by every circuit)",
-            "note": NOTES[circuit]}
+            "note": note}
+
+
+def has_width(circuit: str, audited: str = DEFAULT_CIRCUIT) -> bool:
+    """Whether a circuit or control is counted at each m (else once, with m None)."""
+    if circuit in CONTROL_NOTES:
+        return circuit != "constant"
+    registered = get_circuit(audited if circuit in INPUT_NULL_NOTES else circuit)
+    return registered.random_features or registered.one_unit_per_token
 
 
 def accounting_table(circuits: tuple[str, ...], m_values: tuple[int, ...], d: int, d_v: int,
-                     tolerance: float = 0.25) -> pd.DataFrame:
+                     tolerance: float = 0.25, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
     """One row per (circuit, m): fitted, fixed-random and input-determined counts and the budget match."""
     d = check_int("d", d, minimum=1)
     d_v = check_int("d_v", d_v, minimum=1)
     rows = []
     for circuit in circuits:
-        for m in (m_values if circuit not in ("uniform", "elu_linear", "constant") else (None,)):
+        for m in (m_values if has_width(circuit, audited) else (None,)):
             rows.append(accounting_row(circuit, None if m is None else check_int("m", m, minimum=1),
-                                       d, d_v, tolerance))
+                                       d, d_v, tolerance, audited))
     table = pd.DataFrame(rows)
     table["m"] = table["m"].astype("Int64")
     table["budget"] = table["budget"].astype("Int64")

@@ -32,10 +32,10 @@ import pandas as pd
 
 from astrostats.stats import (adjust_p_values, bootstrap_interval, hierarchical_weights, paired_mean_test,
                               paired_permutation_test)
+from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.validation import check_choice, check_float, check_int, fail
 from astrostats.seeding import derived_seed, name_code
 
-CIRCUIT = "astrocyte"
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,10 @@ def scored_rows(measurements: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {split: group for split, group in rows.groupby("split", sort=False)}
 
 
-def paired_errors(rows: pd.DataFrame, control: str, m: int) -> pd.DataFrame:
-    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows."""
-    circuit = rows[(rows["circuit"] == CIRCUIT) & (rows["m"] == m)][["sequence_id", "seed", "value"]]
+def paired_errors(rows: pd.DataFrame, control: str, m: int, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
+    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows;
+    the circuit is the one under audit."""
+    circuit = rows[(rows["circuit"] == audited) & (rows["m"] == m)][["sequence_id", "seed", "value"]]
     other = rows[rows["circuit"] == control]
     if other["m"].notna().any():
         other = other[other["m"] == m]
@@ -146,12 +147,13 @@ def comparison_seed(seed: int, family: str, control: str, m: int, split: str) ->
 
 
 def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alpha: float = 0.05,
-                      correction: str = "holm", n_resamples: int = 4999, seed: int = 0) -> pd.DataFrame:
-    """Every comparison of every family, with p-values corrected within each family."""
+                      correction: str = "holm", n_resamples: int = 4999, seed: int = 0,
+                      audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
+    """Every comparison of every family against the circuit under audit, p-values corrected within each family."""
     alpha = check_float("alpha", alpha, minimum=0.0, strict=True, maximum=1.0)
     n_resamples = check_int("n_resamples", n_resamples, minimum=99)
-    if (measurements["circuit"] == CIRCUIT).sum() == 0:
-        raise fail("measurements", f"rows of the circuit '{CIRCUIT}' to compare against", "none")
+    if (measurements["circuit"] == audited).sum() == 0:
+        raise fail("measurements", f"rows of the circuit '{audited}' to compare against", "none")
     by_split, statuses, empty = scored_rows(measurements), control_statuses(measurements), measurements.iloc[:0]
     rows = []
     for family in families:
@@ -159,7 +161,7 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
             for m in family.m:
                 for split in family.splits:
                     split_rows = by_split.get(split, empty)
-                    paired = paired_errors(split_rows, control, m)
+                    paired = paired_errors(split_rows, control, m, audited)
                     replaced = False
                     if family.constant_floor:
                         paired, replaced = with_constant_floor(paired, split_rows)

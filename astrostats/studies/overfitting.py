@@ -49,7 +49,8 @@ from astrostats.controls.accounting import FITTED_CONTROLS, accounting_table
 from astrostats.controls.comparisons import Family, comparisons_table
 from astrostats.controls.experiment import ControlPlan, run_controls
 from astrostats.controls.training import TrainingBudget, split_by_sequence
-from astrostats.runner import CIRCUITS, Sweep, run_sweep
+from astrostats.circuits.registry import DEFAULT_CIRCUIT
+from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.targets.models import LoadedModel, load, targets_of
 from astrostats.studies.base import RunContext
@@ -94,7 +95,8 @@ class Parameters:
     image_source: str = "mnist"
     controls: tuple[str, ...] = FITTED_CONTROLS
     capacity_null: bool = True
-    circuits: tuple[str, ...] = CIRCUITS
+    circuits: tuple[str, ...] = ()  # nulls and baselines beside the circuit under audit
+    audited_circuit: str = DEFAULT_CIRCUIT
     max_epochs: int = 200
     batch_sequences: int = 8
     learning_rate: float = 0.05
@@ -122,9 +124,7 @@ class Parameters:
         check_int("head", self.head)
         check_choice("text_source", self.text_source, TEXT_SOURCES)
         check_choice("image_source", self.image_source, IMAGE_SOURCES)
-        if "astrocyte" not in self.circuits:
-            raise fail("circuits", "a list including 'astrocyte' (the circuit every control is compared with)",
-                       self.circuits)
+        self.sweep(0)
         check_float("budget_tolerance", self.budget_tolerance, minimum=0.0)
         check_int_list("m", self.m, minimum=1)
         for name in ("n_seeds", "d_head", "max_epochs", "batch_sequences", "patience", "n_resamples", "memory_mb"):
@@ -140,6 +140,11 @@ class Parameters:
     @property
     def sizes(self) -> dict[str, int]:
         return {"train": self.n_train, "validation": self.n_validation, "test": self.n_test}
+
+    def sweep(self, base_seed: int) -> Sweep:
+        """The runner's circuits: the one under audit, then the listed nulls and baselines."""
+        return Sweep(m=self.m, n_seeds=self.n_seeds, circuits=self.circuits, base_seed=base_seed,
+                     memory_mb=self.memory_mb, audited_circuit=self.audited_circuit)
 
 
 # --------------------------------------------------------------------------------------------------- splits
@@ -249,7 +254,7 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
     if parameters.capacity_null:
         names |= {f"{c}_shuffled" for c in parameters.controls}
     for control in registered["primary_controls"]:
-        check_choice("preregistration.primary_controls", control, sorted(names - {"astrocyte"}))
+        check_choice("preregistration.primary_controls", control, sorted(names - {parameters.audited_circuit}))
     for split in registered["primary_splits"]:  # the pre-registered splits must exist for the primary target
         check_choice(f"preregistration.primary_splits (target {parameters.target!r})", split,
                      TARGET_SPLITS[parameters.target])
@@ -278,7 +283,7 @@ def check_amendment(spec: Spec, parameters: Parameters, registered: dict) -> dic
     check_int("amendments.min_feature_draws", amendment["min_feature_draws"], minimum=1)
     names = set(parameters.circuits) | {"ridge_shuffled", *(f"{c}_v2_shuffled" for c in parameters.controls)}
     for control in amendment["primary_controls"]:
-        check_choice("amendments.primary_controls", control, sorted(names - {"astrocyte"}))
+        check_choice("amendments.primary_controls", control, sorted(names - {parameters.audited_circuit}))
     for split in amendment["primary_splits"]:
         check_choice(f"amendments.primary_splits (target {parameters.target!r})", split,
                      TARGET_SPLITS[parameters.target])
@@ -338,8 +343,7 @@ def circuit_measurements(splits: dict[str, TargetBatch], parameters: Parameters,
                          ) -> pd.DataFrame:
     """The runner's circuits and nulls on every split (the circuit is scored on training sequences too:
     it never saw them, so its in-sample and held-out errors agree by construction)."""
-    sweep = Sweep(m=parameters.m, n_seeds=parameters.n_seeds, circuits=parameters.circuits, base_seed=seed,
-                  memory_mb=parameters.memory_mb)
+    sweep = parameters.sweep(seed)
     frames = []
     for name, batch in splits.items():
         table = run_sweep([batch], sweep, progress=False, executor=context.executor)
@@ -348,13 +352,13 @@ def circuit_measurements(splits: dict[str, TargetBatch], parameters: Parameters,
     return pd.concat(frames, ignore_index=True)
 
 
-def learning_curves(measurements: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
+def learning_curves(measurements: pd.DataFrame, accounting: pd.DataFrame, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
     """Mean in-sample (train) and held-out (test) error against fitted-parameter count, circuit included,
     per head (target, layer, head)."""
     keys = [key for key in ("target", "layer", "head") if key in measurements and key in accounting]
     rows = measurements[(measurements["metric"] == "relative_error") & measurements["split"].isin(["train", "test"])
                         & measurements["m"].notna()]
-    rows = rows[rows["circuit"].isin(["astrocyte", *accounting.loc[accounting["n_fitted"] > 0, "circuit"]])]
+    rows = rows[rows["circuit"].isin([audited, *accounting.loc[accounting["n_fitted"] > 0, "circuit"]])]
     curves = (rows.groupby([*keys, "circuit", "m", "split", "scored_against"], as_index=False)["value"]
               .agg(error="mean", error_sd="std", n="count"))
     counts = accounting[[*keys, "circuit", "m", "n_fitted", "n_fixed_random", "n_input_determined"]]
@@ -386,8 +390,8 @@ def prepare(target: str, role: str, parameters: Parameters, plan: ControlPlan, s
     train = splits["train"]
     d, d_v = train.q.shape[-1], train.v.shape[-1]
     constant = ("constant",) if plan.v2_nulls else ()
-    accounting = accounting_table(tuple(parameters.circuits) + plan.names + constant, parameters.m, d, d_v,
-                                  parameters.budget_tolerance)
+    accounting = accounting_table(parameters.sweep(0).run_circuits + plan.names + constant, parameters.m, d, d_v,
+                                  parameters.budget_tolerance, parameters.audited_circuit)
     labelled(accounting, {**{key: train.labels[key] for key in ("target", "layer", "head")}, "d_head": d})
     return HeadAnalysis(role, splits, accounting)
 
@@ -403,18 +407,18 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
     evaluation = tuple(name for name in head.splits if name in EVALUATION_SPLITS)
     tests = comparisons_table(measurements, families(parameters, registered, evaluation, head.role),
                               alpha=float(registered["alpha"]), correction=registered["correction"],
-                              n_resamples=parameters.n_resamples, seed=seed)
+                              n_resamples=parameters.n_resamples, seed=seed, audited=parameters.audited_circuit)
     if amendment is not None:
         amended = comparisons_table(measurements, families_v2(parameters, amendment, evaluation, head.role),
                                     alpha=float(amendment["alpha"]), correction=amendment["correction"],
-                                    n_resamples=parameters.n_resamples, seed=seed)
+                                    n_resamples=parameters.n_resamples, seed=seed, audited=parameters.audited_circuit)
         amended["amendment_sha256"] = preregistration_hash(amendment)
         amended["amendment_version"] = int(amendment["version"])
         amended["min_feature_draws"] = int(amendment["min_feature_draws"])
         tests = pd.concat([tests, amended], ignore_index=True)
     labelled(tests, {key: head.splits["train"].labels[key] for key in ("target", "layer", "head")})
     tables = {"": measurements, "_accounting": head.accounting, "_training": training, "_history": history,
-              "_learning_curves": learning_curves(measurements, head.accounting), "_tests": tests}
+              "_learning_curves": learning_curves(measurements, head.accounting, parameters.audited_circuit), "_tests": tests}
     for table in tables.values():
         labelled(table, {"role": head.role, "analysed_head": head.name})
     return tables
