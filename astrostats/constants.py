@@ -26,5 +26,10 @@ INTERNEURON_SYNAPSES = {"calretinin": 2186.0, "calbindin": 3839.0, "parvalbumin"
 PYRAMIDAL_SYNAPSES = 31700.0  # one CA1 pyramidal cell (Megias et al. 2001)
 TOLERANCE = 0.10  # relative error |Y_hat - Y|_F / |Y|_F at which a circuit "agrees" with attention
 EPSILONS = (TOLERANCE, 0.01)  # tolerances at which m_required is reported
+#: the circuit under audit when a spec or the command line names none (the paper's neuron–astrocyte circuit),
+#: and its feature map (the paper's positive random features)
+DEFAULT_CIRCUIT = "astrocyte"
+DEFAULT_FEATURE_MAP = "positive"
 
-__all__ = ["RODENT_SYNAPSES", "HUMAN_SYNAPSES", "INTERNEURON_SYNAPSES", "PYRAMIDAL_SYNAPSES", "SYNAPSE_SOURCES", "TOLERANCE", "EPSILONS"]
+__all__ = ["RODENT_SYNAPSES", "HUMAN_SYNAPSES", "INTERNEURON_SYNAPSES", "PYRAMIDAL_SYNAPSES", "SYNAPSE_SOURCES", "TOLERANCE", "EPSILONS",
+           "DEFAULT_CIRCUIT", "DEFAULT_FEATURE_MAP"]

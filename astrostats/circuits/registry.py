@@ -32,10 +32,9 @@ from typing import NamedTuple
 
 import torch
 
+from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats.validation import InputError, check_bool, check_choice, check_int, fail
 
-#: the circuit under audit when a spec or the command line names none (the paper's neuron–astrocyte circuit)
-DEFAULT_CIRCUIT = "astrocyte"
 ENTRY_POINT_GROUP = "astrostats.circuits"
 #: the feature-map label of a circuit that brings its own hidden units (not one of FEATURE_MAPS)
 NATIVE_FEATURES = "native"

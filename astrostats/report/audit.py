@@ -10,6 +10,7 @@ import logging
 import numpy as np
 
 from astrostats.report import decisive
+from astrostats.report.claims import AuditedCircuit
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 LOG = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
     not_completed = {record["name"]: record.get("error", record["status"])
                      for record in manifest.get("analyses", []) if record["status"] != "ok"}
     verdicts = []
+    circuit = AuditedCircuit.from_manifest(manifest)
     for claim_id, module_name in CLAIMS:
         module = importlib.import_module(module_name)
         try:
-            verdict = module.judge(tables)
+            verdict = module.judge(tables, circuit)
         except Exception as error:  # a broken rule must not hide the other claims
             LOG.exception("claim %s: rule failed", claim_id)
             verdict = ClaimVerdict(claim_id, module.STATEMENT, "INSUFFICIENT_DATA", getattr(module, "RULE", module.__doc__),

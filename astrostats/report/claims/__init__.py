@@ -1,9 +1,50 @@
-"""One module per claim: CLAIM_ID, STATEMENT, RULE and judge(tables) -> ClaimVerdict."""
+"""One module per claim: CLAIM_ID, STATEMENT, RULE and judge(tables, circuit) -> ClaimVerdict.
+
+``circuit`` says which rows are the circuit under audit's (:class:`AuditedCircuit`, read from the run's
+manifest; the paper's astrocyte circuit where a run names none)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
+
+from astrostats.constants import DEFAULT_CIRCUIT, DEFAULT_FEATURE_MAP
+
+
+@dataclass(frozen=True)
+class AuditedCircuit:
+    """The circuit under audit as the tables name it: its registered name and its own feature map."""
+
+    name: str = DEFAULT_CIRCUIT
+    feature_map: str = DEFAULT_FEATURE_MAP
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "AuditedCircuit":
+        """The run's circuit under audit (a manifest written before it was recorded: the default)."""
+        recorded = manifest.get("audited_circuit") or {}
+        return cls(str(recorded.get("name", DEFAULT_CIRCUIT)), str(recorded.get("feature_map", DEFAULT_FEATURE_MAP)))
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_CIRCUIT
+
+    def not_about_it(self, claim_id: str, statement: str, rule: str, what: str):
+        """The verdict of a claim about the paper's astrocyte when another circuit is under audit: NOT_TESTABLE
+        for it (the analysis behind the claim models the astrocyte, not this circuit), never a borrowed verdict."""
+        from astrostats.report.verdicts import ClaimVerdict
+
+        return ClaimVerdict(claim_id, statement, "NOT_TESTABLE", rule, reason=(
+            f"not testable for the circuit under audit ({self.name}): {what} concerns the paper's astrocyte circuit "
+            f"({DEFAULT_CIRCUIT}); audit that circuit for this claim"))
+
+    def rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of the circuit under audit with its own features (a column a table lacks selects nothing away)."""
+        if "circuit" in table:
+            table = table[table["circuit"] == self.name]
+        if "feature_map" in table:
+            table = table[table["feature_map"] == self.feature_map]
+        return table
 
 
 def finite(value) -> float | None:
@@ -25,16 +66,6 @@ def is_floor(row) -> bool:
     flag = row.get("m_required_10pct_infinite", False)
     value = pd.to_numeric(row.get("m_required_10pct", math.nan), errors="coerce")
     return bool(pd.notna(flag) and bool(flag)) or value == math.inf
-
-
-def astrocyte_positive(table):
-    """The rows of the circuit under audit: the astrocyte circuit with the paper's positive features
-    (columns that a table lacks select nothing away)."""
-    if "circuit" in table:
-        table = table[table["circuit"] == "astrocyte"]
-    if "feature_map" in table:
-        table = table[table["feature_map"] == "positive"]
-    return table
 
 
 def _count(table, count_column: str, label_column: str) -> int | None:
@@ -95,4 +126,4 @@ def minimum_data(table, *, m_decades: float | None = None, seeds: int | None = N
     return "; ".join(shortfalls) if shortfalls else None
 
 
-__all__ = ["finite", "quote", "is_floor", "astrocyte_positive", "minimum_data", "m_span_decades"]
+__all__ = ["finite", "quote", "is_floor", "AuditedCircuit", "minimum_data", "m_span_decades"]

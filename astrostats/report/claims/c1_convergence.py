@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from astrostats.report.claims import finite, minimum_data, quote
+from astrostats.report.claims import AuditedCircuit, finite, minimum_data, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
 from astrostats.stats import adjust_p_values
 
@@ -63,11 +63,11 @@ def _holm(rows: pd.DataFrame) -> pd.DataFrame:
     return adjusted.pivot(index="index", columns="test", values="p_value_adjusted")
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
     name = asymptotic_table_name(tables)
     if name is None:
         return missing(CLAIM_ID, STATEMENT, RULE, tables, ["scaling_asymptotic"], "scaling")
-    table = tables[name]
+    table = circuit.rows(tables[name])
     shortfall = minimum_data(table, seeds=MIN_SEEDS, sequences=MIN_SEQUENCES)
     if shortfall:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, reason=f"below the rule's minimum: {shortfall}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import AuditedCircuit, finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C3"
@@ -116,14 +116,14 @@ def _gap_concerns(curves: pd.DataFrame | None) -> list[str]:
     return notes
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
     found = runs(tables)
     if not found:
         return missing(CLAIM_ID, STATEMENT, rule(), tables, ["overfitting" + TESTS, "overfitting" + ACCOUNTING],
                        "overfitting") or ClaimVerdict(
             CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", rule(),
             reason=f"no *{TESTS} table holds 'primary' comparisons beside its *{ACCOUNTING} table")
-    verdicts = [_judge_run(prefix, tables) for prefix in found]
+    verdicts = [_judge_run(prefix, tables, circuit) for prefix in found]
     if len(verdicts) == 1:
         return verdicts[0]
     outcomes = {prefix: verdict.verdict for prefix, verdict in zip(found, verdicts)}
@@ -155,18 +155,18 @@ def rule_v2(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
                           threshold="/".join(f"{1 + m:g}" for m in margins), draws="/".join(map(str, draws)))
 
 
-def _judge_run(prefix: str, tables: dict) -> ClaimVerdict:
+def _judge_run(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdict:
     """Amendment v2 where the run has its rows (v1 reported beside it), else the original rule (v1)."""
     tests = tables[prefix + TESTS]
     has_v1 = (tests["family"] == "primary").any()
-    original = _judge_run_v1(prefix, tables) if has_v1 else None
+    original = _judge_run_v1(prefix, tables, circuit) if has_v1 else None
     if not (tests["family"] == V2_FAMILY).any():
         if original is None:
             return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", rule(), reason="no primary rows")
         return ClaimVerdict(**{**original.__dict__, "minor_concerns": original.minor_concerns + (
             "judged by the original pre-registration (v1) only: the run has no amendment v2 rows",),
             "details": {**original.details, "v1": original.verdict}})
-    amended = _judge_run_v2(prefix, tables)
+    amended = _judge_run_v2(prefix, tables, circuit)
     if original is None:
         return amended
     v1_note = (f"original pre-registration (v1), kept as the original result: {original.verdict} "
@@ -180,7 +180,7 @@ def _judge_run(prefix: str, tables: dict) -> ClaimVerdict:
                                        "v2": amended.verdict}})
 
 
-def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
+def _judge_run_v2(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdict:
     """Amendment v2 applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
     tests_name, accounting_name = prefix + TESTS, prefix + ACCOUNTING
     tests = tables[tests_name]
@@ -191,7 +191,7 @@ def _judge_run_v2(prefix: str, tables: dict) -> ClaimVerdict:
     flagged = fitted_null & (rows["control_status"] != "ok")
     computable = rows["status"].isin(["ok", "control_flagged"])
     deciding = computable & ~flagged
-    accounting = _accounting_evidence(accounting_name, tables[accounting_name], int(rows["m"].max()))
+    accounting = _accounting_evidence(accounting_name, tables[accounting_name], int(rows["m"].max()), circuit)
     fitted_to_target = [e for e in accounting if (e.value or 0) > 0]
     minimum = int(rows["min_feature_draws"].max()) if "min_feature_draws" in rows else 1
     draws = int(rows.loc[deciding & ~fitted_null, "n_seeds"].min()) if (deciding & ~fitted_null).any() else 0
@@ -272,7 +272,7 @@ def _unreachable_significance(rows: pd.DataFrame) -> str:
     return ""
 
 
-def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
+def _judge_run_v1(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdict:
     """The original rule (v1) applied to one run's ``<prefix>_tests`` and ``<prefix>_accounting``."""
     tests_name, accounting_name = prefix + TESTS, prefix + ACCOUNTING
     tests = tables[tests_name]
@@ -289,7 +289,7 @@ def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
     evidence = [_evidence(tests_name, row, "primary v1" + ("" if row["status"] == "ok"
                                                          else f" ({row['status']}: {row['reason']})"))
                 for _, row in primary.iterrows()]
-    evidence += _accounting_evidence(accounting_name, tables[accounting_name], int(primary["m"].max()))
+    evidence += _accounting_evidence(accounting_name, tables[accounting_name], int(primary["m"].max()), circuit)
     efficiency = _efficiency(tests_name, tests)
     evidence += efficiency
     major = [f"{row['control']} on {row['split']}: {row['status']} ({row['reason']})"
@@ -315,9 +315,9 @@ def _judge_run_v1(prefix: str, tables: dict) -> ClaimVerdict:
                         details={"efficiency": [e.to_dict() for e in efficiency], "construction": CONSTRUCTION})
 
 
-def _accounting_evidence(name: str, accounting: pd.DataFrame, m: int) -> list[Evidence]:
+def _accounting_evidence(name: str, accounting: pd.DataFrame, m: int, circuit: AuditedCircuit) -> list[Evidence]:
     """The circuit's fitted-parameter count on the primary head at the m the primary comparisons cite."""
-    conditions = (["role == 'primary'"] if "role" in accounting else []) + ["circuit == 'astrocyte'", f"m == {m}"]
+    conditions = (["role == 'primary'"] if "role" in accounting else []) + [f"circuit == {circuit.name!r}", f"m == {m}"]
     query = " and ".join(conditions)
     rows = accounting.query(query)
     if rows.empty:

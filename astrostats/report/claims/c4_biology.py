@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
-from astrostats.report.claims import finite, is_floor, quote
+from astrostats.report.claims import AuditedCircuit, finite, is_floor, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
@@ -56,7 +56,9 @@ def _status(row) -> str:
     return str(row["within_human"])
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
+    if not circuit.is_default:
+        return circuit.not_about_it(CLAIM_ID, STATEMENT, RULE, "the biology analysis (astrocyte calcium dynamics)")
     found = _floors(tables)
     if found is None:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,

@@ -1,7 +1,7 @@
 """C5: validated against real astrocyte data: what the data that exist can and cannot test."""
 from __future__ import annotations
 
-from astrostats.report.claims import finite, minimum_data, quote
+from astrostats.report.claims import AuditedCircuit, finite, minimum_data, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
@@ -22,7 +22,9 @@ CANNOT_TEST = ("whether an astrocyte's response equals sum_tau exp(q_t k_tau), w
                "behaving animals; 4 s snippets, too short for seconds-scale integration")
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
+    if not circuit.is_default:
+        return circuit.not_about_it(CLAIM_ID, STATEMENT, RULE, "the comparison with astrocyte calcium recordings")
     found = [(name, table) for name, table in tables.items() if name.endswith("_calibration") and "metric" in table]
     evidence, notes = [], []
     for name, table in found:

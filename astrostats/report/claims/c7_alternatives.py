@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from astrostats.report.claims import finite, quote
+from astrostats.constants import DEFAULT_CIRCUIT
+from astrostats.report.claims import AuditedCircuit, finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 from astrostats.stats.equal_error import equal_error_tests
 
@@ -81,7 +82,7 @@ def _evidence(name: str, row: pd.Series) -> Evidence:
                     note=f"{row['analysed_head']}" + ("" if row["status"] == "ok" else f" ({row['status']}: {row['reason']})"))
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
     found = runs(tables)
     if not found:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
@@ -165,7 +166,7 @@ def planted_measurements(rng: np.random.Generator, comparator_constant: float, *
     with 65 plastic synapses per hidden unit: the comparator needs (C / 4)^2 times the astrocyte's synapses."""
     rows = []
     for head in range(heads):
-        for circuit, constant in (("astrocyte", 4.0), ("interneuron_sampled", comparator_constant)):
+        for circuit, constant in ((DEFAULT_CIRCUIT, 4.0), ("interneuron_sampled", comparator_constant)):
             sequence_effect = rng.normal(0.0, noise, n_sequences)
             for m in m_values:
                 seed_effect = rng.normal(0.0, noise / 2, (n_seeds, n_sequences))
@@ -180,7 +181,7 @@ def planted_measurements(rng: np.random.Generator, comparator_constant: float, *
 def planted_tests(measurements: pd.DataFrame, seed: int, n_resamples: int = 999) -> pd.DataFrame:
     """The primary family on planted measurements, as a circuits run writes it (registered hash included)."""
     registration = PLANTED_REGISTRATION
-    tests = equal_error_tests(measurements, by=["analysed_head"], reference="astrocyte",
+    tests = equal_error_tests(measurements, by=["analysed_head"], reference=DEFAULT_CIRCUIT,
                               resource_col="plastic_synapses", epsilon=registration["epsilon"],
                               margin=registration["margin"], alpha=registration["alpha"], n_resamples=n_resamples,
                               seed=seed, min_units=registration["min_units"], min_levels=registration["min_levels"])
