@@ -10,8 +10,10 @@ executor returns the results in task order, whichever backend ran them:
 Seeds belong to tasks, so a task's result does not depend on the backend. Finished results are stored in a
 cache keyed by (namespace, function, task key, code version), where the code version hashes every source
 file of the package; changing any of them, the spec (the namespace) or the task gives a different key.
-Entries are data, never code (parquet or JSON, no pickles), each with a SHA-256 checksum: an entry that
-fails the check or does not parse is logged, deleted and recomputed, never trusted. Results are always written when a cache directory is set
+Entries are data, never code (parquet or JSON, no pickles), each with an HMAC under the user's key
+(:mod:`astrostats.integrity`): an entry that fails the check (corrupted, or forged by someone without the key),
+is not a regular file, or does not parse is logged, deleted and recomputed, never trusted. Entries are written and
+read through :mod:`astrostats.safe_io`: no link below the run folder is followed (``.cache`` included). Results are always written when a cache directory is set
 (so an interrupted run can resume); they are read back only with ``resume=True``.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import io
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +33,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from astrostats import integrity, safe_io
 from astrostats.outputs import atomic_write_bytes
 from astrostats.provenance import code_version
 from astrostats.validation import InputError, check_int, fail
@@ -38,8 +42,10 @@ LOG = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5  # an unreachable scheduler fails within this, instead of dask's default 30 s
 HANDSHAKE_TIMEOUT_S = 20  # a port that accepts but never completes Dask's handshake fails within this
-SCHEDULER_ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
-CACHE_MAGIC = b"astrostats-cache-v2\n"  # v1 entries were pickles: never read
+SCHEDULER_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")  # fullmatch
+CACHE_MAGIC = b"astrostats-cache-v3\n"  # v1 entries were pickles, v2 unkeyed SHA-256: never read
+CACHE_PURPOSE = "astrostats-cache-v3"
+MAX_ENTRY_BYTES = 2**32  # a cache entry larger than this (4 GiB) is refused unread
 _NO_COMMON = object()
 
 
@@ -57,9 +63,12 @@ class ResultCache:
     found wrong, deleted and recomputed.
     """
 
-    def __init__(self, directory: str | Path, version: str):
+    def __init__(self, directory: str | Path, version: str, root: str | Path | None = None):
+        """``root``: the folder below which no link is followed (default: the cache folder's parent, the run
+        folder, so that a ``.cache`` link is refused too)."""
         self.directory = Path(directory)
         self.version = version
+        self.root = Path(root) if root is not None else self.directory.parent
 
     def path(self, namespace: str, function: str, key: str) -> Path:
         name = hashlib.sha256(json.dumps([namespace, function, key]).encode()).hexdigest()
@@ -72,14 +81,18 @@ class ResultCache:
         """(True, result) for a valid entry; (False, None) when absent or corrupted (then deleted)."""
         path = self.path(namespace, function, key)
         try:
-            blob = path.read_bytes()
+            blob = safe_io.read_bytes(path, limit=MAX_ENTRY_BYTES, what="cache entry", root=self.root)
         except FileNotFoundError:
             return False, None
+        except (safe_io.UnsafePath, OSError) as problem:
+            blob, reason = None, str(problem)
         try:
+            if blob is None:
+                raise _BadEntry(reason)
             return True, self._decode(blob, self._identity(namespace, function, key))
         except _BadEntry as problem:
             LOG.warning("corrupted cache entry %s (%s): recomputing it", path, problem)
-            path.unlink(missing_ok=True)
+            safe_io.unlink(self.root, path)
             return False, None
 
     @staticmethod
@@ -88,8 +101,8 @@ class ResultCache:
         if not blob.startswith(CACHE_MAGIC) or len(blob) < header:
             raise _BadEntry("unknown format")
         checksum, body = blob[len(CACHE_MAGIC):header - 1].decode(errors="replace"), blob[header:]
-        if hashlib.sha256(body).hexdigest() != checksum:
-            raise _BadEntry("checksum mismatch")
+        if not integrity.verify(body, CACHE_PURPOSE, checksum):
+            raise _BadEntry("HMAC mismatch: corrupted, or not written by this user's astrostats")
         line, _, payload = body.partition(b"\n")
         try:
             meta = json.loads(line.decode())
@@ -129,8 +142,8 @@ class ResultCache:
         path = self.path(namespace, function, key)
         meta = {"identity": self._identity(namespace, function, key), "format": encoded[0]}
         body = json.dumps(meta, sort_keys=True).encode() + b"\n" + encoded[1]
-        blob = CACHE_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
-        atomic_write_bytes(path, blob, root=self.directory)
+        blob = CACHE_MAGIC + integrity.mac(body, CACHE_PURPOSE).encode() + b"\n" + body
+        atomic_write_bytes(path, blob, root=self.root)
         return path
 
 
@@ -249,7 +262,7 @@ class Executor:
         caching = self.cache is not None and keys is not None
         if caching and self.resume:
             for index, key in enumerate(keys):
-                existed = self.cache.path(namespace, name, key).exists()
+                existed = os.path.lexists(self.cache.path(namespace, name, key))
                 found, value = self.cache.load(namespace, name, key)
                 if found:
                     results[index], done[index] = value, True
@@ -289,7 +302,7 @@ class Executor:
 def _connect(address: str):
     from distributed import Client
 
-    match = SCHEDULER_ADDRESS.match(address) if isinstance(address, str) else None
+    match = SCHEDULER_ADDRESS.fullmatch(address) if isinstance(address, str) else None
     if match is None or not 0 < int(match["port"]) < 65536:
         raise fail("scheduler", "an address tcp://HOST:PORT", address)
     outcome: dict = {}

@@ -1,11 +1,13 @@
 """Writing and reading a run's outputs safely, so that nobody can corrupt, tamper with or mix them up.
 
-* Contained: every write resolves inside the output folder (symbolic links included) or is refused, and
-  every name that becomes part of a path is a safe identifier.
-* Atomic: every file is written to a temporary name unique to this process and renamed, so an interrupted
-  run never leaves a half-written file in place of a complete one; files follow the umask.
+* Contained: every write, read and removal goes through :mod:`astrostats.safe_io`: below the output folder no
+  symbolic link is followed (a planted one is refused, or replaced when it sits where a file is written), reads
+  take regular files only, size-capped, and every name that becomes part of a path is a safe identifier.
+* Atomic: every file is written to a fresh temporary name (O_EXCL) and renamed, so an interrupted run or a full
+  disk never leaves a half-written file in place of a complete one; files follow the umask.
 * Verified: tables are stored with the SHA-256 of each file (parquet and CSV); JSON records (the manifest,
-  completion records) carry the SHA-256 of their own content, so a flipped bit or a truncation is found
+  completion records) carry an HMAC of their own content under a key kept outside the run folder
+  (:mod:`astrostats.integrity`), so a flipped bit, a truncation or an edit with recomputed digests is found
   before anything is reused, copied or read into an audit.
 * One run per folder: :class:`RunLock` holds an exclusive lock on ``.lock`` for the whole run, and an
   in-progress marker (``.in_progress.json``) written first and removed last tells a finished folder
@@ -19,19 +21,29 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from astrostats import integrity, safe_io
 from astrostats.validation import IDENTIFIER, InputError, check_identifier, fail
 
 LOCK_NAME = ".lock"
 IN_PROGRESS_NAME = ".in_progress.json"
-SEAL_KEY = "content_sha256"
+SEAL_KEY = "content_hmac"
+OLD_SEAL_KEY = "content_sha256"  # unkeyed seals of earlier versions: read as unsealed
+SEAL_PURPOSE = "astrostats-record-v1"
+MAX_RECORD_BYTES = 64 * safe_io.MiB  # a manifest or completion record larger than this is refused unread
+MiB_RECORD = safe_io.MiB  # the in-progress marker
+MAX_TABLE_BYTES = 2**34  # a stored table read into memory (16 GiB)
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
+#: what a run writes at the top of its folder: none may be a symbolic link (checked before anything is written)
+RUN_ENTRIES = (".cache", ".done", "tables", "figures", LOCK_NAME, IN_PROGRESS_NAME, "manifest.json", "audit.md",
+               "audit.json", "report.pdf", "astrostats.log")
+NAME_MAX = 255
+PATH_MAX = 4096
 
 
 class CorruptOutput(InputError):
@@ -44,7 +56,13 @@ def check_writable(directory: Path | str) -> Path:
     if directory is None or str(directory).strip() == "":
         raise fail("--out", "a folder name (not empty)", str(directory) if directory is not None else directory)
     directory = Path(directory)
+    if "\0" in str(directory):
+        raise fail("--out", "a folder name without NUL bytes", str(directory))
     absolute = Path(os.path.abspath(directory))
+    longest = max((len(os.fsencode(part)) for part in absolute.parts), default=0)
+    if len(os.fsencode(str(absolute))) + 64 > PATH_MAX or longest > NAME_MAX:
+        raise InputError(f"--out: folder name too long ({len(os.fsencode(str(absolute)))} bytes, longest component "
+                         f"{longest}; the system allows {PATH_MAX} and {NAME_MAX}, with room for the run's own files)")
     if any(absolute == Path(root) or absolute.is_relative_to(root) for root in _SPECIAL_ROOTS):
         raise InputError(f"--out: folder {str(directory)!r} is on a special file system ({absolute.parts[1]}), "
                          "not a place for outputs")
@@ -63,6 +81,16 @@ def create_folder(directory: Path) -> Path:
     except OSError as error:
         raise InputError(f"--out: folder {str(directory)!r} cannot be created ({error.strerror or error})") from None
     return directory
+
+
+def check_folder(directory: Path) -> None:
+    """Nothing a run writes at the top of ``directory`` may be a symbolic link (an InputError naming it and what
+    to do); checked before anything is written, so that a planted link stops the run, not half of it."""
+    for name in RUN_ENTRIES:
+        if safe_io.is_link(Path(directory) / name):
+            raise safe_io.UnsafePath(f"--out: {str(Path(directory) / name)!r} is a symbolic link; astrostats never "
+                                     "writes through links in a run folder (it could lead outside the output "
+                                     f"folder): remove it (rm {str(Path(directory) / name)!r}) or choose another --out")
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -91,35 +119,21 @@ def _umask() -> int:
     return mask
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: Path, *, root: Path | None = None) -> str:
+    """SHA-256 of a regular file (a link below ``root``, a FIFO or a device is refused: UnsafePath)."""
+    return safe_io.sha256(path, what="stored file", root=root)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, root: Path | None = None) -> str:
     """Write ``data`` to ``path`` atomically, with the umask's permissions; returns its SHA-256.
 
-    With ``root``, the path must resolve inside it. The temporary name is unique to this process
-    (``mkstemp``), so two writers never share one.
+    Below ``root`` (default: the file's own folder) no link is followed; the temporary name is fresh (O_EXCL),
+    and a failed write (a full disk) leaves the previous file whole and no temporary file behind.
     """
     path = Path(path)
-    if root is not None:
-        inside(root, path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if root is not None:
-        inside(root, path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if "\0" in str(path):
+        raise safe_io.UnsafePath(f"refusing to write {str(path)!r}: a NUL byte in the name")
+    safe_io.write_bytes(Path(root) if root is not None else path.parent, path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -132,9 +146,10 @@ def _canonical(payload: dict) -> bytes:
 
 
 def seal(payload: dict) -> dict:
-    """``payload`` with the SHA-256 of its own canonical JSON (as read back) under ``content_sha256``."""
-    plain = json.loads(json.dumps({k: v for k, v in payload.items() if k != SEAL_KEY}, default=str))
-    return {**plain, SEAL_KEY: hashlib.sha256(_canonical(plain)).hexdigest()}
+    """``payload`` with the HMAC of its own canonical JSON (as read back) under ``content_hmac``."""
+    plain = json.loads(json.dumps({k: v for k, v in payload.items() if k not in (SEAL_KEY, OLD_SEAL_KEY)},
+                                  default=str))
+    return {**plain, SEAL_KEY: integrity.mac(_canonical(plain), SEAL_PURPOSE)}
 
 
 def write_json(path: Path, payload, *, root: Path | None = None, sealed: bool = False) -> str:
@@ -142,21 +157,27 @@ def write_json(path: Path, payload, *, root: Path | None = None, sealed: bool = 
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", root=root)
 
 
-def read_sealed(path: Path, what: str) -> dict:
-    """A JSON object written with ``sealed=True``; CorruptOutput when unreadable, not an object, or changed."""
+def read_sealed(path: Path, what: str, *, root: Path | None = None) -> dict:
+    """A JSON object written with ``sealed=True``; CorruptOutput when unreadable, not a regular file (a link, a
+    FIFO, a device), too large, not an object, or changed (its HMAC under this user's key does not match)."""
     try:
-        payload = json.loads(Path(path).read_bytes().decode())
+        payload = json.loads(safe_io.read_bytes(path, limit=MAX_RECORD_BYTES, what=what, root=root).decode())
     except FileNotFoundError:
         raise CorruptOutput(f"{what}: {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except safe_io.UnsafePath as error:
+        raise CorruptOutput(str(error)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CorruptOutput(f"{what}: {str(path)!r} is not readable JSON ({type(error).__name__})") from None
     if not isinstance(payload, dict):
         raise CorruptOutput(f"{what}: {str(path)!r} holds a {type(payload).__name__}, not a JSON object")
     recorded = payload.pop(SEAL_KEY, None)
     if recorded is None:
-        raise CorruptOutput(f"{what}: {str(path)!r} carries no {SEAL_KEY} (written before checksums, or edited)")
-    if hashlib.sha256(_canonical(payload)).hexdigest() != recorded:
-        raise CorruptOutput(f"{what}: {str(path)!r} does not match its recorded SHA-256 (corrupted or edited)")
+        older = " (sealed by an earlier astrostats without a key)" if OLD_SEAL_KEY in payload else ""
+        raise CorruptOutput(f"{what}: {str(path)!r} carries no {SEAL_KEY}{older} (written before keyed seals, or "
+                            "edited)")
+    if not integrity.verify(_canonical(payload), SEAL_PURPOSE, recorded):
+        raise CorruptOutput(f"{what}: {str(path)!r} does not match its recorded HMAC (corrupted, edited, or sealed "
+                            f"with another key than {str(integrity.key_path())!r})")
     return payload
 
 
@@ -172,31 +193,54 @@ def write_table(tables_dir: Path, name: str, table: pd.DataFrame, *, root: Path 
 
 
 def table_problem(tables_dir: Path, name: str, record: Any) -> str | None:
-    """Why the stored table ``name`` cannot be trusted (missing file, no or wrong SHA-256), or None."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    """Why the stored table ``name`` cannot be trusted (missing file, a link or other non-regular file, no or wrong
+    SHA-256), or None. Links are judged from ``tables_dir`` down: the tables folder itself must be a real folder."""
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         return f"table name {name!r} is not a safe identifier"
     if not isinstance(record, dict):
         return f"table {name}: its record is not an object"
+    tables_dir = Path(tables_dir)
     for suffix in ("parquet", "csv"):
-        path = Path(tables_dir) / f"{name}.{suffix}"
+        path = tables_dir / f"{name}.{suffix}"
         expected = record.get(f"{suffix}_sha256")
         if not isinstance(expected, str):
             return f"{path}: no SHA-256 recorded"
-        if not path.is_file():
+        try:
+            digest = safe_io.sha256(path, what="stored table", root=tables_dir.parent)
+        except FileNotFoundError:
             return f"{path}: missing"
-        if sha256_file(path) != expected:
+        except safe_io.UnsafePath as error:
+            return str(error)
+        except OSError as error:
+            return f"{path}: unreadable ({error.strerror or error})"
+        if digest != expected:
             return f"{path}: does not match its recorded SHA-256 (corrupted or edited)"
     return None
 
 
+def read_table_bytes(tables_dir: Path, name: str, record: dict, suffix: str) -> bytes:
+    """One stored table file, read once and checked against its recorded SHA-256 (CorruptOutput otherwise)."""
+    path = Path(tables_dir) / f"{name}.{suffix}"
+    try:
+        data = safe_io.read_bytes(path, limit=MAX_TABLE_BYTES, what="stored table", root=Path(tables_dir).parent)
+    except FileNotFoundError:
+        raise CorruptOutput(f"stored table refused: {path}: missing") from None
+    except safe_io.UnsafePath as error:
+        raise CorruptOutput(f"stored table refused: {error}") from None
+    if hashlib.sha256(data).hexdigest() != record.get(f"{suffix}_sha256"):
+        raise CorruptOutput(f"stored table refused: {path}: does not match its recorded SHA-256 (corrupted or "
+                            "edited)")
+    return data
+
+
 def read_tables(tables_dir: Path, records: dict) -> dict[str, pd.DataFrame]:
-    """Tables by name, each verified against its recorded SHA-256 first (CorruptOutput otherwise)."""
+    """Tables by name, each read once and verified against its recorded SHA-256 (CorruptOutput otherwise)."""
     tables = {}
     for name, record in records.items():
-        problem = table_problem(tables_dir, name, record)
+        problem = table_problem(tables_dir, name, record)  # both files, before any is parsed
         if problem is not None:
             raise CorruptOutput(f"stored table refused: {problem}")
-        tables[name] = pd.read_parquet(Path(tables_dir) / f"{name}.parquet")
+        tables[name] = pd.read_parquet(io.BytesIO(read_table_bytes(tables_dir, name, record, "parquet")))
     return tables
 
 
@@ -213,9 +257,10 @@ class RunLock:
         self._handle = None
 
     def __enter__(self) -> "RunLock":
-        lock_path = inside(self.directory, self.directory / LOCK_NAME)
         try:
-            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            handle = safe_io.open_lock(self.directory, self.directory / LOCK_NAME)
+        except safe_io.UnsafePath:
+            raise
         except OSError as error:
             raise InputError(f"--out: folder {str(self.directory)!r} cannot be written ({error.strerror})") from None
         try:
@@ -240,7 +285,7 @@ class RunLock:
 
     def finish(self) -> None:
         """The run completed: remove the marker (the last thing a run does)."""
-        (self.directory / IN_PROGRESS_NAME).unlink(missing_ok=True)
+        safe_io.unlink(self.directory, self.directory / IN_PROGRESS_NAME)
 
     def __exit__(self, *exc_info) -> None:
         if self._handle is not None:
@@ -252,12 +297,13 @@ def unfinished_run(directory: Path, *, locked_here: bool = False) -> str | None:
     """Why ``directory`` does not hold a finished run's outputs (being written, or from a killed run), or None.
     ``locked_here``: this process holds the folder's lock, so no other run can be writing to it."""
     marker = Path(directory) / IN_PROGRESS_NAME
-    if not marker.exists():
+    if not os.path.lexists(marker):
         return None
     try:
-        details = json.loads(marker.read_text())
+        details = json.loads(safe_io.read_bytes(marker, limit=MiB_RECORD, what="in-progress marker",
+                                                root=Path(directory)).decode())
         details = details if isinstance(details, dict) else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError):
         details = {}
     started = f"started {details.get('started', '?')} by {details.get('command', '?')!r}"
     if not locked_here and is_locked(directory):
@@ -269,7 +315,7 @@ def unfinished_run(directory: Path, *, locked_here: bool = False) -> str | None:
 def is_locked(directory: Path) -> bool:
     """Whether a running process holds ``directory``'s lock (checked without creating anything)."""
     try:
-        handle = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
+        handle = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are checked: the report and
     import torch
 
 
-IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+IDENTIFIER = re.compile(r"\A[A-Za-z][A-Za-z0-9_-]{0,63}\Z")  # \Z, not $: "$" also matches before a final newline
 MAX_SEED = 2**32 - 1  # base seeds: numpy's classic range, exact in every table column and seed sequence
 
 
@@ -52,7 +52,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 def check_identifier(name: str, value: Any) -> str:
     """A name that becomes part of a file name: a letter, then letters, digits, '_' or '-' (at most 64)."""
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise fail(name, "a safe identifier (a letter, then letters, digits, '_' or '-'; at most 64 characters)",
                    value)
     return value

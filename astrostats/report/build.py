@@ -17,13 +17,12 @@ import logging
 import multiprocessing
 import os
 import re
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
-from astrostats import outputs
+from astrostats import outputs, safe_io
 from astrostats.validation import InputError, check_identifier
 from astrostats.report import audit, pdf, style
 from astrostats.report.layout import FigureRef
@@ -31,7 +30,9 @@ from astrostats.report.layout import FigureRef
 LOG = logging.getLogger(__name__)
 MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
 PAPER_KIND = "paper"
-FIGURE_STEM = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,160}$")
+FIGURE_STEM = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,160}")  # used with fullmatch ("$" passes a final newline)
+MAX_FIGURE_BYTES = 2**28  # a stored figure read into memory (256 MiB)
+MAX_REPORT_BYTES = 2**30
 
 
 def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
@@ -51,7 +52,7 @@ def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
     saved = []
     for name, figure in figures.items():
         stem = stem_of(name)
-        if not FIGURE_STEM.match(stem):
+        if not FIGURE_STEM.fullmatch(stem):
             raise InputError(f"figure name {stem!r} is not a safe file name")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=style.dpi_for(figure))
@@ -146,10 +147,13 @@ def reuse_figures(owner: str, key: str, stored: tuple[Path, dict] | None, out_di
             continue
         name, path = entry[1], entry[3]
         stem = Path(str(path)).stem
-        safe = isinstance(name, str) and FIGURE_STEM.match(stem) and path == f"figures/{stem}.png"
+        safe = isinstance(name, str) and FIGURE_STEM.fullmatch(stem) and path == f"figures/{stem}.png"
         if not safe or stem not in digests:
             return None
-        data = (source / path).read_bytes() if (source / path).is_file() else b""
+        try:
+            data = safe_io.read_bytes(source / path, limit=MAX_FIGURE_BYTES, what="stored figure", root=source)
+        except (OSError, safe_io.UnsafePath):
+            data = b""
         if hashlib.sha256(data).hexdigest() != digests[stem]:
             return None
         copies.append((name, path, data))
@@ -190,7 +194,9 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
     # matplotlib, seconds each, and receive the tables pickled); drawing touches no torch or OpenMP state a fork
     # could have left locked
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) if workers > 1 else None
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                initializer=safe_io.die_with_parent, initargs=(os.getpid(),))  # no orphan writes
+            if workers > 1 else None)
     try:
         pending = {owner: _submit(pool, function, argument, per_analysis, out_dir, method)
                    for owner, (function, argument) in jobs.items()}
@@ -235,21 +241,20 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
     outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation), root=out_dir)
     owner = {table: record["name"] for record in manifest.get("analyses", []) for table in record.get("tables", [])}
     data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
-    handle, temporary = tempfile.mkstemp(dir=outputs.inside(out_dir, out_dir), prefix=f".report.{os.getpid()}.",
-                                         suffix=".pdf.tmp")  # unique per process
-    os.close(handle)
+    temporary = safe_io.create_exclusive(out_dir, out_dir, f".report.{os.getpid()}.", ".pdf.tmp")  # fresh name
     try:
-        pdf.compile_report(data, out_dir, Path(temporary))
-        report = outputs.inside(out_dir, out_dir / "report.pdf")
-        outputs.atomic_write_bytes(report, Path(temporary).read_bytes(), root=out_dir)  # umask, atomic
+        pdf.compile_report(data, out_dir, temporary)
+        typeset = safe_io.read_bytes(temporary, limit=MAX_REPORT_BYTES, what="report", root=out_dir)
+        outputs.atomic_write_bytes(out_dir / "report.pdf", typeset, root=out_dir)  # umask, atomic
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        safe_io.unlink(out_dir, temporary)
     timings = {"figures_seconds": round(drawn - started, 2),
                "audit_and_report_seconds": round(time.perf_counter() - drawn, 2)}
     LOG.info("report: figures %.1f s, audit and report %.1f s", timings["figures_seconds"],
              timings["audit_and_report_seconds"])
     manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
-                "figures": {path.stem: outputs.sha256_file(path) for path in sorted((out_dir / "figures").glob("*.png"))},
+                "figures": {path.stem: outputs.sha256_file(path, root=out_dir)
+                            for path in sorted((out_dir / "figures").glob("*.png"))},
                 "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures], "figure_keys": keys}
     outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
     return verdicts
@@ -261,7 +266,7 @@ def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
     problem = outputs.unfinished_run(source, locked_here=locked_here)
     if problem is not None:
         raise InputError(f"--from: {str(source)!r} is not a finished run: {problem}")
-    manifest = outputs.read_sealed(source / "manifest.json", "--from: manifest")
+    manifest = outputs.read_sealed(source / "manifest.json", "--from: manifest", root=source)
     where = f"--from: {str(source / 'manifest.json')!r}"
     analyses = manifest.get("analyses")
     if not isinstance(analyses, list):
@@ -284,9 +289,13 @@ def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
         raise outputs.CorruptOutput(f"{where}: 'figures' is not an object of SHA-256 digests")
     for stem, digest in figures.items():
         path = source / "figures" / f"{stem}.png"
-        if not isinstance(stem, str) or not FIGURE_STEM.match(stem):
+        if not isinstance(stem, str) or not FIGURE_STEM.fullmatch(stem):
             raise outputs.CorruptOutput(f"{where}: figure name {stem!r} is not a safe file name")
-        if not path.is_file() or outputs.sha256_file(path) != digest:
+        try:
+            found = outputs.sha256_file(path, root=source)
+        except (OSError, safe_io.UnsafePath):
+            found = None
+        if found != digest:
             raise outputs.CorruptOutput(f"--from: stored figure refused: {path} is missing or does not match its "
                                         "recorded SHA-256")
     return manifest
@@ -308,10 +317,10 @@ def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | Non
         for record in manifest["analyses"]:
             for name, table in (record.get("tables") or {}).items() if record["status"] == "ok" else ():
                 for suffix in ("parquet", "csv"):
-                    data = (source / "tables" / f"{name}.{suffix}").read_bytes()
-                    if hashlib.sha256(data).hexdigest() != table[f"{suffix}_sha256"]:
-                        raise outputs.CorruptOutput(f"--from: {source / 'tables' / f'{name}.{suffix}'} changed "
-                                                    "while it was copied")
+                    try:
+                        data = outputs.read_table_bytes(source / "tables", name, table, suffix)
+                    except outputs.CorruptOutput as error:
+                        raise outputs.CorruptOutput(f"--from: {error} (changed while it was copied)") from None
                     outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
     stored = None if redraw_requested() else (source, manifest)
     manifest = {**manifest, "rebuilt_from": str(source)}

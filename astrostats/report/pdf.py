@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import typst
 
+from astrostats import safe_io
 from astrostats.report import decisive, layout, narrative
 from astrostats.report.audit import clip
 from astrostats.report.style import VERDICT_COLOURS
@@ -189,11 +190,12 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
 
 def compile_report(data: dict, root: Path, output: Path) -> None:
     """Typeset data with the report template into output; figure paths are relative to root."""
-    template = resources.files("astrostats.report").joinpath("templates/report.typ").read_text()
-    source = root / f".report.{os.getpid()}.typ"  # unique per process
-    source.write_text(template)
+    template = resources.files("astrostats.report").joinpath("templates/report.typ").read_bytes()
+    # a fresh name (O_EXCL, random): a file or link planted under any predictable name is never written through
+    source = safe_io.create_exclusive(root, root, f".report.{os.getpid()}.", ".typ")
     try:
-        typst.compile(str(source), output=str(output), root=str(root),
-                      sys_inputs={"data": json.dumps(data, default=str)})
+        safe_io.write_bytes(root, source, template)
+        typeset = typst.compile(str(source), root=str(root), sys_inputs={"data": json.dumps(data, default=str)})
     finally:
-        source.unlink(missing_ok=True)
+        safe_io.unlink(root, source)
+    safe_io.write_bytes(root, Path(output), typeset)
