@@ -2,13 +2,15 @@
 
 With no arguments it runs every spec in analyses/ at the quick profile and writes, under --out (reports/):
 tables/*.csv and *.parquet, figures/*.png, report.pdf, audit.md, audit.json, manifest.json and a log.
-Exit status: 0 all analyses ran, 1 some analysis failed (the others still complete, the audit says which),
-2 bad input (nothing written; also a folder in use by another run, or stored outputs that fail their
-checksums), 130 interrupted (Ctrl-C).
+Exit status: 0 all analyses ran, 1 some analysis failed (the others still complete, the audit says which) or the
+run itself failed (a full disk, an I/O error: one line names it), 2 bad input (nothing written; also a folder in
+use by another run, stored outputs that fail their checksums or HMACs, a planted link, a plan over --max-hours or
+--max-gib), 130 interrupted (Ctrl-C). Never a traceback: docs/how-to/safety.md.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -16,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from astrostats import outputs, provenance
+from astrostats import cost, outputs, provenance, safe_io
 from astrostats.memory import keep_freed_memory, peak_resident_bytes, release_freed_memory, reset_peak_resident
 from astrostats.spec import PROFILES, Spec, available_specs, load_spec, resolve_spec_argument
 from astrostats.studies import get_study
@@ -25,9 +27,6 @@ from astrostats.validation import MAX_SEED, InputError, check_int
 
 DEFAULT_OUT = "reports"
 DEFAULT_PROFILE = "quick"
-M_FIELDS = ("m", "m_values", "response_m", "end_to_end_m")  # parameters that set a circuit's hidden units
-SMALLEST_HEAD = 32  # the smallest head size among the real targets (MiniLM: 384 / 12), when d_head is not set
-BYTES_PER_PROJECTION_ENTRY = 8 + 4  # W drawn in float64, then held in float32
 
 LOG = logging.getLogger("astrostats")
 
@@ -48,6 +47,10 @@ def parse_arguments(argv):
     parser.add_argument("--jobs", type=int, default=None,
                         help="analyses run at once, each in its own process (default: one per core; 1 with --workers "
                              "or --scheduler)")
+    parser.add_argument("--max-hours", type=float, default=None,
+                        help=f"refuse a plan estimated to take longer (default {cost.DEFAULT_MAX_HOURS:g})")
+    parser.add_argument("--max-gib", type=float, default=None,
+                        help="refuse an analysis estimated to need more memory (default: this machine's memory)")
     return parser.parse_args(argv)
 
 
@@ -56,8 +59,7 @@ def setup_logging(out_dir: Path, quiet: bool) -> None:
     for handler in list(LOG.handlers):
         LOG.removeHandler(handler)
         handler.close()
-    log_path = outputs.inside(out_dir, out_dir / "astrostats.log")
-    file_handler = logging.FileHandler(log_path, mode="a")
+    file_handler = _LogFile(safe_io.open_append(out_dir, out_dir / "astrostats.log"))  # never through a link
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     LOG.addHandler(file_handler)
     if not quiet:
@@ -66,39 +68,45 @@ def setup_logging(out_dir: Path, quiet: bool) -> None:
         LOG.addHandler(console)
 
 
-def machine_memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+class _LogFile(logging.StreamHandler):
+    """The run's log, on a stream opened by safe_io (no link followed); closed with the handler."""
 
+    def emit(self, record) -> None:
+        safe_io.check_run_alive()  # an analysis process whose run is gone writes nothing, its log included
+        super().emit(record)
 
-def check_memory(spec: Spec, parameters) -> None:
-    """The plan's largest circuit must fit the machine: its random projection W alone (m x d entries, drawn in
-    float64 and held in float32) is a lower bound on what the run needs; beyond the machine's memory the
-    run would fail late, after writing outputs."""
-    found = [getattr(parameters, name, None) for name in M_FIELDS]
-    widths = [w for value in found if value is not None
-              for w in (value if isinstance(value, (list, tuple)) else (value,))]
-    total = machine_memory_bytes()
-    if not widths or total is None:
-        return
-    d = getattr(parameters, "d_head", SMALLEST_HEAD)
-    estimate = max(widths) * d * BYTES_PER_PROJECTION_ENTRY
-    if estimate > total:
-        raise InputError(f"{spec.name}.parameters: m = {max(widths)} needs at least {estimate / 2**30:.3g} GiB "
-                         f"(its projection, {max(widths)} x {d} entries x {BYTES_PER_PROJECTION_ENTRY} bytes), "
-                         f"more than this machine's {total / 2**30:.3g} GiB")
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
 
 
 def resolve_specs(args) -> list[Spec]:
-    """Every requested spec, resolved and its parameters checked, before anything is written."""
+    """Every requested spec, resolved, its parameters checked and its cost estimated (memory and time, against
+    --max-gib and --max-hours), before anything is written; the estimate is logged once the run starts (and
+    printed unless --quiet), and a plan refused says it in its message."""
     if args.seed is not None:
         check_int("--seed", args.seed, minimum=0, maximum=MAX_SEED)
+    max_hours, max_gib = getattr(args, "max_hours", None), getattr(args, "max_gib", None)
+    for flag, value in (("--max-hours", max_hours), ("--max-gib", max_gib)):
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise InputError(f"{flag}: expected a positive number, got {value!r}")
     names = args.analyses or list(available_specs())
     specs = [resolve_spec_argument(name, args.profile).with_seed(args.seed) for name in names]
+    costs = []
     for spec in specs:
-        check_memory(spec, spec.bind(get_study(spec.kind).Parameters))
+        study = get_study(spec.kind)
+        parameters = spec.bind(study.Parameters)
+        costs.append(cost.estimate(spec.name, parameters, getattr(study, "COST_IGNORED", ())))
+    from astrostats.parallel import usable_cores
+
+    summary = cost.check(costs, cores=usable_cores(), max_gib=max_gib, max_hours=max_hours)
+    for spec in specs:  # the study's own checks of what it reads (the calcium data), once the plan fits
+        preflight = getattr(get_study(spec.kind), "preflight", None)
+        if preflight is not None:
+            preflight(spec.bind(get_study(spec.kind).Parameters))
+    args.cost_summary = [item.line() for item in costs] + [summary]
     seen = set()
     for spec in specs:
         if spec.name in seen:
@@ -118,10 +126,10 @@ def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
     """A previous completion of this exact spec and code in out_dir, whose tables all match their recorded
     SHA-256; anything else (absent, unreadable, edited record, a changed table) means recompute."""
     path = out_dir / ".done" / f"{spec.name}.json"
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        record = outputs.read_sealed(path, "completion record")
+        record = outputs.read_sealed(path, "completion record", root=out_dir)
     except outputs.CorruptOutput as problem:
         LOG.warning("%s: %s; recomputing", spec.name, problem)
         return None
@@ -152,7 +160,7 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
         LOG.info("%s: finished in an earlier run, reusing its tables", spec.name)
         return {**record, "status": "ok", "resumed": True, "tables": previous["tables"],
                 "seconds": previous.get("seconds")}
-    (out_dir / ".done" / f"{spec.name}.json").unlink(missing_ok=True)  # no stale record beside new tables
+    safe_io.unlink(out_dir, out_dir / ".done" / f"{spec.name}.json")  # no stale record beside new tables
     release_freed_memory()  # what an earlier analysis in this process kept is not this one's
     peak_known = reset_peak_resident()
     start = time.perf_counter()
@@ -160,6 +168,10 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
     try:
         tables = get_study(spec.kind).run(spec, context)
         written = {name: outputs.write_table(tables_dir, name, table, root=out_dir) for name, table in tables.items()}
+    except OSError as error:  # the run's own fault (a full disk): reported, and the run exits 1
+        LOG.error("%s: failed: %s", spec.name, os_error_line(error))
+        return {**record, "status": "failed", "error": os_error_line(error), "tables": {},
+                "seconds": time.perf_counter() - start}
     except InputError as error:
         LOG.error("%s: not run: %s", spec.name, error)
         return {**record, "status": "not_run", "error": str(error), "tables": {},
@@ -185,7 +197,8 @@ def make_executor(args, out_dir: Path):
 
 
 AUDIT_ONLY_CONFLICTS = (("analyses", "analysis names"), ("resume", "--resume"), ("workers", "--workers"),
-                        ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"), ("jobs", "--jobs"))
+                        ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"), ("jobs", "--jobs"),
+                        ("max_hours", "--max-hours"), ("max_gib", "--max-gib"))
 
 
 def check_flags(args) -> None:
@@ -222,6 +235,7 @@ def analysis_jobs(args, n_specs: int) -> int:
 def run(args) -> int:
     check_flags(args)
     out_dir = outputs.check_writable(DEFAULT_OUT if args.out is None else args.out)
+    outputs.check_folder(out_dir)  # a planted link stops the run here, before anything is written
     if args.audit_only:
         return audit_only(args, out_dir)
     args.profile = args.profile or DEFAULT_PROFILE
@@ -235,6 +249,8 @@ def run(args) -> int:
         with outputs.RunLock(out_dir) as lock:  # a second run into this folder stops here (exit 2)
             lock.mark_started({"command": command, "seeds": {spec.name: spec.seed for spec in specs}})
             setup_logging(out_dir, args.quiet)
+            for line in getattr(args, "cost_summary", []):
+                LOG.info("%s", line)
             jobs = analysis_jobs(args, len(specs))
             if jobs > 1:
                 from astrostats.parallel import run_analyses
@@ -286,6 +302,22 @@ def quiet_progress() -> None:
     os.environ["TQDM_DISABLE"] = "1"
 
 
+#: errors of the input (what the user named or gave): exit 2; any other OSError is the run's own (exit 1)
+INPUT_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                errno.EROFS, errno.ELOOP, errno.EEXIST, errno.EINVAL, errno.ENXIO}
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for an OSError: what failed, on which file, and what it means."""
+    what = error.strerror or type(error).__name__
+    where = f" ({error.filename})" if error.filename else ""
+    hint = {errno.ENOSPC: "the disk is full: free space, then rerun with --resume (finished analyses are kept)",
+            errno.EDQUOT: "the disk quota is exceeded: free space, then rerun with --resume",
+            errno.EIO: "an I/O error: check the disk, then rerun with --resume",
+            errno.ENAMETOOLONG: "choose a shorter --out"}.get(error.errno, "")
+    return f"{what}{where}" + (f"; {hint}" if hint else "")
+
+
 def main(argv=None) -> int:
     args = parse_arguments(argv)
     if args.quiet:
@@ -304,6 +336,13 @@ def main(argv=None) -> int:
         print("astrostats: interrupted; finished analyses are kept, rerun with --resume to continue",
               file=sys.stderr)
         return 130
+    except OSError as error:  # a full disk, a path too long, an I/O error: one line, never a traceback
+        print(f"astrostats: error: {os_error_line(error)}", file=sys.stderr)
+        return 2 if error.errno in INPUT_ERRNOS else 1
+    except MemoryError:
+        print("astrostats: error: out of memory (reduce the sizes, or set --max-gib below this machine's memory)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ its torch threads.
 The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
 analysis when it finishes one, so the last to start are the short ones and no process idles long at the end.
 Each process logs to the run's log and shows no progress bars (two would garble the console).
+
+An analysis process never outlives its run: it is killed when the run's process dies (Linux PR_SET_PDEATHSIG,
+armed first thing, see :func:`astrostats.safe_io.die_with_parent`), and every write it makes first checks that
+its parent (the holder of the folder's lock) is still there, exiting at once if not; so a SIGKILLed run leaves no
+process writing tables or completion records into a folder whose lock died with it.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from astrostats import safe_io
 from astrostats.memory import keep_freed_memory
 
 LOG = logging.getLogger("astrostats")
@@ -43,7 +49,8 @@ def submission_order(specs) -> list[int]:
     return sorted(range(len(specs)), key=lambda i: (rank.get(specs[i].kind, len(rank)), i))
 
 
-def _start_process(out_dir: str, quiet: bool, threads: int) -> None:
+def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None:
+    safe_io.die_with_parent(parent)  # first: a run killed while this process starts leaves nothing behind
     import torch
 
     from astrostats.analyze import quiet_progress, setup_logging
@@ -73,7 +80,7 @@ def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet
     threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
-                             initargs=(str(out_dir), quiet, threads)) as pool:
+                             initargs=(str(out_dir), quiet, threads, os.getpid())) as pool:
         futures = {}
         try:
             for index in submission_order(specs):

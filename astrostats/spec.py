@@ -162,10 +162,11 @@ def load_spec(path: str | Path, profile: str = "quick") -> Spec:
     for name, overrides in profiles.items():
         if not isinstance(overrides, dict):
             raise fail(f"spec {path.name}: profiles.{name}", "a table of parameter overrides", overrides)
-    if "parameters" not in raw and profile not in profiles:  # the study's exhaustive defaults would run: hours
-        raise fail(f"spec {path.name}", f"a [parameters] table or a [profiles.{profile}] table (without either, "
-                                        "the study's exhaustive defaults would run)", sorted(raw))
     parameters.update(profiles.get(profile, {}))
+    if not parameters:  # no value set at all (tables absent or empty): the study's exhaustive defaults would run
+        raise fail(f"spec {path.name}", f"a non-empty [parameters] table or [profiles.{profile}] table (without "
+                                        "values, the study's exhaustive defaults would run: hours)",
+                   {key: raw[key] for key in ("parameters", "profiles") if key in raw} or sorted(raw))
     amendments = raw.get("amendments", [])
     if not isinstance(amendments, list) or not all(isinstance(item, dict) for item in amendments):
         raise fail(f"spec {path.name}: amendments", "an array of tables ([[amendments]])", amendments)

@@ -67,6 +67,9 @@ from astrostats.validation import check_choice, check_float, check_int, check_in
 
 LOG = logging.getLogger(__name__)
 #: scenario -> the claims it plants, each with its planted verdict
+#: widths, seeds and sequences of simulated error tables (no circuit runs): not counted by astrostats.cost
+COST_IGNORED = ("scaling_m", "scaling_seeds", "scaling_sequences", "measured_m", "measured_seeds", "measured_sequences",
+                "measured_heads")
 SCENARIOS = {
     "converges_at_half": (("C1", "SUPPORTED"), ("C6 m_required fit interval", "CONTAINS")),
     "planted_floor": (("C1", "NOT_SUPPORTED"),),

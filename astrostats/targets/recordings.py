@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,22 @@ class Recordings:
         return len(self.traces)
 
 
-def calcium_data_dir() -> Path | None:
+def calcium_data_dir(*, strict: bool = False) -> Path | None:
     """The shared culture data: $ASTROSTATS_CALCIUM_DIR, else ../shared/data/astrocyte-calcium beside the
-    repository; None when absent (tests then skip). The files are read in place, never copied."""
+    repository; None when absent (tests then skip). The files are read in place, never copied.
+
+    A variable the user set that points nowhere is an input error, not a reason to run uncalibrated: an
+    InputError when $ASTROSTATS_CALCIUM_DIR names no folder, and (``strict``, as a run asks) when the folder it
+    names lacks the files."""
     override = os.environ.get(CALCIUM_DIR_ENV)
     candidate = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "data" / "astrocyte-calcium"
-    return candidate if all((candidate / name).is_file() for name, _ in REFERENCE_FILES.values()) else None
+    if override and not candidate.is_dir():
+        raise fail(CALCIUM_DIR_ENV, "an existing folder with the astrocyte-calcium files (or leave it unset)", override)
+    found = all((candidate / name).is_file() for name, _ in REFERENCE_FILES.values())
+    if override and strict and not found:
+        missing = [name for name, _ in REFERENCE_FILES.values() if not (candidate / name).is_file()]
+        raise fail(CALCIUM_DIR_ENV, f"a folder holding {', '.join(missing)} (or leave it unset)", override)
+    return candidate if found else None
 
 
 def _as_traces(array, name: str) -> list[np.ndarray]:
@@ -119,7 +130,8 @@ def load_recordings(path: str | Path, sampling_rate_hz: float, *, variable: str 
     except InputError:
         raise
     except (OSError, ValueError, IndexError, EOFError, NotImplementedError, TypeError, KeyError, zipfile.BadZipFile,
-            scipy.io.matlab.MatReadError, pd.errors.ParserError) as error:
+            scipy.io.matlab.MatReadError, pd.errors.ParserError, zlib.error, AttributeError, OverflowError,
+            MemoryError, UnicodeDecodeError, RecursionError) as error:  # a damaged file: zlib.error from a .mat
         raise fail("path", "a readable CSV, NPZ or MATLAB (v5/v7) recording", f"{path} ({type(error).__name__}: {error})") from None
     return Recordings(_clean(items, path.name), sampling_rate_hz, str(path) + (f":{variable}" if variable else ""))
 
@@ -159,13 +171,17 @@ def measure_trace(trace: np.ndarray, rate: float, baseline_s: float, smoothing_s
     """noise SD, SNR, rise and decay of one trace, with a status per metric (ok / censored / insufficient)."""
     n_base = int(round(baseline_s * rate))
     f0 = float(np.median(trace[:n_base]))
-    dff = trace / f0 - 1.0
-    noise = float(np.std(dff[:n_base], ddof=1))
+    if not math.isfinite(f0) or f0 <= 0:  # dF/F needs a positive baseline: no metric of this trace is usable
+        return {metric: (math.nan, "insufficient_data") for metric in METRICS + ("peak_time_s",)}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dff = trace / f0 - 1.0
+    noise = float(np.std(dff[:n_base], ddof=1))  # a flat baseline (0) has no SNR: NaN below, flagged by the caller
     smooth = gaussian_filter1d(dff, smoothing_s * rate, mode="nearest") if smoothing_s > 0 else dff
     peak = n_base + int(np.argmax(smooth[n_base:]))
     base = float(np.median(smooth[:n_base]))
     amplitude = smooth[peak] - base
-    result = {"noise_sd": (noise, "ok"), "event_snr": (amplitude / noise, "ok"), "peak_time_s": (peak / rate, "ok")}
+    snr = amplitude / noise if noise > 0 else math.nan
+    result = {"noise_sd": (noise, "ok"), "event_snr": (snr, "ok"), "peak_time_s": (peak / rate, "ok")}
     if amplitude <= 0:
         result.update(rise_time_s=(math.nan, "insufficient_data"), decay_time_s=(math.nan, "insufficient_data"))
         return result
@@ -194,6 +210,8 @@ def measure_events(recordings: Recordings, *, baseline_s: float = 1.0, smoothing
             rows.append({"trace_id": index, "metric": "noise_sd", "value": math.nan, "status": "insufficient_data"})
             continue
         for metric, (value, status) in measure_trace(trace, rate, baseline_s, smoothing_s).items():
+            if not math.isfinite(value):  # never a non-finite value marked usable
+                value, status = math.nan, "insufficient_data" if status == "ok" else status
             rows.append({"trace_id": index, "metric": metric, "value": value, "status": status})
     return pd.DataFrame(rows)
 
