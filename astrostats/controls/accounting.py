@@ -84,8 +84,12 @@ def mlp_size_for_budget(budget: int, d: int, d_v: int, tolerance: float) -> MlpS
 
 def circuit_counts(circuit: str, m: int | None, d: int, d_v: int) -> tuple[int, int, int, str]:
     """(fitted, fixed random, input determined, note) of a registered circuit, from its declared resources:
-    fixed random synapses are fixed random, plastic synapses are written by the input sequence."""
+    fixed random synapses are fixed random, plastic synapses are written by the input sequence. A circuit that
+    declares none has unknown counts (NaN): claim C3 then cannot say it fits nothing to the target."""
     registered = get_circuit(circuit)
+    if registered.resources is None:
+        unknown = float("nan")
+        return unknown, unknown, unknown, f"{registered.description} (declares no resources: counts unknown)"
     row = resources(registered, m=m, d=d, d_v=d_v, n_tokens=max(1, m or 1), fan_in=2 if registered.fan_in_changes else None)
     return row["fitted_parameters"], row["fixed_random_synapses"], row["plastic_synapses"], registered.description
 

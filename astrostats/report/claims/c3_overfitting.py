@@ -203,7 +203,8 @@ def _judge_run_v2(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVe
     evidence += accounting
     evidence += _efficiency(tests_name, tests)
     if not accounting or not (deciding & ~fitted_null).any() or (draws < minimum and not fitted_to_target):
-        why = ("the circuit's count of parameters fitted to the target is not recorded at the largest m"
+        why = ("the circuit's count of parameters fitted to the target is not recorded at the largest m (a circuit "
+               "declares it with register_circuit(..., resources=...))"
                if not accounting else
                f"{draws} feature draw(s) in the deciding comparisons; the rule needs at least {minimum}"
                if (deciding & ~fitted_null).any() else "no closed-form or specificity comparison could be computed")
@@ -320,7 +321,7 @@ def _accounting_evidence(name: str, accounting: pd.DataFrame, m: int, circuit: A
     conditions = (["role == 'primary'"] if "role" in accounting else []) + [f"circuit == {circuit.name!r}", f"m == {m}"]
     query = " and ".join(conditions)
     rows = accounting.query(query)
-    if rows.empty:
+    if rows.empty or rows["n_fitted"].isna().any():  # a circuit that declares no counts: not recorded
         return []
     return [Evidence(name, query, "parameters fitted to the target", float(rows["n_fitted"].max()),
                      note=f"fixed random {int(rows['n_fixed_random'].max())} and input-determined "

@@ -84,6 +84,12 @@ def _evidence(name: str, row: pd.Series) -> Evidence:
 
 def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
     found = runs(tables)
+    unpriced = [name for name, table in tables.items() if name.endswith("_accounting") and "fan_in_limit" in table
+                and circuit.name not in set(table["circuit"])]
+    if not found and unpriced and not circuit.is_default:
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "NOT_TESTABLE", RULE, reason=(
+            f"the circuit under audit ({circuit.name}) declares no resources, so no comparison at equal resources "
+            f"can price it ({', '.join(unpriced)} lists the others); register it with resources=... to test C7"))
     if not found:
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
                             reason="no *_tests table with 'primary' equal-resource comparisons: run "
