@@ -205,10 +205,19 @@ def variants_table(chosen: list) -> pd.DataFrame:
 
 
 def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None,
+def preflight(parameters: Parameters) -> None:
+    """Before the run writes anything (the command line calls it): the calcium data a user named must exist and
+    load (an InputError otherwise: exit 2, not an uncalibrated run or a failure after outputs were written)."""
+    if parameters.use_recordings:
+        directory = recordings.calcium_data_dir(strict=True)
+        if directory is not None:
+            recordings.load_reference_data(directory)
+
+
                                                              float | None]:
     """Data-vs-model table, calibrated event SNR, the real baseline-noise pool and the baseline noise SD in
     dF/F (None when no data)."""
-    directory = recordings.calcium_data_dir() if parameters.use_recordings else None
+    directory = recordings.calcium_data_dir(strict=True) if parameters.use_recordings else None
     if directory is None:
         reason = ("use_recordings = false" if not parameters.use_recordings else
                   f"no calcium data (set ${recordings.CALCIUM_DIR_ENV} or provide ../shared/data/astrocyte-calcium)")
