@@ -26,9 +26,10 @@ import math
 
 import torch
 
-from astrostats.circuits.astrocyte import hidden_units, run_circuit
+from astrostats.circuits.astrocyte import _circuit, hidden_units
 from astrostats.circuits.attention import check_qkv
-from astrostats.validation import check_choice, check_int, fail
+from astrostats.circuits.finite import as_dtype, finite_result
+from astrostats.validation import check_bool, check_choice, check_int, fail
 
 DAM_MODES = ("merge", "drop")
 POOLS = ("tree", "sampled")
@@ -49,6 +50,15 @@ def dense_associative_memory(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     m = n_tokens if m is None else check_int("m", m, minimum=1)
     if m > n_tokens:
         raise fail("m", f"an integer in [1, {n_tokens}] (at most one hidden unit per stored token)", m)
+    check_bool("return_response", return_response)
+    restore = ((lambda r, dtype: (r[0].to(dtype), r[1])) if return_response else as_dtype)
+    return finite_result("dense_associative_memory",
+                         lambda q, k, v: _memory(q, k, v, m, mode, causal, return_response), (q, k, v), restore)
+
+
+def _memory(q, k, v, m, mode, causal, return_response):
+    """:func:`dense_associative_memory` on checked inputs of one dtype."""
+    n_tokens = k.shape[-2]
     if mode == "drop":  # the m most recent memories: a window of m keys ending at (causal) or after (not) t
         logits = q @ k.transpose(-1, -2)
         query_index = torch.arange(q.shape[-2]).unsqueeze(-1) if causal else torch.tensor([[n_tokens - 1]])
@@ -117,10 +127,19 @@ def interneuron_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
     check_qkv(q, k, v, causal)
     fan_in = check_int("fan_in", fan_in, minimum=2)
     check_choice("pool", pool, POOLS)
+    check_bool("return_response", return_response)
     projection = hidden_units(q, m, projection, feature, seed)
+    restore = ((lambda r, dtype: (r[0].to(dtype), r[1])) if return_response else as_dtype)
+    return finite_result("interneuron_attention",
+                         lambda *x: _interneurons(*x, fan_in, pool, feature, causal, return_response),
+                         (q, k, v, projection), restore)
+
+
+def _interneurons(q, k, v, projection, fan_in, pool, feature, causal, return_response):
+    """:func:`interneuron_attention` on checked inputs of one dtype: output in float64 (cast by the caller)."""
     rows = projection.shape[-2]
     blocks = [slice(start, min(rows, start + fan_in)) for start in range(0, rows, fan_in)]
-    cells = [run_circuit(q, k, v, projection[..., block, :], feature, causal) for block in blocks]
+    cells = [_circuit(q, k, v, projection[..., block, :], feature, causal) for block in blocks]
     log_sums = torch.stack([cell.log_response + math.log(block.stop - block.start)  # natural units, float64
                             for cell, block in zip(cells, blocks)], -1)
     shift = log_sums.amax(-1, keepdim=True)  # per token; cancels in the ratio
@@ -130,7 +149,7 @@ def interneuron_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: 
         response = _partial_sums(sums, fan_in)
     else:
         response = sums[..., 0] * (rows / (blocks[0].stop - blocks[0].start))
-    output = (drive / response.unsqueeze(-1)).to(q.dtype)
+    output = drive / response.unsqueeze(-1)
     if return_response:  # the estimate of sum_tau exp(q_t·k_tau), as the astrocyte's a_t: sums / m
         return output, (response.log() + shift.squeeze(-1) - math.log(rows)).exp()
     return output
@@ -142,11 +161,18 @@ def hebbian_only_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
     """y_t = H phi(q_t) / n_t: the Hebbian synapses read with no normaliser, only a fixed gain per count."""
     check_qkv(q, k, v, causal)
     projection = hidden_units(q, m, projection, feature, seed)
-    result = run_circuit(q, k, v, projection, feature, causal)
+    return finite_result("hebbian_only_attention", lambda *x: _hebbian(*x, feature, causal), (q, k, v, projection),
+                         as_dtype, reason="a Hebbian read-out (of size exp(q.k)) that float64 and the inputs' dtype "
+                                          "can hold")
+
+
+def _hebbian(q, k, v, projection, feature, causal):
+    """:func:`hebbian_only_attention` on checked inputs of one dtype: float64 (cast by the caller)."""
+    result = _circuit(q, k, v, projection, feature, causal)
     drive = result.output.double() * result.log_response.exp().unsqueeze(-1)  # H phi(q_t), original units
     n_tokens = k.shape[-2]
     written = torch.arange(1, n_tokens + 1) if causal else torch.full((q.shape[-2],), n_tokens)
-    return (drive / written.unsqueeze(-1)).to(q.dtype)
+    return drive / written.unsqueeze(-1)
 
 
 __all__ = ["dense_associative_memory", "interneuron_attention", "hebbian_only_attention", "DAM_MODES", "POOLS"]

@@ -22,6 +22,7 @@ import torch
 
 from astrostats.circuits import kernels
 from astrostats.circuits.attention import check_qkv
+from astrostats.circuits.finite import finite_result
 from astrostats.circuits.features import (
     FEATURE_MAPS,
     POSITIVE_MAPS,
@@ -85,7 +86,16 @@ def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: t
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims.
 
     Without autograd the positive maps take the tuned kernels and the paired maps the tiled one when not
-    causal; every other case runs the two phases on shifted rates (causal: streamed in blocks of running sums)."""
+    causal; every other case runs the two phases on shifted rates (causal: streamed in blocks of running sums).
+    Finite or an InputError (:mod:`astrostats.circuits.finite`): half precision computed in float32, a non-finite
+    result again in float64, mixed dtypes promoted; the output returns in the inputs' common dtype."""
+    return finite_result("run_circuit", lambda *x: _circuit(*x, feature, causal), (q, k, v, projection),
+                         lambda result, dtype: CircuitOutput(result.output.to(dtype), result.log_response))
+
+
+def _circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, feature: str,
+             causal: bool) -> CircuitOutput:
+    """:func:`run_circuit` on inputs of one dtype, unguarded (callers guard the result)."""
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))
     if feature in POSITIVE_MAPS and not needs_grad:
         response, drive, log_shift = kernels.positive_circuit(q, k, v, projection, causal)
@@ -148,5 +158,5 @@ def hidden_units(q: torch.Tensor, m: int | None, projection: torch.Tensor | None
 
 def _astrocyte_attention(q, k, v, m, projection, feature, seed, causal):
     """The circuit on checked inputs: (output, astrocyte response)."""
-    result = run_circuit(q, k, v, hidden_units(q, m, projection, feature, seed), feature, causal)
+    result = _circuit(q, k, v, hidden_units(q, m, projection, feature, seed), feature, causal)
     return result.output, result.log_response.exp()

@@ -49,9 +49,13 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> 
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
-    """y_t = sum_tau softmax_tau(q_t·k_tau) v_tau, batched over any leading dimensions."""
+    """y_t = sum_tau softmax_tau(q_t·k_tau) v_tau, batched over any leading dimensions. Finite or an InputError
+    (:mod:`astrostats.circuits.finite`: half precision computed in float32, mixed dtypes promoted)."""
+    from astrostats.circuits.finite import as_dtype, finite_result
+
     check_qkv(q, k, v, causal)
-    return torch.softmax(attention_logits(q, k, causal), dim=-1) @ v
+    return finite_result("softmax_attention", lambda q, k, v: torch.softmax(attention_logits(q, k, causal), dim=-1) @ v,
+                         (q, k, v), as_dtype)
 
 
 def log_normaliser(q: torch.Tensor, k: torch.Tensor, causal: bool = False) -> torch.Tensor:

@@ -12,12 +12,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from astrostats.circuits.astrocyte import read_phase, run_circuit, write_phase
-from astrostats.circuits.attention import causal_mask
+from astrostats.circuits.astrocyte import _circuit, read_phase, write_phase
+from astrostats.circuits.attention import causal_mask, check_qkv
+from astrostats.circuits.finite import as_dtype, finite_result
 
 
 def uniform_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
     """Every query gets the (prefix) mean of the values."""
+    check_qkv(q, k, v, causal)
+    return finite_result("uniform_attention", lambda q, k, v: _uniform(q, k, v, causal), (q, k, v), as_dtype)
+
+
+def _uniform(q, k, v, causal):
     n = v.shape[-2]
     if causal:
         counts = torch.arange(1, n + 1, dtype=v.dtype).unsqueeze(-1)
@@ -27,8 +33,19 @@ def uniform_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
 
 def no_astrocyte_attention(q, k, v, projection, feature="positive", causal=False) -> torch.Tensor:
     """Hebbian read-out without the astrocyte: y_t = H phi(q_t) / mean_t a_t (one gain per sequence)."""
-    result = run_circuit(q, k, v, projection, feature, causal)
-    response = result.log_response.exp()
+    check_qkv(q, k, v, causal)
+    return finite_result("no_astrocyte_attention", lambda *x: _no_astrocyte(*x, feature, causal),
+                         (q, k, v, projection), as_dtype)
+
+
+def _no_astrocyte(q, k, v, projection, feature, causal):
+    """:func:`no_astrocyte_attention` on inputs of one dtype. Where the responses exp(log a_t) overflow (or
+    vanish), they are scaled by their largest per sequence first: the scale cancels between drive and gain."""
+    result = _circuit(q, k, v, projection, feature, causal)
+    log_response = result.log_response
+    response = log_response.exp()
+    if not bool(torch.isfinite(response).all() and (response.amax(-1) > 0).all()):
+        response = (log_response - log_response.amax(-1, keepdim=True)).exp()
     drive = result.output * response.unsqueeze(-1).to(result.output.dtype)
     gain = response.mean(-1, keepdim=True).unsqueeze(-1).to(result.output.dtype)
     return drive / gain
@@ -36,6 +53,11 @@ def no_astrocyte_attention(q, k, v, projection, feature="positive", causal=False
 
 def elu_linear_attention(q, k, v, causal=False) -> torch.Tensor:
     """Linear attention with phi(x) = elu(x) + 1: no random features, width d."""
+    check_qkv(q, k, v, causal)
+    return finite_result("elu_linear_attention", lambda q, k, v: _elu_linear(q, k, v, causal), (q, k, v), as_dtype)
+
+
+def _elu_linear(q, k, v, causal):
     phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1
     if causal:
         weights = (phi_q @ phi_k.transpose(-1, -2)) * causal_mask(q.shape[-2], k.shape[-2])

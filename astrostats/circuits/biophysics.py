@@ -657,9 +657,20 @@ def realistic_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
                         feature: str = "positive", causal: bool = False, seed: int = 0,
                         noise_pool: torch.Tensor | None = None) -> torch.Tensor:
     """One realistic astrocyte on one head: q, k (..., N, d), v (..., N, d_v), projection (rows, d).
-    Random draws (noise, gains) come from ``seed``. Returns y (..., N, d_v), float64."""
+    Random draws (noise, gains) come from ``seed``. Returns y (..., N, d_v), float64; finite or an InputError
+    (:mod:`astrostats.circuits.finite`; a retry in float64 draws the same numbers, from the same seed)."""
+    from astrostats.circuits.finite import finite_result
+
     if not isinstance(variant, VARIANT_TYPES):
         raise fail("variant", f"an instance of one of {[cls.__name__ for cls in VARIANT_TYPES]}", variant)
+    check_int("seed", seed, minimum=0)
+    return finite_result("realistic_attention",
+                         lambda *x: _realistic(*x, variant, feature, causal, seed, noise_pool),
+                         (q, k, v, projection), lambda result, dtype: result)
+
+
+def _realistic(q, k, v, projection, variant, feature, causal, seed, noise_pool):
+    """:func:`realistic_attention` on inputs of one dtype."""
     pieces = circuit_pieces(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), projection, feature, causal,
                             per_process=variant.family in PER_PROCESS)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))

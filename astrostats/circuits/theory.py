@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from astrostats.circuits.attention import attention_logits
+from astrostats.validation import fail
 
 
 ENTRIES_PER_CHUNK = 2**23  # float64 entries (sequences x T x N) per chunk of sequences: 64 MB
@@ -37,6 +38,20 @@ def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     recomputed from the centred terms (:func:`centred_quadratic`).
     """
     q, k, v = q.double(), k.double(), v.double()
+    constants = _constants(q, k, v, causal, shifted=False)
+    if not bool(torch.isfinite(constants).all()):  # exp(|q|^2) or exp(K K^T) beyond float64: shift, then refuse
+        constants = _constants(q, k, v, causal, shifted=True)
+    if not bool(torch.isfinite(constants).all()):
+        largest = float((q @ k.transpose(-1, -2)).abs().max())
+        raise fail("predicted_error_constant: q, k", "norms whose constant float64 can hold (it grows like "
+                   "exp(|q|^2 / 2 + |k|^2))", f"max |q|^2 = {float((q * q).sum(-1).max()):.4g}, max |q.k| = {largest:.4g}")
+    return constants
+
+
+def _constants(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, shifted: bool) -> torch.Tensor:
+    """The constants in float64; ``shifted``: exp(|q_t|^2) and the Gram matrix exp(k_tau·k_sigma) scaled by their
+    largest exponent per sequence, the scale restored in log units at the end (only where the plain form
+    overflows: it rounds differently)."""
     step = max(1, ENTRIES_PER_CHUNK // (q.shape[-2] * k.shape[-2]))
     constants = []
     for start in range(0, q.shape[0], step):
@@ -47,12 +62,16 @@ def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         # Var_t m = exp(|q_t|^2) sum b·G b, b_{t tau} = (v_tau - y_t) s_{t tau}, s = exp(2 q_t·k_tau - log Z_t),
         # G = exp(K K^T)
         scale = (2 * logits - log_z).exp()  # zero where masked (logit -inf)
-        gram = (k_s @ k_s.transpose(-1, -2)).exp()
+        gram_exponent = k_s @ k_s.transpose(-1, -2)
+        gram_shift = gram_exponent.amax(dim=(-2, -1), keepdim=True) if shifted else torch.zeros(())
+        gram = (gram_exponent - gram_shift).exp()
         g_scale = scale @ gram  # (G s_t)_tau: G is symmetric
         terms = ((scale * (scale @ (gram * (v_s @ v_s.transpose(-1, -2))))).sum(-1),
                  2 * (scale * (y @ v_s.transpose(-1, -2)) * g_scale).sum(-1),
                  (y * y).sum(-1) * (scale * g_scale).sum(-1))
-        weights = (q_s * q_s).sum(-1).exp()
+        weight_exponent = (q_s * q_s).sum(-1)
+        weight_shift = weight_exponent.amax(-1, keepdim=True) if shifted else torch.zeros(())
+        weights = (weight_exponent - weight_shift).exp()
         quadratic = terms[0] - terms[1] + terms[2]
         # rounding in the expanded terms is relative to the largest of them; a sequence whose total keeps less
         # than CANCELLATION of its terms' total (attention on single tokens) is recomputed centred
@@ -62,5 +81,9 @@ def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         for row in cancelled.nonzero().flatten().tolist():
             quadratic[row] = centred_quadratic(scale[row], y[row], v_s[row], gram[row])
         variance_times_m = weights * quadratic
-        constants.append(variance_times_m.sum(-1).sqrt() / y.flatten(1).norm(dim=-1))
+        constant = variance_times_m.sum(-1).sqrt() / y.flatten(1).norm(dim=-1)
+        if shifted:  # sqrt(exp(weight_shift + gram_shift)) restored in log units
+            log_scale = 0.5 * (weight_shift.squeeze(-1) + gram_shift.reshape(gram_shift.shape[0]))
+            constant = (constant.log() + log_scale).exp()
+        constants.append(constant)
     return torch.cat(constants)
