@@ -24,6 +24,8 @@ import logging
 import io
 import os
 import re
+import socket
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,11 +44,20 @@ LOG = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5  # an unreachable scheduler fails within this, instead of dask's default 30 s
 HANDSHAKE_TIMEOUT_S = 20  # a port that accepts but never completes Dask's handshake fails within this
+MAX_HANDSHAKE_BYTES = 2**20  # a Dask scheduler's first message (its handshake) is a few hundred bytes
 SCHEDULER_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")  # fullmatch
 CACHE_MAGIC = b"astrostats-cache-v3\n"  # v1 entries were pickles, v2 unkeyed SHA-256: never read
 CACHE_PURPOSE = "astrostats-cache-v3"
 MAX_ENTRY_BYTES = 2**32  # a cache entry larger than this (4 GiB) is refused unread
-_NO_COMMON = object()
+class _NoCommon:
+    """The 'no common inputs' marker: pickled by reference, so a Dask worker sees the same object (a bare
+    object() arrives as a copy, and map(function, tasks) on Dask called function(marker, task))."""
+
+    def __reduce__(self):
+        return "_NO_COMMON"
+
+
+_NO_COMMON = _NoCommon()
 
 
 def function_name(function: Callable) -> str:
@@ -305,6 +316,7 @@ def _connect(address: str):
     match = SCHEDULER_ADDRESS.fullmatch(address) if isinstance(address, str) else None
     if match is None or not 0 < int(match["port"]) < 65536:
         raise fail("scheduler", "an address tcp://HOST:PORT", address)
+    _probe(address, match["host"].strip("[]"), int(match["port"]))
     outcome: dict = {}
 
     def attempt():
@@ -328,6 +340,33 @@ def _connect(address: str):
         raise InputError(f"scheduler: expected a reachable Dask scheduler, got {address!r} "
                          f"(no working connection within {CONNECT_TIMEOUT_S} s: {type(error).__name__})") from None
     return outcome["client"]
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    """Whether the peer speaks Dask before a Client is made: a Dask scheduler sends its handshake on accept, framed
+    by an 8-byte length (a few hundred bytes). Anything else (an HTTP server's "HTTP/1.1", read by Dask as a length
+    of exabytes: a MemoryError, then a traceback from the half-made Client's __del__) or silence is refused here,
+    with one line; no Client is ever made for such a peer."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as connection:
+            connection.settimeout(HANDSHAKE_TIMEOUT_S)
+            received = b""
+            while len(received) < 8:
+                chunk = connection.recv(8 - len(received))
+                if not chunk:
+                    break
+                received += chunk
+    except socket.timeout:
+        raise InputError(f"scheduler: {address!r} accepted the connection but did not complete the Dask "
+                         f"handshake within {HANDSHAKE_TIMEOUT_S} s (is a Dask scheduler listening there?)") from None
+    except OSError as error:
+        raise InputError(f"scheduler: expected a reachable Dask scheduler, got {address!r} "
+                         f"({error.strerror or type(error).__name__})") from None
+    length = struct.unpack("<Q", received)[0] if len(received) == 8 else 0
+    if not 0 < length <= MAX_HANDSHAKE_BYTES:
+        shown = received[:8].decode("ascii", errors="replace").strip()
+        raise InputError(f"scheduler: {address!r} does not speak Dask's protocol (it sent {shown!r}); is it a Dask "
+                         "scheduler's address (tcp://HOST:PORT, default port 8786)?")
 
 
 def _local_cluster(workers: int):
