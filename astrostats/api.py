@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats.validation import InputError
 
 
@@ -34,7 +35,7 @@ class Audit:
     @property
     def audited_circuit(self) -> str:
         """The circuit under audit, as the manifest names it."""
-        return (self.manifest.get("audited_circuit") or {}).get("name", "astrocyte")
+        return (self.manifest.get("audited_circuit") or {}).get("name", DEFAULT_CIRCUIT)
 
     def to_pdf(self, path: str | Path | None = None) -> Path:
         """The run's report (report.pdf in its folder), copied to ``path`` when one is given."""
@@ -63,7 +64,7 @@ def load_run(folder: str | Path) -> Audit:
     return Audit(folder, manifest, tables, pd.DataFrame(rows).set_index("claim"))
 
 
-def audit(circuit: str = "astrocyte", *, analyses: list[str] | tuple[str, ...] = (), profile: str = "smoke",
+def audit(circuit: str = DEFAULT_CIRCUIT, *, analyses: list[str] | tuple[str, ...] = (), profile: str = "smoke",
           out: str | Path = "reports", seed: int | None = None, jobs: int = 1) -> Audit:
     """Run the audit on ``circuit`` (a registered name, an entry point or 'package.module:callable') over
     ``analyses`` (names or spec paths; default every analysis) at ``profile``, into ``out``; the finished run.

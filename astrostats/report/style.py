@@ -6,10 +6,13 @@ Figure 2 and Figure 9 and a reader learns the legend once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from functools import cache
 
 import numpy as np
+
+from astrostats.constants import DEFAULT_CIRCUIT
 
 DPI = 150  # enough for print at the report's figure widths, cheap to encode
 MAX_PIXELS_WIDE = 1800  # a wide figure is saved at a lower DPI: it is shown at page width (about 270 dpi there)
@@ -17,7 +20,7 @@ MAX_PIXELS_WIDE = 1800  # a wide figure is saved at a lower DPI: it is shown at 
 # The circuit under audit in one strong blue; nulls in warm colours; fitted controls in greens/purples;
 # the paper's alternative feature maps in blues and greys.
 COLOURS = {
-    "astrocyte": "#1f5fbf",
+    DEFAULT_CIRCUIT: "#1f5fbf",
     "ideal": "#1f5fbf",
     "positive": "#1f5fbf",
     "orthogonal": "#5aa0e6",
@@ -60,10 +63,29 @@ def _spare() -> tuple[str, ...]:
     return tuple(to_hex(c) for c in colormaps["tab20"].colors)
 
 
+#: the circuit under audit while figures are drawn (:func:`drawing_for`): it takes the audit's blue
+_AUDITED = [DEFAULT_CIRCUIT]
+PAPER_CIRCUIT_AS_COMPARATOR = "#7a8fb0"  # the paper's circuit, when another circuit is under audit
+
+
+@contextlib.contextmanager
+def drawing_for(circuit: str):
+    """Figures drawn inside give ``circuit`` the audit's blue (and the paper's circuit, if another, a grey-blue)."""
+    _AUDITED.append(circuit)
+    try:
+        yield
+    finally:
+        _AUDITED.pop()
+
+
 def colour(name) -> str:
     """The colour of a circuit, null, control or feature map; unknown names get a stable colour from a spare
     palette (chosen by a hash of the name, so the same name is the same colour in every figure)."""
     name = str(name).split("@")[0]
+    if name == _AUDITED[-1]:
+        return COLOURS[DEFAULT_CIRCUIT]
+    if name == DEFAULT_CIRCUIT:
+        return PAPER_CIRCUIT_AS_COMPARATOR
     if name in COLOURS:
         return COLOURS[name]
     if name in LOGIT_SCALE_COLOURS:

@@ -36,13 +36,20 @@ def mean_ci_lines(ax, table, hue: str, x: str = "m", y: str = "value", marker: s
         ax.plot(part[x], part["mean"], marker=marker, color=colour, label=str(level))
 
 
-def draw_analysis(kind: str, tables: dict) -> dict:
-    """The figures of one analysis; a kind without a figure module draws none."""
+def draw_analysis(kind: str, tables: dict, circuit=None) -> dict:
+    """The figures of one analysis (``circuit``: the circuit under audit, an AuditedCircuit; default the paper's);
+    a kind without a figure module draws none."""
+    from astrostats.report.claims import AuditedCircuit
+
     try:
         module = importlib.import_module(f"astrostats.report.figures.{kind}")
     except ModuleNotFoundError:
         LOG.info("no figure module for kind %s", kind)
         return {}
-    return module.draw(tables)
+    from astrostats.report import style
+
+    circuit = circuit or AuditedCircuit()
+    with style.drawing_for(circuit.name):
+        return module.draw(tables, circuit)
 
 __all__ = ["find_table", "draw_analysis"]

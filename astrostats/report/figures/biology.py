@@ -7,6 +7,8 @@ import pandas as pd
 
 from astrostats.report import style
 from astrostats.report.figures import find_table, mean_ci_lines
+from astrostats.report.claims import AuditedCircuit
+from astrostats.constants import DEFAULT_CIRCUIT
 
 
 def _errors(tables: dict) -> pd.DataFrame | None:
@@ -23,7 +25,7 @@ def _panels(table: pd.DataFrame) -> pd.Series:
     return named.where(real, table["logit_scale"].astype(str))
 
 
-def draw(tables: dict) -> dict:
+def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     figures = {}
     errors = _errors(tables)
     if errors is not None:
@@ -87,7 +89,7 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
         low = (part["m_required"] - part["m_required_10pct_ci_low"]).clip(lower=0)
         high = (part["m_required_10pct_ci_high"] - part["m_required"]).clip(lower=0)
         ax.errorbar(part["m_required"][finite], y[finite.to_numpy()], xerr=[low[finite], high[finite].fillna(0)],
-                    fmt="o", ms=3, color=style.colour("astrocyte"))
+                    fmt="o", ms=3, color=style.colour(DEFAULT_CIRCUIT))
         never = ~finite & part["status"].notna()
         ax.plot(np.full(never.sum(), ceiling / 3), y[never.to_numpy()], "x", color=style.colour("uniform"),
                 label="never reaches 10 % (floor)")
@@ -106,7 +108,7 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
 def _calibration(calibration: pd.DataFrame):
     fig, axes = plt.subplots(1, len(calibration), figsize=(2.6 * len(calibration), 3.2), squeeze=False)
     for ax, (_, row) in zip(axes[0], calibration.iterrows()):
-        ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", style.colour("astrocyte")])
+        ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", style.colour(DEFAULT_CIRCUIT)])
         ax.errorbar([0], [row["data"]], yerr=[[row["data"] - row["data_ci_low"]], [row["data_ci_high"] - row["data"]]],
                     color="k", capsize=3)
         ax.set(xticks=[0, 1], xticklabels=["culture data", "model"],

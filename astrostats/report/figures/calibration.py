@@ -12,10 +12,11 @@ import seaborn as sns
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
+from astrostats.report.claims import AuditedCircuit
 
 
 
-def draw(tables: dict[str, pd.DataFrame]) -> dict[str, plt.Figure]:
+def draw(tables: dict[str, pd.DataFrame], circuit: AuditedCircuit = AuditedCircuit()) -> dict[str, plt.Figure]:
     figures = {}
     rates = next((table for table in tables.values() if "within_target" in table), None)
     if rates is not None and not rates.empty:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
+from astrostats.report.claims import AuditedCircuit
 
 RESOURCES = {"plastic_synapses": "plastic synapses", "hidden_neurons": "hidden neurons", "total_cells": "cells (all types)",
              "fixed_random_synapses": "fixed random synapses", "max_fan_in": "largest fan-in of one cell"}
@@ -20,18 +21,18 @@ def _measurements(tables: dict) -> pd.DataFrame | None:
                  and {"analysed_head", "circuit", "fan_in_limit", "value"} <= set(table.columns)), None)
 
 
-def draw(tables: dict) -> dict:
+def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     figures = {}
     measurements, accounting = _measurements(tables), find_table(tables, "_accounting")
     if measurements is not None and accounting is not None:
-        figures["error_vs_resources"] = _error_vs_resources(measurements, accounting)
+        figures["error_vs_resources"] = _error_vs_resources(measurements, accounting, circuit)
     tests = find_table(tables, "_tests")
     if tests is not None and "comparator" in tests and (tests["family"] == "primary").any():
         figures["resource_ratios"] = _ratios(tests[tests["family"] == "primary"])
     return figures
 
 
-def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
+def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame, audited: AuditedCircuit):
     means = measurements.groupby(KEYS, dropna=False)["value"].mean().clip(lower=FLOOR).reset_index()
     data = means.merge(accounting[KEYS + list(RESOURCES)], on=KEYS, how="left")
     limit = data["fan_in_limit"].astype("string")
@@ -52,7 +53,7 @@ def _error_vs_resources(measurements: pd.DataFrame, accounting: pd.DataFrame):
             ax = axes[row, column]
             for curve, line in part.groupby("curve", sort=False):
                 line = line[line[resource] > 0].sort_values(resource)
-                reference = curve == "astrocyte"
+                reference = curve == audited.name
                 dashes, marker = look_of[curve]
                 ax.plot(line[resource].astype(float), line["value"], marker=marker if len(line) > 1 else "s",
                         ms=3 if len(line) > 1 else 6, lw=2.8 if reference else 1.2, ls=dashes, color=palette[curve],

@@ -15,6 +15,7 @@ import seaborn as sns
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
+from astrostats.report.claims import AuditedCircuit
 
 
 
@@ -30,7 +31,7 @@ def _per_head(table: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
     return parts
 
 
-def draw(tables: dict) -> dict:
+def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     figures = {}
     for suffix, curves in _per_head(find_table(tables, "_learning_curves")).items():
         figures[f"learning_curves{suffix}"] = _learning_curves(curves)

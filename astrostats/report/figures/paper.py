@@ -18,25 +18,26 @@ import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.report import style
+from astrostats.report.claims import AuditedCircuit
 
 PAPER_SCALE = "typical"
 NULL_LEVELS = ("uniform", "elu_linear")  # nulls without m: horizontal lines
 NULL_CURVES = ("no_astrocyte",)  # nulls with m: curves
 
 
-def draw(by_kind: dict) -> dict:
+def draw(by_kind: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     """by_kind: analysis kind -> {table name: DataFrame} (the scaling study's tables for Fig. 2B, the real-heads
     studies' for Fig. 3)."""
     figures = {}
     scaling = by_kind.get("scaling", {})
     measurements = _scaling_measurements(scaling)
     if measurements is not None:
-        figures["fig2b"] = fig2b(measurements, _ending(scaling, "_theory", "predicted_constant"))
+        figures["fig2b"] = fig2b(measurements, _ending(scaling, "_theory", "predicted_constant"), circuit)
     tables = by_kind.get("real_heads", {})
     responses = [t for name, t in tables.items() if name.endswith("_response") and "log_normaliser" in t and len(t)]
     if responses:
         sweeps = [t for name, t in tables.items() if name.endswith("_sweep") and "metric" in t and len(t)]
-        figures["fig3"] = fig3(responses, sweeps)
+        figures["fig3"] = fig3(responses, sweeps, circuit)
     return figures
 
 
@@ -75,18 +76,18 @@ def _log_axes(ax, xlabel="m (hidden units = random features)", ylabel="relative 
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
 
 
-def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None):
-    circuit = errors[(errors["circuit"] == "astrocyte") & errors["m"].notna()]
+def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCircuit = AuditedCircuit()):
+    circuit = errors[(errors["circuit"] == audited.name) & errors["m"].notna()]
     if "feature_map" in circuit:
-        circuit = circuit[circuit["feature_map"] == "positive"]
+        circuit = circuit[circuit["feature_map"] == audited.feature_map]
     circuit = circuit.astype({"m": float})
     scales = list(dict.fromkeys(circuit["logit_scale"]))
     paper_scale = PAPER_SCALE if PAPER_SCALE in scales else scales[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.0), gridspec_kw={"width_ratios": [1, 1.35]})
     part = circuit[circuit["logit_scale"] == paper_scale]
     band = _band(part, 0.05, 0.95)
-    left.fill_between(band["m"], band["low"], band["high"], color=style.colour("astrocyte"), alpha=0.25, lw=0)
-    left.plot(band["m"], band["median"], "o-", color=style.colour("astrocyte"), label="circuit: median, 5-95 %")
+    left.fill_between(band["m"], band["low"], band["high"], color=style.colour(audited.name), alpha=0.25, lw=0)
+    left.plot(band["m"], band["median"], "o-", color=style.colour(audited.name), label="circuit: median, 5-95 %")
     m_grid = np.geomspace(band["m"].min(), band["m"].max(), 60)
     constant = _theory_constant(theory, paper_scale)
     if constant is not None:
@@ -148,7 +149,7 @@ def _panel_head(response: pd.DataFrame) -> pd.DataFrame:
     return response[keep]
 
 
-def fig3(responses: list, sweeps: list):
+def fig3(responses: list, sweeps: list, audited: AuditedCircuit = AuditedCircuit()):
     rows = responses[:2]
     ms = sorted({float(m) for table in rows for m in table["m"].unique()})
     shown_m = [ms[0], ms[-1]] if len(ms) > 1 else ms
@@ -165,8 +166,8 @@ def fig3(responses: list, sweeps: list):
                     label="exact normaliser")
             part = panel[panel["m"].astype(float) == m].sort_values("token")
             ax.fill_between(part["token"], np.exp(part["log_response_low"]), np.exp(part["log_response_high"]),
-                            color=style.colour("astrocyte"), alpha=0.3, lw=0)
-            ax.plot(part["token"], np.exp(part["log_response_median"]), color=style.colour("astrocyte"), lw=0.8,
+                            color=style.colour(audited.name), alpha=0.3, lw=0)
+            ax.plot(part["token"], np.exp(part["log_response_median"]), color=style.colour(audited.name), lw=0.8,
                     label="astrocyte response (median, 5-95 %)")
             ax.set_yscale("log")
             ax.set_title(f"{where}, m = {m:.0e}", fontsize=8)
@@ -175,12 +176,12 @@ def fig3(responses: list, sweeps: list):
                 ax.set_ylabel("sum_j exp(q_t k_j) (log scale)")
             if row == 0 and column == 0:
                 ax.legend(loc="best", fontsize=6)
-        _all_heads(fig.add_subplot(grid[row, -1]), table, sweeps, row)
+        _all_heads(fig.add_subplot(grid[row, -1]), table, sweeps, row, audited)
     style.finish(fig)
     return fig
 
 
-def _all_heads(ax, response: pd.DataFrame, sweeps: list, row: int):
+def _all_heads(ax, response: pd.DataFrame, sweeps: list, row: int, audited: AuditedCircuit):
     """Error against m for every head of this model that the sweep analysed: thin lines per head, the median
     over heads bold, nulls as levels, the tolerance and the synapse counts."""
     target = response["target"].iloc[0]
@@ -190,15 +191,15 @@ def _all_heads(ax, response: pd.DataFrame, sweeps: list, row: int):
         return
     metric = "normaliser_error" if (sweep["metric"] == "normaliser_error").any() else "relative_error"
     rows = sweep[(sweep["target"] == target) & (sweep["metric"] == metric)]
-    circuit = rows[(rows["circuit"] == "astrocyte") & rows["m"].notna()].astype({"m": float})
+    circuit = rows[(rows["circuit"] == audited.name) & rows["m"].notna()].astype({"m": float})
     per_head = circuit.groupby(["layer", "head", "m"])["value"].median().reset_index()
     for _, head in per_head.groupby(["layer", "head"]):
-        ax.plot(head["m"], head["value"], color=style.colour("astrocyte"), lw=0.5, alpha=0.45)
+        ax.plot(head["m"], head["value"], color=style.colour(audited.name), lw=0.5, alpha=0.45)
     ci = _mean_ci(circuit)
-    ax.fill_between(ci["m"], ci["low"].clip(lower=1e-6), ci["high"], color=style.colour("astrocyte"), alpha=0.3, lw=0)
-    ax.plot(ci["m"], ci["mean"], "o-", color=style.colour("astrocyte"),
+    ax.fill_between(ci["m"], ci["low"].clip(lower=1e-6), ci["high"], color=style.colour(audited.name), alpha=0.3, lw=0)
+    ax.plot(ci["m"], ci["mean"], "o-", color=style.colour(audited.name),
             label=f"mean of {per_head.groupby(['layer', 'head']).ngroups} heads (95 % CI); thin: each head")
-    for name, part in rows[rows["circuit"] != "astrocyte"].groupby("circuit"):
+    for name, part in rows[rows["circuit"] != audited.name].groupby("circuit"):
         ax.axhline(part["value"].mean(), color=style.colour(name), lw=1.0, label=f"{name} null")
     ax.axhline(TOLERANCE, **style.TOLERANCE_STYLE, label="10 % error")
     for count in (RODENT_SYNAPSES, HUMAN_SYNAPSES):

@@ -11,6 +11,7 @@ import seaborn as sns
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES
 from astrostats.report import style
 from astrostats.report.figures import find_table
+from astrostats.report.claims import AuditedCircuit
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
                      "top1_agreement": "top-1 agreement with the model", "correct": "test accuracy",
@@ -18,7 +19,7 @@ END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_toke
 
 
 
-def draw(tables: dict) -> dict:
+def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     figures = {}
     response, sweep = find_table(tables, "_response"), find_table(tables, "_sweep")
     head_stats, end_to_end = find_table(tables, "_head_stats"), find_table(tables, "_end_to_end")
@@ -26,11 +27,11 @@ def draw(tables: dict) -> dict:
         for target in dict.fromkeys(response["target"]):
             figures[f"response_{target}"] = _response_grid(response[response["target"] == target], target)
     if sweep is not None:
-        figures["error_vs_m"] = _error_vs_m(sweep)
+        figures["error_vs_m"] = _error_vs_m(sweep, circuit)
     if head_stats is not None:
         figures["head_difficulty"] = _head_difficulty(head_stats)
     if end_to_end is not None:
-        figures["end_to_end"] = _end_to_end(end_to_end)
+        figures["end_to_end"] = _end_to_end(end_to_end, circuit)
     return figures
 
 
@@ -69,8 +70,8 @@ def _response_grid(table: pd.DataFrame, target: str):
     return fig
 
 
-def _error_vs_m(sweep: pd.DataFrame):
-    errors = sweep[(sweep["metric"] == "relative_error") & (sweep["circuit"] == "astrocyte")].copy()
+def _error_vs_m(sweep: pd.DataFrame, audited: AuditedCircuit):
+    errors = sweep[(sweep["metric"] == "relative_error") & (sweep["circuit"] == audited.name)].copy()
     errors["head_label"] = "L" + errors["layer"].astype(str) + " H" + errors["head"].astype(str)
     targets = list(dict.fromkeys(errors["target"]))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 3.8), squeeze=False)
@@ -105,8 +106,8 @@ def _head_difficulty(head_stats: pd.DataFrame):
     return fig
 
 
-def _end_to_end(table: pd.DataFrame):
-    circuit = table[table["circuit"] == "astrocyte"].copy()
+def _end_to_end(table: pd.DataFrame, audited: AuditedCircuit):
+    circuit = table[table["circuit"] == audited.name].copy()
     circuit["m"] = circuit["m"].astype(float)
     panels = list(dict.fromkeys(zip(circuit["target"], circuit["metric"])))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.4), squeeze=False)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from astrostats.report import style
 from astrostats.report.figures import find_table, mean_ci_lines
+from astrostats.report.claims import AuditedCircuit
 
 
 
@@ -15,14 +16,14 @@ def _measurements(tables: dict) -> pd.DataFrame:
                 if not name.endswith(("_theory", "_fits")) and "metric" in table)
 
 
-def draw(tables: dict) -> dict:
+def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     measurements = _measurements(tables)
     theory, fits = find_table(tables, "_theory"), find_table(tables, "_fits")
     errors = measurements[measurements["metric"] == "relative_error"]
-    figures = {"main": _error_vs_m(errors, theory, fits), "nulls": _nulls(errors)}
-    normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == "astrocyte")]
+    figures = {"main": _error_vs_m(errors, theory, fits, circuit), "nulls": _nulls(errors, circuit)}
+    normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == circuit.name)]
     if not normaliser.empty:
-        figures["normaliser_error"] = _by_feature(normaliser, "relative error of the astrocyte response a_t")
+        figures["normaliser_error"] = _by_feature(normaliser, "relative error of the circuit's normaliser a_t")
     return figures
 
 
@@ -41,8 +42,8 @@ def _by_feature(table: pd.DataFrame, ylabel: str):
     return fig
 
 
-def _error_vs_m(errors, theory, fits):
-    circuit = errors[errors["circuit"] == "astrocyte"]
+def _error_vs_m(errors, theory, fits, audited: AuditedCircuit):
+    circuit = errors[errors["circuit"] == audited.name]
     fig = _by_feature(circuit, "relative output error")
     m_grid = np.geomspace(float(circuit["m"].min()), float(circuit["m"].max()), 100)
     for ax, scale in zip(fig.axes, _scales(circuit)):
@@ -51,12 +52,12 @@ def _error_vs_m(errors, theory, fits):
             rms = float(np.sqrt(np.mean(constants**2)))
             ax.plot(m_grid, rms / np.sqrt(m_grid), **style.THEORY_STYLE, label="theory (delta method)")
         if fits is not None and "alpha" in fits:
-            row = fits[(fits["circuit"] == "astrocyte") & (fits["feature_map"] == "positive")
+            row = fits[(fits["circuit"] == audited.name) & (fits["feature_map"] == audited.feature_map)
                        & (fits["logit_scale"] == scale)]
             if len(row) and row["status"].iloc[0] == "ok":
                 row = row.iloc[0]
                 ax.plot(m_grid, row["e_inf"] + row["a"] * m_grid ** (-row["alpha"]), color="0.4", lw=0.8,
-                        label=f"fit (positive): alpha={row['alpha']:.2f}")
+                        label=f"fit ({audited.feature_map}): alpha={row['alpha']:.2f}")
         baselines = errors[(errors["logit_scale"] == scale) & errors["m"].isna()]
         for name, line in (("uniform", ":"), ("elu_linear", "-.")):
             level = baselines.loc[baselines["circuit"] == name, "value"].mean()
@@ -66,8 +67,10 @@ def _error_vs_m(errors, theory, fits):
     return fig
 
 
-def _nulls(errors):
-    positive = errors[(errors["feature_map"] == "positive") & errors["m"].notna()]
+def _nulls(errors, audited: AuditedCircuit):
+    """The circuit with its own features beside the nulls and other circuits."""
+    own = (errors["circuit"] != audited.name) | (errors["feature_map"] == audited.feature_map)
+    positive = errors[own & errors["m"].notna()]
     scales = _scales(positive)
     fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
     for ax, scale in zip(axes[0], scales):
