@@ -61,7 +61,7 @@ LIMITATIONS = (
 
 READING = ("How to read this report. Each claim has a section: the rule that decides it, one or two figures "
            "(the paper's own figures reproduced beside what this audit adds), the decisive rows of its tables and "
-           "what would change the verdict. Colours are fixed across figures: the astrocyte circuit is blue, nulls "
+           "what would change the verdict. Colours are fixed across figures: the circuit under audit is blue, nulls "
            "are warm colours (uniform attention red), fitted controls green and purple, theory a black dashed "
            "line, the 10 % tolerance a grey dotted line, one astrocyte's synapse count a purple dash-dot line. "
            "Methods are generated from the specs; the appendix lists every cited number.")
