@@ -158,7 +158,8 @@ def _as_circuit(name: str, found) -> Circuit:
 
 
 def first_line(text: str | None) -> str:
-    return (text or "").strip().split("\n")[0]
+    """A docstring's first paragraph on one line: a circuit's description where none is given."""
+    return " ".join((text or "").strip().split("\n\n")[0].split())
 
 
 def _import_path(path: str) -> Circuit:
