@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from astrostats import cost, outputs, provenance, safe_io
+from astrostats.audited import audited_circuit_record, with_circuit
 from astrostats.memory import keep_freed_memory, peak_resident_bytes, release_freed_memory, reset_peak_resident
 from astrostats.spec import PROFILES, Spec, available_specs, load_spec, resolve_spec_argument
 from astrostats.studies import get_study
@@ -38,6 +39,9 @@ def parse_arguments(argv):
     parser.add_argument("--out", default=None, help="output folder (default: reports/)")
     parser.add_argument("--profile", choices=PROFILES, default=None, help="smoke | quick (default) | full | exhaustive")
     parser.add_argument("--seed", type=int, default=None, help="override every spec's base seed")
+    parser.add_argument("--circuit", default=None,
+                        help="the circuit under audit: a registered name (see --list), an installed entry point or "
+                             "package.module:callable (default: the paper's astrocyte circuit)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     parser.add_argument("--audit-only", action="store_true", help="rebuild audit and report from stored tables")
     parser.add_argument("--from", dest="from_dir", type=Path, default=None, help="with --audit-only: the run folder")
@@ -93,7 +97,9 @@ def resolve_specs(args) -> list[Spec]:
         if value is not None and not (value > 0 and value != float("inf")):
             raise InputError(f"{flag}: expected a positive number, got {value!r}")
     names = args.analyses or list(available_specs())
-    specs = [resolve_spec_argument(name, args.profile).with_seed(args.seed) for name in names]
+    specs = [with_circuit(resolve_spec_argument(name, args.profile).with_seed(args.seed), args.circuit)
+             for name in names]
+    args.audited_circuit = audited_circuit_record(specs)
     costs = []
     for spec in specs:
         study = get_study(spec.kind)
@@ -198,6 +204,7 @@ def make_executor(args, out_dir: Path):
 
 AUDIT_ONLY_CONFLICTS = (("analyses", "analysis names"), ("resume", "--resume"), ("workers", "--workers"),
                         ("scheduler", "--scheduler"), ("seed", "--seed"), ("profile", "--profile"), ("jobs", "--jobs"),
+                        ("circuit", "--circuit"),
                         ("max_hours", "--max-hours"), ("max_gib", "--max-gib"))
 
 
@@ -262,7 +269,8 @@ def run(args) -> int:
                 records = [run_analysis(spec, context, code, args.resume) for spec in specs]
             manifest = {"created_by": command, "profile": args.profile, "versions": provenance.versions(),
                         "git": provenance.git_commit(), "code_version": code, "machine": provenance.machine(),
-                        "analyses": records, "wall_seconds": time.perf_counter() - started}
+                        "audited_circuit": args.audited_circuit, "analyses": records,
+                        "wall_seconds": time.perf_counter() - started}
             from astrostats.report.build import build_outputs
 
             build_outputs(out_dir, manifest)
@@ -324,9 +332,15 @@ def main(argv=None) -> int:
         quiet_progress()
     try:
         if args.list:
+            print("analyses:")
             for name, path in available_specs().items():
                 spec = load_spec(path)
-                print(f"{name:16s} {spec.kind:12s} {spec.question}")
+                print(f"  {name:16s} {spec.kind:12s} {spec.question}")
+            from astrostats.circuits import get_circuit, registered_names
+
+            print("circuits (--circuit):")
+            for name in registered_names():
+                print(f"  {name:20s} {get_circuit(name).description}")
             return 0
         return run(args)
     except InputError as error:

@@ -25,6 +25,7 @@ from pathlib import Path
 from astrostats import outputs, safe_io
 from astrostats.validation import InputError, check_identifier
 from astrostats.report import audit, pdf, style
+from astrostats.report.claims import AuditedCircuit
 from astrostats.report.layout import FigureRef
 
 LOG = logging.getLogger(__name__)
@@ -66,34 +67,36 @@ def _stem(analysis: str, name: str) -> str:
     return analysis if name == MAIN_FIGURE else f"{analysis}_{name}"
 
 
-def draw_one(kind: str, analysis: str, out_dir: Path, tables: dict | None = None,
-             records: dict | None = None) -> list[tuple[str, str]]:
+def draw_one(kind: str, analysis: str, out_dir: Path, tables: dict | None = None, records: dict | None = None,
+             circuit: AuditedCircuit = AuditedCircuit()) -> list[tuple[str, str]]:
     """One analysis's figures, saved and closed: from ``tables`` (name -> DataFrame), or read from tables/ with
-    their manifest ``records`` (each checked against its SHA-256; a spawned worker's way in)."""
+    their manifest ``records`` (each checked against its SHA-256; a spawned worker's way in); ``circuit`` is the
+    circuit under audit, drawn as 'the circuit'."""
     from astrostats.report.figures import draw_analysis
 
     style.apply()
     if tables is None:
         tables = outputs.read_tables(out_dir / "tables", records)
-    return _save(draw_analysis(kind, tables), out_dir, lambda name: _stem(analysis, name))
+    return _save(draw_analysis(kind, tables, circuit), out_dir, lambda name: _stem(analysis, name))
 
 
-def draw_paper(by_kind: dict, out_dir: Path) -> list[tuple[str, str]]:
+def draw_paper(by_kind: dict, out_dir: Path, circuit: AuditedCircuit = AuditedCircuit()) -> list[tuple[str, str]]:
     """The paper's figures, drawn across analyses (kind -> tables), saved and closed."""
     from astrostats.report.figures import paper
 
     style.apply()
-    return _save(paper.draw(by_kind), out_dir, lambda name: f"paper_{name}")
+    with style.drawing_for(circuit.name):
+        return _save(paper.draw(by_kind, circuit), out_dir, lambda name: f"paper_{name}")
 
 
-def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method: str):
+def _submit(pool, function, argument, per_analysis: dict, out_dir: Path, method: str, circuit: AuditedCircuit):
     """A call returning one owner's drawn figures: waiting on the pool's future, or (no pool) drawing them here."""
     if function is draw_one:
         in_memory = pool is None or method == "fork"
         arguments = (argument["kind"], argument["name"], out_dir, per_analysis[argument["name"]] if in_memory else None,
-                     None if in_memory else argument["tables"])
+                     None if in_memory else argument["tables"], circuit)
     else:
-        arguments = (argument, out_dir)
+        arguments = (argument, out_dir, circuit)
     if pool is None:
         return lambda: function(*arguments)
     return pool.submit(function, *arguments).result
@@ -198,7 +201,8 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
                                 initializer=safe_io.die_with_parent, initargs=(os.getpid(),))  # no orphan writes
             if workers > 1 else None)
     try:
-        pending = {owner: _submit(pool, function, argument, per_analysis, out_dir, method)
+        circuit = AuditedCircuit.from_manifest(manifest)
+        pending = {owner: _submit(pool, function, argument, per_analysis, out_dir, method, circuit)
                    for owner, (function, argument) in jobs.items()}
         for owner, outcome in pending.items():
             try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import typst
 
+from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.report import decisive, layout, narrative
 from astrostats.report.audit import clip
@@ -138,6 +139,18 @@ def _answer(question_claims, by_id: dict) -> str:
     return " ".join(parts)
 
 
+def audited_line(manifest: dict) -> str:
+    """The circuit under audit as the manifest names it, with its description."""
+    recorded = manifest.get("audited_circuit") or {}
+    name, description = recorded.get("name", DEFAULT_CIRCUIT), recorded.get("description", "")
+    return f"{name} ({description})" if description else name
+
+
+def title(manifest: dict) -> str:
+    name = (manifest.get("audited_circuit") or {}).get("name", DEFAULT_CIRCUIT)
+    return TITLE if name == DEFAULT_CIRCUIT else f"Does the circuit {name} compute attention? An audit"
+
+
 def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], tables: dict, table_owner: dict,
                 root: Path, modules: dict | None = None) -> dict:
     """Everything the template shows, as plain JSON-able data."""
@@ -172,9 +185,9 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
               if r["status"] != "ok"]
     commit = str(git.get("commit"))[:12] + (" (uncommitted changes)" if git.get("dirty") else "")
     return {
-        "title": TITLE, "subtitle": SUBTITLE,
-        "run": f"astrostats, profile {manifest.get('profile')}, commit {commit}; every number cites a stored "
-               f"table (tables/) and its rows (audit.json)",
+        "title": title(manifest), "subtitle": SUBTITLE,
+        "run": f"astrostats, circuit under audit: {audited_line(manifest)}; profile {manifest.get('profile')}, "
+               f"commit {commit}; every number cites a stored table (tables/) and its rows (audit.json)",
         "footer": f"astrostats audit, profile {manifest.get('profile')}, commit {commit}",
         "questions": questions, "claims": claims, "failed": failed, "reading": narrative.READING,
         "validation": _validation(tables),
