@@ -37,7 +37,8 @@ from astrostats.stats.multitest import adjust_p_values
 from astrostats.stats.scaling import scaling_fits_table
 from astrostats.stats.scaling_result import epsilon_label
 from astrostats.studies.base import RunContext
-from astrostats.targets.models import MODELS, load, targets_of
+from astrostats.targets.models import load, targets_of
+from astrostats.targets.sources import check_sources, source_name
 from astrostats.targets import recordings
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
@@ -76,7 +77,7 @@ class Parameters:
     gain_couplings: tuple = (0.0, 0.5)
     divisor_noise_scales: tuple = (0.5, 1.0, 2.0, 4.0)  # whole-cell CV = scale x baseline noise SD (assumption)
     use_recordings: bool = True
-    real_models: tuple[str, ...] = ()  # real Transformer heads beside the synthetic ones
+    real_models: tuple[str | dict, ...] = ()  # real Transformer heads beside the synthetic ones (names, folders)
     real_layers: tuple[int, ...] = (0,)
     real_heads: tuple[int, ...] = (0,)
     real_levels: tuple[str, ...] = ("ideal", "null", "measured")
@@ -94,8 +95,7 @@ class Parameters:
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)
         check_float("token_interval_s", self.token_interval_s, minimum=0.0, strict=True)
-        for model in self.real_models:
-            check_choice("real_models", model, MODELS)
+        check_sources("real_models", self.real_models)
         for level in self.real_levels:
             check_choice("real_levels", level, LEVELS)
         if self.real_models and not (self.real_layers and self.real_heads and self.real_levels):
@@ -249,8 +249,9 @@ def real_targets(parameters: Parameters) -> list:
     if not parameters.real_models:
         return []
     batches = []
-    for name in parameters.real_models:
-        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+    for entry in parameters.real_models:
+        name = source_name(entry, "real_models")
+        loaded = load(entry, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
                       text_source=parameters.text_source, image_source=parameters.image_source)
         handle = loaded.handle.config if loaded.is_vision else loaded.handle
         for key, total in (("real_layers", handle.n_layers), ("real_heads", handle.n_heads)):

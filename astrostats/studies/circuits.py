@@ -37,7 +37,8 @@ from astrostats.spec import Spec
 from astrostats.stats.equal_error import equal_error_tests, required_resource
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import TargetBatch
-from astrostats.targets.models import MODELS, load, model_shape, targets_of
+from astrostats.targets.models import load, model_shape, targets_of
+from astrostats.targets.sources import check_sources, source_name
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.targets.synthetic import LOGIT_SCALES, synthetic_head
 from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
@@ -59,7 +60,7 @@ class Parameters:
     circuits: tuple[str, ...] = ()  # the comparators beside the circuit under audit
     audited_circuit: str = DEFAULT_CIRCUIT
     secondary_resources: tuple[str, ...] = ("total_cells", "hidden_neurons")
-    real_models: tuple[str, ...] = ()
+    real_models: tuple[str | dict, ...] = ()  # registered names, model folders or {path, family, name}
     real_layers: tuple[int, ...] = (0,)
     real_heads: tuple[int, ...] = (0,)
     text_source: str = "pydoc"
@@ -81,8 +82,7 @@ class Parameters:
                            circuit)
         for resource in self.secondary_resources:
             check_choice("secondary_resources", resource, RESOURCES)
-        for model in self.real_models:
-            check_choice("real_models", model, MODELS)
+        check_sources("real_models", self.real_models)
         for name in ("real_layers", "real_heads"):
             for index in getattr(self, name):
                 check_int(name, index)
@@ -138,13 +138,14 @@ def targets(spec: Spec, parameters: Parameters) -> list[TargetBatch]:
     batches = [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
                               d_head=parameters.d_head, logit_scale=scale, seed=spec.seed)
                for scale in parameters.logit_scales]
-    for name in parameters.real_models:  # every index checked against every model before the first is loaded
-        shape = model_shape(name, parameters.image_source)
+    for entry in parameters.real_models:  # every index checked against every model before the first is loaded
+        name, shape = source_name(entry, "real_models"), model_shape(entry, parameters.image_source)
         for key, total in (("real_layers", shape.n_layers), ("real_heads", shape.n_heads)):
             if not all(-total <= index < total for index in getattr(parameters, key)):
                 raise fail(key, f"indices in [{-total}, {total - 1}] ({name} has {total})", getattr(parameters, key))
-    for name in parameters.real_models:
-        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+    for entry in parameters.real_models:
+        name = source_name(entry, "real_models")
+        loaded = load(entry, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
                       text_source=parameters.text_source, image_source=parameters.image_source)
         batches += targets_of(loaded, parameters.real_layers, parameters.real_heads)
         LOG.info("circuits: %s heads loaded in %.1f s", name, loaded.load_seconds)

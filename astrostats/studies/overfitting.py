@@ -9,7 +9,9 @@ A target is only a source of q, k, v and exact outputs, so every head takes the 
 
 * ``synthetic``: Gaussian heads; out of distribution: ood_length (ood_n_tokens tokens), ood_scale (query/key
   norm ood_logit_scale), ood_head (another head's q and k on the same inputs, the same values);
-* ``minilm``, ``smollm2`` (astrostats.targets.language) and ``vit`` (astrostats.targets.vision): head
+* ``minilm``, ``smollm2`` (astrostats.targets.language), ``vit`` (astrostats.targets.vision), or any target
+  source of the registry (astrostats.targets.sources: a model folder's path, or a table
+  ``{path = "...", family = "auto", name = "..."}``, split as the built-in of its modality): head
   ``head`` of layer ``layer`` on real inputs, split by whole text window (language) or whole test image
   (ViT, images it never saw in training); out of distribution: ood_length (language only: longer windows,
   from text after every window of the other splits), ood_layer (the next layer's head of the same index,
@@ -53,6 +55,7 @@ from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.targets.models import LoadedModel, load, targets_of
+from astrostats.targets.sources import check_sources, resolve_source, source_name
 from astrostats.studies.base import RunContext
 from astrostats.targets import language
 from astrostats.targets.base import TargetBatch, labelled
@@ -87,8 +90,8 @@ class Parameters:
     logit_scale: str | float = "near_uniform_unit_norm"
     ood_n_tokens: int = 394
     ood_logit_scale: str | float = 1.5
-    target: str = "synthetic"
-    secondary_targets: tuple[str, ...] = ()
+    target: str | dict = "synthetic"  # or a target source: a registered name, a model folder, {path, family, name}
+    secondary_targets: tuple[str | dict, ...] = ()
     layer: int = 0  # the head analysed on a real target (negative: from the end)
     head: int = 0
     text_source: str = "pydoc"
@@ -114,9 +117,9 @@ class Parameters:
             check_int(name, getattr(self, name), minimum=2)
         check_int("n_tokens", self.n_tokens, minimum=3)
         check_int("ood_n_tokens", self.ood_n_tokens, minimum=self.n_tokens + 1)  # longer N
-        check_choice("target", self.target, TARGETS)
-        for target in self.secondary_targets:
-            check_choice("secondary_targets", target, TARGETS)
+        if self.target != "synthetic":
+            check_sources("target", [self.target])
+        check_sources("secondary_targets", [target for target in self.secondary_targets if target != "synthetic"])
         if self.target in self.secondary_targets:
             raise fail("secondary_targets", f"targets other than the primary target {self.target!r}",
                        self.secondary_targets)
@@ -188,7 +191,7 @@ def _index(name: str, value: int, total: int) -> int:
 def real_splits(target: str, parameters: Parameters, seed: int) -> dict[str, TargetBatch]:
     """Splits of head ``parameters.head`` of layer ``parameters.layer`` of a real Transformer (see the module
     docstring); InputError naming the package when the model is not installed."""
-    check_choice("target", target, TARGETS[1:])
+    source_name(target, "target")
     n_main = sum(parameters.sizes.values())
     started = time.perf_counter()
     loaded = load(target, n_sequences=n_main, n_tokens=parameters.n_tokens, text_source=parameters.text_source,
@@ -206,10 +209,10 @@ def real_splits(target: str, parameters: Parameters, seed: int) -> dict[str, Tar
     # the same permutation (seed, count) picks the same test sequences for the other layer and head
     splits["ood_layer"] = split_by_sequence(batches[next_layer, head], parameters.sizes, seed)["test"]
     splits["ood_head"] = split_by_sequence(batches[layer, next_head], parameters.sizes, seed)["test"]
-    if "ood_length" in TARGET_SPLITS[target]:
+    if "ood_length" in splits_for(target):
         splits["ood_length"] = _longer_windows(loaded, parameters, layer, head)
     LOG.info("%s layer %d head %d: splits ready in %.1f s", target, layer, head, time.perf_counter() - started)
-    return {name: splits[name] for name in ("train", "validation", *TARGET_SPLITS[target])}
+    return {name: splits[name] for name in ("train", "validation", *splits_for(target))}
 
 
 def _longer_windows(loaded: LoadedModel, parameters: Parameters, layer: int, head: int) -> TargetBatch:
@@ -228,6 +231,14 @@ def longer_window_ids(language_model: language.LanguageModel, parameters: Parame
     ids = language.text_sequences(language_model, n_sequences=skip + parameters.n_ood,
                                   n_tokens=parameters.ood_n_tokens, text_source=parameters.text_source)
     return ids[skip:]
+
+
+def splits_for(target) -> tuple[str, ...]:
+    """The evaluation splits of a target: the built-ins' own; any other source's those of the built-in of its
+    modality (language: with ood_length, longer windows; vision: without)."""
+    if isinstance(target, str) and target in TARGET_SPLITS:
+        return TARGET_SPLITS[target]
+    return TARGET_SPLITS["vit" if resolve_source(target, "target").modality == "vision" else "minilm"]
 
 
 def target_splits(target: str, parameters: Parameters, seed: int) -> dict[str, TargetBatch]:
@@ -257,7 +268,7 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
         check_choice("preregistration.primary_controls", control, sorted(names - {parameters.audited_circuit}))
     for split in registered["primary_splits"]:  # the pre-registered splits must exist for the primary target
         check_choice(f"preregistration.primary_splits (target {parameters.target!r})", split,
-                     TARGET_SPLITS[parameters.target])
+                     splits_for(parameters.target))
     if registered["primary_m"] != "largest":
         raise fail("preregistration.primary_m", "'largest' (the largest m of the run)", registered["primary_m"])
     return registered
@@ -286,7 +297,7 @@ def check_amendment(spec: Spec, parameters: Parameters, registered: dict) -> dic
         check_choice("amendments.primary_controls", control, sorted(names - {parameters.audited_circuit}))
     for split in amendment["primary_splits"]:
         check_choice(f"amendments.primary_splits (target {parameters.target!r})", split,
-                     TARGET_SPLITS[parameters.target])
+                     splits_for(parameters.target))
     if amendment["primary_m"] != "largest":
         raise fail("amendments.primary_m", "'largest' (the largest m of the run)", amendment["primary_m"])
     return amendment
@@ -296,7 +307,7 @@ def families_v2(parameters: Parameters, amendment: dict, splits: tuple[str, ...]
                 role: str = "primary") -> list[Family]:
     """Amendment v2's families: its primary comparisons at the largest m, and the same nulls at every other
     m, each with the crossed bootstrap and the constant floor."""
-    splits = TARGET_SPLITS[parameters.target] if splits is None else tuple(splits)
+    splits = splits_for(parameters.target) if splits is None else tuple(splits)
     largest = max(parameters.m)
     others = tuple(m for m in parameters.m if m != largest)
     nulls, margin = tuple(amendment["primary_controls"]), float(amendment["margin"])
@@ -318,7 +329,7 @@ def families(parameters: Parameters, registered: dict, splits: tuple[str, ...] |
     gets the same comparisons under ``secondary_`` names, its nulls on all of its splits.
     """
     check_choice("role", role, ("primary", "secondary"))
-    splits = TARGET_SPLITS[parameters.target] if splits is None else tuple(splits)
+    splits = splits_for(parameters.target) if splits is None else tuple(splits)
     largest = max(parameters.m)
     others = tuple(m for m in parameters.m if m != largest)
     nulls = tuple(registered["primary_controls"])

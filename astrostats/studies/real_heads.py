@@ -1,8 +1,11 @@
 """Figure 3 done properly: every layer and head of real Transformers on real inputs, many feature seeds,
 and the whole network with its attention replaced by the neuron–astrocyte circuit.
 
-Models: ``minilm`` and ``smollm2`` (language, astrostats.targets.language) and ``vit`` (the ViT trained
-here, astrostats.targets.vision). Analyses, each a table prefixed by the spec's name:
+Models (``models``): registered target sources (``minilm`` and ``smollm2``, language, astrostats.targets.language;
+``vit``, the ViT trained here, astrostats.targets.vision), or local transformers model folders, as a path or a
+table ``{path = "...", family = "auto", name = "..."}`` (astrostats.targets.sources). Every real head's rows
+carry ``target_kind`` "real" and its ``modality``, whatever the model is called. Analyses, each a table
+prefixed by the spec's name:
 
 * ``response``   the paper's panel: per token, the astrocyte response a_t against the exact normaliser
                  sum_tau exp(q_t·k_tau) at each ``response_m``, summarised over ``n_seeds`` feature seeds
@@ -12,8 +15,9 @@ here, astrostats.targets.vision). Analyses, each a table prefixed by the spec's 
 * ``head_stats`` where real heads sit: per head and sequence, query/key norms, logit spread, attention
                  entropy, the theory's error constant C and the m it implies for 10 % and 1 % error;
 * ``end_to_end`` every attention layer replaced by the circuit at m: final outputs compared with the model's
-                 own (MiniLM: sentence-embedding cosine; SmolLM2: next-token KL and top-1 agreement; ViT:
-                 top-1 agreement, logit relative error and test-set correctness);
+                 own (encoders such as MiniLM: sentence-embedding cosine; causal LMs such as SmolLM2:
+                 next-token KL and top-1 agreement; the ViT: top-1 agreement, logit relative error and
+                 test-set correctness);
 * ``measured``   the error measured directly at ``measured_m`` (to one rodent's 1e5 and one human's 2e6
                  synapses) on ``measured_layers`` x ``measured_heads`` (every layer for the models in
                  ``measured_all_layers``), ``measured_seeds`` feature draws on ``n_sequences`` inputs, by nested
@@ -48,7 +52,8 @@ from astrostats.studies.scaling import fit_error_laws, theory_table
 from astrostats.targets.base import TargetBatch, labelled
 from astrostats.targets import language, vision
 from astrostats.targets.swap import CircuitSetting, circuit_heads
-from astrostats.targets.models import MODELS, LoadedModel, load, model_shape, targets_of
+from astrostats.targets.models import LoadedModel, label_real_tables, load, model_shape, targets_of
+from astrostats.targets.sources import check_known, check_sources, source_name, source_names
 from astrostats.targets.corpora import IMAGE_SOURCES, TEXT_SOURCES
 from astrostats.validation import check_choice, check_int, check_int_list, fail
 
@@ -64,7 +69,7 @@ INDEX_LISTS = {"layers": "heads", "response_layers": "response_heads", "sweep_la
 
 @dataclass(frozen=True)
 class Parameters:
-    models: tuple[str, ...] = ("minilm", "smollm2")
+    models: tuple[str | dict, ...] = ("minilm", "smollm2")  # registered names, model folders or {path, family, name}
     analyses: tuple[str, ...] = ANALYSES
     text_source: str = "pydoc"
     image_source: str = "mnist"
@@ -109,9 +114,9 @@ class Parameters:
             for index in getattr(self, name):
                 check_int(name, index)
         if not self.models:
-            raise fail("models", f"a non-empty list among {list(MODELS)}", self.models)
-        for model in self.models:
-            check_choice("models", model, MODELS)
+            raise fail("models", f"a non-empty list of target sources (among {source_names()}, or model folders)",
+                       self.models)
+        names = (*check_sources("models", self.models), *source_names())
         for analysis in self.analyses:
             check_choice("analyses", analysis, ANALYSES)
         check_choice("text_source", self.text_source, TEXT_SOURCES)
@@ -123,7 +128,7 @@ class Parameters:
         if self.response_sequences > self.n_sequences:
             raise fail("response_sequences", f"at most n_sequences = {self.n_sequences}", self.response_sequences)
         for model in self.measured_all_layers:
-            check_choice("measured_all_layers", model, MODELS)
+            check_known("measured_all_layers", model, names)
         for index in self.measured_all_layers_heads:
             check_int("measured_all_layers_heads", index)
         if "measured" in self.analyses and (self.measured_sequences < MIN_MEASURED[0]
@@ -134,7 +139,7 @@ class Parameters:
         budget = self.measured_large_max_heads
         for model, count in (budget.items() if isinstance(budget, dict) else [("any", budget)]):
             if model != "any":
-                check_choice("measured_large_max_heads", model, MODELS)
+                check_known("measured_large_max_heads", model, names)
             check_int("measured_large_max_heads", count, minimum=0)
         if "measured" in self.analyses and self.measured_sequences > self.n_sequences:
             raise fail("measured_sequences", f"at most n_sequences = {self.n_sequences}", self.measured_sequences)
@@ -281,7 +286,7 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
                 setting = CircuitSetting(m=m, seed=seed, causal=model.causal, base_seed=base_seed,
                                          memory_mb=parameters.memory_mb, circuit=parameters.audited_circuit)
                 approximate = language.final_outputs(model, ids, setting)
-                rows.append(_language_rows(model.name, approximate, exact, m, seed, setting.circuit))
+                rows.append(_language_rows(model, approximate, exact, m, seed, setting.circuit))
         target = model.name
     table = pd.concat(rows, ignore_index=True)
     table.insert(0, "target", target)
@@ -290,15 +295,12 @@ def end_to_end_table(loaded: LoadedModel, parameters: Parameters, base_seed: int
     return table
 
 
-def _language_rows(name: str, approximate: torch.Tensor, exact: torch.Tensor, m: int, seed: int,
+def _language_rows(model: language.LanguageModel, approximate: torch.Tensor, exact: torch.Tensor, m: int, seed: int,
                    circuit: str) -> pd.DataFrame:
+    """Per sequence, the metrics of the model's kind of output (language.end_to_end_metrics): an encoder's
+    embedding cosine, a causal LM's next-token KL and top-1 agreement, a vision classifier's top-1 agreement."""
     ids = np.arange(len(exact))
-    if name == "minilm":
-        metrics = {"embedding_cosine": torch.nn.functional.cosine_similarity(approximate, exact, dim=-1)}
-    else:
-        log_p, log_q = exact.double().log_softmax(-1), approximate.double().log_softmax(-1)
-        metrics = {"next_token_kl": (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1),
-                   "top1_agreement": (exact.argmax(-1) == approximate.argmax(-1)).double().mean(-1)}
+    metrics = language.end_to_end_metrics(model, approximate, exact)
     return pd.concat([pd.DataFrame({"circuit": circuit, "m": m, "seed": seed, "sequence_id": ids,
                                     "metric": metric, "value": values.double().numpy()})
                       for metric, values in metrics.items()], ignore_index=True)
@@ -330,7 +332,8 @@ def measured_rows(batches: list[TargetBatch], parameters: Parameters, seed: int,
                                        circuit=parameters.audited_circuit)
     rows = run_on(batches, parameters.measured_m)
     budget = parameters.measured_large_max_heads
-    model = batches[0].labels["target"].split("_")[0]
+    target = batches[0].labels["target"]  # a source's name; the ViT's heads are vit_<image source>
+    model = target if isinstance(budget, dict) and target in budget else target.split("_")[0]
     max_heads = budget.get(model, 0) if isinstance(budget, dict) else budget
     if not parameters.measured_large_m or not max_heads:
         return rows
@@ -356,11 +359,14 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     def keep(key: str, frame: pd.DataFrame):
         collected.setdefault(key, []).append(frame)
 
-    for name in parameters.models:  # every index checked against every model before the first is loaded
-        parameters.check_shape(name, model_shape(name, parameters.image_source))
-    for name in parameters.models:
-        loaded = load(name, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+    real_labels = {}  # target -> target_kind and modality, for the tables built without the head labels
+    for entry in parameters.models:  # every index checked against every model before the first is loaded
+        parameters.check_shape(source_name(entry), model_shape(entry, parameters.image_source))
+    for entry in parameters.models:
+        name = source_name(entry)
+        loaded = load(entry, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
                       text_source=parameters.text_source, image_source=parameters.image_source)
+        real_labels[loaded.target] = loaded.labels
         timings.append({"target": name, "step": "load", "seconds": loaded.load_seconds})
         for analysis in parameters.analyses:
             start = time.perf_counter()
@@ -401,6 +407,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
         tables[f"{spec.name}_measured_shares"] = shares
         tables[f"{spec.name}_required_m"] = measured.required_m_table(summary, theory, tables.get(f"{spec.name}_fits"),
                                                                       circuit=parameters.audited_circuit)
+    label_real_tables(tables, real_labels)
     for table in tables.values():
         table.insert(0, "analysis", spec.name)
     tables[f"{spec.name}_timings"] = pd.DataFrame(timings).assign(analysis=spec.name)

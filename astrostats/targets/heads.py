@@ -10,6 +10,19 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_int, fail
 
 
+#: the label every real model's heads carry (column ``target_kind``), beside ``modality``: what claims C2 and C6
+#: select by, whatever the model is called
+REAL_TARGET = "real"
+MODALITIES = ("language", "vision")
+
+
+def real_labels(modality: str) -> dict:
+    """The labels that mark a head as a real Transformer's: ``target_kind`` "real" and its ``modality``."""
+    if modality not in MODALITIES:
+        raise fail("modality", f"one of {list(MODALITIES)}", modality)
+    return {"target_kind": REAL_TARGET, "modality": modality}
+
+
 @dataclass(frozen=True)
 class LayerAttention:
     """One attention layer on S sequences: q, k scaled (q·k = logit), all (S, H, N, d); ``output`` is the

@@ -1,45 +1,55 @@
 """Real Transformers as sources of targets: load a model with its inputs, read its shape, and cut the
 chosen layers and heads into :class:`~astrostats.targets.base.TargetBatch` es.
 
-Models: ``minilm`` and ``smollm2`` (language, :mod:`astrostats.targets.language`, on text windows) and
-``vit`` (the ViT trained here, :mod:`astrostats.targets.vision`, on held-out test images). Every study that
-reads real heads loads them here, so all see the same inputs.
+Which models exist is the registry's business (:mod:`astrostats.targets.sources`): the built-ins ``minilm``,
+``smollm2`` and ``vit``, anything registered or installed as an entry point, and any local transformers model
+folder (:mod:`astrostats.targets.huggingface`). A spec names one by a registered name, a path, or a table
+``{path = "...", family = "auto", name = "..."}``; :func:`load` and :func:`model_shape` take any of them. Every
+study that reads real heads loads them here, so all see the same inputs.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from astrostats.targets import language, vision
 from astrostats.targets.base import TargetBatch
-from astrostats.targets.heads import LayerAttention, head_targets, select
-
-MODELS = ("minilm", "smollm2", "vit")
-
-
-def model_shape(name: str, image_source: str = "mnist") -> language.ModelShape:
-    """Layers and heads from the model's configuration (no weights): seconds, before any heavy work."""
-    if name == "vit":
-        config = vision.vit_config(image_source)
-        return language.ModelShape(config.n_layers, config.n_heads, config.n_heads)
-    return language.language_model_shape(name)
+from astrostats.targets.heads import LayerAttention, head_targets, real_labels, select
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One loaded model, its inputs and where they came from, and how to get its heads."""
+    """One loaded model, its inputs and where they came from, and how to get its heads.
+
+    ``target`` is the name its heads carry in every table (the source's name; ``vit_<image source>`` for the
+    ViT trained here); ``modality`` "language" or "vision"."""
 
     name: str
-    handle: object  # language.LanguageModel or vision.ViT
-    inputs: torch.Tensor  # token ids (S, N) or images (S, 28, 28)
+    handle: object  # language.LanguageModel (any transformers model) or vision.ViT (the ViT trained here)
+    inputs: torch.Tensor  # token ids (S, N), images (S, 28, 28) for the ViT, pixel values (S, C, H, W)
     source: str  # the text source (language) or image source (vision) of the inputs
     load_seconds: float
+    target: str = ""
+    modality: str = "language"
+
+    def __post_init__(self):
+        if not self.target:
+            object.__setattr__(self, "target", self.name)
 
     @property
     def is_vision(self) -> bool:
-        return self.name == "vit"
+        """The ViT trained here (its own forward and attention callable), not a transformers model."""
+        return isinstance(self.handle, vision.ViT)
+
+    @property
+    def causal(self) -> bool:
+        return False if self.is_vision else self.handle.causal
+
+    @property
+    def labels(self) -> dict:
+        """The labels of a real model's heads: target_kind "real" and the modality."""
+        return real_labels(self.modality)
 
     def layer_attention(self, layers=()) -> list[LayerAttention]:
         if self.is_vision:
@@ -48,30 +58,56 @@ class LoadedModel:
         return language.language_attention(self.handle, self.inputs, layers)
 
 
-def load(name: str, *, n_sequences: int, n_tokens: int = 197, text_source: str = "pydoc",
+def model_shape(entry, image_source: str = "mnist") -> language.ModelShape:
+    """Layers and heads from the model's configuration (no weights): seconds, before any heavy work.
+    ``entry``: a registered name, a model folder's path, or a table {path, family, name}."""
+    from astrostats.targets.sources import resolve_source  # the registry imports this module
+
+    return resolve_source(entry).shape(image_source)
+
+
+def load(entry, *, n_sequences: int, n_tokens: int = 197, text_source: str = "pydoc",
          image_source: str = "mnist") -> LoadedModel:
     """The model and its first ``n_sequences`` inputs: text windows of ``n_tokens`` tokens, or test images."""
-    start = time.perf_counter()
-    if name == "vit":
-        model = vision.load_vit(image_source)
-        images, _ = vision.test_images(image_source, n_sequences)
-        return LoadedModel(name, model, images, image_source, time.perf_counter() - start)
-    model = language.load_language_model(name)
-    ids = language.text_sequences(model, n_sequences=n_sequences, n_tokens=n_tokens, text_source=text_source)
-    return LoadedModel(name, model, ids, text_source, time.perf_counter() - start)
+    from astrostats.targets.sources import resolve_source
+
+    return resolve_source(entry).load(n_sequences=n_sequences, n_tokens=n_tokens, text_source=text_source,
+                                      image_source=image_source)
 
 
 def targets_of(loaded: LoadedModel, layers, heads, *, require_alternative: bool = False) -> list[TargetBatch]:
-    """TargetBatches of the chosen layers and heads (labels as the synthetic targets')."""
+    """TargetBatches of the chosen layers and heads (labels as the synthetic targets', plus ``n_kv_heads``,
+    ``source`` and the real-model labels ``target_kind`` and ``modality``)."""
     if loaded.is_vision:
-        target = f"vit_{loaded.source}"
-        extra, groups = {"n_kv_heads": loaded.handle.config.n_heads, "source": loaded.source}, 1
+        n_kv_heads, groups = loaded.handle.config.n_heads, 1
     else:
-        target = loaded.name
-        extra = {"n_kv_heads": loaded.handle.n_kv_heads, "source": loaded.source}
-        groups = loaded.handle.n_heads // loaded.handle.n_kv_heads
-    return head_targets(target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
-                                 require_alternative=require_alternative)
+        n_kv_heads = loaded.handle.n_kv_heads
+        groups = loaded.handle.n_heads // n_kv_heads
+    extra = {"n_kv_heads": n_kv_heads, "source": loaded.source, **loaded.labels}
+    return head_targets(loaded.target, loaded.layer_attention(layers), heads, extra=extra, kv_groups=groups,
+                        require_alternative=require_alternative)
 
 
-__all__ = ["MODELS", "LoadedModel", "load", "model_shape", "targets_of"]
+def label_real_tables(tables: dict, labels_by_target: dict[str, dict]) -> None:
+    """Give every table with a ``target`` column the real-model labels (``target_kind``, ``modality``) of its
+    targets, where it lacks them (summaries and end-to-end tables are built from rows without the head labels),
+    in place, right after ``target``."""
+    for table in tables.values():
+        if "target" not in table or table.empty:
+            continue
+        at = list(table.columns).index("target") + 1
+        for offset, key in enumerate(("target_kind", "modality")):
+            if key not in table:
+                table.insert(at + offset, key, table["target"].map(
+                    lambda target, key=key: labels_by_target.get(target, {}).get(key)))
+
+
+def __getattr__(name: str):
+    if name == "MODELS":  # the built-in names, as before the registry: kept for old imports
+        from astrostats.targets.sources import BUILTIN_SOURCES
+
+        return BUILTIN_SOURCES
+    raise AttributeError(name)
+
+
+__all__ = ["LoadedModel", "load", "model_shape", "targets_of", "label_real_tables"]

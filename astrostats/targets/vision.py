@@ -9,6 +9,10 @@ committed under ``astrostats/weights/`` with a manifest (data hash, command, tes
 Attention is written out (softmax(q k^T / sqrt(d_head)) v, no fused kernel), and ``forward`` accepts an
 ``attention`` callable that replaces every layer's softmax attention: that is how the end-to-end analysis
 swaps in the neuron–astrocyte circuit.
+
+It is written here, not with transformers, so it cannot go through the generic Hugging Face adapter
+(:mod:`astrostats.targets.huggingface`): it is registered as its own target source, ``vit``
+(:class:`astrostats.targets.sources.ProjectViT`), and its heads are read by forward hooks instead.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from torch import nn
 from astrostats.circuits.attention import scale_queries_keys
 from astrostats.targets.base import TargetBatch
 from astrostats.targets.corpora import image_set
-from astrostats.targets.heads import LayerAttention, head_targets, select
+from astrostats.targets.heads import LayerAttention, head_targets, real_labels, select
 from astrostats.validation import InputError, check_int
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # packaged as package-data
@@ -195,7 +199,7 @@ def vit_heads(*, source: str = "mnist", n_sequences: int = 8, layers=(), heads=(
     chosen_layers = select("layers", layers, model.config.n_layers)
     every_layer = vit_attention(model, images)  # one forward pass for all layers
     return head_targets(f"vit_{source}", [every_layer[layer] for layer in chosen_layers], heads,
-                        extra={"n_kv_heads": model.config.n_heads, "source": source})
+                        extra={"n_kv_heads": model.config.n_heads, "source": source, **real_labels("vision")})
 
 
 def config_dict(config: ViTConfig) -> dict:
