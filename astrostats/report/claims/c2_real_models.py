@@ -3,8 +3,12 @@
 Reads the real_heads tables: ``*_measured_summary`` rows of metric ``normaliser_error`` (the paper's Figure 3
 quantity: the astrocyte response a_t against the softmax normaliser sum_tau exp(q_t·k_tau), per head, measured
 at the paper's m) and ``*_end_to_end`` (final outputs with every attention layer replaced by the circuit), for
-targets minilm, smollm2 and vit_*. The output error at the same m is reported beside it (details), not judged:
-those rows decide C6.
+every target labelled real (``target_kind`` "real", whatever the model is called: the built-ins and any model
+folder a spec names), language or vision by its ``modality`` column. Tables written before those labels
+existed carry none: every target of such a table is taken as real (only the real_heads study writes these
+tables), its modality from the built-in names (minilm and smollm2 language, vit_* vision). The end-to-end
+threshold is keyed by the metric the target's rows carry (and its modality), not by its name. The output error
+at the same m is reported beside it (details), not judged: those rows decide C6.
 """
 from __future__ import annotations
 
@@ -15,29 +19,40 @@ import pandas as pd
 from scipy import stats
 
 from astrostats.constants import TOLERANCE
-from astrostats.report.claims import astrocyte_positive, finite
+from astrostats.report.claims import AuditedCircuit, finite
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C2"
 STATEMENT = ("The agreement holds on real language and vision Transformers, layer by layer, head by head, "
              "end to end.")
-LANGUAGE, VISION = ("minilm", "smollm2"), "vit"
+LANGUAGE, VISION = "language", "vision"
+REAL = "real"  # the target_kind of a real model's rows
+#: tables without the labels (written before them): the built-ins' modality by name
+LEGACY_MODALITY = {"minilm": LANGUAGE, "smollm2": LANGUAGE, "vit": VISION}
 REGIME_M = 10_000  # end-to-end evidence counts only from an m of the paper's regime (10^3 - 10^5) or above
-END_TO_END = {  # (metric, direction, threshold): the network with the circuit agrees with the model's own
-    "minilm": ("embedding_cosine", ">=", 0.99),
-    "smollm2": ("top1_agreement", ">=", 0.90),
-    "vit": ("top1_agreement", ">=", 0.95),
+#: (metric, modality) -> threshold: the network with the circuit agrees with the model's own (mean >= threshold).
+#: An encoder's mean-pooled embedding cosine (as MiniLM), a causal LM's next-token top-1 agreement (as SmolLM2), a
+#: vision classifier's top-1 agreement with its own predictions (as the ViT); the first metric of this table a
+#: target's rows carry is the one judged; a target of unknown modality gets the metric's strictest threshold.
+END_TO_END = {
+    ("embedding_cosine", LANGUAGE): 0.99,
+    ("embedding_cosine", VISION): 0.99,
+    ("top1_agreement", LANGUAGE): 0.90,
+    ("top1_agreement", VISION): 0.95,
 }
 PAPER_M = 100_000  # the paper's Figure 3 runs m = 1e3 to 1e5: heads are judged at the largest m measured there
 MIN_SEQUENCES, MIN_SEEDS = 3, 2
 ALPHA = 0.05
-RULE = (f"Real targets only (minilm, smollm2, vit_*). Head by head, from the *_measured_summary rows with metric "
+RULE = (f"Real targets only (rows labelled target_kind 'real', whatever the model's name; language or vision by "
+        f"their modality column). Head by head, from the *_measured_summary rows with metric "
         f"'normaliser_error' (|a - Z| / |Z| over tokens, the paper's Figure 3 quantity) at m = {PAPER_M:,}: a head "
         f"agrees if its mean over sequences x feature draws is below {TOLERANCE:.0%} and disagrees if above, each "
         f"by a one-sided crossed-bootstrap p Holm-adjusted over every head at that m (< {ALPHA}). End to end, from "
-        f"the *_end_to_end tables at the largest m: mean over sequences (seeds averaged) of MiniLM's "
-        f"sentence-embedding cosine >= {END_TO_END['minilm'][2]}, SmolLM2's next-token top-1 agreement >= "
-        f"{END_TO_END['smollm2'][2]}, the ViT's top-1 agreement with its own predictions >= {END_TO_END['vit'][2]} "
+        f"the *_end_to_end tables at the largest m, by the metric a target's rows carry: mean over sequences (seeds "
+        f"averaged) of an encoder's sentence-embedding cosine >= {END_TO_END[('embedding_cosine', LANGUAGE)]} (as "
+        f"MiniLM), a causal LM's next-token top-1 agreement >= {END_TO_END[('top1_agreement', LANGUAGE)]} (as "
+        f"SmolLM2), a vision model's top-1 agreement with its own predictions >= "
+        f"{END_TO_END[('top1_agreement', VISION)]} (as the ViT) "
         f"(95 % t-interval over sequences). SUPPORTED if a language and a vision model were tested and every head "
         f"agrees and every end-to-end check passes at a largest m >= {REGIME_M:,}. NOT_SUPPORTED if some head "
         f"disagrees, or an end-to-end check fails at a largest m >= {REGIME_M:,} (CI high below the threshold). "
@@ -48,22 +63,48 @@ RULE = (f"Real targets only (minilm, smollm2, vit_*). Head by head, from the *_m
         f"(it decides C6).")
 
 
-def _is_real(target) -> bool:
-    return isinstance(target, str) and (target in LANGUAGE or target.startswith(VISION))
+def _legacy_modality(target) -> str | None:
+    if not isinstance(target, str):
+        return None
+    return LEGACY_MODALITY.get(target, VISION if target.startswith("vit_") or target == "vit" else None)
 
 
-def _family(target: str) -> str:
-    return VISION if target.startswith(VISION) else target
+def _real_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of real targets, with a ``modality`` column: by the labels where the table carries them, else
+    every row (a table without labels predates them), its modality from the built-in names."""
+    if "target_kind" in table:
+        table = table[table["target_kind"] == REAL]
+    table = table.copy()
+    legacy = table["target"].map(_legacy_modality)
+    table["modality"] = table["modality"].where(table["modality"].notna(), legacy) if "modality" in table else legacy
+    return table
 
 
-def _tables(tables: dict, suffix: str) -> list[tuple[str, pd.DataFrame]]:
+def _family(table: pd.DataFrame, target: str) -> str | None:
+    """The modality of ``target`` in ``table`` (None: unknown)."""
+    values = table.loc[table["target"] == target, "modality"].dropna().unique()
+    return str(values[0]) if len(values) else None
+
+
+def _tables(tables: dict, suffix: str, circuit: AuditedCircuit) -> list[tuple[str, pd.DataFrame]]:
     found = []
     for name, table in tables.items():
         if name.endswith(suffix) and "target" in table and not table.empty:
-            part = astrocyte_positive(table[table["target"].map(_is_real)])
+            part = circuit.rows(_real_rows(table))
             if not part.empty:
                 found.append((name, part))
     return found
+
+
+def _end_to_end_check(part: pd.DataFrame, modality: str | None) -> tuple[str, float] | None:
+    """(metric, threshold) judged for one target's end-to-end rows: the first metric of END_TO_END they carry."""
+    for metric in dict.fromkeys(key[0] for key in END_TO_END):
+        if (part["metric"] == metric).any():
+            thresholds = [value for (name, kind), value in END_TO_END.items()
+                          if name == metric and (modality is None or kind == modality)]
+            if thresholds:
+                return metric, max(thresholds)
+    return None
 
 
 def _judge_heads(summaries: list[tuple[str, pd.DataFrame]]):
@@ -104,11 +145,13 @@ def _judge_end_to_end(end_to_end: list[tuple[str, pd.DataFrame]]):
     evidence, failing, small, missing_results = [], [], [], []
     for name, table in end_to_end:
         for target, part in table.groupby("target"):
-            metric, _, threshold = END_TO_END[_family(target)]
-            part = part[part["metric"] == metric]
-            if part.empty:
-                missing_results.append(f"{target}: no {metric} rows in {name}")
+            check = _end_to_end_check(part, _family(table, target))
+            if check is None:
+                missing_results.append(f"{target}: no rows of a judged end-to-end metric "
+                                       f"({sorted({key[0] for key in END_TO_END})}) in {name}")
                 continue
+            metric, threshold = check
+            part = part[part["metric"] == metric]
             m = int(part["m"].max())
             per_sequence = part[part["m"] == m].groupby("sequence_id")["value"].mean().to_numpy(dtype=float)
             mean = float(per_sequence.mean())
@@ -152,12 +195,11 @@ def _sufficient(summaries) -> list[tuple[str, pd.DataFrame]]:
     return kept
 
 
-def judge(tables: dict) -> ClaimVerdict:
-    summaries, end_to_end = _sufficient(_tables(tables, "_measured_summary")), _tables(tables, "_end_to_end")
-    families = lambda found: {_family(t) for _, table in found for t in table["target"].unique()}
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
+    summaries, end_to_end = _sufficient(_tables(tables, "_measured_summary", circuit)), _tables(tables, "_end_to_end", circuit)
+    families = lambda found: {_family(table, t) for _, table in found for t in table["target"].unique()}
     heads_families, e2e_families = families(summaries), families(end_to_end)
-    if not (VISION in heads_families and heads_families & set(LANGUAGE)
-            and VISION in e2e_families and e2e_families & set(LANGUAGE)):
+    if not ({LANGUAGE, VISION} <= heads_families and {LANGUAGE, VISION} <= e2e_families):
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE,
                             reason=f"needs the normaliser error measured at m = {PAPER_M:,} on >= {MIN_SEQUENCES} "
                                    f"sequences x >= {MIN_SEEDS} feature draws and end-to-end tables, for a language "

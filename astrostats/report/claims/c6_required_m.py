@@ -3,20 +3,24 @@
 Reads only the ``*_required_m`` tables of the real_heads study (astrostats.studies.measured): per head, the error
 measured directly at m up to 1e5 (and 2e6 where measured) and the bracket on the m needed for 10 % error. The
 synthetic scaling fits belong to C1; the normaliser rows to C2; no row here decides another claim.
+
+Every head labelled real (``target_kind`` "real") is judged, whatever its model is called; a table without the
+label (written before it, or planted by the known-answers study) is judged whole, as before.
 """
 from __future__ import annotations
 
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
-from astrostats.report.claims import finite, quote
+from astrostats.report.claims import AuditedCircuit, finite, quote
 from astrostats.report.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
 MIN_SEQUENCES, MIN_SEEDS = 3, 2
 ALPHA = 0.05
-RULE = (f"From the *_required_m tables (real heads, astrocyte circuit, positive features; one row per head): each "
+RULE = (f"From the *_required_m tables (real heads: rows labelled target_kind 'real', whatever the model's name, "
+        f"or every row of a table without the label; astrocyte circuit, positive features; one row per head): each "
         f"head is classed against one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses (and, reported, one rodent's "
         f"{RODENT_SYNAPSES:.0e}) as 'within' / 'beyond' only from a direct measurement (crossed-bootstrap CI over "
         f"sequences x feature draws, one-sided p Holm-adjusted over every head at that m, < {ALPHA}: error below "
@@ -31,12 +35,21 @@ RULE = (f"From the *_required_m tables (real heads, astrocyte circuit, positive 
 COLUMNS = {"class_human", "class_rodent", "n_sequences", "n_seeds", "error_at_m_smallest_p_above_adjusted"}
 
 
+REAL = "real"  # the target_kind of a real model's rows
+
+
 def _tables(tables: dict) -> list[tuple[str, pd.DataFrame]]:
-    return [(name, table) for name, table in tables.items()
-            if name.endswith("_required_m") and COLUMNS <= set(table.columns) and not table.empty]
+    found = []
+    for name, table in tables.items():
+        if name.endswith("_required_m") and COLUMNS <= set(table.columns) and not table.empty:
+            if "target_kind" in table:
+                table = table[table["target_kind"] == REAL]
+            if not table.empty:
+                found.append((name, table))
+    return found
 
 
-def judge(tables: dict) -> ClaimVerdict:
+def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
     found = _tables(tables)
     enough = [(name, table[(table["n_sequences"] >= MIN_SEQUENCES) & (table["n_seeds"] >= MIN_SEEDS)])
               for name, table in found]
