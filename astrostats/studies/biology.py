@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from astrostats.circuits import biophysics as bio
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
+from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, SYNAPSE_SOURCES, TOLERANCE
 from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
@@ -204,7 +205,6 @@ def variants_table(chosen: list) -> pd.DataFrame:
                          for v in chosen])
 
 
-def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None,
 def preflight(parameters: Parameters) -> None:
     """Before the run writes anything (the command line calls it): the calcium data a user named must exist and
     load (an InputError otherwise: exit 2, not an uncalibrated run or a failure after outputs were written)."""
@@ -214,6 +214,7 @@ def preflight(parameters: Parameters) -> None:
             recordings.load_reference_data(directory)
 
 
+def calibration(parameters: Parameters, seed: int) -> tuple[pd.DataFrame, float | None, torch.Tensor | None,
                                                              float | None]:
     """Data-vs-model table, calibrated event SNR, the real baseline-noise pool and the baseline noise SD in
     dF/F (None when no data)."""
@@ -269,7 +270,7 @@ def levels_for(batch, parameters: Parameters) -> tuple[str, ...] | None:
 
 def _rows(labels: dict, variant, feature: str, m: int, seeds, sequence_ids, metrics) -> pd.DataFrame:
     """The runner's tidy rows, plus which variant made them and whether each value is finite."""
-    circuit = "no_astrocyte" if variant.family == "no_astrocyte" else "astrocyte"
+    circuit = "no_astrocyte" if variant.family == "no_astrocyte" else DEFAULT_CIRCUIT  # C4 is about astrocytes
     frame = tidy_rows(labels, circuit, feature, m, list(seeds), sequence_ids, metrics)
     frame["seed"] = frame["seed"].astype(np.int64)
     position = frame.columns.get_loc("circuit") + 1

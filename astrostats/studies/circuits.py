@@ -76,10 +76,10 @@ class Parameters:
         for scale in self.logit_scales:
             check_choice("logit_scales", scale, LOGIT_SCALES)
         check_int_list("interneuron_fan_in", self.interneuron_fan_in, minimum=2)
-        for circuit in self.run_circuits:
-            if get_circuit(circuit).resources is None:
-                raise fail("circuits", "circuits that declare their resources (the comparison is at equal resources)",
-                           circuit)
+        for circuit in self.circuits:  # the comparators; the audited circuit may declare none (C7 then says so)
+            if circuit != self.audited_circuit and get_circuit(circuit).resources is None:
+                raise fail("circuits", "comparators that declare their resources (the comparison is at equal "
+                                       "resources)", circuit)
         for resource in self.secondary_resources:
             check_choice("secondary_resources", resource, RESOURCES)
         check_sources("real_models", self.real_models)
@@ -237,6 +237,8 @@ def accounting(batch: TargetBatch, parameters: Parameters) -> pd.DataFrame:
     d, d_v, n_tokens = batch.q.shape[-1], batch.v.shape[-1], batch.k.shape[-2]
     rows = []
     for circuit in map(get_circuit, parameters.run_circuits):
+        if circuit.resources is None:
+            continue  # only the audited circuit may declare none: it is then measured, not priced
         widths = (memory_widths(parameters.m, n_tokens) if circuit.one_unit_per_token
                   else parameters.m if circuit.random_features else [None])
         limits = parameters.interneuron_fan_in if circuit.fan_in_changes else (None,)
@@ -313,12 +315,17 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     table = pd.concat(measurements, ignore_index=True)
     table.insert(0, "analysis", spec.name)
     accounting_table = pd.concat(accountings, ignore_index=True)
+    required = required_table(table, accounting_table, float(registered["epsilon"]))
+    if get_circuit(parameters.audited_circuit).resources is None:
+        LOG.warning("circuits: %s declares no resources: measured, not compared at equal resources (claim C7 "
+                    "says so)", parameters.audited_circuit)
+        return {spec.name: table, f"{spec.name}_accounting": accounting_table, f"{spec.name}_required": required}
     tests = tests_table(table, accounting_table, registered, secondary_resources=parameters.secondary_resources,
                         n_resamples=parameters.n_resamples, seed=spec.seed, reference=parameters.audited_circuit)
     tests.insert(0, "analysis", spec.name)
     tests["spec_sha256"] = spec.sha256
     return {spec.name: table, f"{spec.name}_accounting": accounting_table,
-            f"{spec.name}_required": required_table(table, accounting_table, float(registered["epsilon"])),
+            f"{spec.name}_required": required,
             f"{spec.name}_tests": tests}
 
 

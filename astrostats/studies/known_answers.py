@@ -50,6 +50,7 @@ from scipy.stats import ortho_group
 from statsmodels.stats.proportion import proportion_confint
 
 from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.circuits.features import draw_projection
 from astrostats.constants import TOLERANCE
 from astrostats.controls.accounting import accounting_table
@@ -66,10 +67,10 @@ from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_float, check_int, check_int_list, fail
 
 LOG = logging.getLogger(__name__)
-#: scenario -> the claims it plants, each with its planted verdict
 #: widths, seeds and sequences of simulated error tables (no circuit runs): not counted by astrostats.cost
 COST_IGNORED = ("scaling_m", "scaling_seeds", "scaling_sequences", "measured_m", "measured_seeds", "measured_sequences",
                 "measured_heads")
+#: scenario -> the claims it plants, each with its planted verdict
 SCENARIOS = {
     "converges_at_half": (("C1", "SUPPORTED"), ("C6 m_required fit interval", "CONTAINS")),
     "planted_floor": (("C1", "NOT_SUPPORTED"),),
@@ -92,7 +93,7 @@ AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
 #: a 95 % CI misses by design in 5 % of replicates, so "CONTAINS" is judged as a coverage: its aim is met
 #: unless the Clopper-Pearson CI of the rate lies wholly below 95 % (under-coverage shown)
 COVERAGE = "CONTAINS"
-C3_CIRCUITS = ("astrocyte", "mismatched_target", "shuffled_kv")
+C3_CIRCUITS = (DEFAULT_CIRCUIT, "mismatched_target", "shuffled_kv")
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def scaling_tables(parameters: Parameters, floor: float, seed: int) -> dict[str,
     clean = np.sqrt(constants ** 2 / m[:, None, None] + floor ** 2)
     errors = clean * np.exp(draw + noise)
     index = pd.MultiIndex.from_product([m.astype(int), range(n_seeds), range(n_seq)], names=["m", "seed", "sequence_id"])
-    labels = {"circuit": "astrocyte", "feature_map": "positive", "logit_scale": "planted"}
+    labels = {"circuit": DEFAULT_CIRCUIT, "feature_map": "positive", "logit_scale": "planted"}
     measurements = pd.DataFrame({**labels, "metric": "relative_error", "value": errors.ravel()},
                                 index=index).reset_index()
     measurements = measurements[[*labels, "m", "seed", "sequence_id", "metric", "value"]]
@@ -252,7 +253,7 @@ def measured_tables(scenario: str, parameters: Parameters, seed: int) -> tuple[d
     index = pd.MultiIndex.from_product([m.astype(int), range(n_seeds), range(n_heads), range(n_seq)],
                                        names=["m", "seed", "head", "sequence_id"])
     rows = pd.DataFrame({"value": errors.ravel()}, index=index).reset_index().assign(
-        target="planted", layer=0, circuit="astrocyte", feature_map="positive", metric="relative_error")
+        target="planted", layer=0, circuit=DEFAULT_CIRCUIT, feature_map="positive", metric="relative_error")
     summary, _ = measured.summarise(rows, n_resamples=parameters.measured_resamples, seed=seed)
     theory = pd.DataFrame({"target": "planted", "layer": 0, "head": range(n_heads), "predicted_constant": np.nan,
                            "m_required_theory": np.nan})
@@ -361,7 +362,7 @@ def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int
         ids = batch.sequence_ids
         add(name, "constant", None, None, ids, relative_errors(constant.expand_as(exact[name]).float(), exact[name]))
         alt_q, alt_k = batch.alternative_qk
-        inputs = {"astrocyte": (batch.q, batch.k, batch.v), "mismatched_target": (alt_q, alt_k, batch.v),
+        inputs = {DEFAULT_CIRCUIT: (batch.q, batch.k, batch.v), "mismatched_target": (alt_q, alt_k, batch.v),
                   "shuffled_kv": (batch.q, batch.k.roll(1, 0), batch.v.roll(1, 0))}
         for s in range(parameters.n_seeds):
             projection = draw_projection(m, d, feature="positive", seed=seed_of(seed + 1, m, s))
@@ -376,7 +377,7 @@ def c3_tables(scenario: str, parameters: Parameters, registered: dict, seed: int
     accounting = accounting_table((*C3_CIRCUITS, "ridge_shuffled", "constant"), (m,), d, d_v).assign(role="primary")
     if scenario == "fitted_to_test":  # a lookup of the test targets, declared as what it is
         fitted = splits["test"].n_sequences * splits["test"].q.shape[1] * d_v
-        accounting.loc[accounting["circuit"] == "astrocyte", "n_fitted"] = fitted
+        accounting.loc[accounting["circuit"] == DEFAULT_CIRCUIT, "n_fitted"] = fitted
     controls = [c for c in registered["primary_controls"] if c in set(measurements["circuit"])]
     family = overfitting.families_v2(settings, {**registered, "primary_controls": controls})[:1]
     tests = comparisons_table(measurements, family, alpha=float(registered["alpha"]),
