@@ -51,7 +51,7 @@ class Audit:
 def load_run(folder: str | Path) -> Audit:
     """A finished run from its folder: manifest, tables and figures verified against their recorded SHA-256
     (an InputError names the first that fails), verdicts judged again from the tables."""
-    from astrostats.report.audit import judge_all
+    from astrostats.claims.judging import judge_all
     from astrostats.report.build import load_tables, verified_manifest
 
     folder = Path(folder)

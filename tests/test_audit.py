@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from astrostats.report import audit
-from astrostats.report.claims import c1_convergence
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import c1_convergence, judging
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 
 def regime_row(scale, alpha, low, high, ratio=(1.0, 0.95, 1.05), p=(0.001, 0.001), model="power_law", e_inf_low=0.0,
@@ -57,14 +57,14 @@ def calibration_rows(coverage_high=0.96):
 
 def test_a_method_that_misses_its_calibration_downgrades_the_verdict():
     tables = {"scaling_asymptotic": pd.DataFrame([regime_row("a", 0.5, 0.45, 0.55)])}
-    calibrated = audit.judge_all({**tables, "calibration": calibration_rows()}, {"analyses": []})[0]
+    calibrated = judging.judge_all({**tables, "calibration": calibration_rows()}, {"analyses": []})[0]
     assert calibrated.verdict == "SUPPORTED" and not calibrated.major_concerns
     broken = calibration_rows(coverage_high=0.90)  # the alpha CI covers at most 90 %: well below 95 %
-    downgraded = audit.judge_all({**tables, "calibration": broken}, {"analyses": []})[0]
+    downgraded = judging.judge_all({**tables, "calibration": broken}, {"analyses": []})[0]
     assert downgraded.verdict == "INCONCLUSIVE" and "bootstrap_coverage" in downgraded.reason
     assert any(item.table == "calibration" and item.rows == "check == 'bootstrap_coverage'"
                for item in downgraded.evidence)
-    unread = audit.judge_all(tables, {"analyses": []})[0]
+    unread = judging.judge_all(tables, {"analyses": []})[0]
     assert unread.verdict == "SUPPORTED" and any("did not run" in text for text in unread.minor_concerns)
 
 
@@ -72,10 +72,10 @@ def test_evidence_that_selects_no_rows_becomes_a_major_concern(monkeypatch):
     table = pd.DataFrame({"x": [1, 2]})
     cited = ClaimVerdict("C1", "s", "SUPPORTED", "r", (Evidence("t", "x == 3", "x", 3.0),), "why")
     fine = ClaimVerdict("C1", "s", "SUPPORTED", "r", (Evidence("t", "x == 2", "x", 2.0),), "why")
-    assert audit.unresolved_evidence(cited, {"t": table}) == list(cited.evidence)
-    assert audit.unresolved_evidence(fine, {"t": table}) == []
-    monkeypatch.setattr(c1_convergence, "judge", lambda tables: cited)
-    verdict = audit.judge_all({"t": table}, {"analyses": []})[0]
+    assert judging.unresolved_evidence(cited, {"t": table}) == list(cited.evidence)
+    assert judging.unresolved_evidence(fine, {"t": table}) == []
+    monkeypatch.setattr(c1_convergence, "judge", lambda tables, circuit: cited)
+    verdict = judging.judge_all({"t": table}, {"analyses": []})[0]
     assert any("select nothing" in concern for concern in verdict.major_concerns)
 
 
@@ -93,7 +93,7 @@ SELECTIONS = pd.DataFrame({"target": ["minilm", "vit", "minilm", None], "m": pd.
     "target == 'smollm2'", "target == 'minilm' and value > 0.3", "m == 1e3", "index == 9", "value == -1",
     "target != 'minilm'", "`m` == 1000"])
 def test_the_fast_evidence_check_selects_what_pandas_query_selects(rows):
-    assert audit.selects_rows(SELECTIONS, rows) == (not SELECTIONS.query(rows).empty)
+    assert judging.selects_rows(SELECTIONS, rows) == (not SELECTIONS.query(rows).empty)
 
 
 @pytest.mark.parametrize("rows", ["nothing == 1", "target == = 'x'", "target == 'a' and nothing == 2"])
@@ -101,4 +101,4 @@ def test_the_fast_evidence_check_fails_as_pandas_query_fails(rows):
     with pytest.raises(Exception):
         SELECTIONS.query(rows)
     with pytest.raises(Exception):
-        audit.selects_rows(SELECTIONS, rows)
+        judging.selects_rows(SELECTIONS, rows)

@@ -256,7 +256,7 @@ def test_unknown_variant_and_missing_pieces_are_input_errors(gaussian_head):
 def test_biology_study_smoke_tables_claims_and_figures(tmp_path):
     import matplotlib.pyplot as plt
 
-    from astrostats.report.claims import c4_biology, c5_real_data
+    from astrostats.claims import c4_biology, c5_real_data
     from astrostats.report.figures import biology as figures
     from astrostats.spec import ANALYSES_DIR, load_spec
     from astrostats.studies import get_study

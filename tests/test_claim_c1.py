@@ -7,7 +7,7 @@ import pytest
 
 from astrostats.spec import load_spec
 from astrostats.studies.base import RunContext
-from astrostats.report.claims import c1_convergence, minimum_data
+from astrostats.claims import c1_convergence, minimum_data
 from astrostats.stats.calibration import simulate_scaling_table
 from astrostats.studies import scaling
 

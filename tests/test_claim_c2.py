@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from astrostats.report.claims import c2_real_models as c2
+from astrostats.claims import c2_real_models as c2
 from planted_measured import planted_rows, planted_tables
 
 TARGETS = {"minilm": "embedding_cosine", "vit_mnist": "top1_agreement"}

@@ -5,7 +5,7 @@ import functools
 import pandas as pd
 import pytest
 
-from astrostats.report.claims import c3_overfitting as c3
+from astrostats.claims import c3_overfitting as c3
 
 
 def _tests(low: float, high: float, p: float) -> pd.DataFrame:

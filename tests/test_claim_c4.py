@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from astrostats.constants import HUMAN_SYNAPSES
-from astrostats.report.claims import c4_biology
+from astrostats.claims import c4_biology
 
 TARGETS = ("typical", "peaked")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
-from astrostats.report.claims import c6_required_m as c6
+from astrostats.claims import c6_required_m as c6
 from astrostats.studies import measured
 from planted_measured import planted_rows, planted_tables
 

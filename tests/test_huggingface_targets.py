@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from astrostats.circuits.attention import attention_logits, softmax_attention
-from astrostats.report.claims import c2_real_models as c2
-from astrostats.report.claims import c6_required_m as c6
+from astrostats.claims import c2_real_models as c2
+from astrostats.claims import c6_required_m as c6
 from astrostats.spec import load_spec
 from astrostats.studies import get_study, real_heads
 from astrostats.studies.base import RunContext

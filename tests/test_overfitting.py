@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from astrostats.report.claims import c3_overfitting
-from astrostats.report.verdicts import VERDICTS
+from astrostats.claims import c3_overfitting
+from astrostats.claims.verdicts import VERDICTS
 from astrostats.report.figures import overfitting as figures
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.studies import get_study

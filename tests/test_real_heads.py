@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from astrostats.report.claims import c2_real_models
+from astrostats.claims import c2_real_models
 from astrostats.report.figures import real_heads as figures
 from astrostats.spec import load_spec
 from astrostats.studies import get_study, real_heads
@@ -200,7 +200,7 @@ def test_claim_c2(vision_tables, language_tables):
 
 
 def test_measured_tables_and_claim_c6(vision_tables, language_tables):
-    from astrostats.report.claims import c6_required_m
+    from astrostats.claims import c6_required_m
 
     for name, tables in (("fig3_vision", vision_tables), ("fig3_language", language_tables)):
         rows = tables[f"{name}_measured"]

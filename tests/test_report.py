@@ -15,7 +15,7 @@ import pytest
 
 from astrostats import outputs
 from astrostats.report import audit, build, decisive, layout, pdf
-from astrostats.report.verdicts import Evidence
+from astrostats.claims.verdicts import Evidence
 
 STORED = Path(__file__).parent / "data" / "report_run"
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
@@ -216,12 +216,16 @@ def test_the_report_package_imports_no_circuits_targets_or_runner():
 
 
 def test_every_circuit_of_the_circuits_study_has_its_own_colour_in_every_figure():
-    from astrostats.circuits.resources import CIRCUITS, POOL_CIRCUITS
+    from astrostats.circuits import get_circuit, registered_names
     from astrostats.report import style
 
-    assert len({style.colour(circuit) for circuit in CIRCUITS}) == len(CIRCUITS)
-    assert all(style.colour(f"{circuit}@2186") == style.colour(circuit) for circuit in POOL_CIRCUITS)
+    circuits = registered_names()
+    assert len({style.colour(circuit) for circuit in circuits}) == len(circuits)
+    pools = [circuit for circuit in circuits if get_circuit(circuit).fan_in_changes]
+    assert pools and all(style.colour(f"{circuit}@2186") == style.colour(circuit) for circuit in pools)
     assert style.colour("astrocyte") == style.COLOURS["astrocyte"] and style.colour("uniform") == style.COLOURS["uniform"]
+    with style.drawing_for("my_circuit"):  # another circuit under audit takes the audit's blue, the paper's a grey-blue
+        assert style.colour("my_circuit") == style.COLOURS["astrocyte"] != style.colour("astrocyte")
 
 
 def test_a_figure_that_fails_leaves_no_key_so_a_rebuild_draws_it_again(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Figures, the PDF report and the audit: everything here reads tables, never circuits."""
-from astrostats.report.audit import judge_all
+"""Figures, the PDF report and audit.md/audit.json, from the stored tables and the claims' verdicts
+(:mod:`astrostats.claims`): everything here reads tables, never circuits."""
+from astrostats.report.audit import to_json, to_markdown
 
-__all__ = ["judge_all"]
+__all__ = ["to_markdown", "to_json"]

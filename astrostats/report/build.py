@@ -23,10 +23,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from astrostats import outputs, safe_io
-from astrostats.validation import InputError, check_identifier
+from astrostats.claims import AuditedCircuit, judging
 from astrostats.report import audit, pdf, style
-from astrostats.report.claims import AuditedCircuit
 from astrostats.report.layout import FigureRef
+from astrostats.validation import InputError, check_identifier
 
 LOG = logging.getLogger(__name__)
 MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
@@ -228,7 +228,7 @@ def draw_figures(out_dir: Path, manifest: dict, per_analysis: dict, workers: int
 
 def claim_modules() -> dict:
     """Claim id -> its module (for optional SHORT_NAME and WOULD_CHANGE), for every claim in the registry."""
-    return {claim_id: importlib.import_module(module_name) for claim_id, module_name in audit.CLAIMS}
+    return {claim_id: importlib.import_module(module_name) for claim_id, module_name in judging.CLAIMS}
 
 
 def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
@@ -239,7 +239,7 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
     tables, per_analysis = load_tables(out_dir, manifest)
     figures, keys = draw_figures(out_dir, manifest, per_analysis, workers, stored)
     drawn = time.perf_counter()
-    verdicts = audit.judge_all(tables, manifest)
+    verdicts = judging.judge_all(tables, manifest)
     validation = audit.validation_rates(tables)
     outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation), root=out_dir)
     outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation), root=out_dir)

@@ -1,7 +1,7 @@
 """Known answers: plant the truth, run the audit's real claim rules on it, count how often they return it.
 
 Each scenario builds the tables a claim's rule reads, from data whose verdict is known by construction, and
-calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replicates each:
+calls that claim's own ``judge(tables)`` (astrostats.claims), many replicates each:
 
 * C1 (``converges_at_half``, ``planted_floor``): simulated error tables of the scaling study's shape,
   error = C_i / sqrt(m) x a feature-draw factor shared by all sequences x a per-row factor (log-normal with mean
@@ -27,7 +27,7 @@ calls that claim's own ``judge(tables)`` (astrostats.report.claims), many replic
   distribution, uncorrelated with it; see :func:`other_head_mixing`). All but the first are
   NOT_SUPPORTED.
 * C7 (``astrocyte_cheaper``, ``neurons_only_cheaper``): the claim module's own planted equal-error tables
-  (:data:`astrostats.report.claims.c7_alternatives.PLANTED`: errors C / sqrt(m), so a comparator with constant C
+  (:data:`astrostats.claims.c7_alternatives.PLANTED`: errors C / sqrt(m), so a comparator with constant C
   needs (C / 4)^2 times the astrocyte circuit's plastic synapses; C = 8 plants SUPPORTED, C = 1.5 NOT_SUPPORTED)
   through the registered primary family and C7's ``judge``.
 
@@ -57,7 +57,7 @@ from astrostats.controls.accounting import accounting_table
 from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
 from astrostats.controls.comparisons import comparisons_table
 from astrostats.controls.training import derangement, exact_outputs, relative_errors
-from astrostats.report.claims import c1_convergence, c3_overfitting, c6_required_m, c7_alternatives
+from astrostats.claims import c1_convergence, c3_overfitting, c6_required_m, c7_alternatives
 from astrostats.seeding import derived_seed, name_code, numpy_rng
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
 from astrostats.studies import measured, overfitting

@@ -39,7 +39,7 @@ def mean_ci_lines(ax, table, hue: str, x: str = "m", y: str = "value", marker: s
 def draw_analysis(kind: str, tables: dict, circuit=None) -> dict:
     """The figures of one analysis (``circuit``: the circuit under audit, an AuditedCircuit; default the paper's);
     a kind without a figure module draws none."""
-    from astrostats.report.claims import AuditedCircuit
+    from astrostats.claims import AuditedCircuit
 
     try:
         module = importlib.import_module(f"astrostats.report.figures.{kind}")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
-from astrostats.report.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit
 
 RESOURCES = {"plastic_synapses": "plastic synapses", "hidden_neurons": "hidden neurons", "total_cells": "cells (all types)",
              "fixed_random_synapses": "fixed random synapses", "max_fan_in": "largest fan-in of one cell"}

@@ -15,7 +15,7 @@ import seaborn as sns
 
 from astrostats.report import style
 from astrostats.report.figures import find_table
-from astrostats.report.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit
 
 
 

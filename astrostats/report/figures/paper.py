@@ -18,7 +18,7 @@ import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.report import style
-from astrostats.report.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit
 
 PAPER_SCALE = "typical"
 NULL_LEVELS = ("uniform", "elu_linear")  # nulls without m: horizontal lines

@@ -11,7 +11,7 @@ import seaborn as sns
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES
 from astrostats.report import style
 from astrostats.report.figures import find_table
-from astrostats.report.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
                      "top1_agreement": "top-1 agreement with the model", "correct": "test accuracy",

@@ -7,7 +7,7 @@ import pandas as pd
 
 from astrostats.report import style
 from astrostats.report.figures import find_table, mean_ci_lines
-from astrostats.report.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit
 
 
 

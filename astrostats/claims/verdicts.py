@@ -1,6 +1,6 @@
 """The audit's vocabulary: a verdict per claim, decided by a written rule, citing its evidence.
 
-A claim module (``astrostats.report.claims.cN_*``) exposes ``CLAIM_ID``, ``STATEMENT`` and
+A claim module (``astrostats.claims.cN_*``) exposes ``CLAIM_ID``, ``STATEMENT`` and
 ``judge(tables: dict[str, pandas.DataFrame]) -> ClaimVerdict``. ``tables`` maps table names (the file
 stems under tables/) to DataFrames; a rule that finds its tables missing returns INSUFFICIENT_DATA with
 the reason. No verdict other than INSUFFICIENT_DATA / NOT_TESTABLE may be returned without evidence.

@@ -12,8 +12,8 @@ import math
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
-from astrostats.report.claims import AuditedCircuit, finite, is_floor, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import AuditedCircuit, finite, is_floor, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
 STATEMENT = "The agreement survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte."

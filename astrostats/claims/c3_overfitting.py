@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from astrostats.report.claims import AuditedCircuit, finite, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
+from astrostats.claims import AuditedCircuit, finite, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C3"
 STATEMENT = "The agreement is not explained by fitted capacity (the critique's 'overfitting')."

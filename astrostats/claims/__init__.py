@@ -1,4 +1,6 @@
-"""One module per claim: CLAIM_ID, STATEMENT, RULE and judge(tables, circuit) -> ClaimVerdict.
+"""The claims layer: one module per claim (CLAIM_ID, STATEMENT, RULE and judge(tables, circuit) -> ClaimVerdict),
+its verdict type (:mod:`astrostats.claims.verdicts`) and the judging of all of them
+(:func:`astrostats.claims.judging.judge_all`). Claims read tables only; studies and the report import them.
 
 ``circuit`` says which rows are the circuit under audit's (:class:`AuditedCircuit`, read from the run's
 manifest; the paper's astrocyte circuit where a run names none)."""
@@ -32,7 +34,7 @@ class AuditedCircuit:
     def not_about_it(self, claim_id: str, statement: str, rule: str, what: str):
         """The verdict of a claim about the paper's astrocyte when another circuit is under audit: NOT_TESTABLE
         for it (the analysis behind the claim models the astrocyte, not this circuit), never a borrowed verdict."""
-        from astrostats.report.verdicts import ClaimVerdict
+        from astrostats.claims.verdicts import ClaimVerdict
 
         return ClaimVerdict(claim_id, statement, "NOT_TESTABLE", rule, reason=(
             f"not testable for the circuit under audit ({self.name}): {what} concerns the paper's astrocyte circuit "

@@ -11,8 +11,8 @@ import math
 
 import pandas as pd
 
-from astrostats.report.claims import AuditedCircuit, finite, minimum_data, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence, missing
+from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
 from astrostats.stats import adjust_p_values
 
 CLAIM_ID = "C1"

@@ -1,8 +1,8 @@
 """C5: validated against real astrocyte data: what the data that exist can and cannot test."""
 from __future__ import annotations
 
-from astrostats.report.claims import AuditedCircuit, finite, minimum_data, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
 STATEMENT = "The circuit is validated against real astrocyte data."

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
-from astrostats.report.claims import AuditedCircuit, finite, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import AuditedCircuit, finite, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."

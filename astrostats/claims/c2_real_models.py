@@ -19,8 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from astrostats.constants import TOLERANCE
-from astrostats.report.claims import AuditedCircuit, finite
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import AuditedCircuit, finite
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C2"
 STATEMENT = ("The agreement holds on real language and vision Transformers, layer by layer, head by head, "

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from astrostats.constants import DEFAULT_CIRCUIT
-from astrostats.report.claims import AuditedCircuit, finite, quote
-from astrostats.report.verdicts import ClaimVerdict, Evidence
+from astrostats.claims import AuditedCircuit, finite, quote
+from astrostats.claims.verdicts import ClaimVerdict, Evidence
 from astrostats.stats.equal_error import equal_error_tests
 
 CLAIM_ID = "C7"
