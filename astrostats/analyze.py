@@ -256,6 +256,9 @@ def run(args) -> int:
         with outputs.RunLock(out_dir) as lock:  # a second run into this folder stops here (exit 2)
             lock.mark_started({"command": command, "seeds": {spec.name: spec.seed for spec in specs}})
             setup_logging(out_dir, args.quiet)
+            stale = outputs.remove_stale_temporaries(out_dir)  # half-written files of a killed run
+            if stale:
+                LOG.info("removed %d half-written file(s) a killed run left", stale)
             for line in getattr(args, "cost_summary", []):
                 LOG.info("%s", line)
             jobs = analysis_jobs(args, len(specs))
@@ -299,6 +302,7 @@ def audit_only(args, out_dir: Path) -> int:
         manifest = verified_manifest(source, locked_here=same)  # again under the lock: the files read are the files checked
         lock.mark_started({"command": "python -m astrostats.analyze " + " ".join(sys.argv[1:])})
         setup_logging(out_dir, args.quiet)
+        outputs.remove_stale_temporaries(out_dir)
         rebuild_from(source, out_dir, manifest)
         lock.finish()
     return 0

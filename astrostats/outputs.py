@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from astrostats import integrity, safe_io
@@ -91,6 +92,26 @@ def check_folder(directory: Path) -> None:
             raise safe_io.UnsafePath(f"--out: {str(Path(directory) / name)!r} is a symbolic link; astrostats never "
                                      "writes through links in a run folder (it could lead outside the output "
                                      f"folder): remove it (rm {str(Path(directory) / name)!r}) or choose another --out")
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Remove what killed runs left half-written (``.NAME.PID.HEX.tmp``, ``.report.*``) in ``directory``, its
+    tables, figures, completion records and cache; called under the folder's lock, when no other run can be
+    writing. Links are not followed (os.walk does not descend into them). Returns how many were removed."""
+    directory = Path(directory)
+    removed = 0
+    for top, folders, names in os.walk(directory):
+        relative = Path(top).relative_to(directory)
+        if relative.parts and relative.parts[0] not in (".cache", ".done", "tables", "figures"):
+            folders[:] = []
+            continue
+        for name in names:
+            stale = name.startswith(".") and (name.endswith(safe_io.TEMPORARY_SUFFIX) or
+                                              (not relative.parts and name.startswith(".report.")))
+            if stale:
+                safe_io.unlink(directory, Path(top) / name)
+                removed += 1
+    return removed
 
 
 def inside(root: Path, path: Path) -> Path:
@@ -325,3 +346,34 @@ def is_locked(directory: Path) -> bool:
     finally:
         os.close(handle)
     return False
+
+
+#: two runs of the same spec and seed agree to this relative tolerance in every numeric cell (docs/how-to/safety.md):
+#: byte for byte on one machine at one torch thread count (every test and every repeated run so far); across
+#: thread counts or machines, reductions split differently (MKL, OpenMP) and the last bits may differ
+DETERMINISM_RTOL = 1e-9
+
+
+def table_differences(a: pd.DataFrame, b: pd.DataFrame, *, rtol: float = DETERMINISM_RTOL,
+                      ignore: tuple[str, ...] = ("seconds",)) -> list[str]:
+    """Why two tables of the same spec and seed differ beyond ``rtol`` (columns, rows, a non-numeric cell, a
+    number off by more than rtol of its size), or [] when they agree; timing columns (``ignore``) are skipped."""
+    problems = []
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return [f"columns or rows differ: {list(a.columns)} x {len(a)} against {list(b.columns)} x {len(b)}"]
+    for column in a.columns:
+        if column in ignore:
+            continue
+        left, right = a[column], b[column]
+        if pd.api.types.is_numeric_dtype(left) and pd.api.types.is_numeric_dtype(right) \
+                and not pd.api.types.is_bool_dtype(left):
+            x, y = left.to_numpy(dtype=float, na_value=float("nan")), right.to_numpy(dtype=float, na_value=float("nan"))
+            with np.errstate(invalid="ignore", over="ignore"):
+                same = (x == y) | (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= rtol * np.maximum(np.abs(x), np.abs(y)))
+            if not same.all():
+                row = int(np.flatnonzero(~same)[0])
+                problems.append(f"{column}: {int((~same).sum())} values differ beyond {rtol:g} (row {row}: {x[row]!r} "
+                                f"against {y[row]!r})")
+        elif not left.equals(right):
+            problems.append(f"{column}: values differ")
+    return problems

@@ -132,7 +132,8 @@ def load_recordings(path: str | Path, sampling_rate_hz: float, *, variable: str 
     except (OSError, ValueError, IndexError, EOFError, NotImplementedError, TypeError, KeyError, zipfile.BadZipFile,
             scipy.io.matlab.MatReadError, pd.errors.ParserError, zlib.error, AttributeError, OverflowError,
             MemoryError, UnicodeDecodeError, RecursionError) as error:  # a damaged file: zlib.error from a .mat
-        raise fail("path", "a readable CSV, NPZ or MATLAB (v5/v7) recording", f"{path} ({type(error).__name__}: {error})") from None
+        raise InputError(f"path: expected a readable CSV, NPZ or MATLAB (v5/v7) recording, got {path.name!r} in "
+                         f"{str(path.parent)!r} ({type(error).__name__}: {str(error)[:80]})") from None
     return Recordings(_clean(items, path.name), sampling_rate_hz, str(path) + (f":{variable}" if variable else ""))
 
 
