@@ -47,18 +47,29 @@ def _key(path_text: str) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
+    # written whole under a private name, then linked into place: a process that loses the race reads the
+    # winner's complete key, never an empty file
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:  # another process created it first
-        return _read_key(path)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(handle, secrets.token_hex(KEY_BYTES).encode() + b"\n")
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
     except OSError as error:
         raise InputError(f"integrity key: cannot create {str(path)!r} ({error.strerror or error}); set "
                          f"{KEY_FILE_ENV} to a file path you can write") from None
-    try:
-        os.write(handle, secrets.token_hex(KEY_BYTES).encode() + b"\n")
     finally:
-        os.close(handle)
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
     return _read_key(path)
 
 

@@ -304,6 +304,30 @@ def read_bytes(path: Path, *, limit: int, what: str, root: Path | None = None) -
         os.close(handle)
 
 
+def read_user_file(path: Path, *, limit: int, what: str) -> bytes:
+    """A file the user named (a spec): links followed (the user's own choice), but only a regular file of at most
+    ``limit`` bytes is read; a FIFO or a device is refused at once instead of blocking or reading forever."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePath(f"{what}: {str(path)!r} is not a regular file")
+        if info.st_size > limit:
+            raise UnsafePath(f"{what}: {str(path)!r} holds {info.st_size} bytes, more than the {limit} such a file may")
+        os.set_blocking(handle, True)
+        data = os.read(handle, limit + 1)
+        while len(data) <= limit:
+            more = os.read(handle, limit + 1 - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) > limit:
+            raise UnsafePath(f"{what}: {str(path)!r} grew beyond {limit} bytes while it was read")
+        return data
+    finally:
+        os.close(handle)
+
+
 def sha256(path: Path, *, what: str, root: Path | None = None) -> str:
     """SHA-256 of a regular file, streamed (no size cap: nothing is kept)."""
     import hashlib
@@ -328,4 +352,4 @@ def is_link(path: Path) -> bool:
 
 
 __all__ = ["UnsafePath", "die_with_parent", "check_run_alive", "write_bytes", "create_exclusive", "open_append",
-           "open_lock", "unlink", "read_bytes", "sha256", "is_link"]
+           "open_lock", "unlink", "read_bytes", "read_user_file", "sha256", "is_link"]

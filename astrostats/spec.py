@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astrostats.safe_io import read_user_file
 from astrostats.validation import (MAX_SEED, InputError, check_bool, check_choice, check_float, check_identifier,
                                    check_int, fail)
 
 PROFILES = ("smoke", "quick", "full", "exhaustive")
+MAX_SPEC_BYTES = 2**24  # a spec file larger than 16 MiB is refused unread
 TOP_LEVEL_KEYS = {"name", "kind", "question", "seed", "parameters", "profiles", "preregistration", "amendments"}
 
 
@@ -138,10 +140,12 @@ def load_spec(path: str | Path, profile: str = "quick") -> Spec:
     check_choice("profile", profile, PROFILES)
     path = Path(path)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = read_user_file(path, limit=MAX_SPEC_BYTES, what="spec")  # a FIFO or device: refused, not read
         raw = tomllib.loads(raw_bytes.decode())
     except FileNotFoundError:
         raise fail("spec", "an existing spec file", str(path)) from None
+    except IsADirectoryError:
+        raise fail("spec", "a spec file, not a folder", str(path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"spec {path}: malformed TOML ({error})") from None
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)

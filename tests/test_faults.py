@@ -288,6 +288,12 @@ def test_a_fifo_completion_record_means_recompute_not_a_hang(reference, tmp_path
     same_tables(run, reference)
 
 
+def test_a_fifo_spec_is_refused_at_once(tmp_path, capsys, no_hang):
+    os.mkfifo(tmp_path / "fifo.toml")
+    assert analyze.main([str(tmp_path / "fifo.toml"), "--out", str(tmp_path / "o"), *QUIET]) == 2
+    assert "not a regular file" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_reads_are_size_capped(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"x" * 1000)
