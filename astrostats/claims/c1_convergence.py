@@ -11,17 +11,22 @@ import math
 
 import pandas as pd
 
+from astrostats.claims.schemas import label, number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
+from astrostats.claims.rules import thresholds
 from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
 from astrostats.stats import adjust_p_values
 
 CLAIM_ID = "C1"
 STATEMENT = "The circuit's output converges to softmax attention as m grows, at the rate and constant theory predicts."
-RATE, ALPHA_MARGIN, RATIO_MARGIN, BOUND, LEVEL = 0.5, 0.1, 0.15, 0.25, 0.05
+RULES = thresholds(CLAIM_ID)
+RATE, ALPHA_MARGIN, RATIO_MARGIN, BOUND, LEVEL = (RULES[key] for key in (
+    "rate", "alpha_margin", "ratio_margin", "regime_bound", "level"))
 #: a floor decides only at this level: at 5 % a true law's false floors alone would block SUPPORTED in 5 % of
 #: data sets, and the known-answers aim (a true law SUPPORTED in >= 95 %) leaves no room for the TOSTs' misses
-FLOOR_LEVEL = 0.01
-MIN_SEEDS, MIN_SEQUENCES, MIN_WIDTHS, MIN_DECADES = 4, 4, 4, 1.0
+FLOOR_LEVEL = RULES["floor_level"]
+MIN_SEEDS, MIN_SEQUENCES, MIN_WIDTHS, MIN_DECADES = (RULES[key] for key in (
+    "min_seeds", "min_sequences", "min_widths", "min_decades"))
 #: the calibration checks (astrostats.stats.calibration) whose size or coverage this rule relies on; the audit
 #: downgrades a decided verdict to INCONCLUSIVE where one misses its nominal value
 CALIBRATION_CHECKS = ("alpha_vs_half", "alpha_tost", "floor_test", "bootstrap_coverage",
@@ -41,6 +46,14 @@ RULE = (f"Rows: the *_asymptotic table of the scaling study (astrocyte circuit, 
         f"{LEVEL} at every deciding head and no floor (a floor: preferred by the LR F-test at p < {FLOOR_LEVEL:g}). "
         f"NOT_SUPPORTED (evidence against): at some deciding head the 95 % CI of alpha or of the ratio lies "
         f"entirely outside its margin, or a floor E_inf > 0 with its CI excluding 0. INCONCLUSIVE otherwise.")
+#: the table the rule reads (checked before it judges)
+SCHEMAS = {"_asymptotic": table_schema(
+    {"regime_bound", "logit_scale", "status"},
+    label("status", ("ok", "regime_not_reached", "insufficient_data")), number("regime_bound", minimum=0),
+    number("n_m_in_regime", minimum=0), number("regime_decades", minimum=0), number("alpha"),
+    number("alpha_ci_low"), number("alpha_ci_high"), number("theory_ratio"), number("e_inf"),
+    number("e_inf_ci_low"), probability("alpha_tost_p_value"), probability("theory_ratio_tost_p_value"),
+    probability("floor_p_value"), number("n_seeds", minimum=0), number("n_sequences", minimum=0))}
 
 
 def asymptotic_table_name(tables: dict) -> str | None:

@@ -19,6 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from astrostats.constants import TOLERANCE
+from astrostats.claims.schemas import label, number, probability, table_schema
+from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
@@ -29,20 +31,15 @@ LANGUAGE, VISION = "language", "vision"
 REAL = "real"  # the target_kind of a real model's rows
 #: tables without the labels (written before them): the built-ins' modality by name
 LEGACY_MODALITY = {"minilm": LANGUAGE, "smollm2": LANGUAGE, "vit": VISION}
-REGIME_M = 10_000  # end-to-end evidence counts only from an m of the paper's regime (10^3 - 10^5) or above
+RULES = thresholds(CLAIM_ID)
+REGIME_M = RULES["regime_m"]  # end-to-end evidence counts only from an m of the paper's regime (10^3 - 10^5) or above
 #: (metric, modality) -> threshold: the network with the circuit agrees with the model's own (mean >= threshold).
 #: An encoder's mean-pooled embedding cosine (as MiniLM), a causal LM's next-token top-1 agreement (as SmolLM2), a
 #: vision classifier's top-1 agreement with its own predictions (as the ViT); the first metric of this table a
 #: target's rows carry is the one judged; a target of unknown modality gets the metric's strictest threshold.
-END_TO_END = {
-    ("embedding_cosine", LANGUAGE): 0.99,
-    ("embedding_cosine", VISION): 0.99,
-    ("top1_agreement", LANGUAGE): 0.90,
-    ("top1_agreement", VISION): 0.95,
-}
-PAPER_M = 100_000  # the paper's Figure 3 runs m = 1e3 to 1e5: heads are judged at the largest m measured there
-MIN_SEQUENCES, MIN_SEEDS = 3, 2
-ALPHA = 0.05
+END_TO_END = {(row["metric"], row["modality"]): row["threshold"] for row in RULES["end_to_end"]}
+PAPER_M = RULES["paper_m"]  # the paper's Figure 3 runs m = 1e3 to 1e5: heads are judged at the largest m measured there
+MIN_SEQUENCES, MIN_SEEDS, ALPHA = RULES["min_sequences"], RULES["min_seeds"], RULES["alpha"]
 RULE = (f"Real targets only (rows labelled target_kind 'real', whatever the model's name; language or vision by "
         f"their modality column). Head by head, from the *_measured_summary rows with metric "
         f"'normaliser_error' (|a - Z| / |Z| over tokens, the paper's Figure 3 quantity) at m = {PAPER_M:,}: a head "
@@ -61,6 +58,11 @@ RULE = (f"Real targets only (rows labelled target_kind 'real', whatever the mode
         f"{MIN_SEQUENCES} sequences x >= {MIN_SEEDS} feature draws and end-to-end rows, for a language and a vision "
         f"model; INSUFFICIENT_DATA below it. The output error at m = 1e3 and 1e5 is reported beside, not judged "
         f"(it decides C6).")
+#: the tables the rule reads (checked before it judges)
+SCHEMAS = {"_measured_summary": table_schema(
+    {"target", "m", "metric", "statistic", "p_above_adjusted"},
+    number("m", minimum=1), label("metric"), number("statistic"), number("ci_low"), number("ci_high"),
+    probability("p_above_adjusted"), probability("p_below_adjusted"))}
 
 
 def _legacy_modality(target) -> str | None:

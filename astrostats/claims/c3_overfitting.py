@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from astrostats.claims.schemas import label, number, probability, table_schema
+from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
 
@@ -50,6 +52,13 @@ V2_FITTED_NULLS = ("learned_feature_v2_shuffled", "fitted_mlp_v2_shuffled")
 CONSTRUCTION = ("(b) construction: with W ~ N(0, I), E[phi(q)·phi(k)] = exp(q·k) exactly, so agreement at large m "
                 "follows from the circuit being an unbiased Monte-Carlo estimator of the softmax kernel: "
                 "evidence about random features, not about astrocytes.")
+#: the tables the rule reads (checked before it judges)
+SCHEMAS = {TESTS: table_schema(
+    {"family", "control", "ratio", "p_value_adjusted", "margin"},
+    number("m", minimum=1), number("ratio"), number("ci_low"), number("ci_high"), number("margin", minimum=0),
+    probability("p_value_adjusted"), probability("alpha")),
+    ACCOUNTING: table_schema({"circuit", "n_fitted", "n_fixed_random"}, number("n_fitted", minimum=0),
+                             number("n_fixed_random", minimum=0), number("n_input_determined", minimum=0))}
 
 
 def rule(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
@@ -140,6 +149,9 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         headline="; ".join(f"{p}: {v.headline}" for p, v in zip(found, verdicts) if v.headline),
         details={"runs": {p: v.details for p, v in zip(found, verdicts)}, "verdicts": outcomes})
 
+
+
+RULE = rule()  # the rule as registered, before a run's tables fill in its margin and alpha
 
 def rule_v2(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
     """Amendment v2's rule with the margin, alpha and minimum draws of its rows (defaults without a table)."""
@@ -252,7 +264,8 @@ def _judge_run_v2(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVe
                                      .astype(bool), "control"]))})
 
 
-MIN_MEAN_TEST_SEQUENCES = 10  # the bootstrap-t mean test is calibrated from here up (calibration study: n = 20)
+MIN_MEAN_TEST_SEQUENCES = thresholds(CLAIM_ID)["min_mean_test_sequences"]  # the bootstrap-t mean test is calibrated
+# from here up (calibration study: n = 20)
 
 
 def _unreachable_significance(rows: pd.DataFrame) -> str:

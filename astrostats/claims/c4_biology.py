@@ -12,14 +12,17 @@ import math
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
+from astrostats.claims.schemas import label, number, table_schema
+from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, is_floor, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
 STATEMENT = "The agreement survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte."
 HUMAN = f"{HUMAN_SYNAPSES:.0e}".replace("e+0", "e")  # one human astrocyte's synapses, as '2e6'
-JUDGED = ("measured",)
-ALPHA = 0.05
+RULES = thresholds(CLAIM_ID)
+JUDGED = tuple(RULES["judged_levels"])
+ALPHA = RULES["alpha"]
 RULE = (f"From the biology study's floors table (name ending in _floors): per target (target, logit scale, feature "
         f"map), m_required = the m at which the fitted error law reaches {TOLERANCE:.0%} relative error, with its "
         f"95 % bootstrap CI. 'within' = CI upper bound <= {HUMAN} synapses (one human astrocyte); 'beyond' = CI lower "
@@ -34,6 +37,11 @@ RULE = (f"From the biology study's floors table (name ending in _floors): per ta
         f"Minimum data: one eligible target with a judged row; INSUFFICIENT_DATA below it.")
 KEYS = ("target", "layer", "head", "logit_scale", "feature_map")
 
+#: the table the rule reads (checked before it judges)
+SCHEMAS = {"_floors": table_schema(
+    {"family", "level", "status", "within_human"}, label("within_human", ("yes", "no", "undetermined")),
+    number("m_required_10pct", minimum=0), number("m_required_10pct_ci_low", minimum=0),
+    number("m_required_10pct_ci_high", minimum=0))}
 
 def _floors(tables: dict) -> tuple[str, pd.DataFrame] | None:
     for name, table in tables.items():

@@ -1,12 +1,13 @@
 """C5: validated against real astrocyte data: what the data that exist can and cannot test."""
 from __future__ import annotations
 
+from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
 STATEMENT = "The circuit is validated against real astrocyte data."
-MIN_EVENTS = 20  # a data median's bootstrap CI needs this many events or traces per metric
+MIN_EVENTS = thresholds(CLAIM_ID)["min_events"]  # a data median's bootstrap CI needs this many events or traces
 RULE = ("Testing the attention mapping needs recordings of an astrocyte together with the synaptic input that "
         "drives it (to compute the softmax normaliser it should report). The available data (Schroeder, Bassett "
         "& Meaney 2022: cultured astrocyte Ca2+ snippets, 20 fps, F/F0) record no synaptic input, so the mapping "

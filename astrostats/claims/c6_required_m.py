@@ -12,13 +12,15 @@ from __future__ import annotations
 import pandas as pd
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
+from astrostats.claims.schemas import label, number, probability, table_schema
+from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
-MIN_SEQUENCES, MIN_SEEDS = 3, 2
-ALPHA = 0.05
+RULES = thresholds(CLAIM_ID)
+MIN_SEQUENCES, MIN_SEEDS, ALPHA = RULES["min_sequences"], RULES["min_seeds"], RULES["alpha"]
 RULE = (f"From the *_required_m tables (real heads: rows labelled target_kind 'real', whatever the model's name, "
         f"or every row of a table without the label; astrocyte circuit, positive features; one row per head): each "
         f"head is classed against one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses (and, reported, one rodent's "
@@ -36,6 +38,12 @@ COLUMNS = {"class_human", "class_rodent", "n_sequences", "n_seeds", "error_at_m_
 
 
 REAL = "real"  # the target_kind of a real model's rows
+#: the table the rule reads (checked before it judges)
+SCHEMAS = {"_required_m": table_schema(
+    COLUMNS, label("class_human", ("within", "beyond", "undetermined")),
+    label("class_rodent", ("within", "beyond", "undetermined")), number("n_sequences", minimum=0),
+    number("n_seeds", minimum=0), probability("error_at_m_smallest_p_above_adjusted"),
+    number("error_at_m_last", minimum=0))}
 
 
 def _tables(tables: dict) -> list[tuple[str, pd.DataFrame]]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from astrostats.constants import DEFAULT_CIRCUIT
+from astrostats.claims.schemas import label, number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 from astrostats.stats.equal_error import equal_error_tests
@@ -45,6 +46,10 @@ CAVEATS = (
     "is applied to the normalising cells, which is what replacing the astrocyte changes.",
 )
 PLANTED_REGISTRATION = {"epsilon": 0.10, "margin": 0.10, "alpha": 0.05, "min_units": 4, "min_levels": 3}
+#: the table the rule reads (checked before it judges)
+SCHEMAS = {"_tests": table_schema(
+    TEST_COLUMNS, number("threshold", minimum=0), number("ci_low"), number("ci_high"),
+    probability("p_value_adjusted"), probability("alpha"))}
 
 
 def runs(tables: dict) -> list[str]:

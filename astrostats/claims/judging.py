@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from astrostats.claims import AuditedCircuit
+from astrostats.claims import AuditedCircuit, schemas
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 LOG = logging.getLogger(__name__)
@@ -37,8 +37,13 @@ def judge_all(tables: dict, manifest: dict) -> list[ClaimVerdict]:
     circuit = AuditedCircuit.from_manifest(manifest)
     for claim_id, module_name in CLAIMS:
         module = importlib.import_module(module_name)
+        malformed = schemas.problems(getattr(module, "SCHEMAS", {}), tables)
         try:
-            verdict = module.judge(tables, circuit)
+            if malformed:  # a table the rule reads that is not what it reads: not judged
+                verdict = ClaimVerdict(claim_id, module.STATEMENT, "INSUFFICIENT_DATA", module.RULE,
+                                       reason="a table this rule reads fails its schema: " + "; ".join(malformed))
+            else:
+                verdict = module.judge(tables, circuit)
         except Exception as error:  # a broken rule must not hide the other claims
             LOG.exception("claim %s: rule failed", claim_id)
             verdict = ClaimVerdict(claim_id, module.STATEMENT, "INSUFFICIENT_DATA", getattr(module, "RULE", module.__doc__),

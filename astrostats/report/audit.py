@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from astrostats.claims import AuditedCircuit
+from astrostats.claims.rules import rules_sha256
 from astrostats.claims.verdicts import ClaimVerdict
 from astrostats.report import decisive
 
@@ -131,6 +132,6 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
 def to_json(verdicts: list[ClaimVerdict], manifest: dict, validation: list[dict] | None = None) -> dict:
     return {"paper": "Kozachkov, Kastanenka & Krotov, PNAS 120(34) e2219150120 (2023)",
             "profile": manifest.get("profile"), "git": manifest.get("git"),
-            "audited_circuit": AuditedCircuit.from_manifest(manifest).name,
+            "audited_circuit": AuditedCircuit.from_manifest(manifest).name, "rules_sha256": rules_sha256(),
             "claims": [verdict.to_dict() for verdict in verdicts],
             "validation": validation or []}

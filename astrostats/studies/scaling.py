@@ -22,6 +22,7 @@ from astrostats.circuits.attention import attention_logits
 from astrostats.circuits.features import FEATURE_MAPS
 from astrostats.circuits.theory import predicted_error_constant
 from astrostats.circuits.registry import DEFAULT_CIRCUIT, get_circuit
+from astrostats.claims.rules import thresholds
 from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.stats.effects import tost_bootstrap_p_value, tost_p_value
@@ -31,9 +32,11 @@ from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
 from astrostats.validation import check_int, check_int_list, fail
 
-REGIME_BOUND = 0.25  # the delta method's relative error C / sqrt(m) at most this: the asymptotic regime
-MIN_REGIME_WIDTHS, MIN_REGIME_DECADES = 4, 1.0  # a rate needs >= 4 widths over >= 1 decade inside the regime
-ALPHA_MARGIN, RATIO_MARGIN = 0.1, 0.15  # equivalence margins: alpha in 1/2 +- 0.1, observed/predicted in 1 +- 0.15
+#: claim C1's pre-registered numbers (astrostats/claims/rules.toml): the regime (the delta method's relative error
+#: C / sqrt(m) at most regime_bound), the widths and decades a rate needs inside it, the equivalence margins
+C1_RULES = thresholds("C1")
+REGIME_BOUND, MIN_REGIME_WIDTHS, MIN_REGIME_DECADES, ALPHA_MARGIN, RATIO_MARGIN = (C1_RULES[key] for key in (
+    "regime_bound", "min_widths", "min_decades", "alpha_margin", "ratio_margin"))
 
 
 @dataclass(frozen=True)
