@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from astrostats.claims.schemas import label, number, probability, table_schema
+from astrostats.claims.schemas import number, probability, table_schema
 from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing

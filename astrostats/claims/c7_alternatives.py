@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from astrostats.constants import DEFAULT_CIRCUIT
-from astrostats.claims.schemas import label, number, probability, table_schema
+from astrostats.claims.schemas import number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
 from astrostats.stats.equal_error import equal_error_tests
