@@ -27,6 +27,11 @@ from astrostats.claims.verdicts import ClaimVerdict, Evidence
 CLAIM_ID = "C2"
 STATEMENT = ("The agreement holds on real language and vision Transformers, layer by layer, head by head, "
              "end to end.")
+SHORT_NAME = 'real Transformers'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ("SUPPORTED would need every real head's exponent to be consistent with the m^-1/2 rate and end-to-end "
+                'agreement within tolerance at the m swept; one head with a floor (no decline at all) keeps it '
+                'NOT_SUPPORTED, so different models or heads, not more seeds, would change it.')
 LANGUAGE, VISION = "language", "vision"
 REAL = "real"  # the target_kind of a real model's rows
 #: tables without the labels (written before them): the built-ins' modality by name

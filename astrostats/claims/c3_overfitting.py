@@ -23,6 +23,12 @@ from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
 
 CLAIM_ID = "C3"
 STATEMENT = "The agreement is not explained by fitted capacity (the critique's 'overfitting')."
+SHORT_NAME = 'overfitting'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ('The capacity nulls (the same budget fitted to shuffled targets) must converge under the training '
+                'budget for the rule to count them: longer training (the full profile) or closed-form fits would turn '
+                'INCONCLUSIVE into SUPPORTED if the circuit still beats them; a converged null that matches the '
+                "circuit's held-out error would make it NOT_SUPPORTED.")
 TESTS, ACCOUNTING, CURVES = "_tests", "_accounting", "_learning_curves"  # suffixes after the run's name
 TEST_COLUMNS = {"family", "control", "m", "split", "margin", "alpha"}
 RULE_TEMPLATE = (

@@ -19,6 +19,11 @@ from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C4"
 STATEMENT = "The agreement survives biologically realistic astrocyte dynamics and the synapse counts of a real astrocyte."
+SHORT_NAME = 'realistic astrocytes'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ("A realistic variant whose m for 10 % error stays within one human astrocyte's synapses, with CIs, "
+                'for every head where the ideal circuit fits; measured (not assumed) noise levels below the SNR used '
+                'here would remove the floors that break it now.')
 HUMAN = f"{HUMAN_SYNAPSES:.0e}".replace("e+0", "e")  # one human astrocyte's synapses, as '2e6'
 RULES = thresholds(CLAIM_ID)
 JUDGED = tuple(RULES["judged_levels"])

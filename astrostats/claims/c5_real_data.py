@@ -7,6 +7,10 @@ from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C5"
 STATEMENT = "The circuit is validated against real astrocyte data."
+SHORT_NAME = 'real astrocyte data'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ("Only new data: paired recordings of an astrocyte's Ca2+ and the synaptic input driving it. No "
+                're-analysis of the existing culture traces can test the attention mapping.')
 MIN_EVENTS = thresholds(CLAIM_ID)["min_events"]  # a data median's bootstrap CI needs this many events or traces
 RULE = ("Testing the attention mapping needs recordings of an astrocyte together with the synaptic input that "
         "drives it (to compute the softmax normaliser it should report). The available data (Schroeder, Bassett "

@@ -19,6 +19,11 @@ from astrostats.claims.verdicts import ClaimVerdict, Evidence
 
 CLAIM_ID = "C6"
 STATEMENT = "Big circuits agree and small ones do not: the m each model, layer and head needs."
+SHORT_NAME = 'the m each head needs'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ("If every model's heads needed fewer units than one astrocyte's synapses (with the CI's upper end), "
+                'the verdict would turn SUPPORTED; it rests on the heads with the largest requirement and on floors, '
+                'so better circuits, not more seeds, would change it.')
 RULES = thresholds(CLAIM_ID)
 MIN_SEQUENCES, MIN_SEEDS, ALPHA = RULES["min_sequences"], RULES["min_seeds"], RULES["alpha"]
 RULE = (f"From the *_required_m tables (real heads: rows labelled target_kind 'real', whatever the model's name, "

@@ -23,6 +23,12 @@ CLAIM_ID = "C7"
 STATEMENT = ("What the astrocyte buys: for the same error, no neurons-only circuit whose cells respect the "
              "interneuron input limit needs fewer plastic synapses than the astrocyte circuit.")
 REGISTERED_SHA256 = "de3fdb97a84eaa9fc7651dd076003b444bbcf1be28a82076b072ac4d2eb4f357"  # analyses/circuits.toml
+SHORT_NAME = 'what the astrocyte buys'
+#: what new evidence would change the verdict (the report shows it beside the verdict)
+WOULD_CHANGE = ("The verdict rests on the registered comparisons at equal error: a neurons-only circuit whose "
+                "resource-ratio CI lies below the margin makes it NOT_SUPPORTED, every comparator's CI above it "
+                "SUPPORTED; longer contexts (the memory's cost grows with N) and m beyond the interneuron fan-in "
+                "limit are what could move it.")
 TEST_COLUMNS = {"family", "analysed_head", "comparator", "reference", "resource", "epsilon", "threshold", "ci_low",
                 "ci_high", "p_value_adjusted", "alpha", "status"}
 RULE = ("Pre-registered (analyses/circuits.toml, [preregistration] sha256 " + REGISTERED_SHA256[:12] + "...): in every "

@@ -1,7 +1,6 @@
 """The report's words that are not numbers: the critic's questions and which claims answer them, a short name
-per claim, what would change each verdict, the limitations. Claims not listed here (a new claim in the
-registry) get generic wording, so that the report shows every claim without an edit here; a claim module may
-also define SHORT_NAME and WOULD_CHANGE itself, which take precedence.
+per claim and what would change each verdict (each claim module's SHORT_NAME and WOULD_CHANGE, generic wording
+for a claim without them), the limitations.
 """
 from __future__ import annotations
 
@@ -12,36 +11,12 @@ QUESTIONS = (
     ("What does the astrocyte buy over other biological circuits?", ("C7",)),
 )
 
-SHORT_NAMES = {"C1": "convergence as m grows", "C2": "real Transformers", "C3": "overfitting",
-               "C4": "realistic astrocytes", "C5": "real astrocyte data", "C6": "the m each head needs",
-               "C7": "what the astrocyte buys"}
-
 PLAIN_VERDICTS = {"SUPPORTED": "Yes, by the pre-registered rule",
                   "NOT_SUPPORTED": "No: the data contradict it",
                   "INCONCLUSIVE": "Not decided by the rule",
                   "NOT_TESTABLE": "Cannot be tested with the data that exist",
                   "INSUFFICIENT_DATA": "Not enough data to decide"}
 
-WOULD_CHANGE = {
-    "C1": "SUPPORTED needs every logit scale's exponent CI to overlap 1/2 +- 0.1 with no floor: for peaked "
-          "attention that means sweeping m far enough to reach the asymptotic regime (the full or exhaustive "
-          "profile). NOT_SUPPORTED would need an exponent CI below 0.1 or a floor whose CI excludes 0.",
-    "C2": "SUPPORTED would need every real head's exponent to be consistent with the m^-1/2 rate and end-to-end "
-          "agreement within tolerance at the m swept; one head with a floor (no decline at all) keeps it "
-          "NOT_SUPPORTED, so different models or heads, not more seeds, would change it.",
-    "C3": "The capacity nulls (the same budget fitted to shuffled targets) must converge under the training "
-          "budget for the rule to count them: longer training (the full profile) or closed-form fits would turn "
-          "INCONCLUSIVE into SUPPORTED if the circuit still beats them; a converged null that matches the "
-          "circuit's held-out error would make it NOT_SUPPORTED.",
-    "C4": "A realistic variant whose m for 10 % error stays within one human astrocyte's synapses, with CIs, "
-          "for every head where the ideal circuit fits; measured (not assumed) noise levels below the SNR used "
-          "here would remove the floors that break it now.",
-    "C5": "Only new data: paired recordings of an astrocyte's Ca2+ and the synaptic input driving it. No "
-          "re-analysis of the existing culture traces can test the attention mapping.",
-    "C6": "If every model's heads needed fewer units than one astrocyte's synapses (with the CI's upper end), "
-          "the verdict would turn SUPPORTED; it rests on the heads with the largest requirement and on floors, "
-          "so better circuits, not more seeds, would change it.",
-}
 GENERIC_WOULD_CHANGE = ("The verdict follows from its rule applied to the cited rows: new data that move the "
                         "decisive rows across the rule's thresholds (stated above) would change it.")
 
@@ -68,8 +43,8 @@ READING = ("How to read this report. Each claim has a section: the rule that dec
 
 
 def short_name(claim_id: str, statement: str, module=None) -> str:
-    return getattr(module, "SHORT_NAME", None) or SHORT_NAMES.get(claim_id) or statement.split(":")[0][:40]
+    return getattr(module, "SHORT_NAME", None) or statement.split(":")[0][:40]
 
 
 def would_change(claim_id: str, module=None) -> str:
-    return getattr(module, "WOULD_CHANGE", None) or WOULD_CHANGE.get(claim_id, GENERIC_WOULD_CHANGE)
+    return getattr(module, "WOULD_CHANGE", None) or GENERIC_WOULD_CHANGE
