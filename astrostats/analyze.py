@@ -145,7 +145,8 @@ def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
     for name, table in tables.items():
         problem = outputs.table_problem(out_dir / "tables", name, table)
         if problem is not None:
-            LOG.warning("%s: stored table refused (%s); recomputing", spec.name, problem)
+            LOG.warning("%s: stored table refused (%s); recomputing: the new tables replace it (a link is replaced "
+                        "itself, its target left as it is)", spec.name, problem)
             return None
     return record
 

@@ -257,8 +257,9 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
     LOG.info("report: figures %.1f s, audit and report %.1f s", timings["figures_seconds"],
              timings["audit_and_report_seconds"])
     manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
-                "figures": {path.stem: outputs.sha256_file(path, root=out_dir)
-                            for path in sorted((out_dir / "figures").glob("*.png"))},
+                "figures": {path.stem: outputs.sha256_file(path, root=out_dir)  # a planted link or FIFO: not ours
+                            for path in sorted((out_dir / "figures").glob("*.png"))
+                            if path.is_file() and not path.is_symlink()},
                 "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures], "figure_keys": keys}
     outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
     return verdicts
