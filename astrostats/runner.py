@@ -9,7 +9,8 @@ by the executor); rows come out in one order whatever the chunks. A different ``
 values at float32 rounding (about 1e-5 relative), because batched matrix products round differently.
 
 Rows: the target's labels, ``circuit, feature_map, m, seed, sequence_id, metric, value`` with metrics
-``relative_error`` (|Y_hat - Y|_F / |Y|_F per sequence), ``normaliser_error`` (|a - Z| / |Z| over tokens, the
+``relative_error`` (|Y_hat - Y|_F / |Y|_F per sequence), ``normaliser_error_per_token`` (mean over tokens of
+|a_t - Z_t| / Z_t, what the output depends on) and ``normaliser_error`` (|a - Z| / |Z| over tokens, the
 circuit's normaliser, e.g. the astrocyte's response, against the exact softmax normaliser; for circuits that
 return one) and ``cosine`` (mean over tokens). Circuits are named as the registry knows them
 (:mod:`astrostats.circuits.registry`); the circuit under audit is ``Sweep.audited_circuit``.
@@ -38,7 +39,7 @@ from astrostats.seeding import derived_seed, feature_code, name_code, seed_seque
 
 LOG = logging.getLogger(__name__)
 
-METRICS = ("relative_error", "normaliser_error", "cosine")
+METRICS = ("relative_error", "normaliser_error", "normaliser_error_per_token", "cosine")
 CHUNK_TOKENS = 1024  # tokens (sequences x N) per call of the tiled circuit
 CHUNK_BYTES = 2 * 2**20  # target size of one feature tensor (seeds x sequences x N x m) per chunk
 
@@ -94,6 +95,9 @@ def score(estimate: torch.Tensor, exact: torch.Tensor, log_response: torch.Tenso
         z = (log_z - reference).exp()
         a = (log_response - reference).exp()
         metrics["normaliser_error"] = (a - z).norm(dim=-1) / z.norm(dim=-1)
+        # the output reads a_t only through a_t / Z_t: the per-token relative error weighs every token alike (the
+        # L2 form above weighs a token by Z_t^2, so one token can carry most of it)
+        metrics["normaliser_error_per_token"] = (log_response - log_z).expm1().abs().mean(-1)
     return metrics
 
 

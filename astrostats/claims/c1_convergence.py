@@ -15,7 +15,6 @@ from astrostats.claims.schemas import label, number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
 from astrostats.claims.rules import thresholds
 from astrostats.claims.verdicts import ClaimVerdict, Evidence, missing
-from astrostats.stats import adjust_p_values
 
 CLAIM_ID = "C1"
 STATEMENT = "The circuit's output converges to softmax attention as m grows, at the rate and constant theory predicts."
@@ -38,17 +37,19 @@ CALIBRATION_CHECKS = ("alpha_vs_half", "alpha_tost", "floor_test", "bootstrap_co
                       "bootstrap_coverage_sequence_slopes", "bootstrap_coverage_curvature",
                       "bootstrap_coverage_heavy_tails", "bootstrap_coverage_skewed",
                       "bootstrap_coverage_heteroscedastic", "bootstrap_coverage_hard_tokens")
-RULE = (f"Rows: the *_asymptotic table of the scaling study (astrocyte circuit, positive features, one row per "
+RULE = (f"Rows: the *_asymptotic table of the scaling study (the circuit under audit with its own features, one row per "
         f"synthetic head), each fitted only over the widths m where the delta-method error C/sqrt(m) <= {BOUND} "
         f"(C: RMS of the per-sequence predicted constants), the asymptotic regime. Minimum data: >= {MIN_SEEDS} "
         f"feature seeds and >= {MIN_SEQUENCES} sequences, and at least one head with >= {MIN_WIDTHS} widths over "
         f">= {MIN_DECADES:g} decade inside its regime; a head whose regime starts beyond the swept m says "
         f"'regime not reached for m <= M' and does not decide; no deciding head: INSUFFICIENT_DATA. Tests at each "
-        f"deciding head, Holm-corrected across heads and the two quantities: TOST of alpha in "
+        f"deciding head: TOST of alpha in "
         f"[{RATE - ALPHA_MARGIN:g}, {RATE + ALPHA_MARGIN:g}] (cluster-robust t, the statistic of the calibrated "
         f"alpha = 1/2 test) and TOST of observed/predicted constant in [{1 - RATIO_MARGIN:g}, {1 + RATIO_MARGIN:g}] "
         f"(percentile bootstrap: the share of draws beyond a margin). SUPPORTED: both equivalences at level "
-        f"{LEVEL} at every deciding head and no floor (a floor: preferred by the LR F-test at p < {FLOOR_LEVEL:g}). "
+        f"{LEVEL} at every deciding head, each test unadjusted ('every head' is an intersection-union test, which "
+        f"needs no correction; amendment 2026-12-06, Holm before), and no floor (a floor: preferred by the LR F-test "
+        f"at p < {FLOOR_LEVEL:g}). "
         f"NOT_SUPPORTED (evidence against): at some deciding head the 95 % CI of alpha or of the ratio lies "
         f"entirely outside its margin, or a floor E_inf > 0 with its CI excluding 0. INCONCLUSIVE otherwise.")
 #: the table the rule reads (checked before it judges)
@@ -70,15 +71,6 @@ def asymptotic_table_name(tables: dict) -> str | None:
 
 def _outside(low, high, lower: float, upper: float) -> bool:
     return (high is not None and high < lower) or (low is not None and low > upper)
-
-
-def _holm(rows: pd.DataFrame) -> pd.DataFrame:
-    """Holm across every deciding head and both equivalence tests (one family)."""
-    tests = pd.concat([pd.DataFrame({"index": rows.index, "test": "alpha", "p_value": rows["alpha_tost_p_value"]}),
-                       pd.DataFrame({"index": rows.index, "test": "ratio",
-                                     "p_value": rows["theory_ratio_tost_p_value"]})], ignore_index=True)
-    adjusted = adjust_p_values(tests, method="holm", alpha=LEVEL)
-    return adjusted.pivot(index="index", columns="test", values="p_value_adjusted")
 
 
 def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
@@ -106,11 +98,10 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, tuple(regime_evidence),
                             reason="no head has its asymptotic regime inside the swept m: " + "; ".join(not_reached),
                             analyses_needed=("a scaling sweep to larger m (or heads with smaller constants)",))
-    holm = _holm(deciding)
     evidence, supported, refuted, findings = [], True, False, []
-    for index, row in deciding.iterrows():
+    for _, row in deciding.iterrows():
         scale, query = row["logit_scale"], f"logit_scale == {quote(row['logit_scale'])}"
-        alpha_p, ratio_p = finite(holm.loc[index, "alpha"]), finite(holm.loc[index, "ratio"])
+        alpha_p, ratio_p = finite(row["alpha_tost_p_value"]), finite(row["theory_ratio_tost_p_value"])
         low, high = finite(row["alpha_ci_low"]), finite(row["alpha_ci_high"])
         r_low, r_high = finite(row["theory_ratio_ci_low"]), finite(row["theory_ratio_ci_high"])
         floor = (row["preferred_model"] == "power_law_floor"
@@ -120,11 +111,11 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                   f"C/sqrt(m) <= {row['regime_bound']:g})")
         evidence.append(Evidence(name, query, "alpha in the asymptotic regime", finite(row["alpha"]), p_value=alpha_p,
                                  ci_low=low, ci_high=high,
-                                 note=f"{regime}; p: Holm-adjusted TOST of alpha in "
+                                 note=f"{regime}; p: TOST of alpha (intersection-union, unadjusted) in "
                                       f"[{RATE - ALPHA_MARGIN:g}, {RATE + ALPHA_MARGIN:g}]" + _uniform_note(row)))
         evidence.append(Evidence(name, query, "observed/predicted error constant", finite(row["theory_ratio"]),
                                  p_value=ratio_p, ci_low=r_low, ci_high=r_high,
-                                 note=f"{scale}: p: Holm-adjusted bootstrap TOST of the ratio in "
+                                 note=f"{scale}: p: bootstrap TOST of the ratio (intersection-union, unadjusted) in "
                                       f"[{1 - RATIO_MARGIN:g}, {1 + RATIO_MARGIN:g}]"))
         if floor:
             evidence.append(Evidence(name, query, "floor E_inf", finite(row["e_inf"]),

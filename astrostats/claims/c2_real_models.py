@@ -43,13 +43,17 @@ REGIME_M = RULES["regime_m"]  # end-to-end evidence counts only from an m of the
 #: vision classifier's top-1 agreement with its own predictions (as the ViT); the first metric of this table a
 #: target's rows carry is the one judged; a target of unknown modality gets the metric's strictest threshold.
 END_TO_END = {(row["metric"], row["modality"]): row["threshold"] for row in RULES["end_to_end"]}
+METRIC, METRIC_BESIDE = RULES["metric"], RULES["metric_beside"]
 PAPER_M = RULES["paper_m"]  # the paper's Figure 3 runs m = 1e3 to 1e5: heads are judged at the largest m measured there
 MIN_SEQUENCES, MIN_SEEDS, ALPHA = RULES["min_sequences"], RULES["min_seeds"], RULES["alpha"]
 RULE = (f"Real targets only (rows labelled target_kind 'real', whatever the model's name; language or vision by "
         f"their modality column). Head by head, from the *_measured_summary rows with metric "
-        f"'normaliser_error' (|a - Z| / |Z| over tokens, the paper's Figure 3 quantity) at m = {PAPER_M:,}: a head "
-        f"agrees if its mean over sequences x feature draws is below {TOLERANCE:.0%} and disagrees if above, each "
-        f"by a one-sided crossed-bootstrap p Holm-adjusted over every head at that m (< {ALPHA}). End to end, from "
+        f"'{METRIC}' (the per-token relative error of the normaliser, mean over tokens of |a_t - Z_t| / Z_t: the "
+        f"output reads a_t only through a_t / Z_t; amendment 2026-12-06, the L2 form |a - Z| / |Z| reported beside) "
+        f"at m = {PAPER_M:,}. A head disagrees if its mean over sequences x feature draws is above {TOLERANCE:.0%} "
+        f"by a one-sided crossed-bootstrap p Holm-adjusted over every head at that m (< {ALPHA}: any one such head "
+        f"decides, so the family is corrected); it agrees if below by the unadjusted one-sided p (< {ALPHA}): "
+        f"'every head agrees' is an intersection-union test, which needs no correction. End to end, from "
         f"the *_end_to_end tables at the largest m, by the metric a target's rows carry: mean over sequences (seeds "
         f"averaged) of an encoder's sentence-embedding cosine >= {END_TO_END[('embedding_cosine', LANGUAGE)]} (as "
         f"MiniLM), a causal LM's next-token top-1 agreement >= {END_TO_END[('top1_agreement', LANGUAGE)]} (as "
@@ -67,7 +71,7 @@ RULE = (f"Real targets only (rows labelled target_kind 'real', whatever the mode
 SCHEMAS = {"_measured_summary": table_schema(
     {"target", "m", "metric", "statistic", "p_above_adjusted"},
     number("m", minimum=1), label("metric"), number("statistic"), number("ci_low"), number("ci_high"),
-    probability("p_above_adjusted"), probability("p_below_adjusted"))}
+    probability("p_above_adjusted"), probability("p_below_adjusted"), probability("p_below"))}
 
 
 def _legacy_modality(target) -> str | None:
@@ -115,26 +119,39 @@ def _end_to_end_check(part: pd.DataFrame, modality: str | None) -> tuple[str, fl
 
 
 def _judge_heads(summaries: list[tuple[str, pd.DataFrame]]):
-    """Normaliser error per head at PAPER_M: agrees, disagrees (Holm) or straddles."""
+    """Per-token normaliser error per head at PAPER_M: disagrees (Holm: any one decides), agrees (unadjusted: all
+    must, an intersection-union test) or straddles."""
     evidence, failing, straddling = [], [], []
     for name, table in summaries:
-        rows = table[(table["metric"] == "normaliser_error") & (table["m"] == PAPER_M)]
+        rows = table[(table["metric"] == METRIC) & (table["m"] == PAPER_M)]
         for _, row in rows.iterrows():
             label = f"{row['target']} L{row['layer']} H{row['head']}"
             query = (f"target == '{row['target']}' and layer == {row['layer']} and head == {row['head']} "
-                     f"and metric == 'normaliser_error' and m == {PAPER_M}")
+                     f"and metric == '{METRIC}' and m == {PAPER_M}")
             if row["p_above_adjusted"] < ALPHA:
-                failing.append(f"{label} (normaliser error {row['statistic']:.3f})")
+                failing.append(f"{label} (per-token normaliser error {row['statistic']:.3f})")
                 state = "disagrees"
-            elif row["p_below_adjusted"] < ALPHA:
+            elif row["p_below"] < ALPHA:
                 state = "agrees"
             else:
                 straddling.append(label)
                 state = "CI straddles the tolerance"
-            evidence.append(Evidence(name, query, "normaliser_error", float(row["statistic"]),
+            evidence.append(Evidence(name, query, METRIC, float(row["statistic"]),
                                      p_value=finite(row["p_above_adjusted"]), ci_low=finite(row["ci_low"]),
                                      ci_high=finite(row["ci_high"]), note=f"{label} at m = {PAPER_M:,}: {state}"))
     return evidence, failing, straddling
+
+
+def _beside(summaries) -> dict:
+    """The L2 normaliser error (the original rule's metric) per model at PAPER_M: median over heads and how many
+    are shown below the tolerance, kept beside the per-token metric that decides."""
+    found = {}
+    for _, table in summaries:
+        rows = table[(table["metric"] == METRIC_BESIDE) & (table["m"] == PAPER_M)]
+        for target, part in rows.groupby("target"):
+            found[str(target)] = {"heads": len(part), "median": float(part["statistic"].median()),
+                                  "heads_below_tolerance": int((part["p_below"] < ALPHA).sum())}
+    return found
 
 
 def _output_errors(summaries) -> dict:
@@ -195,7 +212,7 @@ def _unpaired(summaries, end_to_end) -> list[str]:
 def _sufficient(summaries) -> list[tuple[str, pd.DataFrame]]:
     kept = []
     for name, table in summaries:
-        part = table[(table["metric"] == "normaliser_error") & (table["m"] == PAPER_M)
+        part = table[(table["metric"] == METRIC) & (table["m"] == PAPER_M)
                      & (table["n_sequences"] >= MIN_SEQUENCES) & (table["n_seeds"] >= MIN_SEEDS)]
         if not part.empty:
             kept.append((name, table[table["target"].isin(part["target"].unique())]))
@@ -217,11 +234,13 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
     missing_results = e2e_missing + _unpaired(summaries, end_to_end)
     evidence = tuple(e2e_evidence + head_evidence)
     agreeing = sum(e.note.endswith(": agrees") for e in head_evidence)  # not "disagrees"
-    headline = (f"normaliser error below {TOLERANCE:.0%} at m = {PAPER_M:,} in {agreeing} of {len(head_evidence)} "
-                f"heads; " + "; ".join(f"{e.statistic} {e.value:.3f} ({e.note.split(';')[0]})" for e in e2e_evidence))
+    values = pd.Series([e.value for e in head_evidence], dtype=float)
+    headline = (f"per-token normaliser error at m = {PAPER_M:,}: median {values.median():.3f} over "
+                f"{len(head_evidence)} heads, {agreeing} shown below {TOLERANCE:.0%}; " + "; ".join(f"{e.statistic} {e.value:.3f} ({e.note.split(';')[0]})" for e in e2e_evidence))
     details = {"heads_failing": head_failing, "heads_straddling": head_straddling, "end_to_end_failing": e2e_failing,
                "end_to_end_small_m": e2e_small, "missing_or_non_finite": missing_results,
-               "output_error_beside": _output_errors(summaries)}
+               "output_error_beside": _output_errors(summaries),
+               "normaliser_error_l2_beside": _beside(summaries)}
     if head_failing or e2e_failing:
         verdict = "NOT_SUPPORTED"
         reason = "; ".join(part for part in (

@@ -13,7 +13,7 @@ Each block's W depends only on (base seed, seed, block index, head size), so it 
 of a model and a task's result does not depend on the executor.
 
 Tables (prefixed by the spec's name in real_heads): ``_measured`` (tidy rows: relative_error, normaliser_error,
-cosine per head, m, seed, sequence), ``_measured_summary`` (per head, m and metric: mean over sequences x seeds
+normaliser_error_per_token, cosine per head, m, seed, sequence), ``_measured_summary`` (per head, m and metric: mean over sequences x seeds
 with a crossed-bootstrap CI and Holm-adjusted one-sided p-values against the tolerance, family = every head of
 the table at that m and metric), ``_measured_shares`` (per model and m: share of heads below the tolerance, CI
 from the same resamples) and ``_required_m`` (per head: the bracket on the m needed for the tolerance and the
@@ -202,7 +202,8 @@ def _grid(part: pd.DataFrame) -> np.ndarray:
 
 
 def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
-              metrics: Sequence[str] = ("relative_error", "normaliser_error")) -> tuple[pd.DataFrame, pd.DataFrame]:
+              metrics: Sequence[str] = ("relative_error", "normaliser_error", "normaliser_error_per_token")
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary per head x m x metric, shares of heads below the tolerance per model x m x metric).
 
     Heads of one model share sequences and seeds: one set of crossed resamples per (model, m, metric) gives
