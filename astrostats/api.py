@@ -71,7 +71,8 @@ def audit(circuit: str = DEFAULT_CIRCUIT, *, analyses: list[str] | tuple[str, ..
 
     Bad input raises :class:`~astrostats.validation.InputError` before anything is written; an analysis that
     fails leaves its claims INSUFFICIENT_DATA, with the reason, as on the command line."""
-    from astrostats.analyze import parse_arguments, quiet_progress, run
+    from astrostats.analysis_run import quiet_progress
+    from astrostats.analyze import parse_arguments, run
 
     argv = [*map(str, analyses), "--circuit", str(circuit), "--profile", str(profile), "--out", str(out),
             "--jobs", str(jobs), "--quiet"] + ([] if seed is None else ["--seed", str(seed)])

@@ -25,7 +25,8 @@ def with_circuit(spec: Spec, circuit: str | None) -> Spec:
     where ``circuit`` is None or the study audits no circuit."""
     if circuit is None or not audits_a_circuit(spec):
         return spec
-    return dataclasses.replace(spec, parameters={**spec.parameters, "audited_circuit": get_circuit(circuit).name})
+    return dataclasses.replace(spec, parameters={**spec.parameters,
+                                                 "audited_circuit": get_circuit(circuit, "--circuit").name})
 
 
 def audited_circuit_record(specs: list[Spec]) -> dict:

@@ -53,7 +53,7 @@ def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None
     safe_io.die_with_parent(parent)  # first: a run killed while this process starts leaves nothing behind
     import torch
 
-    from astrostats.analyze import quiet_progress, setup_logging
+    from astrostats.analysis_run import quiet_progress, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches every process: the run stops them
     torch.set_num_threads(threads)
@@ -63,7 +63,7 @@ def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None
 
 
 def _run_one(spec, out_dir: str, code: str, resume: bool) -> dict:
-    from astrostats.analyze import run_analysis
+    from astrostats.analysis_run import run_analysis
     from astrostats.execution import make_executor
     from astrostats.studies.base import RunContext
 
@@ -95,7 +95,7 @@ def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet
 
 
 def _record(spec, future) -> dict:
-    from astrostats.analyze import spec_record
+    from astrostats.analysis_run import spec_record
 
     try:
         return future.result()

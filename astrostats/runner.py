@@ -61,9 +61,10 @@ class Sweep:
         check_int("n_seeds", self.n_seeds, minimum=1)
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)
-        for circuit in (self.audited_circuit, *self.circuits):
+        get_circuit(self.audited_circuit, "audited_circuit")
+        for circuit in self.circuits:
             if circuit not in INPUT_NULLS:
-                get_circuit(circuit)
+                get_circuit(circuit, "circuits")
         check_int("memory_mb", self.memory_mb, minimum=1)
 
     @property

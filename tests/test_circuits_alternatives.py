@@ -12,7 +12,7 @@ from astrostats.circuits.astrocyte import astrocyte_attention, run_circuit
 from astrostats.circuits.attention import causal_mask, log_normaliser, softmax_attention
 from astrostats.circuits.features import draw_projection
 from astrostats.circuits.resources import resources, tree_levels
-from astrostats.report.audit import unresolved_evidence
+from astrostats.claims.judging import unresolved_evidence
 from astrostats.claims import c7_alternatives
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.stats.equal_error import equal_error_comparisons, required_resource

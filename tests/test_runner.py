@@ -23,7 +23,7 @@ def test_table_is_tidy_with_one_row_per_measurement(typical_table):
                 "metric", "value"}
     assert expected <= set(typical_table.columns)
     astro = typical_table[typical_table["circuit"] == "astrocyte"]
-    assert len(astro) == 4 * 6 * 4 * 3  # m x seeds x sequences x metrics
+    assert len(astro) == 4 * 6 * 4 * 4  # m x seeds x sequences x metrics (output, normaliser L2 and per token, cosine)
     assert not astro.duplicated(["m", "seed", "sequence_id", "metric"]).any()
     assert np.isfinite(typical_table["value"]).all()
 
@@ -85,3 +85,23 @@ def test_int_lists_are_read_once_so_iterators_work():
     assert check_int_list("m", (m for m in (8, 16))) == (8, 16)  # read twice, a generator came back empty
     with pytest.raises(InputError, match="m"):
         check_int_list("m", iter(()))
+
+
+def test_the_per_token_normaliser_error_weighs_every_token_alike():
+    """normaliser_error_per_token = mean_t |a_t / Z_t - 1|, from the astrocyte's response and the exact normaliser
+    computed here independently; the L2 form is dominated by the tokens with the largest Z_t."""
+    from astrostats.circuits import astrocyte_attention, log_normaliser
+    from astrostats.runner import draw_projections
+
+    target = synthetic_head(n_sequences=3, n_tokens=40, d_head=8, logit_scale="peaked", seed=2)
+    sweep = Sweep(m=(64,), n_seeds=1)
+    table = run_sweep([target], sweep, progress=False)
+    found = table[table["metric"] == "normaliser_error_per_token"].sort_values("sequence_id")["value"].to_numpy()
+    projection = draw_projections(sweep, "positive", 64, range(1), 8)[0].double()
+    _, response = astrocyte_attention(target.q.double(), target.k.double(), target.v.double(), projection=projection,
+                                      return_response=True)
+    z = log_normaliser(target.q.double(), target.k.double()).exp()
+    expected = (response / z - 1).abs().mean(-1).numpy()
+    np.testing.assert_allclose(found, expected, rtol=1e-4)  # float32 circuit against a float64 recomputation
+    l2 = table[table["metric"] == "normaliser_error"].sort_values("sequence_id")["value"].to_numpy()
+    assert not np.allclose(found, l2, rtol=0.05)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from astrostats import analyze, outputs
+from astrostats import analysis_run, analyze, outputs
 from astrostats.execution import CACHE_MAGIC, ResultCache
 from astrostats.report import pdf
 from astrostats.spec import load_spec
@@ -250,9 +250,9 @@ def test_an_unreadable_or_unsealed_completion_record_means_recompute(tiny_run, t
     spec = load_spec(write_spec(tmp_path), "smoke")
     from astrostats import provenance
 
-    assert analyze.finished_record(run, spec, provenance.code_version()) is None
+    assert analysis_run.finished_record(run, spec, provenance.code_version()) is None
     pristine = copy_run(tiny_run, tmp_path / "pristine")
-    assert analyze.finished_record(pristine, spec, provenance.code_version()) is not None
+    assert analysis_run.finished_record(pristine, spec, provenance.code_version()) is not None
 
 
 def test_a_manifest_holding_a_list_is_a_clear_error(tmp_path, capsys):

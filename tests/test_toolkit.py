@@ -40,7 +40,7 @@ def test_every_built_in_runs_through_the_protocol_and_declares_its_resources():
 
 
 def test_an_unknown_name_lists_the_registered_ones_and_suggests_the_nearest():
-    with pytest.raises(InputError, match=r"'astrocite' is not a registered circuit \(did you mean 'astrocyte'\?\)"):
+    with pytest.raises(InputError, match=r"^circuit: 'astrocite' is not a registered circuit \(did you mean 'astrocyte'\?\)"):
         get_circuit("astrocite")
     with pytest.raises(InputError, match="no_such_module"):
         get_circuit("no_such_module:attention")

@@ -162,12 +162,12 @@ def first_line(text: str | None) -> str:
     return " ".join((text or "").strip().split("\n\n")[0].split())
 
 
-def _import_path(path: str) -> Circuit:
+def _import_path(path: str, parameter: str) -> Circuit:
     module_name, _, attribute = path.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise fail("circuit", f"an importable 'package.module:callable' ({type(error).__name__}: {error})",
+        raise fail(parameter, f"an importable 'package.module:callable' ({type(error).__name__}: {error})",
                    path) from None
     return _as_circuit(path, found)
 
@@ -179,19 +179,20 @@ def registered_names() -> list[str]:
     return sorted(set(_REGISTRY) | set(_entry_points()))
 
 
-def get_circuit(name) -> Circuit:
+def get_circuit(name, parameter: str = "circuit") -> Circuit:
     """The circuit called ``name`` (registered, an entry point, or 'package.module:callable'); an unknown name
-    is an InputError listing the registered names, with the nearest as a suggestion."""
+    is an InputError naming ``parameter`` (the setting it came from) and listing the registered names, with the
+    nearest as a suggestion."""
     if isinstance(name, Circuit):
         return name
     if not isinstance(name, str) or not name:
-        raise fail("circuit", "a circuit name or 'package.module:callable'", name)
+        raise fail(parameter, "a circuit name or 'package.module:callable'", name)
     import astrostats.circuits  # noqa: F401
 
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name:
-        return _import_path(name)
+        return _import_path(name, parameter)
     points = _entry_points()
     if name in points:
         try:
@@ -205,7 +206,7 @@ def get_circuit(name) -> Circuit:
     known = registered_names()
     near = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise InputError(f"circuit: {name!r} is not a registered circuit{hint}; registered: {', '.join(known)}; "
+    raise InputError(f"{parameter}: {name!r} is not a registered circuit{hint}; registered: {', '.join(known)}; "
                      "or give 'package.module:callable'")
 
 
