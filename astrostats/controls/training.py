@@ -112,7 +112,12 @@ def relative_errors(estimate: torch.Tensor, exact: torch.Tensor) -> torch.Tensor
 
 
 def _loss(model: nn.Module, batch: TargetBatch, targets: torch.Tensor, index) -> torch.Tensor:
-    estimate = model(batch.q[index], batch.k[index], batch.v[index], batch.causal)
+    """Mean squared relative error; NaN where the model's weights have left what the circuit can compute (its
+    guard refuses a non-finite output): the fit then says diverged."""
+    try:
+        estimate = model(batch.q[index], batch.k[index], batch.v[index], batch.causal)
+    except InputError:
+        return torch.tensor(math.nan)
     return relative_errors(estimate, targets[index]).square().mean()
 
 
@@ -150,6 +155,9 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
             index = order[start:start + chunk]
             optimiser.zero_grad()
             loss = _loss(model, train, train_targets, index)
+            if not bool(torch.isfinite(loss)):  # diverged: no step from a non-finite loss
+                train_loss = math.nan
+                break
             loss.backward()
             optimiser.step()
             train_loss += float(loss.detach()) * len(index)
