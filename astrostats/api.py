@@ -1,7 +1,7 @@
 """The library face: run an audit, or open a finished run, and get its tables and verdicts as Python objects.
 
 >>> import astrostats
->>> run = astrostats.audit("astrocyte", analyses=["scaling"], profile="smoke", out="/tmp/astrostats-doc")  # doctest: +SKIP
+>>> run = astrostats.audit(analyses=["scaling"], profile="smoke", out="/tmp/astrostats-doc")  # doctest: +SKIP
 >>> run.verdicts.loc["C1", "verdict"]                                                                    # doctest: +SKIP
 'SUPPORTED'
 >>> astrostats.load_run("/tmp/astrostats-doc").tables["scaling_asymptotic"].head()                      # doctest: +SKIP

@@ -182,39 +182,17 @@ def create_exclusive(root: Path, folder: Path, prefix: str, suffix: str) -> Path
     raise UnsafePath(f"no free name {prefix}...{suffix} in {str(folder)!r} after 100 tries")
 
 
-def open_append(root: Path, path: Path):
-    """``path`` opened for appending text (a log), created if absent; a link or a non-regular file is refused."""
-    check_run_alive()
+def _open_created(root: Path, path: Path, flags: int, what: str) -> int:
+    """A descriptor of the regular file ``path`` (created if absent), never through a link or a FIFO."""
     parts = _parts(Path(root), Path(path))
     folder = _open_folder(Path(root), parts[:-1], create=True)
     try:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        flags |= os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
             handle = os.open(parts[-1], flags, 0o666, dir_fd=folder)
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENXIO):
-                raise UnsafePath(f"{str(path)!r} is a symbolic link or a FIFO, not a log file: remove it") from None
-            raise
-    finally:
-        os.close(folder)
-    if not stat.S_ISREG(os.fstat(handle).st_mode):
-        os.close(handle)
-        raise UnsafePath(f"{str(path)!r} is not a regular file: remove it")
-    os.set_blocking(handle, True)
-    return os.fdopen(handle, "a", encoding="utf-8")
-
-
-def open_lock(root: Path, path: Path) -> int:
-    """A read-write descriptor of the lock file, created if absent, never through a link."""
-    parts = _parts(Path(root), Path(path))
-    folder = _open_folder(Path(root), parts[:-1], create=True)
-    try:
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-        try:
-            handle = os.open(parts[-1], flags, 0o666, dir_fd=folder)
-        except OSError as error:
-            if error.errno in (errno.ELOOP, errno.ENXIO):
-                raise UnsafePath(f"{str(path)!r} is a symbolic link or a FIFO, not a lock file: remove it") from None
+                raise UnsafePath(f"{str(path)!r} is a symbolic link or a FIFO, not a {what}: remove it") from None
             raise
     finally:
         os.close(folder)
@@ -222,6 +200,19 @@ def open_lock(root: Path, path: Path) -> int:
         os.close(handle)
         raise UnsafePath(f"{str(path)!r} is not a regular file: remove it")
     return handle
+
+
+def open_append(root: Path, path: Path):
+    """``path`` opened for appending text (a log), created if absent; a link or a non-regular file is refused."""
+    check_run_alive()
+    handle = _open_created(root, path, os.O_WRONLY | os.O_APPEND, "log file")
+    os.set_blocking(handle, True)
+    return os.fdopen(handle, "a", encoding="utf-8")
+
+
+def open_lock(root: Path, path: Path) -> int:
+    """A read-write descriptor of the lock file, created if absent, never through a link."""
+    return _open_created(root, path, os.O_RDWR, "lock file")
 
 
 def unlink(root: Path, path: Path) -> None:
