@@ -100,7 +100,10 @@ def test_v2_decides_and_v1_is_reported_beside_it():
     verdict = c3.judge(tables)
     assert verdict.verdict == "SUPPORTED"
     assert verdict.details["v1"] == "NOT_SUPPORTED" and verdict.details["v2"] == "SUPPORTED"
-    assert "v1 (original): NOT_SUPPORTED" in verdict.headline
+    assert verdict.headline.startswith("holds by construction (0 fitted parameters")  # what decides, first
+    assert "pre-registered v1: NOT_SUPPORTED; amendment v2: SUPPORTED" in verdict.headline
+    # the fitted null that reaches the circuit's error is named, not left to the tables
+    assert "fitted models reaching the circuit's error: learned_feature_shuffled in primary" in verdict.headline
     assert any(e.note.startswith("primary v1") for e in verdict.evidence)
 
 

@@ -173,6 +173,41 @@ def rule_v2(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
                           threshold="/".join(f"{1 + m:g}" for m in margins), draws="/".join(map(str, draws)))
 
 
+#: fitted models (controls and capacity nulls): what could have learned the circuit's agreement
+FITTED = ("learned_feature", "fitted_mlp", "ridge")
+
+
+def _construction(evidence) -> str:
+    """What decides first: the circuit fits nothing to the target, so its agreement holds by construction."""
+    counts = [e.value for e in evidence if e.statistic == "parameters fitted to the target" and e.value is not None]
+    if not counts:
+        return "fitted-parameter count of the circuit not recorded"
+    fitted = int(max(counts))
+    return ("holds by construction (0 fitted parameters: nothing of the target is fitted)" if fitted == 0 else
+            f"{fitted} parameters fitted to the target")
+
+
+def _fitted_nulls_reaching(tests: pd.DataFrame) -> str:
+    """Every fitted model whose error the comparisons do not show above the circuit's (ratio CI low <= 1), in the
+    families at the deciding m (primary, the efficiency controls and the secondary heads; the other-m families are
+    in the tables), per model and family with its lowest ratio, and those that failed to learn."""
+    fitted = tests[tests["control"].astype(str).str.startswith(FITTED)]
+    reaching = fitted[(pd.to_numeric(fitted["ci_low"], errors="coerce") <= 1.0)
+                      & ~fitted["family"].astype(str).str.contains("other_m")]
+    named = []
+    for (control, family), part in reaching.groupby(["control", "family"], sort=True):
+        lowest = part.loc[part["ratio"].astype(float).idxmin()]
+        named.append(f"{control} in {family} ({len(part)} comparison{'s' * (len(part) > 1)}, lowest ratio "
+                     f"{lowest['ratio']:.2f} [{lowest['ci_low']:.2f}, {lowest['ci_high']:.2f}] at m={int(lowest['m'])})")
+    text = ("fitted models reaching the circuit's error: " + "; ".join(named)) if named else \
+        "no fitted model reaches the circuit's error"
+    if "control_status" in fitted:
+        failed = sorted(set(fitted.loc[fitted["control_status"] == "failed_to_learn", "control"]))
+        if failed:
+            text += f"; failed to learn (a limitation, not deciding): {', '.join(failed)}"
+    return text
+
+
 def _judge_run(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdict:
     """Amendment v2 where the run has its rows (v1 reported beside it), else the original rule (v1)."""
     tests = tables[prefix + TESTS]
@@ -192,7 +227,9 @@ def _judge_run(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdi
     return ClaimVerdict(**{**amended.__dict__,
                            "evidence": amended.evidence + tuple(
                                e for e in original.evidence if e.table == prefix + TESTS and "v1" in e.note),
-                           "headline": f"v2: {amended.headline}; v1 (original): {original.verdict}",
+                           "headline": (f"{_construction(amended.evidence)}; pre-registered v1: {original.verdict}; "
+                                        f"amendment v2: {amended.verdict} ({amended.headline}); "
+                                        f"{_fitted_nulls_reaching(tests)}"),
                            "minor_concerns": amended.minor_concerns + (v1_note,),
                            "details": {**amended.details, "v1": original.verdict, "v1_reason": original.reason,
                                        "v2": amended.verdict}})
