@@ -65,6 +65,9 @@ def test_a_head_outside_its_regime_does_not_decide():
     both = c1_convergence.judge({"scaling_asymptotic": pd.concat([
         table, scaling.asymptotic_fits(other, other_theory, n_resamples=300, seed=1)], ignore_index=True)})
     assert both.verdict == "SUPPORTED" and "regime not reached" in both.reason
+    # the headline states the verdict's scope: the one head it was decided on, and where the other's regime starts
+    assert both.headline.startswith("scope: decided on 1 of 2 heads (second); the other 1 heads' regimes start "
+                                    "beyond the swept m")
 
 
 def test_the_rule_margins_are_the_studys():

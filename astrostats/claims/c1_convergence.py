@@ -143,7 +143,19 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                         minor_concerns=(
                             "Convergence follows from construction: phi(q)·phi(k) is an unbiased estimator of "
                             "exp(q·k); it is evidence about random features, not about astrocytes.",),
-                        headline="in the regime C/sqrt(m) <= 0.25: " + "; ".join(findings + not_reached))
+                        headline=_scope(deciding, table) + "; in the regime C/sqrt(m) <= 0.25: "
+                        + "; ".join(findings + not_reached))
+
+
+def _scope(deciding: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Which heads the verdict speaks for: those whose asymptotic regime the sweep reached (near-uniform ones, in
+    practice); the others' regime starts at an m no circuit can have."""
+    heads = ", ".join(map(str, deciding["logit_scale"]))
+    rest = table.drop(deciding.index)
+    starts = pd.to_numeric(rest.get("m_regime_start"), errors="coerce").dropna() if len(rest) else pd.Series()
+    beyond = (f"; the other {len(rest)} heads' regimes start beyond the swept m, at m = {starts.min():.2g} to "
+              f"{starts.max():.2g}" if len(starts) else "")
+    return f"scope: decided on {len(deciding)} of {len(table)} heads ({heads}){beyond}"
 
 
 def _uniform_note(row) -> str:
