@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from astrostats.circuits.attention import attention_logits, softmax_attention
+from astrostats.claims import AuditedCircuit
 from astrostats.claims import c2_real_models as c2
 from astrostats.claims import c6_required_m as c6
 from astrostats.spec import load_spec
@@ -274,6 +275,9 @@ def test_real_heads_study_runs_an_unknown_model_and_labels_every_table(folders, 
     assert set(tables["fig3_language_end_to_end"]["metric"]) == {"next_token_kl", "top1_agreement"}
     assert set(tables["fig3_language_required_m"]["target"]) == {"tiny_gpt2"}
     assert len(c6.judge(tables).evidence) == len(tables["fig3_language_required_m"])
+    # and its heads are the rows C2 judges (the per-token normaliser error at the measured m), whatever its name
+    rows = dict(c2._tables(tables, "_measured_summary", AuditedCircuit()))["fig3_language_measured_summary"]
+    assert set(rows["target"]) == {"tiny_gpt2"} and (rows["metric"] == c2.METRIC).any()
 
 
 # ------------------------------------------------------------------------------------ claims read the label
