@@ -46,6 +46,13 @@ def test_an_unknown_name_lists_the_registered_ones_and_suggests_the_nearest():
         get_circuit("no_such_module:attention")
 
 
+@pytest.mark.parametrize("path", ["os:system", "shutil:rmtree", "math:pi"])
+def test_a_module_path_that_is_not_a_circuit_is_refused_before_it_is_called(path):
+    """A spec is data: a callable that does not have a circuit's signature (q, k, v, *, causal) is never called."""
+    with pytest.raises(InputError, match=r"^audited_circuit: expected a (circuit function|Circuit or a callable)"):
+        get_circuit(path, "audited_circuit")
+
+
 def test_the_command_line_refuses_an_unknown_circuit_before_writing(tmp_path, capsys):
     out = tmp_path / "run"
     assert analyze.main(["scaling", "--circuit", "elu_linaer", "--profile", "smoke", "--quiet", "--out", str(out)]) == 2

@@ -147,13 +147,20 @@ def _entry_points() -> dict:
     return {point.name: point for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _as_circuit(name: str, found) -> Circuit:
+def _as_circuit(name: str, found, parameter: str = "circuit") -> Circuit:
     """A Circuit from what a module path or entry point gave: a Circuit, or a plain function."""
     if isinstance(found, Circuit):
         return found
     if not callable(found):
-        raise fail("circuit", "a Circuit or a callable (q, k, v, *, m, seed, causal)", f"{name} -> {type(found).__name__}")
-    keywords = inspect.signature(found).parameters
+        raise fail(parameter, "a Circuit or a callable (q, k, v, *, m, seed, causal)", f"{name} -> {type(found).__name__}")
+    try:
+        keywords = inspect.signature(found).parameters
+    except (TypeError, ValueError):
+        keywords = {}
+    positional = [p for p in keywords.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 3 or "causal" not in keywords:  # refused before it is ever called
+        raise fail(parameter, "a circuit function (q, k, v, *, causal) or (q, k, v, *, m, seed, causal)",
+                   f"{name} with parameters ({', '.join(keywords)})")
     return Circuit(name, found, random_features={"m", "seed"} <= set(keywords), description=first_line(found.__doc__))
 
 
@@ -169,7 +176,7 @@ def _import_path(path: str, parameter: str) -> Circuit:
     except (ImportError, AttributeError) as error:
         raise fail(parameter, f"an importable 'package.module:callable' ({type(error).__name__}: {error})",
                    path) from None
-    return _as_circuit(path, found)
+    return _as_circuit(path, found, parameter)
 
 
 def registered_names() -> list[str]:
