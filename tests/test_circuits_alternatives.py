@@ -17,6 +17,7 @@ from astrostats.claims import c7_alternatives
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.stats.equal_error import equal_error_comparisons, required_resource
 from astrostats.studies import circuits
+from astrostats.studies.planted import c7_cases
 from astrostats.studies.base import RunContext
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import InputError
@@ -201,7 +202,7 @@ def test_identical_circuits_on_shared_features_have_ratio_one_in_every_draw():
 # ------------------------------------------------------------------------------------------- claim C7
 @pytest.mark.parametrize("index", range(4))
 def test_c7_rule_gives_the_planted_verdict(index):
-    scenario, planted, tables = c7_alternatives.planted_cases(np.random.default_rng(20230823))[index]
+    scenario, planted, tables = c7_cases(np.random.default_rng(20230823))[index]
     verdict = c7_alternatives.judge(tables)
     assert verdict.verdict == planted, scenario
     assert not unresolved_evidence(verdict, tables)
@@ -213,7 +214,7 @@ def test_c7_rule_gives_the_planted_verdict(index):
 
 
 def test_c7_flags_a_run_under_another_preregistration():
-    _, _, tables = c7_alternatives.planted_cases(np.random.default_rng(0))[0]
+    _, _, tables = c7_cases(np.random.default_rng(0))[0]
     tables["circuits_tests"]["preregistration_sha256"] = "0" * 64
     verdict = c7_alternatives.judge(tables)
     assert any("amendment" in concern for concern in verdict.major_concerns)

@@ -5,19 +5,17 @@ by their columns, so a copied spec under another name is judged too): per head a
 the plastic synapses a neurons-only circuit needs for the registered error to those the astrocyte circuit
 needs, with its bootstrap CI and Holm-adjusted p. Threshold, alpha and margin are read from the rows (what
 the run registered). A run whose pre-registration hash is not the one registered here is judged all the
-same and flagged as a major concern (an undeclared amendment). :func:`planted_cases` builds known-answer
-tables for the validation of this rule.
+same and flagged as a major concern (an undeclared amendment). The known-answer
+tables that validate this rule are built apart from it (astrostats.studies.planted).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats.claims.schemas import number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, quote
 from astrostats.claims.verdicts import ClaimVerdict, Evidence
-from astrostats.stats.equal_error import equal_error_tests
 
 CLAIM_ID = "C7"
 STATEMENT = ("What the astrocyte buys: for the same error, no neurons-only circuit whose cells respect the "
@@ -51,7 +49,6 @@ CAVEATS = (
     "The output neurons of every circuit with m hidden units integrate all m of them; the interneuron input limit "
     "is applied to the normalising cells, which is what replacing the astrocyte changes.",
 )
-PLANTED_REGISTRATION = {"epsilon": 0.10, "margin": 0.10, "alpha": 0.05, "min_units": 4, "min_levels": 3}
 #: the table the rule reads (checked before it judges)
 SCHEMAS = {"_tests": table_schema(
     TEST_COLUMNS, number("threshold", minimum=0), number("ci_low"), number("ci_high"),
@@ -174,59 +171,4 @@ def _judge_run(name: str, tests: pd.DataFrame) -> ClaimVerdict:
                         details={"passes": int(passes.sum()), "fails": int(fails.sum()), "comparisons": len(primary)})
 
 
-# ------------------------------------------------------------------------------------------- known answers
-def planted_measurements(rng: np.random.Generator, comparator_constant: float, *, n_sequences: int = 8,
-                         n_seeds: int = 4, heads: int = 2, noise: float = 0.05,
-                         m_values=(16, 64, 256, 1024, 4096, 16384)) -> pd.DataFrame:
-    """Errors C / sqrt(m) x log-normal noise per (head, circuit, sequence) and seed, for the astrocyte circuit
-    (C = 4: 10 % error at m = 1,600) and one comparator ("interneuron_sampled", C = comparator_constant), both
-    with 65 plastic synapses per hidden unit: the comparator needs (C / 4)^2 times the astrocyte's synapses."""
-    rows = []
-    for head in range(heads):
-        for circuit, constant in ((DEFAULT_CIRCUIT, 4.0), ("interneuron_sampled", comparator_constant)):
-            sequence_effect = rng.normal(0.0, noise, n_sequences)
-            for m in m_values:
-                seed_effect = rng.normal(0.0, noise / 2, (n_seeds, n_sequences))
-                error = constant / np.sqrt(m) * np.exp(sequence_effect[None] + seed_effect)
-                for seed in range(n_seeds):
-                    rows += [{"analysed_head": f"planted/head{head}", "curve": circuit, "m": m, "seed": seed,
-                              "sequence_id": sequence, "value": error[seed, sequence], "plastic_synapses": 65 * m}
-                             for sequence in range(n_sequences)]
-    return pd.DataFrame(rows)
-
-
-def planted_tests(measurements: pd.DataFrame, seed: int, n_resamples: int = 999) -> pd.DataFrame:
-    """The primary family on planted measurements, as a circuits run writes it (registered hash included)."""
-    registration = PLANTED_REGISTRATION
-    tests = equal_error_tests(measurements, by=["analysed_head"], reference=DEFAULT_CIRCUIT,
-                              resource_col="plastic_synapses", epsilon=registration["epsilon"],
-                              margin=registration["margin"], alpha=registration["alpha"], n_resamples=n_resamples,
-                              seed=seed, min_units=registration["min_units"], min_levels=registration["min_levels"])
-    tests.insert(1, "family", "primary")
-    tests["preregistration_sha256"] = REGISTERED_SHA256
-    return tests
-
-
-#: known-answer scenarios for C7: name -> (the verdict the rule must give, comparator constant, options)
-PLANTED = {
-    "astrocyte circuit 4x cheaper (comparator constant 8)": ("SUPPORTED", 8.0, {}),
-    "neurons-only circuit 7x cheaper (comparator constant 1.5)": ("NOT_SUPPORTED", 1.5, {}),
-    "equal cost under heavy sequence noise": ("INCONCLUSIVE", 4.0, {"noise": 0.6, "n_sequences": 5}),
-    "two sequences per head (below the 4 the rule needs)": ("INSUFFICIENT_DATA", 8.0, {"n_sequences": 2}),
-}
-
-
-def planted_case(scenario: str, rng: np.random.Generator) -> dict:
-    """The tables :func:`judge` reads for one known-answer scenario of :data:`PLANTED`."""
-    _, constant, options = PLANTED[scenario]
-    measurements = planted_measurements(rng, constant, **options)
-    return {"circuits_tests": planted_tests(measurements, seed=int(rng.integers(2**31)))}
-
-
-def planted_cases(rng: np.random.Generator) -> list[tuple[str, str, dict]]:
-    """Known answers for C7: (scenario, the verdict the rule must give, tables for :func:`judge`)."""
-    return [(scenario, expected, planted_case(scenario, rng)) for scenario, (expected, _, _) in PLANTED.items()]
-
-
-__all__ = ["CLAIM_ID", "STATEMENT", "RULE", "REGISTERED_SHA256", "judge", "decide", "runs", "planted_cases",
-           "planted_case", "PLANTED", "planted_measurements", "planted_tests"]
+__all__ = ["CLAIM_ID", "STATEMENT", "RULE", "REGISTERED_SHA256", "judge", "decide", "runs"]

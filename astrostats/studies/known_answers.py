@@ -26,8 +26,8 @@ calls that claim's own ``judge(tables)`` (astrostats.claims), many replicates ea
   circuit on (q R, k R P), R a random rotation and P a cyclic shift: another head with the true head's logit
   distribution, uncorrelated with it; see :func:`other_head_mixing`). All but the first are
   NOT_SUPPORTED.
-* C7 (``astrocyte_cheaper``, ``neurons_only_cheaper``): the claim module's own planted equal-error tables
-  (:data:`astrostats.claims.c7_alternatives.PLANTED`: errors C / sqrt(m), so a comparator with constant C
+* C7 (``astrocyte_cheaper``, ``neurons_only_cheaper``): planted equal-error tables built by the analysis
+  (:data:`astrostats.studies.planted.C7_CASES`, never by the claim module: errors C / sqrt(m), so a comparator with constant C
   needs (C / 4)^2 times the astrocyte circuit's plastic synapses; C = 8 plants SUPPORTED, C = 1.5 NOT_SUPPORTED)
   through the registered primary family and C7's ``judge``.
 
@@ -60,7 +60,7 @@ from astrostats.controls.training import derangement, exact_outputs, relative_er
 from astrostats.claims import c1_convergence, c3_overfitting, c6_required_m, c7_alternatives
 from astrostats.seeding import derived_seed, name_code, numpy_rng
 from astrostats.spec import ANALYSES_DIR, Spec, load_spec
-from astrostats.studies import measured, overfitting
+from astrostats.studies import measured, overfitting, planted
 from astrostats.studies.base import RunContext
 from astrostats.studies import scaling as scaling_study
 from astrostats.targets.base import TargetBatch
@@ -84,8 +84,8 @@ SCENARIOS = {
     "astrocyte_cheaper": (("C7", "SUPPORTED"),),
     "neurons_only_cheaper": (("C7", "NOT_SUPPORTED"),),
 }
-#: the C7 scenarios are the claim module's own planted cases (c7_alternatives.PLANTED), chosen by their verdict
-C7_CASES = {scenario: next(case for case, (expected, _, _) in c7_alternatives.PLANTED.items() if expected == verdict)
+#: the C7 scenarios: the planted cases of astrostats.studies.planted (C7_CASES), chosen by their verdict
+C7_CASES = {scenario: next(case for case, (expected, _, _) in planted.C7_CASES.items() if expected == verdict)
             for scenario, verdict in (("astrocyte_cheaper", "SUPPORTED"), ("neurons_only_cheaper", "NOT_SUPPORTED"))}
 OPPOSITE = {"SUPPORTED": "NOT_SUPPORTED", "NOT_SUPPORTED": "SUPPORTED", "CONTAINS": "MISSES"}
 C6_SCENARIOS = ("heads_within_reach", "head_beyond_one_astrocyte")
@@ -403,7 +403,7 @@ def c3_rows(scenario: str, parameters: Parameters, registered: dict, seed: int) 
 def c7_rows(scenario: str, seed: int) -> list[dict]:
     """C7's rule on its own planted equal-error tables (errors C / sqrt(m); the comparator needs (C / 4)^2
     times the astrocyte circuit's plastic synapses)."""
-    tables = c7_alternatives.planted_case(C7_CASES[scenario], numpy_rng(seed))
+    tables = planted.c7_case(C7_CASES[scenario], numpy_rng(seed))
     verdict = c7_alternatives.judge(tables)
     tests = tables["circuits_tests"]
     primary = tests[(tests["family"] == "primary") & (tests["status"] == "ok")]
