@@ -9,7 +9,6 @@ from astrostats.claims.rules import rules_sha256
 from astrostats.claims.verdicts import ClaimVerdict
 from astrostats.report import decisive
 
-RULE_CHARS = 160  # the rule's opening in audit.md (in full in audit.json and the report)
 MORE_LINES = 1  # "N more rows: query ..." lines per claim in audit.md
 MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
 
@@ -110,7 +109,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
     lines += ["", *validation_lines(validation or [])]
     for verdict in verdicts:
         lines += ["", f"## {verdict.claim_id}: {verdict.verdict}", "", f"*Claim.* {verdict.statement}", "",
-                  f"*Rule.* {clip(verdict.rule, RULE_CHARS)}", "", f"*Why.* {clip(verdict.reason, 160)}"]
+                  f"*Rule.* {verdict.rule}", "", f"*Why.* {verdict.reason}"]
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
@@ -118,7 +117,8 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
             lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out[:MORE_LINES]]
             if len(chosen.left_out) > MORE_LINES:
                 rows = sum(left[0] for left in chosen.left_out[MORE_LINES:])
-                lines.append(f"- {rows} more rows of {len(chosen.left_out) - MORE_LINES} other statistics")
+                others = decisive.plural(len(chosen.left_out) - MORE_LINES, "other statistic")
+                lines.append(f"- {decisive.plural(rows, 'more row')} citing {others}, in audit.json")
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
             if len(verdict.major_concerns) > 3:

@@ -22,10 +22,15 @@ class Decisive:
 
 def common_query(queries: list[str]) -> str:
     """The conjuncts every query shares ('a == 1 and b == 2' and 'a == 1 and b == 3' give 'a == 1'): a query
-    that selects all the rows of a group (and possibly a few more); 'index == index' when none are shared."""
+    that selects all the rows of a group (and possibly a few more); '' when none are shared (the whole table)."""
     parts = [[part.strip() for part in query.split(" and ")] for query in queries]
     shared = [part for part in parts[0] if all(part in other for other in parts[1:])] if parts else []
-    return " and ".join(shared) or "index == index"
+    return " and ".join(shared)
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """'1 row', '2 rows': a count with its noun in the right number."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
 
 
 def _value(item) -> float:
@@ -59,4 +64,5 @@ def choose(evidence, max_rows: int = MAX_ROWS) -> Decisive:
 
 
 def more_line(count: int, table: str, query: str, statistic: str, total: int) -> str:
-    return f"{count} more rows of {total} ({statistic}): query `{query}` on table `{table}`"
+    where = f"the rows of `{query}` in table `{table}`" if query else f"table `{table}`"
+    return f"{plural(count, 'more row')} of the {total} citing {statistic}: {where} (every one in audit.json)"
