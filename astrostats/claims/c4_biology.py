@@ -126,7 +126,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
     judged_rows = table[table["level"].isin(JUDGED)]
     breaks = sorted(set(judged_rows.loc[judged_rows["judged"] == "no", "family"]))
     survives = sorted(set(judged_rows["family"]) - set(judged_rows.loc[judged_rows["judged"] != "yes", "family"]))
-    headline = (f"on {len(eligible)} target{'s' * (len(eligible) != 1)} where the ideal circuit fits one human astrocyte, breaks: "
+    headline = (f"scope: the paper's astrocyte, judged on the {len(eligible)} target{'s' * (len(eligible) != 1)} where "
+                f"the ideal circuit fits one human astrocyte (realism relative to the ideal circuit); breaks: "
                 f"{', '.join(breaks) or 'none'}; survives: {', '.join(survives) or 'none'}"
                 + (f"; the ideal circuit itself does not fit within {HUMAN} on {', '.join(ideal_beyond)} (C6's question)"
                    if ideal_beyond else ""))

@@ -57,6 +57,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         reason = ("the mapping cannot be tested with these data (no synaptic input recorded); the noise model "
                   "calibration did not run" + (f" ({'; '.join(notes[:2])})" if notes else ""))
     return ClaimVerdict(CLAIM_ID, STATEMENT, "NOT_TESTABLE", RULE, tuple(evidence), reason,
-                        headline="attention mapping not testable: no astrocyte recording with known synaptic input",
+                        headline="not testable by construction: no astrocyte recording with known synaptic input "
+                                 "exists, so no data can test the attention mapping; the culture traces calibrate "
+                                 "noise and event shape only",
                         analyses_needed=("paired recordings of astrocyte Ca2+ and the synaptic input driving it",),
                         details={"can_test": CAN_TEST, "cannot_test": CANNOT_TEST})
