@@ -248,15 +248,166 @@ def test_preregistration_is_checked_before_running():
 def test_study_tables_and_the_audit_read_them(tmp_path):
     tables = circuits.run(smoke_spec(), RunContext(out_dir=tmp_path, progress=False))
     measurements, accounting, tests = tables["circuits"], tables["circuits_accounting"], tables["circuits_tests"]
-    exact_memory = measurements.query("circuit == 'dam_merge' and m == 40")["value"]
+    assert sorted(set(measurements["n_tokens"])) == [24, 48]  # one synthetic head per context length N
+    assert set(measurements["analysed_head"]) == {"synthetic/near_uniform_unit_norm/N24",
+                                                  "synthetic/near_uniform_unit_norm/N48"}
+    exact_memory = measurements.query("circuit == 'dam_merge' and n_tokens == 48 and m == 48")["value"]
     assert len(exact_memory) == 4 and exact_memory.max() < 1e-5  # one unit per token: exact (float32)
-    tree = measurements.query("circuit == 'interneuron_tree'").set_index(["m", "seed", "sequence_id"])["value"]
-    astrocyte = measurements.query("circuit == 'astrocyte'").set_index(["m", "seed", "sequence_id"])["value"]
-    assert np.allclose(tree.sort_index(), astrocyte.sort_index(), rtol=1e-4)
+    index = ["analysed_head", "m", "seed", "sequence_id"]
+    tree = measurements.query("circuit == 'interneuron_tree'").set_index(index)["value"]
+    astrocyte = measurements.query("circuit == 'astrocyte'").set_index(index)["value"]
+    assert np.allclose(tree.sort_index(), astrocyte.sort_index(), rtol=1e-4)  # the tree sums every unit exactly
+    sampled = measurements.query("circuit == 'interneuron_sampled' and m == 64").set_index(index)["value"]
+    assert not np.allclose(sampled.sort_index(), astrocyte.loc[sampled.index].sort_index(), rtol=1e-2)  # m > fan-in 16
     assert set(accounting["circuit"]) == set(measurements["circuit"])
-    assert set(tests["family"]) == {"primary", "secondary_total_cells", "secondary_hidden_neurons"}
+    assert set(tests["family"]) == {"primary", "coprimary_total_cells", "coprimary_plastic_writes_per_token",
+                                    "secondary_hidden_neurons"}
     assert (tests["preregistration_sha256"] == c7_alternatives.REGISTERED_SHA256).all()
+    assert (tests["amendment_sha256"] == c7_alternatives.AMENDMENT_SHA256).all()
+    assert set(tests["n_tokens"]) == {24, 48} and set(tables["circuits_required"]["n_tokens"]) == {24, 48}
+    ok = tests[tests["status"] == "ok"]
+    assert set(ok["censored"]) <= {"none", "upper", "lower", "unbounded"}
+    assert (ok["censored"] != "none").all()  # smoke: m to 64, the astrocyte circuit never reaches 10 %
+    assert ok["statistic"].isna().all() and not ok["ratio_bound"].str.startswith("=").any()
+    assert set(tables["circuits_required"]["censored"]) <= {"none", "below", "above"}
     verdict = c7_alternatives.judge(tables)
-    # the smoke sweep (m to 64, censored needs) can show neither side cheaper: the rule must say so, not guess
-    assert verdict.verdict == "INCONCLUSIVE" and "censored" in verdict.reason
+    assert verdict.verdict in ("NOT_SUPPORTED", "INCONCLUSIVE") and "amendment v2" in verdict.reason
+    assert verdict.details["v1"] in ("NOT_SUPPORTED", "INCONCLUSIVE")
+    assert set(verdict.details["v2"]) == {"plastic_synapses", "total_cells", "plastic_writes_per_token"}
+    assert "N = 24" in verdict.headline and "N = 48" in verdict.headline
     assert not unresolved_evidence(verdict, tables)
+    for evidence in verdict.evidence:  # a censored ratio is a bound, never a point estimate
+        assert math.isnan(evidence.value) and "censored" in evidence.effect
+
+
+# ------------------------------------------------------------------------------ issue 27: N, fan-in, bounds
+def test_n_tokens_is_a_list_of_distinct_context_lengths():
+    assert circuits.Parameters(n_tokens=64).n_tokens == (64,)
+    assert circuits.Parameters(n_tokens=[512, 128]).n_tokens == (128, 512)
+    with pytest.raises(InputError, match="^n_tokens: expected distinct"):
+        circuits.Parameters(n_tokens=[128, 128])
+    full = load_spec(ANALYSES_DIR / "circuits.toml", "full").bind(circuits.Parameters)
+    assert (min(full.n_tokens), max(full.n_tokens)) == (128, 2048)
+    quick = load_spec(ANALYSES_DIR / "circuits.toml", "quick").bind(circuits.Parameters)
+    assert len(quick.n_tokens) >= 2 and max(quick.n_tokens) > min(quick.n_tokens)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_profiles_sweep_m_beyond_the_interneuron_fan_in(profile):
+    parameters = load_spec(ANALYSES_DIR / "circuits.toml", profile).bind(circuits.Parameters)
+    assert max(parameters.m) > min(parameters.interneuron_fan_in)  # the tree and the sampling pool are exercised
+    accounting = pd.DataFrame([resources(c, m=max(parameters.m), d=64, d_v=64, n_tokens=128, fan_in=limit)
+                               for c in ("astrocyte", "interneuron_tree") for limit in [min(parameters.interneuron_fan_in)]])
+    astrocyte, tree = accounting.iloc[0], accounting.iloc[1]
+    assert tree["total_cells"] > astrocyte["total_cells"] and tree["normaliser_depth"] == 2
+
+
+def test_interneuron_tree_differs_from_the_astrocyte_circuit_only_beyond_the_fan_in():
+    kw = dict(d=64, d_v=64, n_tokens=128, fan_in=2186)
+    for m, extra, depth in ((2048, 0, 1), (2186, 0, 1), (4096, 2, 2), (16384, 8, 2)):
+        astrocyte, tree = resources("astrocyte", **kw | {"m": m}), resources("interneuron_tree", **kw | {"m": m})
+        assert tree["plastic_synapses"] == astrocyte["plastic_synapses"]  # the tree is exact: same synapses
+        assert tree["total_cells"] - astrocyte["total_cells"] == extra and tree["normaliser_depth"] == depth
+        sampled = resources("interneuron_sampled", **kw | {"m": m})
+        assert astrocyte["plastic_synapses"] - sampled["plastic_synapses"] == m - min(m, 2186)
+    memory = resources("dam_drop", m=100, d=64, d_v=64, n_tokens=128, fan_in=2186)
+    assert memory["units_allocated_per_token"] == 1 and resources("astrocyte", m=8, **kw)["units_allocated_per_token"] == 0
+
+
+def planted_lengths(lengths, rng, m_values=(64, 256, 1024, 4096, 16384), n_sequences=6, n_seeds=3):
+    """Measurements and accounting at each N: the astrocyte circuit's error 4 / sqrt(m) (10 % at m = 1,600 at
+    every N), the dropping memory's 0.1 (N / 2) / m (10 % at m = N / 2, exact at m = N): its plastic synapses
+    for 10 % grow as N, so it is cheaper at N = 64 and dearer at N = 4,096."""
+    rows, accounting = [], []
+    for n_tokens in lengths:
+        head = f"planted/N{n_tokens}"
+        sequence_effect = rng.normal(0.0, 0.05, n_sequences)
+        for circuit, widths, seeds, limit in (("astrocyte", m_values, n_seeds, None),
+                                              ("dam_drop", circuits.memory_widths(m_values + (n_tokens // 4, n_tokens // 2),
+                                                                                   n_tokens), 1, 2186)):
+            for m in widths:
+                accounting.append({**resources(circuit, m=m, d=64, d_v=64, n_tokens=n_tokens, fan_in=limit),
+                                   "analysed_head": head})
+                for seed in range(seeds):
+                    base = 4 / math.sqrt(m) if circuit == "astrocyte" else (
+                        1e-7 if m == n_tokens else 0.1 * (n_tokens / 2) / m)
+                    noise = np.exp(sequence_effect + rng.normal(0.0, 0.02, n_sequences))
+                    rows += [{"analysed_head": head, "n_tokens": n_tokens, "circuit": circuit, "fan_in_limit": limit,
+                              "m": m, "seed": seed if circuit == "astrocyte" else None, "sequence_id": s,
+                              "metric": "relative_error", "value": base * noise[s]} for s in range(n_sequences)]
+    measurements = pd.DataFrame(rows)
+    accounting = pd.DataFrame(accounting)
+    for table in (measurements, accounting):
+        for column in ("fan_in_limit", "m"):
+            table[column] = table[column].astype("Int64")
+    measurements["seed"] = measurements["seed"].astype("Int64")
+    return measurements, accounting
+
+
+def planted_c7(lengths, seed=0):
+    spec = load_spec(ANALYSES_DIR / "circuits.toml", "quick")
+    amendment = circuits.check_amendment(spec, spec.preregistration)
+    measurements, accounting = planted_lengths(lengths, np.random.default_rng(seed))
+    tests = circuits.tests_table(measurements, accounting, spec.preregistration, n_resamples=199,
+                                 secondary_resources=("hidden_neurons",), amendment=amendment)
+    return {"circuits_tests": tests}
+
+
+def test_planted_memory_cost_crosses_the_astrocytes_as_n_grows():
+    tables = planted_c7([64, 4096])
+    tests = tables["circuits_tests"]
+    primary = tests[tests["family"] == "primary"].set_index("n_tokens")
+    assert primary.loc[64, "ci_high"] < primary.loc[64, "threshold"]  # short context: the memory is cheaper
+    assert primary.loc[4096, "ci_low"] > primary.loc[4096, "threshold"]  # long context: the astrocyte circuit is
+    assert primary.loc[64, "statistic"] < 0.1 < 1.5 < primary.loc[4096, "statistic"]
+    assert (primary["censored"] == "none").all()
+    verdict = c7_alternatives.judge(tables)
+    assert verdict.verdict == "NOT_SUPPORTED" and verdict.details["dominated"] == ["dam_drop@2186 on planted/N64"]
+    assert "N = 64: 1 of 1 neurons-only cheaper (dam_drop)" in verdict.headline
+    assert "N = 4096: 0 of 1 neurons-only cheaper, 1 dearer (dam_drop)" in verdict.headline
+    assert any("N = 64" in e.note for e in verdict.evidence) and not unresolved_evidence(verdict, tables)
+    # at the long context alone: the pre-registered v1 (plastic synapses) says SUPPORTED; v2 prices the memory's
+    # few per-token writes too, which it wins, and says INCONCLUSIVE (a trade-off), never SUPPORTED
+    long_only = planted_c7([4096])
+    verdict = c7_alternatives.judge(long_only)
+    assert verdict.details["v1"] == "SUPPORTED" and verdict.verdict == "INCONCLUSIVE"
+    assert verdict.details["v2"]["plastic_writes_per_token"] == "NOT_SUPPORTED"
+    assert verdict.details["v2"]["total_cells"] == "SUPPORTED"
+
+
+def test_censored_ratio_is_rendered_as_a_bound():
+    row = pd.Series({"family": "primary", "analysed_head": "h/N128", "n_tokens": 128, "comparator": "dam_drop@2186",
+                     "reference": "astrocyte", "resource": "plastic_synapses", "epsilon": 0.1, "threshold": 1 / 1.1,
+                     "status": "ok", "reason": "", "statistic": np.nan, "p_value_adjusted": 1.0, "ci_low": 0.0,
+                     "ci_high": 0.0312, "ratio_low": 0.0, "ratio_high": 0.025, "comparator_required_low": 5e3,
+                     "comparator_required_high": 5e3, "reference_required_low": 2e5,
+                     "reference_required_high": math.inf})
+    kind, bound, why = circuits.censoring(row)
+    assert (kind, bound) == ("upper", "<= 0.0312") and "astrocyte never reaches the error" in why
+    row = pd.concat([row, pd.Series({"censored": kind, "ratio_bound": bound, "censored_why": why})])
+    evidence = c7_alternatives._evidence("circuits_tests", row)
+    assert math.isnan(evidence.value) and evidence.statistic.endswith("ratio <= 0.0312")
+    assert evidence.effect.startswith("ratio <= 0.0312 (censored: astrocyte never reaches")
+    lower = row.drop(["censored", "ratio_bound", "censored_why"]).copy()
+    lower[["ratio_low", "ratio_high", "ci_low", "ci_high"]] = [2.0, math.inf, 1.7, math.inf]
+    lower[["comparator_required_low", "comparator_required_high"]] = [4e5, math.inf]
+    lower[["reference_required_low", "reference_required_high"]] = [2e5, 2e5]
+    assert circuits.censoring(lower)[:2] == ("lower", ">= 1.7")
+    assert c7_alternatives.censored_bound(lower)[1].startswith("ratio >= 1.7 (censored")  # derived without the column
+    point = lower.copy()
+    point[["ratio_low", "ratio_high", "statistic", "ci_low", "ci_high"]] = [0.5, 0.5, 0.5, 0.4, 0.6]
+    assert circuits.censoring(point)[:2] == ("none", "= 0.5 [0.4, 0.6]")
+    assert c7_alternatives._evidence("circuits_tests", point).value == 0.5
+
+
+def test_amendment_is_pinned_and_led_by_the_registered_resource():
+    spec = load_spec(ANALYSES_DIR / "circuits.toml", "smoke")
+    amendment = dict(spec.amendments[-1])
+    assert amendment["date"] == "2026-12-06" and "0.16 [0.14, 0.19]" in amendment["original_result"]
+    assert circuits.preregistration_hash(amendment) == c7_alternatives.AMENDMENT_SHA256
+    for bad, match in ((dict(amends_sha256="0" * 64), "amends_sha256"),
+                       (dict(coprimary_resources=["total_cells", "plastic_synapses"]), "coprimary_resources"),
+                       (dict(coprimary_resources=["plastic_synapses", "cortex"]), "coprimary_resources")):
+        edited = dataclasses.replace(spec, amendments=(amendment | bad,))
+        with pytest.raises(InputError, match=match):
+            circuits.check_amendment(edited, spec.preregistration)

@@ -8,6 +8,9 @@ input limit ``fan_in`` (where a circuit has an interneuron pool), counted the sa
 * fixed random synapses (input -> hidden W), fixed unit-weight synapses (the upper levels of an
   interneuron tree, the identity inputs of elu+1 features), plastic synapses stored (Hebbian H, the
   couplings g, a memory's key and value) and plastic synapses written per token;
+* hidden units allocated per token (``units_allocated_per_token``: a memory recruits, or re-targets, one unit
+  per stored token; the random-feature circuits' units are fixed, 0). It is stated beside the ratios, not
+  tested as one (a ratio to the astrocyte circuit's 0 is not defined);
 * the largest number of inputs any single cell integrates, and that of the normalising cell (the
   astrocyte, the top of an interneuron tree) with the normaliser's depth in synaptic stages;
 * the operations biology must supply: division (per query, per sequence, or a fixed gain), exponentiation
@@ -74,7 +77,8 @@ def memory_resources(merge: bool):
             raise fail("m", f"an integer in [1, {n_tokens}] (at most one memory per token)", m)
         per_unit = d + d_v + merge
         levels = tree_levels(m, fan_in)
-        return dict(plastic_synapses=m * per_unit, plastic_writes_per_token=per_unit, interneurons=sum(levels),
+        return dict(plastic_synapses=m * per_unit, plastic_writes_per_token=per_unit, units_allocated_per_token=1,
+                    interneurons=sum(levels),
                     fixed_unit_synapses=sum(levels[:-1]), normaliser_fan_in=min(m, fan_in),
                     normaliser_depth=len(levels), exponentiation="every hidden unit (exp(q·k))",
                     other_operations="a unit allocated per stored token" + (
@@ -110,7 +114,7 @@ def resources(circuit, *, m: int | None, d: int, d_v: int, n_tokens: int, fan_in
     row = {"circuit": circuit.name, "m": m, "fan_in_limit": fan_in,
            "hidden_neurons": m or 0, "output_neurons": d_v, "interneurons": 0, "astrocytes": 0,
            "fixed_random_synapses": 0, "fixed_unit_synapses": 0, "plastic_synapses": 0, "fitted_parameters": 0,
-           "plastic_writes_per_token": 0, "max_fan_in": 0, "normaliser_fan_in": 0, "normaliser_depth": 0,
+           "plastic_writes_per_token": 0, "units_allocated_per_token": 0, "max_fan_in": 0, "normaliser_fan_in": 0, "normaliser_depth": 0,
            "division": "per query", "exponentiation": "every hidden unit", "other_operations": ""}
     counts = dict(circuit.resources(m=m, d=d, d_v=d_v, n_tokens=n_tokens, fan_in=fan_in))
     hidden_fan_in = counts.pop("hidden_fan_in", d if row["hidden_neurons"] or counts.get("hidden_neurons") else 0)

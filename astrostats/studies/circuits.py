@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,10 @@ from astrostats.validation import check_choice, check_float, check_int, check_in
 LOG = logging.getLogger(__name__)
 PREREGISTRATION_KEYS = ("claim", "endpoint", "resource", "epsilon", "reference", "comparators", "effect", "margin",
                         "alpha", "test", "correction", "family", "min_sequences", "min_m_values", "decision_rule")
+#: amendment v2 (2026-12-06): co-primary resources beside plastic synapses, and the rule that combines them
+AMENDMENT_KEYS = ("version", "date", "rationale", "amends_sha256", "coprimary_resources", "decision_rule",
+                  "original_result")
+COPRIMARY_PREFIX = "coprimary_"
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Parameters:
     n_seeds: int = 4
     n_sequences: int = 6
     logit_scales: tuple[str, ...] = ("typical", "peaked")
-    n_tokens: int = 197
+    n_tokens: tuple[int, ...] = (197,)  # context lengths N (an integer or a list): one synthetic head per N and scale
     d_head: int = 64
     interneuron_fan_in: tuple[int, ...] = (2186,)
     circuits: tuple[str, ...] = ()  # the comparators beside the circuit under audit
@@ -71,8 +76,12 @@ class Parameters:
         values = check_int_list("m", self.m)
         if len(set(values)) < len(values):
             raise fail("m", "distinct values", values)
-        for name in ("n_seeds", "n_sequences", "n_tokens", "d_head"):
+        for name in ("n_seeds", "n_sequences", "d_head"):
             check_int(name, getattr(self, name), minimum=1)
+        lengths = check_int_list("n_tokens", [self.n_tokens] if isinstance(self.n_tokens, int) else self.n_tokens)
+        if len(set(lengths)) < len(lengths):
+            raise fail("n_tokens", "distinct context lengths", lengths)
+        object.__setattr__(self, "n_tokens", tuple(sorted(lengths)))
         for scale in self.logit_scales:
             check_choice("logit_scales", scale, LOGIT_SCALES)
         check_int_list("interneuron_fan_in", self.interneuron_fan_in, minimum=2)
@@ -120,6 +129,32 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
     return registered
 
 
+def check_amendment(spec: Spec, registered: dict) -> dict | None:
+    """The latest [[amendments]] entry, complete, dated and pinned to the original's hash (an edited original is
+    caught), its co-primary resources valid and led by the registered one; None when the spec has none."""
+    if not spec.amendments:
+        return None
+    amendment = dict(spec.amendments[-1])
+    absent = [key for key in AMENDMENT_KEYS if key not in amendment]
+    if absent:
+        raise fail(f"{spec.name}.amendments", f"keys {list(AMENDMENT_KEYS)}", f"missing {absent}")
+    if amendment["amends_sha256"] != preregistration_hash(registered):
+        raise fail(f"{spec.name}.amendments.amends_sha256", f"the hash of [preregistration], "
+                   f"{preregistration_hash(registered)} (the original may not change)", amendment["amends_sha256"])
+    resources_ = list(amendment["coprimary_resources"])
+    for resource in resources_:
+        check_choice("amendments.coprimary_resources", resource, RESOURCES)
+    if not resources_ or resources_[0] != registered["resource"] or len(set(resources_)) < len(resources_):
+        raise fail("amendments.coprimary_resources", f"distinct resources led by the registered "
+                                                     f"{registered['resource']!r} (its verdict stays reported)", resources_)
+    return amendment
+
+
+def coprimary_family(resource: str) -> str:
+    """The family name of a co-primary resource of the amendment (the registered one stays "primary")."""
+    return f"{COPRIMARY_PREFIX}{resource}"
+
+
 def preregistration_hash(registered: dict) -> str:
     """SHA-256 of the registered table (canonical JSON), as the overfitting pre-registration is hashed."""
     return hashlib.sha256(json.dumps(registered, sort_keys=True, default=str).encode()).hexdigest()
@@ -128,16 +163,18 @@ def preregistration_hash(registered: dict) -> str:
 # ----------------------------------------------------------------------------------------------- targets
 def head_name(batch: TargetBatch) -> str:
     labels = batch.labels
+    n_tokens = batch.k.shape[-2]
     if labels["target"] == "synthetic":
-        return f"synthetic/{labels['logit_scale']}"
-    return f"{labels['target']}/layer{labels['layer']}/head{labels['head']}"
+        return f"synthetic/{labels['logit_scale']}/N{n_tokens}"
+    return f"{labels['target']}/layer{labels['layer']}/head{labels['head']}/N{n_tokens}"
 
 
 def targets(spec: Spec, parameters: Parameters) -> list[TargetBatch]:
-    """Synthetic heads (one per logit scale), then the chosen layers and heads of every real model."""
-    batches = [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+    """Synthetic heads (one per context length N and logit scale), then the chosen layers and heads of every
+    real model, loaded at the shortest N (a model's loading and heads dominate the time; its own length may differ)."""
+    batches = [synthetic_head(n_sequences=parameters.n_sequences, n_tokens=n_tokens,
                               d_head=parameters.d_head, logit_scale=scale, seed=spec.seed)
-               for scale in parameters.logit_scales]
+               for n_tokens in parameters.n_tokens for scale in parameters.logit_scales]
     for entry in parameters.real_models:  # every index checked against every model before the first is loaded
         name, shape = source_name(entry, "real_models"), model_shape(entry, parameters.image_source)
         for key, total in (("real_layers", shape.n_layers), ("real_heads", shape.n_heads)):
@@ -145,7 +182,7 @@ def targets(spec: Spec, parameters: Parameters) -> list[TargetBatch]:
                 raise fail(key, f"indices in [{-total}, {total - 1}] ({name} has {total})", getattr(parameters, key))
     for entry in parameters.real_models:
         name = source_name(entry, "real_models")
-        loaded = load(entry, n_sequences=parameters.n_sequences, n_tokens=parameters.n_tokens,
+        loaded = load(entry, n_sequences=parameters.n_sequences, n_tokens=min(parameters.n_tokens),
                       text_source=parameters.text_source, image_source=parameters.image_source)
         batches += targets_of(loaded, parameters.real_layers, parameters.real_heads)
         LOG.info("circuits: %s heads loaded in %.1f s", name, loaded.load_seconds)
@@ -263,41 +300,93 @@ def with_resources(measurements: pd.DataFrame, accounting_table: pd.DataFrame) -
 
 def tests_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, registered: dict, *,
                 secondary_resources=(), n_resamples: int = 999, seed: int = 0,
-                reference: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
-    """The registered comparisons (family "primary") and the same on other resources ("secondary_<resource>").
+                reference: str = DEFAULT_CIRCUIT, amendment: dict | None = None) -> pd.DataFrame:
+    """The registered comparisons (family "primary"), those on the amendment's co-primary resources
+    ("coprimary_<resource>") and the same on other resources ("secondary_<resource>"), each family Holm-corrected
+    on its own; every row with its context length N and how its ratio is censored (:func:`censoring`).
 
     The pre-registration names the paper's circuit as the reference; ``reference`` is the circuit under audit,
     which takes its place (the registered comparators, margins and tests are unchanged)."""
     merged = with_resources(measurements, accounting_table)
     kept = merged[merged["circuit"].isin([reference, *registered["comparators"]])]
+    coprimary = list(amendment["coprimary_resources"][1:]) if amendment else []
+    families = [("primary", registered["resource"])] + [(coprimary_family(r), r) for r in coprimary] + [
+        (f"secondary_{r}", r) for r in secondary_resources if r not in coprimary and r != registered["resource"]]
     frames = []
-    for index, resource in enumerate([registered["resource"], *secondary_resources]):
+    for index, (family, resource) in enumerate(families):
         tests = equal_error_tests(kept, by=["analysed_head"], reference=reference, resource_col=resource,
                                   epsilon=float(registered["epsilon"]), margin=float(registered["margin"]),
                                   alpha=float(registered["alpha"]), correction=registered["correction"],
                                   n_resamples=n_resamples, seed=seed + index,
                                   min_units=int(registered["min_sequences"]), min_levels=int(registered["min_m_values"]))
-        tests.insert(1, "family", "primary" if index == 0 else f"secondary_{resource}")
+        tests.insert(1, "family", family)
         frames.append(tests)
     tests = pd.concat(frames, ignore_index=True)
+    lengths = measurements.groupby("analysed_head")["n_tokens"].first()
+    tests.insert(tests.columns.get_loc("analysed_head") + 1, "n_tokens",
+                 tests["analysed_head"].map(lengths).astype("Int64"))
+    described = [censoring(row) for _, row in tests.iterrows()]
+    tests["censored"] = [kind for kind, _, _ in described]
+    tests["ratio_bound"] = [bound for _, bound, _ in described]
+    tests["censored_why"] = [why for _, _, why in described]
     tests["preregistration_sha256"] = preregistration_hash(registered)
+    tests["amendment_sha256"] = preregistration_hash(amendment) if amendment else None
     return tests
 
 
+def _need(low, high) -> str:
+    """Where one circuit's need is censored: '' (interpolated), 'below' (at its smallest m), 'above' (never)."""
+    low, high = float(low), float(high)
+    return "" if low == high else "below" if low == 0.0 else "above" if math.isinf(high) else "interval"
+
+
+def censoring(row) -> tuple[str, str, str]:
+    """How a comparison's ratio is known: ``(kind, bound, why)``.
+
+    kind: "none" (both needs interpolated: a point ratio with a CI), "upper" (only ``ratio <= x``), "lower" (only
+    ``ratio >= x``), "unbounded" (neither end), "" (not computed). bound: the statement to print, from the
+    bootstrap CI's censored-side quantile ("<= ci_high", ">= ci_low"), or "= point [ci_low, ci_high]". why: which
+    circuit's need lies outside the swept m, and on which side."""
+    if row.get("status") != "ok" or pd.isna(row.get("ratio_low")):
+        return "", "", ""
+    low, high = float(row["ratio_low"]), float(row["ratio_high"])
+    ci_low, ci_high = float(row["ci_low"]), float(row["ci_high"])
+    if low == high:
+        return "none", f"= {low:.3g} [{ci_low:.3g}, {ci_high:.3g}]", ""
+    why = []
+    for who, name in (("comparator", row["comparator"]), ("reference", row["reference"])):
+        side = _need(row[f"{who}_required_low"], row[f"{who}_required_high"])
+        if side == "below":
+            why.append(f"{name} is below the error already at its smallest m "
+                       f"(needs <= {float(row[f'{who}_required_high']):.3g})")
+        elif side == "above":
+            why.append(f"{name} never reaches the error in the swept m "
+                       f"(needs > {float(row[f'{who}_required_low']):.3g})")
+    why = "; ".join(why)
+    if low > 0.0 and math.isinf(high):
+        return "lower", f">= {ci_low:.3g}", why
+    if low == 0.0 and math.isfinite(high):
+        return "upper", f"<= {ci_high:.3g}", why
+    return "unbounded", "undetermined (0 to inf)", why
+
+
 def required_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, epsilon: float = TOLERANCE) -> pd.DataFrame:
-    """Per head and curve, bounds on m and on every resource needed for mean error <= epsilon (point values)."""
+    """Per head and curve, bounds on m and on every resource needed for mean error <= epsilon (point values where
+    interpolated); ``censored`` says where the need lies outside the swept m: "none", "below" (the error is under
+    epsilon already at the smallest m: only an upper bound) or "above" (never reached: only a lower bound)."""
     rows = []
     merged = with_resources(measurements, accounting_table)
     for (head, curve), part in merged.groupby(["analysed_head", "curve"], sort=True):
         means = part.groupby("m")["value"].mean().sort_index()
         per_m = part.groupby("m")[list(RESOURCES)].first().reindex(means.index)
-        row = {"analysed_head": head, "curve": curve, "circuit": part["circuit"].iloc[0],
-               "epsilon": epsilon, "error_at_largest_m": float(means.iloc[-1])}
+        row = {"analysed_head": head, "n_tokens": part["n_tokens"].iloc[0], "curve": curve,
+               "circuit": part["circuit"].iloc[0], "epsilon": epsilon, "error_at_largest_m": float(means.iloc[-1])}
         for name, values in {"m": means.index.to_numpy(dtype=float), **per_m.to_dict("series")}.items():
             values = np.asarray(values, dtype=float)
             if (values > 0).all():
                 low, high = required_resource(means.to_numpy()[None], values, epsilon)
                 row[f"{name}_low"], row[f"{name}_high"] = float(low[0]), float(high[0])
+        row["censored"] = _need(row["m_low"], row["m_high"]) or "none"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -306,6 +395,7 @@ def required_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, e
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
     registered = check_preregistration(spec, parameters)
+    amendment = check_amendment(spec, registered)
     measurements, accountings = [], []
     for batch in targets(spec, parameters):
         started = time.perf_counter()
@@ -321,7 +411,8 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                     "says so)", parameters.audited_circuit)
         return {spec.name: table, f"{spec.name}_accounting": accounting_table, f"{spec.name}_required": required}
     tests = tests_table(table, accounting_table, registered, secondary_resources=parameters.secondary_resources,
-                        n_resamples=parameters.n_resamples, seed=spec.seed, reference=parameters.audited_circuit)
+                        n_resamples=parameters.n_resamples, seed=spec.seed, reference=parameters.audited_circuit,
+                        amendment=amendment)
     tests.insert(0, "analysis", spec.name)
     tests["spec_sha256"] = spec.sha256
     return {spec.name: table, f"{spec.name}_accounting": accounting_table,
@@ -329,5 +420,6 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
             f"{spec.name}_tests": tests}
 
 
-__all__ = ["Parameters", "run", "check_preregistration", "preregistration_hash", "targets", "measure",
+__all__ = ["Parameters", "run", "check_preregistration", "check_amendment", "coprimary_family", "censoring",
+           "preregistration_hash", "targets", "measure",
            "accounting", "tests_table", "required_table", "with_resources", "memory_widths", "head_name"]
