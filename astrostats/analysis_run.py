@@ -21,18 +21,76 @@ from astrostats.validation import InputError
 LOG = logging.getLogger("astrostats")
 
 
-def setup_logging(out_dir: Path, quiet: bool) -> None:
-    LOG.setLevel(logging.INFO)
+#: a record logged with ``extra=ROUTINE`` (per-task cache counts, a kind without figures, one control's fit that
+#: stopped before converging) is kept in astrostats.log but shown on the console only at DEBUG level
+ROUTINE = {"routine": True}
+
+
+class _RoutineToDebug(logging.Filter):
+    """The console's filter: a routine record counts as DEBUG there (so below the console's INFO, not shown)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record) -> bool:
+        return not getattr(record, "routine", False) or logging.DEBUG >= self.level
+
+
+def _console_handler() -> logging.Handler:
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    console.addFilter(_RoutineToDebug(console.level))
+    console.setFormatter(logging.Formatter("%(message)s"))
+    return console
+
+
+def _clear_handlers() -> None:
     for handler in list(LOG.handlers):
         LOG.removeHandler(handler)
         handler.close()
+
+
+def setup_console(quiet: bool) -> None:
+    """The console log alone (no folder yet): set first, so that a warning while the specs are read is seen."""
+    LOG.setLevel(logging.INFO)
+    _clear_handlers()
+    if not quiet:
+        LOG.addHandler(_console_handler())
+
+
+class EarlyRecords(logging.Handler):
+    """What is logged before the run's log file exists (while the specs are read), kept to be written into it by
+    :func:`setup_logging` (the console has shown it already)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> "EarlyRecords":
+        LOG.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        LOG.removeHandler(self)
+
+
+def setup_logging(out_dir: Path, quiet: bool, earlier=()) -> None:
+    """The run's log file (every record at INFO and above, routine ones included) and, unless quiet, the console
+    (routine records hidden there); ``earlier`` records (EarlyRecords) are written to the file first."""
+    LOG.setLevel(logging.INFO)
+    _clear_handlers()
     file_handler = _LogFile(safe_io.open_append(out_dir, out_dir / "astrostats.log"))  # never through a link
+    file_handler.setLevel(logging.INFO)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for record in earlier:
+        file_handler.handle(record)
     LOG.addHandler(file_handler)
     if not quiet:
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        LOG.addHandler(console)
+        LOG.addHandler(_console_handler())
 
 
 class _LogFile(logging.StreamHandler):
@@ -52,8 +110,8 @@ class _LogFile(logging.StreamHandler):
 def spec_record(spec: Spec) -> dict:
     return {"name": spec.name, "kind": spec.kind, "question": spec.question, "source": spec.source,
             "file_sha256": spec.file_sha256, "spec_sha256": spec.sha256, "seed": spec.seed,
-            "profile": spec.profile, "parameters": spec.parameters, "preregistration": spec.preregistration,
-            "amendments": list(spec.amendments)}
+            "profile": spec.profile, "parameters": spec.parameters, "overrides": dict(spec.overrides),
+            "preregistration": spec.preregistration, "amendments": list(spec.amendments)}
 
 
 def finished_record(out_dir: Path, spec: Spec, code: str) -> dict | None:
@@ -85,16 +143,21 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> dict:
-    """Run one analysis, write its tables, and return its manifest record (status ok or failed)."""
+def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool, csv: bool = False) -> dict:
+    """Run one analysis, write its tables (parquet; CSV too with ``csv``), and return its manifest record (status
+    ok or failed)."""
     record = spec_record(spec)
     out_dir = context.out_dir
     tables_dir = out_dir / "tables"
     previous = finished_record(out_dir, spec, code) if resume else None
     if previous is not None:
         LOG.info("%s: finished in an earlier run, reusing its tables", spec.name)
-        return {**record, "status": "ok", "resumed": True, "tables": previous["tables"],
-                "seconds": previous.get("seconds")}
+        tables = previous["tables"]
+        if csv and any("csv_sha256" not in table for table in tables.values()):  # --csv now, not then
+            tables = {name: outputs.add_csv(tables_dir, name, table, root=out_dir) for name, table in tables.items()}
+            outputs.write_json(out_dir / ".done" / f"{spec.name}.json", {**previous, "tables": tables}, root=out_dir,
+                               sealed=True)
+        return {**record, "status": "ok", "resumed": True, "tables": tables, "seconds": previous.get("seconds")}
     safe_io.unlink(out_dir, out_dir / ".done" / f"{spec.name}.json")  # no stale record beside new tables
     release_freed_memory()  # what an earlier analysis in this process kept is not this one's
     peak_known = reset_peak_resident()
@@ -102,7 +165,8 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool) -> di
     LOG.info("%s: running (%s profile)", spec.name, spec.profile)
     try:
         tables = get_study(spec.kind).run(spec, context)
-        written = {name: outputs.write_table(tables_dir, name, table, root=out_dir) for name, table in tables.items()}
+        written = {name: outputs.write_table(tables_dir, name, table, root=out_dir, csv=csv)
+                   for name, table in tables.items()}
     except OSError as error:  # the run's own fault (a full disk): reported, and the run exits 1
         LOG.error("%s: failed: %s", spec.name, os_error_line(error))
         return {**record, "status": "failed", "error": os_error_line(error), "tables": {},
@@ -147,5 +211,5 @@ def os_error_line(error: OSError) -> str:
     return f"{what}{where}" + (f"; {hint}" if hint else "")
 
 
-__all__ = ["setup_logging", "spec_record", "finished_record", "run_analysis", "quiet_progress", "os_error_line",
+__all__ = ["setup_logging", "setup_console", "EarlyRecords", "ROUTINE", "spec_record", "finished_record", "run_analysis", "quiet_progress", "os_error_line",
            "INPUT_ERRNOS"]

@@ -294,7 +294,8 @@ class Executor:
                 call.computed += 1
                 bar.update()
         LOG.info("%s: %d computed, %d reused from cache, %d corrupted entries recomputed (%s)",
-                 desc or name, call.computed, call.reused, call.corrupted, self.description)
+                 desc or name, call.computed, call.reused, call.corrupted, self.description,
+                 extra={"routine": not call.corrupted})  # the log file only, unless an entry was corrupted
         self.stats.computed += call.computed
         self.stats.reused += call.reused
         self.stats.corrupted += call.corrupted

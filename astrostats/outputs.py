@@ -5,8 +5,8 @@
   take regular files only, size-capped, and every name that becomes part of a path is a safe identifier.
 * Atomic: every file is written to a fresh temporary name (O_EXCL) and renamed, so an interrupted run or a full
   disk never leaves a half-written file in place of a complete one; files follow the umask.
-* Verified: tables are stored with the SHA-256 of each file (parquet and CSV); JSON records (the manifest,
-  completion records) carry an HMAC of their own content under a key kept outside the run folder
+* Verified: tables are stored with the SHA-256 of each file (parquet, and CSV where asked for); JSON records (the
+  manifest, completion records) carry an HMAC of their own content under a key kept outside the run folder
   (:mod:`astrostats.integrity`), so a flipped bit, a truncation or an edit with recomputed digests is found
   before anything is reused, copied or read into an audit.
 * One run per folder: :class:`RunLock` holds an exclusive lock on ``.lock`` for the whole run, and an
@@ -202,26 +202,54 @@ def read_sealed(path: Path, what: str, *, root: Path | None = None) -> dict:
     return payload
 
 
-def write_table(tables_dir: Path, name: str, table: pd.DataFrame, *, root: Path | None = None) -> dict:
-    """CSV (for people) and parquet (exact types) side by side; returns rows and both files' SHA-256."""
+TABLE_SUFFIXES = ("parquet", "csv")  # parquet always (what the audit reads, exact types); CSV on request
+
+
+def _csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
+
+
+def write_table(tables_dir: Path, name: str, table: pd.DataFrame, *, root: Path | None = None,
+                csv: bool = False) -> dict:
+    """Parquet (exact types; what the audit and load_run read) and, with ``csv``, CSV (for people and other tools)
+    beside it; returns rows and each written file's SHA-256 (``parquet_sha256``, ``csv_sha256``)."""
     check_identifier("table name", name)
-    csv_bytes = table.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
-    csv_sha256 = atomic_write_bytes(tables_dir / f"{name}.csv", csv_bytes, root=root)
-    parquet_sha256 = atomic_write_bytes(tables_dir / f"{name}.parquet", buffer.getvalue(), root=root)
-    return {"rows": len(table), "csv_sha256": csv_sha256, "parquet_sha256": parquet_sha256}
+    record = {"rows": len(table)}
+    if csv:
+        record["csv_sha256"] = atomic_write_bytes(tables_dir / f"{name}.csv", _csv_bytes(table), root=root)
+    else:  # an earlier run's CSV of this table would no longer match it: not left beside it
+        safe_io.unlink(Path(root) if root is not None else Path(tables_dir), Path(tables_dir) / f"{name}.csv")
+    record["parquet_sha256"] = atomic_write_bytes(tables_dir / f"{name}.parquet", buffer.getvalue(), root=root)
+    return record
+
+
+def add_csv(tables_dir: Path, name: str, record: dict, *, root: Path | None = None) -> dict:
+    """``record`` with a CSV written from its stored parquet file (read once, verified against its SHA-256): a run
+    resumed with --csv from one written without it. A record that has its CSV already is returned as it is."""
+    if "csv_sha256" in record:
+        return record
+    table = pd.read_parquet(io.BytesIO(read_table_bytes(tables_dir, name, record, "parquet")))
+    return {**record, "csv_sha256": atomic_write_bytes(Path(tables_dir) / f"{name}.csv", _csv_bytes(table), root=root)}
+
+
+def recorded_suffixes(record: dict) -> list[str]:
+    """The files a table record lists: parquet always, CSV where its SHA-256 is recorded (runs with --csv, and
+    every run written before CSV became optional)."""
+    return [suffix for suffix in TABLE_SUFFIXES if suffix == "parquet" or f"{suffix}_sha256" in record]
 
 
 def table_problem(tables_dir: Path, name: str, record: Any) -> str | None:
     """Why the stored table ``name`` cannot be trusted (missing file, a link or other non-regular file, no or wrong
-    SHA-256), or None. Links are judged from ``tables_dir`` down: the tables folder itself must be a real folder."""
+    SHA-256), or None; every file the record lists is checked (parquet, and CSV where recorded). Links are judged
+    from ``tables_dir`` down: the tables folder itself must be a real folder."""
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         return f"table name {name!r} is not a safe identifier"
     if not isinstance(record, dict):
         return f"table {name}: its record is not an object"
     tables_dir = Path(tables_dir)
-    for suffix in ("parquet", "csv"):
+    for suffix in recorded_suffixes(record):
         path = tables_dir / f"{name}.{suffix}"
         expected = record.get(f"{suffix}_sha256")
         if not isinstance(expected, str):
@@ -258,7 +286,7 @@ def read_tables(tables_dir: Path, records: dict) -> dict[str, pd.DataFrame]:
     """Tables by name, each read once and verified against its recorded SHA-256 (CorruptOutput otherwise)."""
     tables = {}
     for name, record in records.items():
-        problem = table_problem(tables_dir, name, record)  # both files, before any is parsed
+        problem = table_problem(tables_dir, name, record)  # every recorded file, before any is parsed
         if problem is not None:
             raise CorruptOutput(f"stored table refused: {problem}")
         tables[name] = pd.read_parquet(io.BytesIO(read_table_bytes(tables_dir, name, record, "parquet")))

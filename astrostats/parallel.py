@@ -62,17 +62,18 @@ def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None
     setup_logging(Path(out_dir), quiet)
 
 
-def _run_one(spec, out_dir: str, code: str, resume: bool) -> dict:
+def _run_one(spec, out_dir: str, code: str, resume: bool, csv: bool = False) -> dict:
     from astrostats.analysis_run import run_analysis
     from astrostats.execution import make_executor
     from astrostats.studies.base import RunContext
 
     out = Path(out_dir)
     with make_executor(cache_dir=out / ".cache", resume=resume) as executor:
-        return run_analysis(spec, RunContext(out_dir=out, progress=False, executor=executor), code, resume)
+        return run_analysis(spec, RunContext(out_dir=out, progress=False, executor=executor), code, resume, csv)
 
 
-def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet: bool) -> list[dict]:
+def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet: bool, *,
+                 csv: bool = False) -> list[dict]:
     """Every spec's manifest record, in the order of ``specs``, from ``jobs`` processes (spawned: a fork of
     a process holding torch's thread pool could inherit its locks). A process that dies (killed, out of
     memory) breaks the pool: its analysis and those not yet finished are recorded as failed, with the reason,
@@ -84,7 +85,7 @@ def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet
         futures = {}
         try:
             for index in submission_order(specs):
-                futures[index] = pool.submit(_run_one, specs[index], str(out_dir), code, resume)
+                futures[index] = pool.submit(_run_one, specs[index], str(out_dir), code, resume, csv)
             return [_record(specs[index], futures[index]) for index in range(len(specs))]
         except BaseException:  # Ctrl-C, or an interrupt sent to this process alone: nothing new starts, and the
             for future in futures.values():  # running analyses stop now (finished ones are kept for --resume)

@@ -5,6 +5,7 @@ Inner functions trust their inputs; every public entry point calls these first (
 """
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import re
@@ -80,10 +81,21 @@ def check_float(name: str, value: Any, *, minimum: float | None = None, strict: 
     return value
 
 
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" naming the choices closest to a mistyped ``word`` (difflib), or "" when none is
+    close; appended to the messages of unknown names (analyses, profiles, parameters)."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(choice) for choice in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(item) for item in close) + "?)"
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     choices = list(choices)
     if value not in choices:
-        raise fail(name, f"one of {choices}", value)
+        raise InputError(str(fail(name, f"one of {choices}", value)) + did_you_mean(value, choices))
     return value
 
 

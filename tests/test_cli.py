@@ -28,9 +28,10 @@ def smoke_run(tmp_path_factory):
 
 def test_default_outputs_are_complete(smoke_run):
     for name in ("report.pdf", "audit.md", "audit.json", "manifest.json", "astrostats.log",
-                 "tables/scaling.csv", "tables/scaling.parquet", "tables/scaling_fits.csv",
+                 "tables/scaling.parquet", "tables/scaling_fits.parquet",
                  "tables/scaling_theory.parquet", "figures/scaling.png", "figures/scaling_nulls.png"):
         assert (smoke_run / name).is_file(), name
+    assert not list((smoke_run / "tables").glob("*.csv"))  # CSV only on request (--csv)
     manifest = json.loads((smoke_run / "manifest.json").read_text())
     record = manifest["analyses"][0]
     assert record["status"] == "ok" and record["profile"] == "smoke"
@@ -55,7 +56,8 @@ def test_same_spec_and_seed_give_identical_tables(smoke_run, tmp_path):
     again = tmp_path / "again"
     assert analyze.main(["scaling", "--out", str(again), *SMOKE]) == 0
     for table in ("scaling", "scaling_fits", "scaling_theory"):
-        assert (again / "tables" / f"{table}.csv").read_bytes() == (smoke_run / "tables" / f"{table}.csv").read_bytes()
+        assert (again / "tables" / f"{table}.parquet").read_bytes() == \
+            (smoke_run / "tables" / f"{table}.parquet").read_bytes()
 
 
 def test_analyses_run_side_by_side_give_the_same_tables(smoke_run, tmp_path):
@@ -66,8 +68,8 @@ def test_analyses_run_side_by_side_give_the_same_tables(smoke_run, tmp_path):
     manifest = json.loads((side_by_side / "manifest.json").read_text())
     assert [(r["name"], r["status"]) for r in manifest["analyses"]] == [("circuits", "ok"), ("scaling", "ok")]
     for table in ("scaling", "scaling_fits", "scaling_theory"):
-        assert (side_by_side / "tables" / f"{table}.csv").read_bytes() == \
-            (smoke_run / "tables" / f"{table}.csv").read_bytes()
+        assert (side_by_side / "tables" / f"{table}.parquet").read_bytes() == \
+            (smoke_run / "tables" / f"{table}.parquet").read_bytes()
     log = (side_by_side / "astrostats.log").read_text()
     assert "2 at a time in separate processes" in log and "circuits: done" in log and "scaling: done" in log
 
@@ -75,7 +77,7 @@ def test_analyses_run_side_by_side_give_the_same_tables(smoke_run, tmp_path):
 def test_a_different_seed_gives_different_measurements(smoke_run, tmp_path):
     other = tmp_path / "other"
     assert analyze.main(["scaling", "--out", str(other), "--seed", "7", *SMOKE]) == 0
-    assert (other / "tables/scaling.csv").read_bytes() != (smoke_run / "tables/scaling.csv").read_bytes()
+    assert (other / "tables/scaling.parquet").read_bytes() != (smoke_run / "tables/scaling.parquet").read_bytes()
 
 
 def test_audit_only_rebuilds_from_stored_tables(smoke_run, tmp_path, monkeypatch):

@@ -315,12 +315,15 @@ def _reseal_with_sha256(path: Path, change) -> None:
 
 def test_an_edited_table_with_its_sha256_recomputed_is_recomputed_on_resume(reference, tmp_path, stub_pdf):
     run = copy_run(reference, tmp_path / "run")
-    table = run / "tables" / "tiny.csv"
-    table.write_text(table.read_text().replace("0.", "0.9", 1))
+    table = run / "tables" / "tiny.parquet"
+    edited = pd.read_parquet(table)
+    edited.loc[0, "value"] = edited.loc[0, "value"] * 0.9
+    edited.to_parquet(table, index=False)
     import hashlib
 
     digest = hashlib.sha256(table.read_bytes()).hexdigest()
-    _reseal_with_sha256(run / ".done" / "tiny.json", lambda p: p["tables"]["tiny"].__setitem__("csv_sha256", digest))
+    _reseal_with_sha256(run / ".done" / "tiny.json",
+                        lambda p: p["tables"]["tiny"].__setitem__("parquet_sha256", digest))
     calls = []
     real = scaling.run
 

@@ -181,7 +181,8 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
     model.load_state_dict(best_state)
     model.eval()
     if status != "converged":
-        LOG.warning("fit of %s: %s (%s)", type(model).__name__, status, reason)
+        LOG.warning("fit of %s: %s (%s)", type(model).__name__, status, reason,  # the status travels with the
+                    extra={"routine": status == "not_converged"})  # rows; one control's: the log file, not the console
     frame = pd.DataFrame(history, columns=["epoch", "train_loss", "validation_loss"])
     return FitResult(model, status, best_epoch, int(frame["epoch"].iloc[-1]), time.perf_counter() - started,
                      frame, reason)

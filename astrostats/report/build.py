@@ -266,8 +266,8 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
 
 
 def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
-    """The manifest of a finished run in ``source``, once it, every table it lists (parquet and CSV) and
-    every figure match their recorded SHA-256; an InputError naming the first file that does not."""
+    """The manifest of a finished run in ``source``, once it, every table file it lists (parquet, and CSV where
+    recorded) and every figure match their recorded SHA-256; an InputError naming the first file that does not."""
     problem = outputs.unfinished_run(source, locked_here=locked_here)
     if problem is not None:
         raise InputError(f"--from: {str(source)!r} is not a finished run: {problem}")
@@ -321,12 +321,14 @@ def rebuild_from(source: Path, out_dir: Path, manifest: dict, workers: int | Non
     if out_dir.resolve() != source.resolve():
         for record in manifest["analyses"]:
             for name, table in (record.get("tables") or {}).items() if record["status"] == "ok" else ():
-                for suffix in ("parquet", "csv"):
+                for suffix in outputs.recorded_suffixes(table):  # as the run wrote them: parquet, CSV if any
                     try:
                         data = outputs.read_table_bytes(source / "tables", name, table, suffix)
                     except outputs.CorruptOutput as error:
                         raise outputs.CorruptOutput(f"--from: {error} (changed while it was copied)") from None
                     outputs.atomic_write_bytes(out_dir / "tables" / f"{name}.{suffix}", data, root=out_dir)
+                if "csv" not in outputs.recorded_suffixes(table):  # no stale CSV beside a copied table
+                    safe_io.unlink(out_dir, out_dir / "tables" / f"{name}.csv")
     stored = None if redraw_requested() else (source, manifest)
     manifest = {**manifest, "rebuilt_from": str(source)}
     return build_outputs(out_dir, manifest, workers, stored)

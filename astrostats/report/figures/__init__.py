@@ -44,7 +44,7 @@ def draw_analysis(kind: str, tables: dict, circuit=None) -> dict:
     try:
         module = importlib.import_module(f"astrostats.report.figures.{kind}")
     except ModuleNotFoundError:
-        LOG.info("no figure module for kind %s", kind)
+        LOG.info("no figure module for kind %s", kind, extra={"routine": True})  # the log file, not the console
         return {}
     from astrostats.report import style
 
