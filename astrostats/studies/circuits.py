@@ -1,16 +1,19 @@
 """What the astrocyte buys (claim C7): the astrocyte circuit beside other biological circuits for attention.
 
-Spec -> heads (synthetic at the named logit scales, and layer x head of the real models, loaded as the
-figure-3 analyses load them) -> every circuit of astrostats.circuits.alternatives, the astrocyte circuit and
+Spec -> heads (synthetic at every context length N of ``n_tokens`` and every named logit scale, and layer x head of
+the real models, loaded as the figure-3 analyses load them, at the shortest N; a head's name ends in /N<length>) -> every circuit of astrostats.circuits.alternatives, the astrocyte circuit and
 the baselines, on the same sequences and (for the random-feature circuits) the same W per m and seed as the
 runner draws -> tables, each prefixed by the spec's name:
 
 * ``<name>``              relative error per head, circuit, interneuron input limit, m, seed and sequence;
 * ``_accounting``         the resources of every circuit at every m and limit (astrostats.circuits.resources);
-* ``_required``           per head and circuit, the bounds on m and on each resource needed for 10 % error;
-* ``_tests``              resource ratios to the astrocyte circuit at equal error, the pre-registered family
-                          ("primary", plastic synapses) and secondary families (cells, hidden neurons), each
-                          Holm-corrected on its own, with the pre-registration's hash.
+* ``_required``           per head and circuit, the bounds on m and on each resource needed for 10 % error, and
+                          ``censored`` ("below" / "above" the swept m, or "none");
+* ``_tests``              resource ratios to the astrocyte circuit at equal error, per head and N: the pre-registered
+                          family ("primary", plastic synapses), amendment v2's co-primary families
+                          ("coprimary_total_cells", "coprimary_plastic_writes_per_token") and secondary families
+                          (hidden neurons), each Holm-corrected on its own, with both hashes; a censored ratio is a
+                          bound (``censored``: none / upper / lower / unbounded, ``ratio_bound``, ``censored_why``).
 
 The interneuron tree and the dense associative memory have errors and plastic synapses that do not depend
 on the interneuron input limit (only their cell counts do, listed per limit in ``_accounting``): they run
