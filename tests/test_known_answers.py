@@ -231,3 +231,18 @@ def test_c2_scenarios_plant_a_language_and_a_vision_model_near_the_tolerance(sce
     assert outside.sum() == (scenario == "head_just_outside_tolerance")
     (row,) = ka.c2_rows(scenario, parameters, seed=2)
     assert row["audit_verdict"] != ka.OPPOSITE[row["planted_verdict"]]
+
+
+@pytest.mark.parametrize("scenario", ["causal_lm_top1_just_above", "causal_lm_top1_just_below"])
+def test_c2_reads_a_causal_language_models_top1_agreement_planted_near_its_threshold(scenario):
+    parameters = load_spec(SPEC, "smoke").bind(ka.Parameters)
+    tables, level = ka.c2_tables(scenario, parameters, seed=5)
+    e2e = tables["planted_end_to_end"]
+    causal = e2e[e2e["target"] == "planted_causal_lm"]
+    assert set(causal["metric"]) == {"top1_agreement"} and set(causal["modality"]) == {"language"}
+    planted = parameters.top1_above if scenario.endswith("above") else parameters.top1_below
+    assert causal["value"].mean() == pytest.approx(planted, abs=0.05)
+    assert (level < 0.1).all()  # the heads stay clear: only the causal LM's check decides
+    assert ka.LABELS[scenario][1].startswith("causal target")
+    (row,) = ka.c2_rows(scenario, parameters, seed=5)
+    assert row["audit_verdict"] == row["planted_verdict"]

@@ -116,6 +116,8 @@ SCENARIOS = {
     "heads_just_inside_tolerance": (("C2", "SUPPORTED"),),
     "head_just_outside_tolerance": (("C2", "NOT_SUPPORTED"),),
     "heads_just_inside_tolerance_student_t": (("C2", "SUPPORTED"),),
+    "causal_lm_top1_just_above": (("C2", "SUPPORTED"),),
+    "causal_lm_top1_just_below": (("C2", "NOT_SUPPORTED"),),
     "astrocyte_cheaper_student_t": (("C7", "SUPPORTED"),),
     "neurons_only_cheaper_gamma": (("C7", "NOT_SUPPORTED"),),
 }
@@ -141,6 +143,8 @@ LABELS = {
     "heads_just_inside_tolerance": ("lognormal", "threshold: every head at 0.8 x the tolerance"),
     "head_just_outside_tolerance": ("lognormal", "threshold: one head at 1.25 x the tolerance"),
     "heads_just_inside_tolerance_student_t": ("student_t", "threshold and noise: heads at 0.8 x the tolerance, Student-t"),
+    "causal_lm_top1_just_above": ("binomial", "causal target: a causal LM's top-1 agreement 0.95 against 0.90"),
+    "causal_lm_top1_just_below": ("binomial", "causal target: a causal LM's top-1 agreement 0.85 against 0.90"),
     "astrocyte_cheaper_student_t": ("student_t", "noise: Student-t (df 3)"),
     "neurons_only_cheaper_gamma": ("gamma", "noise: gamma (skewed)"),
 }
@@ -210,6 +214,9 @@ class Parameters:
     floor_above: float = 1.05  # head_floor_just_above_tolerance: its floor / the tolerance
     c2_inside: float = 0.8  # C2 (per-token normaliser error at m = 1e5): every head at this x the tolerance ...
     c2_outside: float = 1.25  # ... or one head at this x the tolerance
+    top1_above: float = 0.95  # causal_lm_top1_just_above / _below: the causal LM's planted top-1 agreement
+    top1_below: float = 0.85
+    top1_tokens: int = 64  # tokens per sequence whose next-token agreement is counted (binomial)
 
     def __post_init__(self):
         check_int("n_replicates", self.n_replicates, minimum=1)
@@ -218,6 +225,9 @@ class Parameters:
         for name in ("gamma_shape", "slope", "floor_fraction", "near_inside", "near_outside", "near_smallest",
                      "floor_above", "c2_inside", "c2_outside"):
             check_float(name, getattr(self, name), minimum=0.0, strict=True)
+        for name in ("top1_above", "top1_below"):
+            check_float(name, getattr(self, name), minimum=0.0, maximum=1.0)
+        check_int("top1_tokens", self.top1_tokens, minimum=1)
         for name in ("hetero_power", "hetero_sequence_sd"):
             check_float(name, getattr(self, name), minimum=0.0)
         for scenario in self.scenarios:
@@ -441,16 +451,23 @@ def c2_tables(scenario: str, parameters: Parameters, seed: int) -> tuple[dict[st
     level per head."""
     rng = numpy_rng(seed)
     n_heads = parameters.measured_heads
-    models = {"planted_language": ("language", "embedding_cosine"), "planted_vision": ("vision", "top1_agreement")}
-    level = np.full(len(models) * n_heads, parameters.c2_inside * TOLERANCE)
+    causal = scenario.startswith("causal_lm")
+    models = {"planted_causal_lm" if causal else "planted_language": ("language", "top1_agreement" if causal
+                                                                       else "embedding_cosine"),
+              "planted_vision": ("vision", "top1_agreement")}
+    # the causal scenarios keep every head clear (half the tolerance) so that only the causal LM's check decides
+    level = np.full(len(models) * n_heads, (0.5 if causal else parameters.c2_inside) * TOLERANCE)
     if scenario == "head_just_outside_tolerance":
         level[rng.integers(level.size)] = parameters.c2_outside * TOLERANCE
     m = np.array(sorted(set(parameters.measured_m) | {c2_real_models.PAPER_M}), dtype=float)
     n_seeds, n_seq = parameters.measured_seeds, parameters.measured_sequences
+    agreement = {"causal_lm_top1_just_above": parameters.top1_above,
+                 "causal_lm_top1_just_below": parameters.top1_below}.get(scenario)
     parts = []
+    family = LABELS[scenario][0] if LABELS[scenario][0] in FAMILIES else "lognormal"  # binomial: the e2e rows'
     for i, target in enumerate(models):  # each model its own feature draws and sequences
         draw = rng.normal(-parameters.draw_sd ** 2, parameters.draw_sd, size=(m.size, n_seeds, 1, 1))
-        noise = noise_factors(LABELS[scenario][0], parameters, rng, m, (m.size, n_seeds, n_heads, n_seq))
+        noise = noise_factors(family, parameters, rng, m, (m.size, n_seeds, n_heads, n_seq))
         own = level[i * n_heads:(i + 1) * n_heads]
         errors = own[None, None, :, None] * np.sqrt(c2_real_models.PAPER_M / m[:, None, None, None]) * np.exp(draw) * noise
         index = pd.MultiIndex.from_product([m.astype(int), range(n_seeds), range(n_heads), range(n_seq)],
@@ -461,10 +478,16 @@ def c2_tables(scenario: str, parameters: Parameters, seed: int) -> tuple[dict[st
     summary, _ = measured.summarise(rows, n_resamples=parameters.measured_resamples, seed=seed,
                                     metrics=(c2_real_models.METRIC,))
     summary = summary.assign(target_kind="real", modality=summary["target"].map({t: k for t, (k, _) in models.items()}))
-    # the end-to-end checks pass by far, so only the heads decide
+    # the end-to-end checks pass by far, so only the heads decide; but a causal LM's next-token top-1 agreement
+    # in the causal scenarios: per (draw, sequence) the share of top1_tokens tokens agreeing, binomial around
+    # the planted agreement
+    def value(target):
+        if target == "planted_causal_lm":
+            return rng.binomial(parameters.top1_tokens, agreement) / parameters.top1_tokens
+        return 0.999
     end_to_end = pd.DataFrame([{"target": target, "target_kind": "real", "modality": modality,
                                 "circuit": DEFAULT_CIRCUIT, "m": int(m.max()), "seed": s, "sequence_id": q,
-                                "metric": metric, "value": 0.999}
+                                "metric": metric, "value": value(target)}
                                for target, (modality, metric) in models.items() for s in range(n_seeds)
                                for q in range(n_seq)])
     return {"planted_measured_summary": summary, "planted_end_to_end": end_to_end}, level
@@ -474,6 +497,12 @@ def c2_rows(scenario: str, parameters: Parameters, seed: int) -> list[dict]:
     tables, level = c2_tables(scenario, parameters, seed)
     verdict = c2_real_models.judge(tables)
     summary = tables["planted_measured_summary"]
+    if scenario.startswith("causal_lm"):
+        e2e = tables["planted_end_to_end"]
+        share = e2e[e2e["target"] == "planted_causal_lm"]["value"]
+        return [{"claim": "C2", "planted_verdict": SCENARIOS[scenario][0][1], "audit_verdict": verdict.verdict,
+                 "statistic": "causal LM's mean next-token top-1 agreement", "value": float(share.mean()),
+                 "ci_low": None, "ci_high": None, "note": verdict.reason}]
     top = summary[summary["m"] == c2_real_models.PAPER_M].sort_values("statistic").iloc[-1]
     return [{"claim": "C2", "planted_verdict": SCENARIOS[scenario][0][1], "audit_verdict": verdict.verdict,
              "statistic": "largest head's per-token normaliser error at m = 1e5", "value": float(top["statistic"]),
