@@ -325,9 +325,10 @@ def tests_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, regi
         tests.insert(1, "family", family)
         frames.append(tests)
     tests = pd.concat(frames, ignore_index=True)
-    lengths = measurements.groupby("analysed_head")["n_tokens"].first()
-    tests.insert(tests.columns.get_loc("analysed_head") + 1, "n_tokens",
-                 tests["analysed_head"].map(lengths).astype("Int64"))
+    if "n_tokens" in measurements:  # the context length N of every head (tables of an older run may lack it)
+        lengths = measurements.groupby("analysed_head")["n_tokens"].first()
+        tests.insert(tests.columns.get_loc("analysed_head") + 1, "n_tokens",
+                     tests["analysed_head"].map(lengths).astype("Int64"))
     described = [censoring(row) for _, row in tests.iterrows()]
     tests["censored"] = [kind for kind, _, _ in described]
     tests["ratio_bound"] = [bound for _, bound, _ in described]
@@ -382,7 +383,7 @@ def required_table(measurements: pd.DataFrame, accounting_table: pd.DataFrame, e
     for (head, curve), part in merged.groupby(["analysed_head", "curve"], sort=True):
         means = part.groupby("m")["value"].mean().sort_index()
         per_m = part.groupby("m")[list(RESOURCES)].first().reindex(means.index)
-        row = {"analysed_head": head, "n_tokens": part["n_tokens"].iloc[0], "curve": curve,
+        row = {"analysed_head": head, "n_tokens": part["n_tokens"].iloc[0] if "n_tokens" in part else None, "curve": curve,
                "circuit": part["circuit"].iloc[0], "epsilon": epsilon, "error_at_largest_m": float(means.iloc[-1])}
         for name, values in {"m": means.index.to_numpy(dtype=float), **per_m.to_dict("series")}.items():
             values = np.asarray(values, dtype=float)
