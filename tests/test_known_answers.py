@@ -246,3 +246,11 @@ def test_c2_reads_a_causal_language_models_top1_agreement_planted_near_its_thres
     assert ka.LABELS[scenario][1].startswith("causal target")
     (row,) = ka.c2_rows(scenario, parameters, seed=5)
     assert row["audit_verdict"] == row["planted_verdict"]
+
+
+def test_each_profile_sets_its_own_replicates_and_smoke_keeps_c3_cheap():
+    designs = {profile: load_spec(SPEC, profile).bind(ka.Parameters) for profile in ("smoke", "quick", "full")}
+    assert ka.replicates("true_circuit", designs["smoke"]) == 1
+    assert ka.replicates("slope_0_35", designs["smoke"]) == designs["smoke"].n_replicates >= 3
+    assert ka.replicates("true_circuit", designs["quick"]) == ka.replicates("slope_0_35", designs["quick"]) == 20
+    assert ka.replicates("true_circuit", designs["full"]) == ka.replicates("small_floor", designs["full"]) == 100
