@@ -138,6 +138,7 @@ def estimate(name: str, parameters, ignored: tuple[str, ...] = ()) -> Cost:
     scales = getattr(parameters, "logit_scales", None)
     synthetic = (len(scales) if isinstance(scales, (list, tuple)) else 1) if "d_head" in fields else 0
     models = _models(parameters)
+    lengths = values(("n_tokens",)) or [tokens]  # a study sweeping the context length lists several
     multiply_adds, widths, head_count, seeds_shown = 0.0, [], 0, 1
     for m_field, seeds_field, sequences_field, layers_field, heads_field in SWEEPS:
         group_widths = values((m_field,))
@@ -147,7 +148,7 @@ def estimate(name: str, parameters, ignored: tuple[str, ...] = ()) -> Cost:
         seeds = max(values((seeds_field,)) or values(("n_seeds",)) or [1])
         sequences = max(values((sequences_field,)) or [all_sequences])
         seeds_shown = max(seeds_shown, seeds)
-        heads = [(synthetic, tokens)] if synthetic else []
+        heads = [(synthetic, length) for length in lengths] if synthetic else []  # one set per context length
         heads += [(_selected(parameters, model, layers_field, heads_field), VIT_TOKENS if model == "vit" else tokens)
                   for model in models]
         head_count = max(head_count, sum(count for count, _ in heads))

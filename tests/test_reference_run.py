@@ -7,7 +7,8 @@ the reductions of two runs of the same code have been seen to differ at 1e-11 (s
 astrostats.outputs.DETERMINISM_RTOL). Columns the reference lacks are new and allowed, and so are rows of a metric
 it lacks (normaliser_error_per_token, added by the C2 amendment); every column and row it has must be there.
 One change of value is declared, not tolerated: ``DECLARED`` says what it is and checks the new values are exactly
-that.
+that. Analyses redesigned since (``CHANGED_BY_DESIGN``) are left out, each with its reason, and the verdicts they
+move are stated (``VERDICT_CHANGES``).
 """
 import json
 from pathlib import Path
@@ -34,6 +35,17 @@ def no_astrocyte_input_determined(reference: pd.DataFrame, new: pd.DataFrame) ->
 
 
 DECLARED = {("overfitting_accounting", "n_input_determined"): no_astrocyte_input_determined}
+#: analyses whose design changed after the reference on purpose, by a declared change: their tables are not
+#: compared (what they now compute is tested by their own tests), and the verdicts they decide move as stated
+CHANGED_BY_DESIGN = {
+    "circuits": "C7 amendment v2 (analyses/circuits.toml, 2026-12-06): the context length N is swept and m goes past "
+                "the interneuron fan-in limit, so the heads, rows and families differ by design",
+    "known_answers": "the known-answers scenarios were redesigned (2026-12-06): noise families beyond the fitted "
+                     "model, misspecified truths, heads at the thresholds",
+}
+VERDICT_CHANGES = {"C7": ("INCONCLUSIVE", "NOT_SUPPORTED",
+                          "under amendment v2 the smoke profile's short context (N = 24) shows the memory cheaper, "
+                          "its ratio bounded below 0.47 (censored): evidence against, where v1 at N = 64 had none")}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +65,8 @@ def equal_columns(name: str, column: str, reference: pd.Series, new: pd.Series) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", sorted(REFERENCE.glob("*.parquet")), ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", [path for path in sorted(REFERENCE.glob("*.parquet"))
+                                  if not path.stem.startswith(tuple(CHANGED_BY_DESIGN))], ids=lambda path: path.stem)
 def test_every_reference_table_is_unchanged(smoke_run, path):
     name = path.stem
     reference = pd.read_parquet(path)
@@ -76,5 +89,8 @@ def test_every_reference_table_is_unchanged(smoke_run, path):
 @pytest.mark.slow
 def test_the_verdicts_are_unchanged(smoke_run):
     expected = json.loads((REFERENCE / "verdicts.json").read_text())
+    for claim, (before, after, _) in VERDICT_CHANGES.items():
+        assert expected[claim] == before  # the declared change starts from the reference's verdict
+        expected[claim] = after
     found = {claim["id"]: claim["verdict"] for claim in json.loads((smoke_run / "audit.json").read_text())["claims"]}
     assert found == expected
