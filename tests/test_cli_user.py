@@ -19,31 +19,16 @@ from astrostats.report import pdf
 from astrostats.spec import load_spec, parse_override
 from astrostats.studies import scaling
 from astrostats.validation import InputError
+from tiny_spec import tiny_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("astrostats")
 SMOKE = ["--profile", "smoke", "--quiet"]
-TINY = """name = "{name}"
-kind = "scaling"
-question = "A tiny scaling sweep for the command-line tests."
-seed = 5
-
-[parameters]
-m = [8, 16, 32]
-n_seeds = 2
-n_sequences = 2
-logit_scales = ["typical"]
-n_tokens = 8
-d_head = 4
-feature_maps = ["positive"]
-circuits = ["astrocyte", "uniform"]
-n_resamples = 100
-"""
 
 
 def tiny(folder: Path, name: str = "tiny", extra: str = "") -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(TINY.format(name=name) + extra)
+    path.write_text(tiny_spec(name) + extra)
     return path
 
 

@@ -30,25 +30,11 @@ from astrostats.report import pdf
 from astrostats.studies import scaling
 from astrostats.targets import recordings
 from astrostats.validation import InputError
+from tiny_spec import TEMPLATE
 
 REPOSITORY = Path(analyze.__file__).resolve().parents[1]
 QUIET = ["--profile", "smoke", "--quiet"]
-TINY = """name = "{name}"
-kind = "scaling"
-question = "A tiny scaling sweep for the fault tests."
-seed = 5
-
-[parameters]
-m = [8, 16, 32]
-n_seeds = 2
-n_sequences = 2
-logit_scales = ["typical"]
-n_tokens = {n_tokens}
-d_head = 4
-feature_maps = ["positive"]
-circuits = ["astrocyte", "uniform"]
-n_resamples = 100
-"""
+TINY = TEMPLATE  # {name} and {n_tokens} filled per test
 
 
 def spec(folder: Path, name: str = "tiny", n_tokens: int = 8, text: str | None = None) -> Path:

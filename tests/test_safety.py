@@ -25,25 +25,11 @@ from astrostats.report import pdf
 from astrostats.spec import load_spec
 from astrostats.studies import scaling
 from astrostats.validation import IDENTIFIER, InputError
+from tiny_spec import tiny_spec
 
 ANALYSES = Path(analyze.__file__).resolve().parents[1] / "analyses"
 SMOKE = ["--profile", "smoke", "--quiet"]
-TINY = """name = "tiny"
-kind = "scaling"
-question = "A tiny scaling sweep for the safety tests."
-seed = 5
-
-[parameters]
-m = [8, 16, 32]
-n_seeds = 2
-n_sequences = 2
-logit_scales = ["typical"]
-n_tokens = 8
-d_head = 4
-feature_maps = ["positive"]
-circuits = ["astrocyte", "uniform"]
-n_resamples = 100
-"""
+TINY = tiny_spec()
 
 
 def write_spec(folder: Path, text: str = TINY, name: str = "tiny.toml") -> Path:

@@ -22,8 +22,6 @@ below the sequence length N, and N itself (one unit per token: exact).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -40,6 +38,7 @@ from astrostats.runner import Sweep, circuit_seed, draw_projections, references
 from astrostats.spec import Spec
 from astrostats.stats.equal_error import equal_error_tests, required_resource
 from astrostats.studies.base import RunContext
+from astrostats.studies.preregistration import latest_amendment, preregistration_hash
 from astrostats.targets.base import TargetBatch
 from astrostats.targets.models import load, model_shape, targets_of
 from astrostats.targets.sources import check_sources, source_name
@@ -135,15 +134,9 @@ def check_preregistration(spec: Spec, parameters: Parameters) -> dict:
 def check_amendment(spec: Spec, registered: dict) -> dict | None:
     """The latest [[amendments]] entry, complete, dated and pinned to the original's hash (an edited original is
     caught), its co-primary resources valid and led by the registered one; None when the spec has none."""
-    if not spec.amendments:
+    amendment = latest_amendment(spec, registered, AMENDMENT_KEYS)
+    if amendment is None:
         return None
-    amendment = dict(spec.amendments[-1])
-    absent = [key for key in AMENDMENT_KEYS if key not in amendment]
-    if absent:
-        raise fail(f"{spec.name}.amendments", f"keys {list(AMENDMENT_KEYS)}", f"missing {absent}")
-    if amendment["amends_sha256"] != preregistration_hash(registered):
-        raise fail(f"{spec.name}.amendments.amends_sha256", f"the hash of [preregistration], "
-                   f"{preregistration_hash(registered)} (the original may not change)", amendment["amends_sha256"])
     resources_ = list(amendment["coprimary_resources"])
     for resource in resources_:
         check_choice("amendments.coprimary_resources", resource, RESOURCES)
@@ -156,11 +149,6 @@ def check_amendment(spec: Spec, registered: dict) -> dict | None:
 def coprimary_family(resource: str) -> str:
     """The family name of a co-primary resource of the amendment (the registered one stays "primary")."""
     return f"{COPRIMARY_PREFIX}{resource}"
-
-
-def preregistration_hash(registered: dict) -> str:
-    """SHA-256 of the registered table (canonical JSON), as the overfitting pre-registration is hashed."""
-    return hashlib.sha256(json.dumps(registered, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- targets
