@@ -61,10 +61,13 @@ class Sweep:
         check_int("n_seeds", self.n_seeds, minimum=1)
         for feature in self.feature_maps:
             check_choice("feature_maps", feature, FEATURE_MAPS)
-        get_circuit(self.audited_circuit, "audited_circuit")
-        for circuit in self.circuits:
-            if circuit not in INPUT_NULLS:
-                get_circuit(circuit, "circuits")
+        for name, parameter in ((self.audited_circuit, "audited_circuit"),
+                                *((c, "circuits") for c in self.circuits if c not in INPUT_NULLS)):
+            circuit = get_circuit(name, parameter)
+            if circuit.fan_in_changes or circuit.one_unit_per_token:  # their widths are not the runner's m
+                raise fail(parameter, "circuits the runner sweeps (random features over m, or fixed ones); "
+                                      "circuits with an input limit or one unit per stored token run in the "
+                                      "circuits analysis", name)
         check_int("memory_mb", self.memory_mb, minimum=1)
 
     @property

@@ -30,6 +30,7 @@ from astrostats.report import pdf
 from astrostats.studies import scaling
 from astrostats.targets import recordings
 from astrostats.validation import InputError
+from processes import children
 from tiny_spec import TEMPLATE
 
 REPOSITORY = Path(analyze.__file__).resolve().parents[1]
@@ -153,17 +154,6 @@ def test_writes_follow_no_link_below_the_root_and_replace_a_link_at_the_final_na
 
 
 # -------------------------------------------------------------------- 2. a killed --jobs run stops writing
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -186,7 +176,7 @@ def test_sigkill_of_a_jobs_run_leaves_no_process_writing(tmp_path):
     while time.monotonic() < deadline and not (log.exists() and log.read_text().count(": running (") == 2):
         assert run.poll() is None, run.stderr.read()
         time.sleep(0.05)
-    workers = [pid for pid in _children(run.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    workers = [pid for pid in children(run.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) == 2
     run.send_signal(signal.SIGKILL)
     run.wait()

@@ -63,6 +63,7 @@ def test_same_seed_gives_identical_tables():
 @pytest.mark.parametrize("kwargs, parameter", [
     ({"m": (0, 8)}, "m"), ({"m": ()}, "m"), ({"n_seeds": 0}, "n_seeds"),
     ({"feature_maps": ("gaussian",)}, "feature_maps"), ({"circuits": ("performer",)}, "circuits"),
+    ({"circuits": ("dam_merge",)}, "circuits"), ({"circuits": ("interneuron_sampled",)}, "circuits"),
 ])
 def test_bad_sweeps_name_the_parameter(kwargs, parameter):
     arguments = {"m": (8,), "n_seeds": 2, **kwargs}

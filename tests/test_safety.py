@@ -25,6 +25,7 @@ from astrostats.report import pdf
 from astrostats.spec import load_spec
 from astrostats.studies import scaling
 from astrostats.validation import IDENTIFIER, InputError
+from processes import children
 from tiny_spec import tiny_spec
 
 ANALYSES = Path(analyze.__file__).resolve().parents[1] / "analyses"
@@ -387,18 +388,6 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     assert error.count("\n") == 1 and "interrupted" in error and "Traceback" not in error
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_an_interrupt_to_the_run_alone_stops_its_analysis_processes(tmp_path):
     """SIGINT to the main process only (a scheduler's, not a terminal's Ctrl-C, which reaches the whole process
@@ -412,7 +401,7 @@ def test_an_interrupt_to_the_run_alone_stops_its_analysis_processes(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.exists() and log.read_text().count(": running (") == 2):
         time.sleep(0.2)
-    workers = _children(run.pid)
+    workers = children(run.pid)
     assert len([w for w in workers if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text()]) == 2
     run.send_signal(signal.SIGINT)
     _, error = run.communicate(timeout=30)

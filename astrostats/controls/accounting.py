@@ -90,7 +90,9 @@ def circuit_counts(circuit: str, m: int | None, d: int, d_v: int) -> tuple[int, 
     if registered.resources is None:
         unknown = float("nan")
         return unknown, unknown, unknown, f"{registered.description} (declares no resources: counts unknown)"
-    row = resources(registered, m=m, d=d, d_v=d_v, n_tokens=max(1, m or 1), fan_in=2 if registered.fan_in_changes else None)
+    # the runner sweeps no circuit with an input limit or one unit per token (runner.Sweep refuses them), so
+    # these counts do not depend on the sequence length: n_tokens is only the resource row's required argument
+    row = resources(registered, m=m, d=d, d_v=d_v, n_tokens=1)
     return row["fitted_parameters"], row["fixed_random_synapses"], row["plastic_synapses"], registered.description
 
 
