@@ -31,7 +31,7 @@ import torch
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS, draw_projection
 from astrostats.circuits.kernels import is_tiled
-from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, checked_result, get_circuit
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, audited_first, checked_result, get_circuit
 from astrostats.execution import Executor
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_choice, check_int, check_int_list, fail
@@ -73,8 +73,7 @@ class Sweep:
     @property
     def run_circuits(self) -> tuple[str, ...]:
         """The circuit under audit (first, unless the list places it), then every other listed circuit or null."""
-        listed = tuple(dict.fromkeys(self.circuits))
-        return listed if self.audited_circuit in listed else (self.audited_circuit, *listed)
+        return audited_first(self.audited_circuit, self.circuits)
 
 
 def projection_seed(base_seed: int, feature: str, m: int, seed: int) -> np.random.SeedSequence:

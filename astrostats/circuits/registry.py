@@ -217,10 +217,12 @@ def get_circuit(name, parameter: str = "circuit") -> Circuit:
                      "or give 'package.module:callable'")
 
 
-def circuit_name(value) -> str:
-    """A circuit setting checked now (so that a typo fails before any work) and returned as its name."""
-    return get_circuit(value).name
+def audited_first(audited: str, listed) -> tuple[str, ...]:
+    """The circuits a study runs: the one under audit first (where the list does not place it), then every other
+    listed one, each once."""
+    listed = tuple(dict.fromkeys(listed))
+    return listed if audited in listed else (audited, *listed)
 
 
-__all__ = ["Circuit", "CircuitResult", "register_circuit", "get_circuit", "registered_names", "circuit_name",
-           "checked_result", "DEFAULT_CIRCUIT", "ENTRY_POINT_GROUP", "NATIVE_FEATURES"]
+__all__ = ["Circuit", "CircuitResult", "register_circuit", "get_circuit", "registered_names",
+           "checked_result", "audited_first", "DEFAULT_CIRCUIT", "ENTRY_POINT_GROUP", "NATIVE_FEATURES"]

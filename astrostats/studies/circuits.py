@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, checked_result, get_circuit
+from astrostats.circuits.registry import DEFAULT_CIRCUIT, Circuit, audited_first, checked_result, get_circuit
 from astrostats.circuits.resources import RESOURCES, resources
 from astrostats.constants import TOLERANCE
 from astrostats.runner import Sweep, circuit_seed, draw_projections, references
@@ -106,8 +106,7 @@ class Parameters:
     @property
     def run_circuits(self) -> tuple[str, ...]:
         """The circuit under audit (the reference of every comparison) first, unless listed, then the others."""
-        listed = tuple(dict.fromkeys(self.circuits))
-        return listed if self.audited_circuit in listed else (self.audited_circuit, *listed)
+        return audited_first(self.audited_circuit, self.circuits)
 
 
 # -------------------------------------------------------------------------------------- pre-registration
