@@ -114,11 +114,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
             lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 150)}" for role, item in chosen.shown]
-            lines += [f"- {decisive.more_line(*left)}" for left in chosen.left_out[:MORE_LINES]]
-            if len(chosen.left_out) > MORE_LINES:
-                rows = sum(left[0] for left in chosen.left_out[MORE_LINES:])
-                others = decisive.plural(len(chosen.left_out) - MORE_LINES, "other statistic")
-                lines.append(f"- {decisive.plural(rows, 'more row')} citing {others}, in audit.json")
+            lines += [f"- {line}" for line in decisive.left_out_lines(chosen, MORE_LINES)]
         if verdict.major_concerns:
             lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
             if len(verdict.major_concerns) > 3:

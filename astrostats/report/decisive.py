@@ -63,6 +63,17 @@ def choose(evidence, max_rows: int = MAX_ROWS) -> Decisive:
     return Decisive(tuple(shown), tuple(left_out))
 
 
+def left_out_lines(chosen: Decisive, named: int = 1) -> list[str]:
+    """What a claim's shown rows leave out: the first ``named`` groups with the rows that select them, the rest
+    counted in one line (every row is in audit.json)."""
+    lines = [more_line(*left) for left in chosen.left_out[:named]]
+    if len(chosen.left_out) > named:
+        rows = sum(left[0] for left in chosen.left_out[named:])
+        lines.append(f"{plural(rows, 'more row')} citing {plural(len(chosen.left_out) - named, 'other statistic')}, "
+                     "in audit.json")
+    return lines
+
+
 def more_line(count: int, table: str, query: str, statistic: str, total: int) -> str:
     where = f"the rows of `{query}` in table `{table}`" if query else f"table `{table}`"
     return f"{plural(count, 'more row')} of the {total} citing {statistic}: {where} (every one in audit.json)"

@@ -102,7 +102,9 @@ def _validation(tables: dict) -> dict | None:
                     "planted verdict in >= 95 % of replicates and the opposite in <= 5 % (an interval's coverage, "
                     "CONTAINS: its CI not below 95 %). A rule that cannot recover planted truth would not be trusted "
                     "on real data.",
-            "table": _frame_table(tables[name][[c for c in VALIDATION_COLUMNS if c in tables[name]]])}
+            # scenario names in words: an identifier of 30 letters has no place to break and runs into the next column
+            "table": _frame_table(tables[name][[c for c in VALIDATION_COLUMNS if c in tables[name]]].assign(
+                scenario=lambda frame: frame["scenario"].astype(str).str.replace("_", " ")))}
 
 
 def _methods(manifest: dict) -> list[dict]:
@@ -163,7 +165,7 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
         module = modules.get(verdict.claim_id)
         chosen = decisive.choose(verdict.evidence)
         table = _evidence_table(chosen.shown, with_role=True)
-        table["more"] = " ".join(decisive.more_line(*left) for left in chosen.left_out)
+        table["more"] = " ".join(decisive.left_out_lines(chosen))
         concerns = list(verdict.major_concerns)
         claims.append({
             "id": verdict.claim_id, "verdict": verdict.verdict, "colour": VERDICT_COLOURS[verdict.verdict],
