@@ -102,9 +102,14 @@ def _validation(tables: dict) -> dict | None:
                     "planted verdict in >= 95 % of replicates and the opposite in <= 5 % (an interval's coverage, "
                     "CONTAINS: its CI not below 95 %). A rule that cannot recover planted truth would not be trusted "
                     "on real data.",
-            # scenario names in words: an identifier of 30 letters has no place to break and runs into the next column
-            "table": _frame_table(tables[name][[c for c in VALIDATION_COLUMNS if c in tables[name]]].assign(
-                scenario=lambda frame: frame["scenario"].astype(str).str.replace("_", " ")))}
+            "table": _frame_table(_in_words(tables[name][[c for c in VALIDATION_COLUMNS if c in tables[name]]]))}
+
+
+def _in_words(summary: pd.DataFrame) -> pd.DataFrame:
+    """Scenario names in words: an identifier of 30 letters has no place to break and runs into the next column."""
+    if "scenario" not in summary:
+        return summary
+    return summary.assign(scenario=summary["scenario"].astype(str).str.replace("_", " "))
 
 
 def _methods(manifest: dict) -> list[dict]:
