@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from astrostats import outputs, safe_io
+from astrostats import extras, outputs, safe_io
 from astrostats.memory import peak_resident_bytes, release_freed_memory, reset_peak_resident
 from astrostats.spec import Spec
 from astrostats.studies import get_study
@@ -176,6 +176,11 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool, csv: 
         return {**record, "status": "not_run", "error": str(error), "tables": {},
                 "seconds": time.perf_counter() - start}
     except Exception as error:  # a failed analysis is reported, and the others still run
+        missing = extras.explain(error)
+        if missing is not None:  # an optional package not installed: one line naming its extra, not a traceback
+            LOG.error("%s: not run: %s", spec.name, missing)
+            return {**record, "status": "not_run", "error": missing, "tables": {},
+                    "seconds": time.perf_counter() - start}
         LOG.error("%s: failed: %s\n%s", spec.name, error, traceback.format_exc())
         return {**record, "status": "failed", "error": f"{type(error).__name__}: {error}", "tables": {},
                 "seconds": time.perf_counter() - start}

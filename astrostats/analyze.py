@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from astrostats import cost, outputs, provenance
+from astrostats.extras import MissingExtra
 from astrostats.analysis_run import (INPUT_ERRNOS, EarlyRecords, os_error_line, quiet_progress, run_analysis,
                                      setup_console, setup_logging)
 from astrostats.audited import audited_circuit_record, with_circuit
@@ -359,6 +360,9 @@ def execute(args) -> int:
             return list_analyses()
         return run(args)
     except InputError as error:
+        print(f"astrostats: error: {error}", file=sys.stderr)
+        return 2
+    except MissingExtra as error:  # an optional feature asked for (--workers) without its extra: nothing written
         print(f"astrostats: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from astrostats import integrity, safe_io
+from astrostats.extras import require_extra
 from astrostats.outputs import atomic_write_bytes
 from astrostats.provenance import code_version
 from astrostats.validation import InputError, check_int, fail
@@ -394,6 +395,8 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None,
     if resume and cache_dir is None:
         raise fail("resume", "a cache directory to resume from (cache_dir)", cache_dir)
     backend = None
+    if scheduler is not None or workers is not None:
+        require_extra("dask")  # without astrostats[dask]: one line naming the extra
     if scheduler is not None:
         backend = _Dask(_connect(scheduler))
     elif workers is not None:

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
-from astrostats import outputs, safe_io
+from astrostats import extras, outputs, safe_io
 from astrostats.claims import AuditedCircuit, judging
 from astrostats.report import audit, pdf, style
 from astrostats.report.layout import FigureRef
@@ -237,21 +237,26 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
     (figures whose key matches the ``stored`` run's are copied from it)."""
     started = time.perf_counter()
     tables, per_analysis = load_tables(out_dir, manifest)
-    figures, keys = draw_figures(out_dir, manifest, per_analysis, workers, stored)
+    typeset_report = extras.available("report")  # the core install writes the tables, audit.md and audit.json
+    figures, keys = draw_figures(out_dir, manifest, per_analysis, workers, stored) if typeset_report else ([], {})
     drawn = time.perf_counter()
     verdicts = judging.judge_all(tables, manifest)
     validation = audit.validation_rates(tables)
     outputs.atomic_write_text(out_dir / "audit.md", audit.to_markdown(verdicts, manifest, validation), root=out_dir)
     outputs.write_json(out_dir / "audit.json", audit.to_json(verdicts, manifest, validation), root=out_dir)
     owner = {table: record["name"] for record in manifest.get("analyses", []) for table in record.get("tables", [])}
-    data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
-    temporary = safe_io.create_exclusive(out_dir, out_dir, f".report.{os.getpid()}.", ".pdf.tmp")  # fresh name
-    try:
-        pdf.compile_report(data, out_dir, temporary)
-        typeset = safe_io.read_bytes(temporary, limit=MAX_REPORT_BYTES, what="report", root=out_dir)
-        outputs.atomic_write_bytes(out_dir / "report.pdf", typeset, root=out_dir)  # umask, atomic
-    finally:
-        safe_io.unlink(out_dir, temporary)
+    if typeset_report:
+        data = pdf.report_data(verdicts, manifest, figures, tables, owner, out_dir, claim_modules())
+        temporary = safe_io.create_exclusive(out_dir, out_dir, f".report.{os.getpid()}.", ".pdf.tmp")  # fresh name
+        try:
+            pdf.compile_report(data, out_dir, temporary)
+            typeset = safe_io.read_bytes(temporary, limit=MAX_REPORT_BYTES, what="report", root=out_dir)
+            outputs.atomic_write_bytes(out_dir / "report.pdf", typeset, root=out_dir)  # umask, atomic
+        finally:
+            safe_io.unlink(out_dir, temporary)
+    else:
+        LOG.warning("no figures or report.pdf (audit.md and audit.json hold the verdicts): %s",
+                    extras.message(extras.missing("report")[0], "report"))
     timings = {"figures_seconds": round(drawn - started, 2),
                "audit_and_report_seconds": round(time.perf_counter() - drawn, 2)}
     LOG.info("report: figures %.1f s, audit and report %.1f s", timings["figures_seconds"],

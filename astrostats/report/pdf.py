@@ -13,10 +13,10 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import typst
 
 from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
+from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
 from astrostats.report.audit import clip
 from astrostats.report.style import VERDICT_COLOURS
@@ -210,6 +210,7 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
 
 def compile_report(data: dict, root: Path, output: Path) -> None:
     """Typeset data with the report template into output; figure paths are relative to root."""
+    typst = require("typst")  # without astrostats[report]: one line naming the extra
     template = resources.files("astrostats.report").joinpath("templates/report.typ").read_bytes()
     # a fresh name (O_EXCL, random): a file or link planted under any predictable name is never written through
     source = safe_io.create_exclusive(root, root, f".report.{os.getpid()}.", ".typ")

@@ -69,8 +69,10 @@ def model_shape(entry, image_source: str = "mnist") -> language.ModelShape:
 def load(entry, *, n_sequences: int, n_tokens: int = 197, text_source: str = "pydoc",
          image_source: str = "mnist") -> LoadedModel:
     """The model and its first ``n_sequences`` inputs: text windows of ``n_tokens`` tokens, or test images."""
+    from astrostats.extras import require_extra
     from astrostats.targets.sources import resolve_source
 
+    require_extra("models")  # without astrostats[models]: one line naming the extra
     return resolve_source(entry).load(n_sequences=n_sequences, n_tokens=n_tokens, text_source=text_source,
                                       image_source=image_source)
 

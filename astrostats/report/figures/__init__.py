@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib
 import logging
 
-import matplotlib
+from astrostats.extras import require
 
+matplotlib = require("matplotlib")  # without astrostats[report]: one line naming the extra
 matplotlib.use("Agg")
 matplotlib.rcParams["figure.max_open_warning"] = 0  # figures stay open on purpose until the PDF is written
 
