@@ -34,7 +34,7 @@ def smollm2():
 
     gguf.GGUFReader = counted  # under the parse-once shim, which caches whatever reader it finds
     try:
-        return language.load_smollm2()
+        return language.load_smollm2_from_gguf()
     finally:
         gguf.GGUFReader = reader
 
@@ -141,6 +141,31 @@ def test_smollm2_is_loaded_from_one_unmodified_parse_of_its_file(smollm2):
     embedding = next(t for t in fresh.tensors if t.name == "token_embd.weight")
     expected = torch.from_numpy(gguf.dequantize(embedding.data, embedding.tensor_type).copy())
     assert torch.equal(smollm2.model.get_input_embeddings().weight.detach(), expected.float())
+
+
+def test_smollm2_from_the_user_cache_is_the_gguf_dequantisation_without_parsing_it(smollm2, tmp_path, monkeypatch):
+    """The cached float32 safetensors (built on first use, SHA-256 checked) give the same weights, tokens and
+    logits as dequantising the GGUF file, and a cached load never parses the GGUF."""
+    import gguf
+
+    from astrostats.targets import file_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = language.smollm2_cache()  # built here from the GGUF
+    assert folder.parent == tmp_path / "astrostats" and (folder / "model.safetensors").is_file()
+    parses = []
+    reader = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda *a, **k: parses.append(a) or reader(*a, **k))
+    file_cache._sha256_of.cache_clear()  # checked again, as in a new process
+    cached = language.load_smollm2()
+    assert parses == []
+    expected, got = smollm2.model.state_dict(), cached.model.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    ids = language.text_sequences(smollm2, n_sequences=1, n_tokens=24)
+    assert torch.equal(language.text_sequences(cached, n_sequences=1, n_tokens=24), ids)
+    with torch.no_grad():
+        assert torch.equal(cached.model(ids).logits, smollm2.model(ids).logits)
 
 
 def test_language_model_shapes_match_the_loaded_models(minilm, smollm2):

