@@ -13,6 +13,8 @@ first, so what ``load_run`` returns is what the tables say, not what a file clai
 """
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,18 +66,42 @@ def load_run(folder: str | Path) -> Audit:
     return Audit(folder, manifest, tables, pd.DataFrame(rows).set_index("claim"))
 
 
+def toml_value(key: str, value) -> str:
+    """A Python value as the TOML text ``--set`` reads (numbers, booleans, strings and lists of them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else "inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(key, item) for item in value) + "]"
+    raise InputError(f"overrides: {key!r} expected a number, boolean, string or list of them, got "
+                     f"{type(value).__name__} {value!r}")
+
+
 def audit(circuit: str = DEFAULT_CIRCUIT, *, analyses: list[str] | tuple[str, ...] = (), profile: str = "smoke",
-          out: str | Path = "reports", seed: int | None = None, jobs: int = 1) -> Audit:
+          out: str | Path = "reports", seed: int | None = None, jobs: int = 1, overrides: dict | None = None,
+          csv: bool = False) -> Audit:
     """Run the audit on ``circuit`` (a registered name, an entry point or 'package.module:callable') over
     ``analyses`` (names or spec paths; default every analysis) at ``profile``, into ``out``; the finished run.
 
+    ``overrides`` are the command line's ``--set``: ``{"m": [8, 16, 32], "scaling.n_seeds": 4}`` (a key for every
+    analysis that has it, ANALYSIS.KEY for one); ``csv`` writes every table as CSV too (``--csv``).
     Bad input raises :class:`~astrostats.validation.InputError` before anything is written; an analysis that
     fails leaves its claims INSUFFICIENT_DATA, with the reason, as on the command line."""
     from astrostats.analysis_run import quiet_progress
     from astrostats.analyze import parse_arguments, run
 
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InputError(f"overrides: expected a dict of parameter -> value, got {overrides!r}")
+    settings = [item for key, value in (overrides or {}).items()
+                for item in ("--set", f"{key}={toml_value(key, value)}")]
     argv = [*map(str, analyses), "--circuit", str(circuit), "--profile", str(profile), "--out", str(out),
-            "--jobs", str(jobs), "--quiet"] + ([] if seed is None else ["--seed", str(seed)])
+            "--jobs", str(jobs), "--quiet", *settings] + ([] if seed is None else ["--seed", str(seed)])
+    argv += ["--csv"] if csv else []
     quiet_progress()
     run(parse_arguments(argv))
     return load_run(out)

@@ -81,3 +81,44 @@ def test_stats_loads_each_submodule_on_first_use_and_names_exactly_its_public_ob
             "print('statsmodels.api' in sys.modules, 'astrostats.stats.calibration' in sys.modules)")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == ["False", "False"]
+
+
+def test_audit_takes_the_command_lines_overrides_and_csv(tmp_path):
+    """overrides= is --set (recorded in the manifest as the command line records it), csv= is --csv."""
+    import astrostats
+
+    run = astrostats.audit(analyses=["scaling"], profile="smoke", out=tmp_path / "run", csv=True,
+                           overrides={"m": [8, 32, 128], "scaling.n_seeds": 2, "feature_maps": ("positive",)})
+    record, = run.manifest["analyses"]
+    assert record["overrides"] == {"m": [8, 32, 128], "n_seeds": 2, "feature_maps": ["positive"]}
+    assert run.manifest["overrides"] == ["m=[8, 32, 128]", "scaling.n_seeds=2", 'feature_maps=["positive"]']
+    assert run.manifest["table_formats"] == ["parquet", "csv"]
+    written = {path.name for path in (tmp_path / "run" / "tables").iterdir()}
+    assert written == {f"{name}.{suffix}" for name in run.tables for suffix in ("parquet", "csv")}
+    measured = run.tables["scaling"]  # the run used the values: three m, two seeds, no trigonometric features
+    assert set(measured["m"].dropna()) == {8, 32, 128} and "trigonometric" not in set(measured["feature_map"])
+    assert measured["seed"].nunique() == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"no_such_key": 1}, "no analysis in this run has a parameter 'no_such_key'"),
+    ({"m": {"a": 1}}, "overrides: 'm' expected a number, boolean, string or list of them, got dict"),
+    ([("m", 8)], "overrides: expected a dict"),
+])
+def test_audit_refuses_a_bad_override_before_writing_anything(overrides, message, tmp_path):
+    import astrostats
+    from astrostats.validation import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        astrostats.audit(analyses=["scaling"], profile="smoke", out=tmp_path / "run", overrides=overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_overrides_toml_text_reads_back_as_the_value():
+    import tomllib
+
+    from astrostats.api import toml_value
+
+    for value in (3, -2.5e-07, True, "peaked", 'a "quoted" \\ name', [8, 16], ["x", 1.5], float("inf")):
+        assert tomllib.loads(f"v = {toml_value('k', value)}")["v"] == (list(value) if isinstance(value, tuple)
+                                                                      else value)
