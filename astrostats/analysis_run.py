@@ -161,7 +161,7 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool, csv: 
     safe_io.unlink(out_dir, out_dir / ".done" / f"{spec.name}.json")  # no stale record beside new tables
     release_freed_memory()  # what an earlier analysis in this process kept is not this one's
     peak_known = reset_peak_resident()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()  # CPU: this process's, every thread (benchmarks)
     LOG.info("%s: running (%s profile)", spec.name, spec.profile)
     try:
         tables = get_study(spec.kind).run(spec, context)
@@ -189,6 +189,7 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool, csv: 
     LOG.info("%s: done in %.1f s (%d tables%s)", spec.name, seconds, len(written),
              "" if peak is None else f", peak resident {peak / 2**30:.1f} GiB")
     done = {**record, "status": "ok", "tables": written, "seconds": seconds, "torch_threads": torch_threads(),
+            "cpu_seconds": round(time.process_time() - cpu_start, 3),
             "peak_resident_gib": None if peak is None else round(peak / 2**30, 3), "code_version": code}
     outputs.write_json(out_dir / ".done" / f"{spec.name}.json", done, root=out_dir, sealed=True)
     return {key: value for key, value in done.items() if key != "code_version"}
