@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from astrostats.circuits import astrocyte, kernels, theory
+from astrostats.circuits import astrocyte, kernels, native, theory
 from astrostats.circuits.astrocyte import astrocyte_attention
 from astrostats.circuits.attention import attention_logits, softmax_attention
 from astrostats.circuits.baselines import elu_linear_attention, uniform_attention
@@ -63,10 +63,16 @@ def test_reference_is_the_kernel_weighted_average(gaussian_head):
 
 @pytest.mark.parametrize("feature", FEATURE_MAPS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch, gaussian_head):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_tiled_path_equals_the_reference(feature, dtype, compiled, monkeypatch, gaussian_head):
     """Hidden units in several tiles of unequal width (online per-token shifts, per-tile key shifts rescaled
     to the sequence maximum), with a batch of projections broadcast against the sequences: the same numbers
-    as the reference. Large logits make the tiles' maxima differ, so every rescaling path runs."""
+    as the reference, with the compiled exp2 pass (float32, where a compiler is found) and without it.
+    Large logits make the tiles' maxima differ, so every rescaling path runs."""
+    if compiled and dtype == torch.float32 and not native.available(torch.zeros(1)):
+        pytest.skip("no C compiler here: the torch operations serve every case (compiled=False covers them)")
+    if not compiled:
+        monkeypatch.setattr(native, "available", lambda *tensors: False)
     monkeypatch.setattr(kernels, "TILE_ELEMENTS", 1)  # at most 64 units per tile: 202 -> 51 + 51 + 51 + 49
     q, k, v = gaussian_head(n=40, scale=1.0)
     projections = torch.stack([draw_projection(202, 8, feature=feature, seed=s, dtype=torch.float64)
@@ -78,6 +84,36 @@ def test_tiled_path_equals_the_reference(feature, dtype, monkeypatch, gaussian_h
     output = astrocyte_attention(q, k, v, projection=projections, feature=feature)
     assert output.shape == (2, 3, 40, 5)
     assert_matches_reference(q, k, v, projections, feature, False, dtype)
+
+
+@pytest.mark.skipif(not native.available(torch.zeros(1)), reason="no C compiler: the torch operations serve instead")
+def test_compiled_exp2_pass_matches_torch():
+    """The compiled pass against torch in float64: its exp2 of the float32 difference x - shift within 2 float32
+    ulps (the Cephes polynomial's error bound, 1 ulp, plus the result's rounding), results under 2^-125 flushed
+    to zero, NaN passed through, the online shift the row maximum, and the response the rates' dot product
+    with g (within 300 ulps: a float32 sum of 300 terms)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 300, generator=generator) * 30.0
+    x[0, 0, :4] = torch.tensor([float("nan"), -1e4, 0.0, 1e-30])
+    shift = torch.full((3, 7), -math.inf)
+    shift[1] = 200.0  # an earlier tile's larger maximum: kept
+    presynaptic = torch.rand(3, 300, generator=generator)
+    expected_shift = torch.maximum(shift, x.nan_to_num(-math.inf).amax(-1))
+    expected = torch.exp2((x - expected_shift.unsqueeze(-1)).double())
+    expected = torch.where(expected < 2.0**-125, 0.0, expected)
+    rates = x.clone()
+    response = native.exp2_online_(rates, shift, presynaptic)
+    assert torch.equal(shift, expected_shift)
+    assert rates[0, 0, 0].isnan() and rates[0, 0, 1] == 0 and rates[0, 0, 2] == torch.exp2(-expected_shift[0, 0])
+    finite = ~expected.isnan()
+    ulps = 2 * torch.finfo(torch.float32).eps
+    assert torch.allclose(rates.double()[finite], expected[finite], rtol=ulps, atol=2.0**-125)
+    dot = (expected.nan_to_num(0.0) * presynaptic.double().unsqueeze(-2)).sum(-1)
+    assert torch.allclose(response.double()[1:], dot[1:], rtol=300 * ulps, atol=0)
+    assert torch.equal(native.rows_max(x[1:]), x[1:].amax(-1))
+    shifted = native.exp2_shifted_(x[1:].clone(), torch.full((2, 7), 3.0))
+    assert torch.allclose(shifted.double(), torch.exp2((x[1:] - 3.0).double()).where(x[1:] - 3.0 >= -125, 0.0),
+                          rtol=ulps, atol=2.0**-125)
 
 
 @pytest.mark.parametrize("blocks", [1, 2])
