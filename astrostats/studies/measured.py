@@ -201,6 +201,31 @@ def _grid(part: pd.DataFrame) -> np.ndarray:
     return part.pivot_table(index="seed", columns="sequence_id", values="value", aggfunc="mean").to_numpy(dtype=float)
 
 
+def _head_grids(part: pd.DataFrame) -> tuple[list[tuple], np.ndarray]:
+    """The heads of one target, m and metric in order of appearance, and their (heads, seeds, sequences) values
+    (NaN-padded): :func:`_grid` per head, in one pass (a pivot_table per head cost 0.06 s: 40 s for 72 heads at
+    three m and three metrics). Values with a NaN take the per-head path (pivot_table drops all-NaN columns)."""
+    keys = part[["layer", "head"]].apply(tuple, axis=1) if len(part) else pd.Series([], dtype=object)
+    codes, heads = pd.factorize(keys, sort=False)
+    values = part["value"].to_numpy(dtype=float)
+    if np.isnan(values).any():
+        grids = [_grid(group) for _, group in part.groupby(["layer", "head"], sort=False)]
+        shape = max(g.shape for g in grids)
+        out = np.full((len(grids), *shape), np.nan)
+        for i, grid in enumerate(grids):
+            out[i, :grid.shape[0], :grid.shape[1]] = grid
+        return list(heads), out
+    frame = pd.DataFrame({"h": codes, "seed": part["seed"].to_numpy(), "sequence": part["sequence_id"].to_numpy()})
+    rows = frame.groupby("h")["seed"].rank(method="dense").to_numpy(dtype=int) - 1  # each head's own sorted seeds
+    columns = frame.groupby("h")["sequence"].rank(method="dense").to_numpy(dtype=int) - 1
+    shape = (len(heads), rows.max() + 1, columns.max() + 1)
+    total, count = np.zeros(shape), np.zeros(shape)
+    np.add.at(total, (codes, rows, columns), values)
+    np.add.at(count, (codes, rows, columns), 1.0)
+    with np.errstate(invalid="ignore"):
+        return list(heads), np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+
+
 def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
               metrics: Sequence[str] = ("relative_error", "normaliser_error", "normaliser_error_per_token")
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,19 +241,14 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
     # 1 / (B + 1), times the family size must fall below alpha / 2
     resamples = max(n_resamples, math.ceil(2 * int(family.max()) / FAMILY_ALPHA))
     for (target, m, metric), part in measured.groupby(["target", "m", "metric"], sort=False):
-        heads = list(part.groupby(["layer", "head"], sort=False))
-        grids = [_grid(group) for _, group in heads]
-        shape = max(g.shape for g in grids)
-        values = np.full((len(grids), *shape), np.nan)
-        for i, grid in enumerate(grids):
-            values[i, :grid.shape[0], :grid.shape[1]] = grid
+        heads, values = _head_grids(part)
         table, draws = crossed_bootstrap(values, TOLERANCE, n_resamples=resamples,
                                            seed=seed_sequence(seed, int(m)))
         table["n_resamples"] = resamples
         table.insert(0, "metric", metric)
         table.insert(0, "m", int(m))
-        table.insert(0, "head", [key[1] for key, _ in heads])
-        table.insert(0, "layer", [key[0] for key, _ in heads])
+        table.insert(0, "head", [key[1] for key in heads])
+        table.insert(0, "layer", [key[0] for key in heads])
         table.insert(0, "target", target)
         summaries.append(table)
         shares.append({"target": target, "m": int(m), "metric": metric, "tolerance": TOLERANCE,
