@@ -3,6 +3,7 @@ run's tables (--resume), and the call of its study. Shared by the command line (
 processes of ``--jobs N`` (astrostats.parallel), which is why it is its own module below both."""
 from __future__ import annotations
 
+import copy
 import errno
 import logging
 import os
@@ -22,7 +23,7 @@ LOG = logging.getLogger("astrostats")
 
 
 #: a record logged with ``extra=ROUTINE`` (per-task cache counts, a kind without figures, one control's fit that
-#: stopped before converging) is kept in astrostats.log but shown on the console only at DEBUG level
+#: stopped before converging, an analysis starting) is kept in astrostats.log at DEBUG level, never on the console
 ROUTINE = {"routine": True}
 
 
@@ -37,9 +38,25 @@ class _RoutineToDebug(logging.Filter):
         return not getattr(record, "routine", False) or logging.DEBUG >= self.level
 
 
-def _console_handler() -> logging.Handler:
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO)
+class _Console(logging.StreamHandler):
+    """The console: sys.stderr as it is at each record (a live progress view redirects it to print above
+    itself, astrostats.progress)."""
+
+    console = True
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _console_handler(quiet: bool = False) -> logging.Handler:
+    """INFO and above (errors only with --quiet), routine records left out."""
+    console = _Console()
+    console.setLevel(logging.ERROR if quiet else logging.INFO)
     console.addFilter(_RoutineToDebug(console.level))
     console.setFormatter(logging.Formatter("%(message)s"))
     return console
@@ -52,11 +69,11 @@ def _clear_handlers() -> None:
 
 
 def setup_console(quiet: bool) -> None:
-    """The console log alone (no folder yet): set first, so that a warning while the specs are read is seen."""
+    """The console log alone (no folder yet): set first, so that a warning while the specs are read is seen
+    (with ``quiet``, errors only)."""
     LOG.setLevel(logging.INFO)
     _clear_handlers()
-    if not quiet:
-        LOG.addHandler(_console_handler())
+    LOG.addHandler(_console_handler(quiet))
 
 
 class EarlyRecords(logging.Handler):
@@ -78,9 +95,11 @@ class EarlyRecords(logging.Handler):
         LOG.removeHandler(self)
 
 
-def setup_logging(out_dir: Path, quiet: bool, earlier=()) -> None:
-    """The run's log file (every record at INFO and above, routine ones included) and, unless quiet, the console
-    (routine records hidden there); ``earlier`` records (EarlyRecords) are written to the file first."""
+def setup_logging(out_dir: Path, quiet: bool, earlier=(), to_parent=None) -> None:
+    """The run's log file (every record at INFO and above, routine ones included at DEBUG) and the console
+    (routine records hidden there; errors only with ``quiet``); ``earlier`` records (EarlyRecords) are written to
+    the file first. In an analysis process, ``to_parent`` (a queue) carries the console's records to the run's
+    process, which shows them (astrostats.progress)."""
     LOG.setLevel(logging.INFO)
     _clear_handlers()
     file_handler = _LogFile(safe_io.open_append(out_dir, out_dir / "astrostats.log"))  # never through a link
@@ -89,8 +108,12 @@ def setup_logging(out_dir: Path, quiet: bool, earlier=()) -> None:
     for record in earlier:
         file_handler.handle(record)
     LOG.addHandler(file_handler)
-    if not quiet:
-        LOG.addHandler(_console_handler())
+    if to_parent is not None:
+        from astrostats.progress import ToParent
+
+        LOG.addHandler(ToParent(to_parent, logging.ERROR if quiet else logging.INFO))
+    else:
+        LOG.addHandler(_console_handler(quiet))
 
 
 class _LogFile(logging.StreamHandler):
@@ -98,6 +121,9 @@ class _LogFile(logging.StreamHandler):
 
     def emit(self, record) -> None:
         safe_io.check_run_alive()  # an analysis process whose run is gone writes nothing, its log included
+        if getattr(record, "routine", False):  # kept, at DEBUG (a copy: other handlers see the record as logged)
+            record = copy.copy(record)
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         super().emit(record)
 
     def close(self) -> None:
@@ -162,7 +188,7 @@ def run_analysis(spec: Spec, context: RunContext, code: str, resume: bool, csv: 
     release_freed_memory()  # what an earlier analysis in this process kept is not this one's
     peak_known = reset_peak_resident()
     start, cpu_start = time.perf_counter(), time.process_time()  # CPU: this process's, every thread (benchmarks)
-    LOG.info("%s: running (%s profile)", spec.name, spec.profile)
+    LOG.info("%s: running (%s profile)", spec.name, spec.profile, extra=ROUTINE)  # the view shows it running
     try:
         tables = get_study(spec.kind).run(spec, context)
         written = {name: outputs.write_table(tables_dir, name, table, root=out_dir, csv=csv)

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from astrostats import cost, outputs, provenance
+from astrostats import cost, outputs, progress, provenance
 from astrostats.extras import MissingExtra
 from astrostats.analysis_run import (INPUT_ERRNOS, EarlyRecords, os_error_line, quiet_progress, run_analysis,
                                      setup_console, setup_logging)
@@ -236,6 +236,19 @@ def analysis_jobs(args, n_specs: int) -> int:
     return min(usable_cores(), n_specs)
 
 
+def run_in_process(specs, board, executor, out_dir: Path, code: str, resume: bool, csv: bool) -> list[dict]:
+    """The analyses one after another in this process, their progress bars reported to the board."""
+    context = RunContext(out_dir=out_dir, progress=board.live, executor=executor)
+    records = []
+    with progress.report_bars(board.bar_callback):
+        for spec in specs:
+            board.current = spec.name
+            board.event("status", spec.name, "running")
+            records.append(run_analysis(spec, context, code, resume, csv=csv))
+            board.event("status", spec.name, progress.status_of(records[-1]))
+    return records
+
+
 def run(args) -> int:
     check_flags(args)
     out_dir = outputs.check_writable(DEFAULT_OUT if args.out is None else args.out)
@@ -262,14 +275,14 @@ def run(args) -> int:
             for line in [*getattr(args, "override_lines", []), *getattr(args, "cost_summary", [])]:
                 LOG.info("%s", line)
             jobs = analysis_jobs(args, len(specs))
-            if jobs > 1:
-                from astrostats.parallel import run_analyses
+            with progress.Board([spec.name for spec in specs], progress.wanted(args.quiet)) as board:
+                if jobs > 1:
+                    from astrostats.parallel import run_analyses
 
-                LOG.info("%d analyses, %d at a time in separate processes", len(specs), jobs)
-                records = run_analyses(specs, out_dir, code, args.resume, jobs, args.quiet, csv=csv)
-            else:
-                context = RunContext(out_dir=out_dir, progress=not args.quiet, executor=executor)
-                records = [run_analysis(spec, context, code, args.resume, csv=csv) for spec in specs]
+                    LOG.info("%d analyses, %d at a time in separate processes", len(specs), jobs)
+                    records = run_analyses(specs, out_dir, code, args.resume, jobs, args.quiet, csv=csv, board=board)
+                else:
+                    records = run_in_process(specs, board, executor, out_dir, code, args.resume, csv)
             manifest = {"created_by": command, "profile": args.profile, "versions": provenance.versions(),
                         "git": provenance.git_commit(), "code_version": code, "machine": provenance.machine(),
                         "audited_circuit": args.audited_circuit, "analyses": records,

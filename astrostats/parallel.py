@@ -9,7 +9,9 @@ its torch threads.
 
 The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
 analysis when it finishes one, so the last to start are the short ones and no process idles long at the end.
-Each process logs to the run's log and shows no progress bars (two would garble the console).
+Each process logs to the run's log and draws nothing on the console (two would garble it): it sends the run's
+process the analysis's status, its progress bars' counts and its console lines over a queue, and that process
+alone shows them (astrostats.progress: one live view, or plain lines).
 
 An analysis process never outlives its run: it is killed when the run's process dies (Linux PR_SET_PDEATHSIG,
 armed first thing, see :func:`astrostats.safe_io.die_with_parent`), and every write it makes first checks that
@@ -22,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,7 +52,19 @@ def submission_order(specs) -> list[int]:
     return sorted(range(len(specs)), key=lambda i: (rank.get(specs[i].kind, len(rank)), i))
 
 
-def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None:
+#: in an analysis process: the queue to the run's process (set by _start_process)
+_EVENTS = None
+
+
+def _send(*event) -> None:
+    try:
+        _EVENTS.put(event)
+    except Exception:  # the run is gone or its queue closed: its view does not matter any more
+        pass
+
+
+def _start_process(out_dir: str, quiet: bool, threads: int, parent: int, events=None) -> None:
+    global _EVENTS
     safe_io.die_with_parent(parent)  # first: a run killed while this process starts leaves nothing behind
     import torch
 
@@ -59,40 +74,78 @@ def _start_process(out_dir: str, quiet: bool, threads: int, parent: int) -> None
     torch.set_num_threads(threads)
     keep_freed_memory()
     quiet_progress()
-    setup_logging(Path(out_dir), quiet)
+    _EVENTS = events
+    setup_logging(Path(out_dir), quiet, to_parent=events)
 
 
-def _run_one(spec, out_dir: str, code: str, resume: bool, csv: bool = False) -> dict:
+def _run_one(spec, out_dir: str, code: str, resume: bool, csv: bool = False, live: bool = False) -> dict:
     from astrostats.analysis_run import run_analysis
     from astrostats.execution import make_executor
+    from astrostats.progress import report_bars, status_of
     from astrostats.studies.base import RunContext
 
     out = Path(out_dir)
-    with make_executor(cache_dir=out / ".cache", resume=resume) as executor:
-        return run_analysis(spec, RunContext(out_dir=out, progress=False, executor=executor), code, resume, csv)
+    _send("status", spec.name, "running")
+    with make_executor(cache_dir=out / ".cache", resume=resume) as executor, \
+            report_bars(lambda what, n, total: _send("step", spec.name, what, n, total)):
+        record = run_analysis(spec, RunContext(out_dir=out, progress=live, executor=executor), code, resume, csv)
+    _send("status", spec.name, status_of(record))
+    return record
 
 
 def run_analyses(specs, out_dir: Path, code: str, resume: bool, jobs: int, quiet: bool, *,
-                 csv: bool = False) -> list[dict]:
+                 csv: bool = False, board=None) -> list[dict]:
     """Every spec's manifest record, in the order of ``specs``, from ``jobs`` processes (spawned: a fork of
     a process holding torch's thread pool could inherit its locks). A process that dies (killed, out of
     memory) breaks the pool: its analysis and those not yet finished are recorded as failed, with the reason,
-    and the report is still written from the others."""
+    and the report is still written from the others. ``board`` (astrostats.progress.Board) gets their events;
+    without one, their console lines are still shown."""
+    from astrostats.progress import Board, status_of
+
+    board = board if board is not None else Board([spec.name for spec in specs], live=False)
     threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
-                             initargs=(str(out_dir), quiet, threads, os.getpid())) as pool:
-        futures = {}
+    events = context.Queue()
+    listener = threading.Thread(target=_listen, args=(events, board), name="astrostats-progress", daemon=True)
+    listener.start()
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_process,
+                                 initargs=(str(out_dir), quiet, threads, os.getpid(), events)) as pool:
+            futures = {}
+            try:
+                for index in submission_order(specs):
+                    futures[index] = pool.submit(_run_one, specs[index], str(out_dir), code, resume, csv,
+                                                 board.live)
+                records = []
+                for index in range(len(specs)):
+                    records.append(_record(specs[index], futures[index]))
+                    board.event("status", specs[index].name, status_of(records[-1]))  # a broken pool's too
+                return records
+            except BaseException:  # Ctrl-C, or an interrupt sent to this process alone: nothing new starts, and the
+                for future in futures.values():  # running analyses stop now (finished ones kept for --resume)
+                    future.cancel()
+                for process in list((getattr(pool, "_processes", None) or {}).values()):  # public only from 3.14
+                    process.terminate()
+                raise
+    finally:  # the processes are gone: what they sent is in the queue, ended by this sentinel
+        events.put(None)
+        listener.join(timeout=5)
+        events.close()
+
+
+def _listen(events, board) -> None:
+    """The run's process: every event the analysis processes send, handed to the board until the sentinel."""
+    while True:
         try:
-            for index in submission_order(specs):
-                futures[index] = pool.submit(_run_one, specs[index], str(out_dir), code, resume, csv)
-            return [_record(specs[index], futures[index]) for index in range(len(specs))]
-        except BaseException:  # Ctrl-C, or an interrupt sent to this process alone: nothing new starts, and the
-            for future in futures.values():  # running analyses stop now (finished ones are kept for --resume)
-                future.cancel()
-            for process in list((getattr(pool, "_processes", None) or {}).values()):  # public only from 3.14
-                process.terminate()
-            raise
+            event = events.get()
+        except (EOFError, OSError, ValueError):  # the queue was closed under us
+            return
+        if event is None:
+            return
+        try:
+            board.event(*event)
+        except Exception:  # a view that cannot draw must not stop the run
+            LOG.debug("progress event %r not shown", event, exc_info=True)
 
 
 def _record(spec, future) -> dict:

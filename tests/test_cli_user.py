@@ -3,6 +3,7 @@
 mean" on unknown names, the verdict summary at the end of a run, routine lines kept out of the console, and tables
 as parquet by default with CSV on request (docs/reference/cli.md)."""
 import json
+import re
 import logging
 import shutil
 import subprocess
@@ -476,3 +477,130 @@ def test_set_csv_and_the_console_filter_reach_the_analysis_processes(tmp_path, c
     log = (out / "astrostats.log").read_text()
     assert "2 at a time in separate processes" in log and "reused from cache" in log
     assert "reused from cache" not in error and "first: done in" in error
+
+
+# ----------------------------------------------------------------------------- progress: one live view, or plain lines
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _two_tiny(folder: Path) -> list[str]:
+    return [str(tiny(folder, "tiny_a")), str(tiny(folder, "tiny_b"))]
+
+
+def run_in_terminal(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """argv with stdin, stdout and stderr on a pseudo-terminal (120 columns): its exit status and all it drew."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NO_COLOR", "FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE", "COLUMNS", "LINES")}
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env={**env, "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 600)
+            if not ready:
+                process.kill()
+                pytest.fail("the run drew nothing for 10 minutes")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal's other side has closed it
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return process.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_run_in_a_terminal_shows_one_live_view_of_its_analyses(tmp_path):
+    """Two analyses in two processes: the view (drawn with terminal codes, redrawn in place) names each with its
+    status, and ends with both done; the verdicts follow."""
+    status, drawn = run_in_terminal([sys.executable, "-m", "astrostats.analyze", *_two_tiny(tmp_path), "--out",
+                                     str(tmp_path / "run"), "--profile", "smoke", "--jobs", "2"], tmp_path)
+    assert status == 0, drawn[-3000:]
+    assert "\x1b[" in drawn  # drawn in place, not printed line by line
+    plain = ANSI.sub("", drawn).replace("\r", "\n")
+    for name in ("tiny_a", "tiny_b"):
+        assert re.search(rf"^{name}\s+queued\s", plain, re.MULTILINE), name
+        assert re.search(rf"^{name}\s+done\s.*\d+:\d\d\s*$", plain, re.MULTILINE), name  # status and elapsed time
+    assert "finished in " in plain and "verdicts (audit.md" in plain
+
+
+@pytest.mark.slow
+def test_a_run_not_in_a_terminal_prints_plain_lines_and_no_terminal_codes(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "astrostats.analyze", *_two_tiny(tmp_path), "--out",
+                             str(tmp_path / "run"), "--profile", "smoke", "--jobs", "2"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    assert "\x1b" not in shown and "\r" not in shown and "queued" not in shown
+    for name in ("tiny_a", "tiny_b"):
+        assert not re.search(rf"^\s*{name}\s+(queued|running|done|failed)", shown, re.MULTILINE)  # no view's rows
+        assert len(re.findall(rf"^{name}: done in ", shown, re.MULTILINE)) == 1  # one plain line when it finishes
+    assert "reused from cache" not in shown and "running (smoke profile)" not in shown  # routine: the log only
+    log = (tmp_path / "run" / "astrostats.log").read_text()
+    assert re.search(r" DEBUG astrostats: tiny_a: running \(smoke profile\)", log)
+    assert re.search(r" DEBUG astrostats\.execution: circuits: \d+ computed, 0 reused from cache", log)
+
+
+def test_a_quiet_run_prints_nothing_but_its_errors(tmp_path, capsys, stub_pdf, monkeypatch):
+    real_run = scaling.run
+
+    def run_or_fail(spec, context):
+        if spec.name == "tiny_b":
+            raise RuntimeError("simulated crash")
+        return real_run(spec, context)
+
+    monkeypatch.setattr(scaling, "run", run_or_fail)  # in process (--jobs 1): a spawned process would not see it
+    assert analyze.main([*_two_tiny(tmp_path), "--out", str(tmp_path / "run"), "--jobs", "1", *SMOKE]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("tiny_b: failed: simulated crash\nTraceback")
+    assert error.rstrip().endswith("analyses not completed: tiny_b (see audit.md and astrostats.log)")
+    assert "tiny_a" not in error and "verdicts" not in error and "finished in" not in error
+
+
+def test_progress_bars_become_step_events_and_draw_nothing(capsys):
+    from tqdm.auto import tqdm
+
+    from astrostats import progress
+
+    steps = []
+    with progress.report_bars(lambda what, n, total: steps.append((what, n, total))):
+        for _ in tqdm(range(3), desc="fits", mininterval=0):
+            pass
+        for _ in tqdm(range(2), desc="silent", disable=True):
+            pass
+    for _ in tqdm(range(2), desc="after", mininterval=0):  # the hook is gone: a bar draws itself again
+        pass
+    assert steps[0] == ("fits", 0, 3) and steps[-1] == ("fits", 3, 3)
+    assert {what for what, _, _ in steps} == {"fits"}
+    error = capsys.readouterr().err
+    assert "after" in error and "fits" not in error
+
+
+def test_the_board_keeps_an_analysis_last_word():
+    """A late event from an analysis's process (its 'running', a step) does not undo its finished status."""
+    from astrostats import progress
+
+    board = progress.Board(["a"], live=True)
+    board.__enter__()
+    try:
+        board.event("status", "a", "running")
+        board.event("step", "a", "fits", 2, 4)
+        board.event("status", "a", "failed")
+        board.event("status", "a", "running")
+        board.event("step", "a", "fits", 3, 4)
+        task, = board._progress.tasks
+        assert "failed" in task.fields["shown"] and task.completed == 2 and task.stop_time is not None
+    finally:
+        board.__exit__(None, None, None)
