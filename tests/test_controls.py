@@ -14,6 +14,7 @@ from astrostats.controls import (ControlPlan, FittedRegressor, LearnedFeatureAtt
                                  split_by_sequence)
 from astrostats.controls.accounting import mlp_fitted_count
 from astrostats.controls.comparisons import Family, comparisons_table
+from astrostats.controls.refit import RefitLadder
 from astrostats.controls.training import derangement, exact_outputs, relative_errors
 from astrostats.targets.synthetic import synthetic_head
 from astrostats.validation import InputError
@@ -108,7 +109,8 @@ def test_unconverged_and_diverged_fits_are_flagged(splits):
 
 def test_run_controls_keeps_flagged_fits_and_scores_capacity_null_in_sample(splits):
     plan = ControlPlan(m=(32,), n_seeds=1, budget=TrainingBudget(max_epochs=1, patience=2))
-    measurements, training, history = run_controls(splits, plan, progress=False)
+    measurements, training, history, refits = run_controls(splits, plan, progress=False)
+    assert refits.empty  # no v2 null, nothing to refit
     assert set(training["circuit"]) == {"learned_feature", "fitted_mlp", "learned_feature_shuffled",
                                         "fitted_mlp_shuffled"}
     assert (training["status"] == "not_converged").all()
@@ -207,16 +209,32 @@ def test_closed_form_null_is_the_least_squares_optimum(splits):
     assert float(gradient.abs().max()) < 1e-8 * float((design.T @ (weights.unsqueeze(-1) * targets_flat)).abs().max())
 
 
-def test_v2_nulls_are_fitted_on_every_draw_and_flag_failed_learning(splits):
+@pytest.mark.parametrize("attempts", [0, 3])
+def test_v2_nulls_are_fitted_on_every_draw_and_flag_failed_learning(splits, attempts):
+    """A learning rate of 1e-12 cannot move Adam: the first fit never learns. Without refits the null is
+    failed_to_learn; with the ladder every rung is tried and recorded, and the fit is failed_to_learn exactly when
+    no rung learned (on 4 shuffled training sequences L-BFGS memorises without generalising, so here none does;
+    the planted rescues are below)."""
     plan = ControlPlan(m=(32,), n_seeds=2, controls=("fitted_mlp",), capacity_null=False, v2_nulls=True,
-                       null_learning_rates=(0.01,), control_seeds=1,
+                       null_learning_rates=(1e-12,), control_seeds=1, refit=RefitLadder(attempts, 2, 6),
                        budget=TrainingBudget(max_epochs=3, patience=1, learning_rate=1e-12))
-    measurements, training, _ = run_controls(splits, plan, progress=False)
+    measurements, training, _, refits = run_controls(splits, plan, progress=False)
     assert sorted(training.groupby("circuit").size().items()) == [
         ("fitted_mlp", 1), ("fitted_mlp_v2_shuffled", 2), ("ridge_shuffled", 2)]
     assert (training.loc[training["circuit"] == "ridge_shuffled", "status"] == "converged").all()
     null = training[training["circuit"] == "fitted_mlp_v2_shuffled"]
-    assert ((null["best_epoch"] == 0) == (null["status"] == "failed_to_learn")).all()
+    assert set(refits["circuit"]) == {"fitted_mlp_v2_shuffled"} and set(refits["seed"]) == {0, 1}
+    assert not refits.loc[refits["attempt"] == 1, "learned"].any()
+    assert (refits.groupby("seed")["used"].sum() == 1).all()  # one attempt per fit is used
+    if attempts == 0:
+        assert (null["status"] == "failed_to_learn").all() and (null["attempts"] == 1).all()
+        assert (null["best_epoch"] == 0).all()
+    else:
+        assert list(refits.loc[refits["seed"] == 0, "step"]) == ["first", "longer", "reseeded", "lbfgs"]
+        assert set(refits.loc[refits["step"] == "lbfgs", "optimiser"]) == {"lbfgs"}
+        learned = refits.groupby("seed")["learned"].any()
+        failed = null.set_index("seed")["status"] == "failed_to_learn"
+        assert (failed == ~learned.reindex(failed.index)).all() and (null["attempts"] == 4).all()
     assert set(measurements.loc[measurements["circuit"] == "constant", "split"]) == set(splits)
 
 
@@ -232,3 +250,97 @@ def test_constant_floor_replaces_a_null_worse_than_the_constant_predictor():
     expected = (constant.set_index("sequence_id")["value"].reindex(circuit.index).mean()) / circuit.mean()
     assert row["ratio"] == pytest.approx(expected)
     assert "crossed" in row["method"]
+
+
+# ------------------------------------------------------------------ the refit ladder (issue 27, point 3)
+from astrostats.controls.refit import constant_loss, refit_until_learned  # noqa: E402
+from astrostats.controls.fitted import sequence_means  # noqa: E402
+
+
+class _Gated(torch.nn.Module):
+    """y = mean value + readout(relu(hidden(mean value))): with ``dead`` the hidden bias is -1e3, every unit is off and no
+    gradient reaches any weight (a deliberately bad initialisation); ``capacity=False`` multiplies the learned part
+    by 0 (a null that cannot learn anything)."""
+
+    def __init__(self, seed: int, dead: bool, capacity: bool = True):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.hidden = torch.nn.Linear(D, 32)
+        self.readout = torch.nn.Linear(32, D, bias=False)
+        with torch.no_grad():
+            self.hidden.weight.copy_(torch.randn(32, D, generator=generator) / D ** 0.5)
+            self.hidden.bias.fill_(-1e3 if dead else 0.0)
+            self.readout.weight.copy_(torch.randn(D, 32, generator=generator) * 0.01)
+        self.gain = 1.0 if capacity else 0.0
+
+    def forward(self, q, k, v, causal=False):
+        mean_value = sequence_means(v, causal)
+        return mean_value + self.gain * self.readout(torch.relu(self.hidden(mean_value)))
+
+
+def _shuffled_targets(splits):
+    return tuple(exact_outputs(splits[name])[torch.as_tensor(derangement(splits[name].n_sequences, 3))]
+                 for name in ("train", "validation"))
+
+
+def _ladder(splits, build, attempts=3, targets=None):
+    targets = (exact_outputs(splits["train"]), exact_outputs(splits["validation"])) if targets is None else targets
+    budget = TrainingBudget(max_epochs=20, patience=3, learning_rate=0.05)
+    first = fit(build(11), splits["train"], splits["validation"], budget, seed=0, train_targets=targets[0],
+                validation_targets=targets[1])
+    return refit_until_learned(first, build, 11, splits["train"], splits["validation"], targets, budget, 0,
+                               RefitLadder(attempts, 2, 40))
+
+
+def test_a_null_with_a_dead_start_is_rescued_by_another_initialisation(splits):
+    """Planted: every unit of the first start is off, so neither the first fit nor a longer one from the same
+    start can move; the reseeded attempt starts alive and learns, and is the one used. The target is minus the
+    attention output, so the start (the mean value) is far worse than the best constant and learning is a linear
+    map of the mean value, which generalises to held-out sequences."""
+    negated = tuple(-exact_outputs(splits[name]) for name in ("train", "validation"))
+    used, rows = _ladder(splits, lambda start: _Gated(start, dead=start == 11), targets=negated)
+    assert [row["step"] for row in rows] == ["first", "longer", "reseeded"]
+    assert [row["learned"] for row in rows] == [False, False, True]
+    assert [row["used"] for row in rows] == [False, False, True]
+    assert rows[2]["init_seed"] != 11 and rows[1]["max_epochs"] == 40 and rows[1]["patience"] == 6
+    assert used.status != "failed_to_learn" and used.best_epoch > 0 and "refit 2 (reseeded" in used.reason
+    assert rows[2]["heldout_loss"] < rows[0]["heldout_loss"]
+    # a start that learns is used as it is: no refit
+    used, rows = _ladder(splits, lambda start: _Gated(start, dead=False), targets=negated)
+    assert len(rows) == 1 and rows[0]["learned"] and rows[0]["used"] and used.status != "failed_to_learn"
+
+
+def test_a_null_that_cannot_learn_ends_as_a_named_limitation(splits):
+    """Planted: no capacity (the learned part is multiplied by 0) and a start worse than the best constant
+    predictor on held-out data: every rung fails, the first attempt is kept and flagged failed_to_learn."""
+    used, rows = _ladder(splits, lambda start: _Gated(start, dead=False, capacity=False), targets=_shuffled_targets(splits))
+    assert [row["step"] for row in rows] == ["first", "longer", "reseeded", "lbfgs"]
+    assert not any(row["learned"] for row in rows) and [row["used"] for row in rows] == [True, False, False, False]
+    assert rows[0]["heldout_loss"] > constant_loss(*_shuffled_targets(splits)) == rows[0]["constant_heldout_loss"]
+    assert used.status == "failed_to_learn" and "after 3 refit(s)" in used.reason
+    used, rows = _ladder(splits, lambda start: _Gated(start, dead=False, capacity=False), attempts=1,
+                         targets=_shuffled_targets(splits))
+    assert len(rows) == 2 and "after 1 refit(s)" in used.reason  # the ladder is bounded by the spec
+
+
+def test_a_fit_at_the_constant_predictor_has_learned_all_there_is(splits):
+    """On shuffled targets nothing generalises beyond the training-mean output: a null whose held-out loss is at
+    or below the constant's counts as learned even if it never improved on its start."""
+    targets = _shuffled_targets(splits)
+    floor = constant_loss(*targets)
+    history = pd.DataFrame({"epoch": [0], "train_loss": [floor], "validation_loss": [floor]})
+    from astrostats.controls.refit import has_learned
+    from astrostats.controls.training import FitResult
+    assert has_learned(FitResult(None, "converged", 0, 3, 0.0, history), floor)
+    assert not has_learned(FitResult(None, "converged", 0, 3, 0.0, history.assign(validation_loss=floor * 1.01)),
+                           floor)
+
+
+def test_refit_ladder_bounds_are_checked():
+    with pytest.raises(InputError, match="refit_attempts"):
+        RefitLadder(attempts=4)
+    with pytest.raises(InputError, match="refit_factor"):
+        RefitLadder(factor=0)
+    with pytest.raises(InputError, match="optimiser"):
+        fit(_Gated(0, dead=False), *(synthetic_head(n_sequences=2, n_tokens=4, d_head=D, seed=0),) * 2,
+            TrainingBudget(), seed=0, optimiser="sgd")

@@ -10,12 +10,15 @@ copied spec under another name is judged too; margin and alpha are read from the
 what the run was registered with). Several runs are judged each; they must agree. Reported
 apart, never deciding the verdict: (a) efficiency, controls with the same budget fitted to the true target
 (they may do better); (b) construction, agreement at large m follows from the circuit being an unbiased
-estimator of the softmax kernel.
+estimator of the softmax kernel. The run's ``*_refits`` table (astrostats.claims.c3_refits) says which fitted
+nulls failed to learn at first, which a refit rescued and which never learned (named as a limitation); if the
+rescued nulls decide the verdict, that is said as a finding.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from astrostats.claims import c3_refits
 from astrostats.claims.schemas import number, probability, table_schema
 from astrostats.claims.rules import thresholds
 from astrostats.claims import AuditedCircuit, finite, quote
@@ -64,7 +67,8 @@ SCHEMAS = {TESTS: table_schema(
     number("m", minimum=1), number("ratio"), number("ci_low"), number("ci_high"), number("margin", minimum=0),
     probability("p_value_adjusted"), probability("alpha")),
     ACCOUNTING: table_schema({"circuit", "n_fitted", "n_fixed_random"}, number("n_fitted", minimum=0),
-                             number("n_fixed_random", minimum=0), number("n_input_determined", minimum=0))}
+                             number("n_fixed_random", minimum=0), number("n_input_determined", minimum=0)),
+    c3_refits.REFITS: c3_refits.SCHEMA}
 
 
 def rule(tests: pd.DataFrame | None = None, name: str = f"*{TESTS}") -> str:
@@ -187,7 +191,7 @@ def _construction(evidence) -> str:
             f"{fitted} parameters fitted to the target")
 
 
-def _fitted_nulls_reaching(tests: pd.DataFrame) -> str:
+def _fitted_nulls_reaching(tests: pd.DataFrame, refit_table: bool = False) -> str:
     """Every fitted model whose error the comparisons do not show above the circuit's (ratio CI low <= 1), in the
     families at the deciding m (primary, the efficiency controls and the secondary heads; the other-m families are
     in the tables), per model and family with its lowest ratio, and those that failed to learn."""
@@ -201,7 +205,7 @@ def _fitted_nulls_reaching(tests: pd.DataFrame) -> str:
                      f"{lowest['ratio']:.2f} [{lowest['ci_low']:.2f}, {lowest['ci_high']:.2f}] at m={int(lowest['m'])})")
     text = ("fitted models reaching the circuit's error: " + "; ".join(named)) if named else \
         "no fitted model reaches the circuit's error"
-    if "control_status" in fitted:
+    if "control_status" in fitted and not refit_table:  # with a refit table its sentence says it, per null
         failed = sorted(set(fitted.loc[fitted["control_status"] == "failed_to_learn", "control"]))
         if failed:
             text += f"; failed to learn (a limitation, not deciding): {', '.join(failed)}"
@@ -220,8 +224,11 @@ def _judge_run(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdi
             "judged by the original pre-registration (v1) only: the run has no amendment v2 rows",),
             "details": {**original.details, "v1": original.verdict}})
     amended = _judge_run_v2(prefix, tables, circuit)
+    refits = tables.get(prefix + c3_refits.REFITS)
+    refit_text = c3_refits.sentence(refits, tests)
     if original is None:
-        return amended
+        return ClaimVerdict(**{**amended.__dict__, "headline": "; ".join(
+            part for part in (amended.headline, refit_text) if part)})
     v1_note = (f"original pre-registration (v1), kept as the original result: {original.verdict} "
                f"({original.reason}; {original.headline})")
     return ClaimVerdict(**{**amended.__dict__,
@@ -229,7 +236,8 @@ def _judge_run(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVerdi
                                e for e in original.evidence if e.table == prefix + TESTS and "v1" in e.note),
                            "headline": (f"{_construction(amended.evidence)}; pre-registered v1: {original.verdict}; "
                                         f"amendment v2: {amended.verdict} ({amended.headline}); "
-                                        f"{_fitted_nulls_reaching(tests)}"),
+                                        f"{_fitted_nulls_reaching(tests, refits is not None)}"
+                                        + (f"; {refit_text}" if refit_text else "")),
                            "minor_concerns": amended.minor_concerns + (v1_note,),
                            "details": {**amended.details, "v1": original.verdict, "v1_reason": original.reason,
                                        "v2": amended.verdict}})
@@ -265,46 +273,60 @@ def _judge_run_v2(prefix: str, tables: dict, circuit: AuditedCircuit) -> ClaimVe
                if (deciding & ~fitted_null).any() else "no closed-form or specificity comparison could be computed")
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), why,
                             details={"rule_version": 2})
-    passes = deciding & (rows["p_value_adjusted"] < rows["alpha"]) & (rows["ci_low"] > threshold)
     fails = deciding & (rows["ci_high"] < threshold)
-    unreachable = _unreachable_significance(rows[deciding])
-    if unreachable and not fitted_to_target and not fails.any():
-        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence), unreachable,
-                            details={"rule_version": 2})
+    verdict = _v2_verdict(rows, deciding, threshold, bool(fitted_to_target))
+    if verdict == "INSUFFICIENT_DATA":
+        return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", stated, tuple(evidence),
+                            _unreachable_significance(rows[deciding]), details={"rule_version": 2})
     if fitted_to_target:
-        verdict = "NOT_SUPPORTED"
         reason = (f"the circuit has {fitted_to_target[0].value:g} parameters fitted to the target: its agreement "
                   "may be fitted")
-    elif fails.any():
-        verdict = "NOT_SUPPORTED"
+    elif verdict == "NOT_SUPPORTED":
         reason = ("at the largest m some null comes within the margin of the circuit or beats it: "
                   + "; ".join(f"{r['control']} on {r['split']} (ratio {r['ratio']:.2f}, CI high {r['ci_high']:.2f})"
                               for _, r in rows[fails].iterrows()))
-    elif passes[deciding].all():
-        verdict = "SUPPORTED"
+    elif verdict == "SUPPORTED":
         reason = ("the circuit fits no parameter to the target, and every deciding capacity and specificity null "
                   "is worse than it by more than the margin on held-out and out-of-distribution sequences, "
                   "after Holm correction, over sequences and feature draws")
     else:
-        verdict = "INCONCLUSIVE"
         reason = "no deciding null comes within the margin, but not every one clears it"
+    rescued = c3_refits.rescued(tables.get(prefix + c3_refits.REFITS))
+    by_refit = deciding & pd.Series([(c, int(m)) in rescued for c, m in zip(rows["control"], rows["m"])],
+                                    index=rows.index, dtype=bool)
+    without = _v2_verdict(rows, deciding & ~by_refit, threshold, bool(fitted_to_target)) if by_refit.any() else verdict
+    finding = [] if without == verdict else [
+        f"finding: the refit nulls decide C3: with them {verdict}, without them (as before the refit ladder) "
+        f"{without}: " + ", ".join(sorted({f"{r['control']} at m={int(r['m'])}" for _, r in rows[by_refit].iterrows()}))]
     decided = rows[deciding]
     worst = decided.loc[decided["ratio"].idxmin()] if decided["ratio"].notna().any() else None
     headline = "" if worst is None else (
         f"smallest deciding null/circuit error ratio at m={int(worst['m'])}: {worst['ratio']:.2f} "
         f"[{worst['ci_low']:.2f}, {worst['ci_high']:.2f}] ({worst['control']}, {worst['split']}, "
         f"{int(worst['n_seeds'])} draws)")
-    major = [f"{r['control']} on {r['split']}: {r['status']} ({r['reason']})"
-             for _, r in rows[~computable].iterrows()]
+    major = finding + [f"{r['control']} on {r['split']}: {r['status']} ({r['reason']})"
+                       for _, r in rows[~computable].iterrows()]
     minor = [f"{r['control']} on {r['split']}: training status {r['control_status']}, reported, not deciding"
              for _, r in rows[flagged].iterrows()]
     return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, stated, tuple(evidence), reason, major_concerns=tuple(major),
                         minor_concerns=tuple(minor) + tuple(_gap_concerns(tables.get(prefix + CURVES)))
                         + (CONSTRUCTION,), headline=headline,
-                        details={"rule_version": 2, "construction": CONSTRUCTION,
+                        details={"rule_version": 2, "construction": CONSTRUCTION, "verdict_without_refits": without,
+                                 "refit_rescued": sorted(f"{c} at m={m}" for c, m in rescued),
                                  "replaced_by_constant": sorted(set(rows.loc[rows.get(
                                      "replaced_by_constant", pd.Series(False, index=rows.index)).fillna(False)
                                      .astype(bool), "control"]))})
+
+
+def _v2_verdict(rows: pd.DataFrame, deciding: pd.Series, threshold: pd.Series, fitted_to_target: bool) -> str:
+    """Amendment v2's verdict from the deciding comparisons (computable ones, the circuit's count recorded)."""
+    passes = deciding & (rows["p_value_adjusted"] < rows["alpha"]) & (rows["ci_low"] > threshold)
+    fails = deciding & (rows["ci_high"] < threshold)
+    if _unreachable_significance(rows[deciding]) and not fitted_to_target and not fails.any():
+        return "INSUFFICIENT_DATA"
+    if fitted_to_target or fails.any():
+        return "NOT_SUPPORTED"
+    return "SUPPORTED" if passes[deciding].all() else "INCONCLUSIVE"
 
 
 MIN_MEAN_TEST_SEQUENCES = thresholds(CLAIM_ID)["min_mean_test_sequences"]  # the bootstrap-t mean test is calibrated

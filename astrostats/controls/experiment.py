@@ -16,7 +16,8 @@ closed-form least-squares optimum on fixed random features (astrostats.controls.
 ``learned_feature_v2_shuffled`` / ``fitted_mlp_v2_shuffled``, started from weights independent of the
 circuit's W, early-stopped on the (shuffled) validation error, each with the learning rate of
 ``null_learning_rates`` that reaches the least validation loss; a fit whose best epoch is 0 is flagged
-``failed_to_learn``. The v2 nulls get every feature draw (``n_seeds``); the original controls get the first
+``failed_to_learn`` only after the refit ladder (astrostats.controls.refit: longer, another initialisation,
+another optimiser) failed too; every attempt is a row of the refit table. The v2 nulls get every feature draw (``n_seeds``); the original controls get the first
 ``control_seeds``. ``constant`` rows (the training-mean output, the best constant predictor) are scored on
 every split so that a null worse than it can be replaced by it (astrostats.controls.comparisons).
 """
@@ -26,6 +27,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -34,6 +36,7 @@ from tqdm.auto import tqdm
 from astrostats.controls.accounting import CAPACITY_NULLS, FITTED_CONTROLS
 from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
 from astrostats.controls.fitted import FittedRegressor, LearnedFeatureAttention
+from astrostats.controls.refit import RefitLadder, refit_until_learned
 from astrostats.controls.training import (FitResult, TrainingBudget, derangement, exact_outputs, fit, predict,
                                           relative_errors)
 from astrostats.runner import Sweep, draw_projections
@@ -43,6 +46,9 @@ from astrostats.validation import check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
+REFIT_COLUMNS = ("circuit", "m", "seed", "attempt", "step", "optimiser", "learning_rate", "max_epochs", "patience",
+                 "init_seed", "epochs", "best_epoch", "status", "train_loss", "heldout_loss", "start_heldout_loss",
+                 "constant_heldout_loss", "learned", "used", "attempts")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ControlPlan:
     v2_nulls: bool = False
     null_learning_rates: tuple[float, ...] = (0.01, 0.05)
     control_seeds: int | None = None  # seeds of the original controls (None: n_seeds)
+    refit: RefitLadder = RefitLadder()  # how a v2 fitted null that failed to learn is refit
 
     def __post_init__(self):
         if not self.m:
@@ -97,11 +104,13 @@ class ControlPlan:
         return self.control_seeds
 
 
-def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: ControlPlan) -> torch.nn.Module:
-    """A fresh, untrained control matched to the circuit of width m and seed ``seed``."""
+def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: ControlPlan,
+                  init_seed: int | None = None) -> torch.nn.Module:
+    """A fresh, untrained control matched to the circuit of width m and seed ``seed`` (a v2 null: from
+    ``init_seed``, default its own seed stream's :func:`v2_init_seed`)."""
     base = control.removesuffix("_shuffled")
     if base.endswith("_v2"):  # independent of the circuit's W: the null's own seed stream
-        init_seed = seed_of(plan.base_seed, m, seed)
+        init_seed = v2_init_seed(plan, m, seed) if init_seed is None else init_seed
         if base == "learned_feature_v2":
             return LearnedFeatureAttention(torch.randn(m, d, generator=torch_generator(init_seed)))
         return FittedRegressor.for_budget(m, d, d_v, init_seed, plan.budget_tolerance)
@@ -112,6 +121,10 @@ def build_control(control: str, m: int, seed: int, d: int, d_v: int, plan: Contr
         return LearnedFeatureAttention(draw_projections(sweep, "positive", m, range(seed, seed + 1), d)[0])
     init_seed = derived_seed(plan.base_seed, m, seed)
     return FittedRegressor.for_budget(m, d, d_v, init_seed, plan.budget_tolerance)
+
+
+def v2_init_seed(plan: ControlPlan, m: int, seed: int) -> int:
+    return seed_of(plan.base_seed, m, seed)
 
 
 def _score_rows(labels: dict, split: str, control: str, m: int, seed: int, status: str, scored_against: str,
@@ -136,10 +149,11 @@ def solve_ridge(model: RandomFeatureRidge, train: TargetBatch, validation: Targe
 
 
 def fit_v2_null(model: torch.nn.Module, control: str, m: int, seed: int, d: int, d_v: int, train: TargetBatch,
-                validation: TargetBatch, targets: tuple, plan: ControlPlan) -> FitResult:
+                validation: TargetBatch, targets: tuple, plan: ControlPlan) -> tuple[FitResult, list[dict]]:
     """Early-stopped fits at every learning rate of the plan (each from the same independent start); the one
-    with the least validation loss is kept. Best epoch 0 is ``failed_to_learn``: the fit never improved on
-    its start, so its error says nothing about what capacity can learn."""
+    with the least validation loss is the first attempt. One that has not learned (astrostats.controls.refit) is
+    refit up the plan's ladder; if no attempt learns it is ``failed_to_learn``: its error says nothing about what
+    capacity can learn. (result used, one row per attempt)."""
     best, best_rate = None, None
     for rate in plan.null_learning_rates:
         candidate = build_control(control, m, seed, d, d_v, plan) if best is not None else model
@@ -149,19 +163,29 @@ def fit_v2_null(model: torch.nn.Module, control: str, m: int, seed: int, d: int,
         loss = float(result.history["validation_loss"].iloc[result.best_epoch])
         if best is None or loss < float(best.history["validation_loss"].iloc[best.best_epoch]):
             best, best_rate = result, rate
-    if best.best_epoch == 0 and best.status != "diverged":
-        best = dataclasses.replace(best, status="failed_to_learn",
-                                   reason="best validation loss at epoch 0 at every learning rate")
-    return dataclasses.replace(best, learning_rate=best_rate)
+    best = dataclasses.replace(best, learning_rate=best_rate)
+    budget = dataclasses.replace(plan.budget, learning_rate=best_rate)
+    return refit_until_learned(best, lambda start: build_control(control, m, seed, d, d_v, plan, init_seed=start),
+                               v2_init_seed(plan, m, seed), train, validation, targets, budget,
+                               plan.base_seed + seed, plan.refit)
 
 
-def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress: bool = True
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(measurements, training, history) for every control, m and seed.
+class ControlTables(NamedTuple):
+    """What :func:`run_controls` returns: every score, every fit, every epoch, every refit attempt."""
+
+    measurements: pd.DataFrame
+    training: pd.DataFrame
+    history: pd.DataFrame
+    refits: pd.DataFrame
+
+
+def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress: bool = True) -> ControlTables:
+    """(measurements, training, history, refits) for every control, m and seed.
 
     measurements: tidy rows (target labels, split, circuit, m, seed, sequence_id, metric, value,
     scored_against, status); training: one row per fit (n_fitted, status, epochs, seconds, reason);
-    history: per-epoch train and validation loss of every fit. Training and history rows start with the
+    history: per-epoch train and validation loss of every fit (of the attempt used); refits: one row per attempt
+    of every v2 fitted null (astrostats.controls.refit). Training, history and refit rows start with the
     training split's target, layer and head, so fits of several heads can share one table.
     """
     for name in ("train", "validation"):
@@ -176,7 +200,7 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
     shuffled = {name: exact[name][torch.as_tensor(derangement(splits[name].n_sequences, plan.base_seed + i))]
                 for i, name in enumerate(("train", "validation"))}
     tasks = [(c, m, s) for m in plan.m for c in plan.names for s in range(plan.seeds_of(c))]
-    measurements, training, histories = [], [], []
+    measurements, training, histories, refits = [], [], [], []
     if plan.v2_nulls:
         constant = constant_output(exact["train"])
         for name, batch in splits.items():
@@ -187,10 +211,12 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
         model = build_control(control, m, seed, d, d_v, plan)
         is_null = control in CAPACITY_NULLS or control in plan.v2_names
         targets = (shuffled["train"], shuffled["validation"]) if is_null else (None, None)
+        attempts = [{"attempts": 1}]
         if control == "ridge_shuffled":
             result = solve_ridge(model, train, validation, *targets)
         elif control in plan.v2_names:
-            result = fit_v2_null(model, control, m, seed, d, d_v, train, validation, targets, plan)
+            result, attempts = fit_v2_null(model, control, m, seed, d, d_v, train, validation, targets, plan)
+            refits += [{"circuit": control, "m": m, "seed": seed, **row} for row in attempts]
         else:
             result = fit(model, train, validation, plan.budget, seed=plan.base_seed + seed,
                          train_targets=targets[0], validation_targets=targets[1], early_stopping=not is_null)
@@ -200,7 +226,8 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
                          "train_loss": float(result.history["train_loss"].iloc[result.best_epoch]),
                          "validation_loss": float(result.history["validation_loss"].iloc[result.best_epoch]),
                          "trained_on": "shuffled" if is_null else "true", "reason": result.reason,
-                         "learning_rate": result.learning_rate or plan.budget.learning_rate})
+                         "learning_rate": result.learning_rate or plan.budget.learning_rate,
+                         "attempts": attempts[0]["attempts"]})
         histories.append(result.history.assign(circuit=control, m=m, seed=seed))
         for name, batch in splits.items():
             estimate = predict(result.model, batch, plan.budget.batch_sequences)
@@ -212,5 +239,6 @@ def run_controls(splits: dict[str, TargetBatch], plan: ControlPlan, *, progress:
     history = pd.concat(histories, ignore_index=True)[["circuit", "m", "seed", "epoch", "train_loss",
                                                          "validation_loss"]]
     head = {key: train.labels[key] for key in HEAD_KEYS if key in train.labels}  # which head was fitted
-    return (pd.concat(measurements, ignore_index=True), labelled(pd.DataFrame(training), head),
-            labelled(history, head))
+    refit_table = pd.DataFrame(refits, columns=REFIT_COLUMNS)
+    return ControlTables(pd.concat(measurements, ignore_index=True), labelled(pd.DataFrame(training), head),
+                         labelled(history, head), labelled(refit_table, head))

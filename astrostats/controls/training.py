@@ -7,6 +7,10 @@ measured and training stops once it has not improved by ``min_improvement`` (rel
 epochs; the best validation state is kept. A fit that reaches ``max_epochs`` still improving is flagged
 ``not_converged``; a non-finite loss is ``diverged``. Neither is ever dropped: the flag travels with the rows.
 
+The optimiser is Adam; a refit (astrostats.controls.refit) may ask for L-BFGS instead: one step per epoch over
+all training sequences at once, with a strong-Wolfe line search (no learning rate to get wrong), at most
+``LBFGS_ITERATIONS`` iterations per step.
+
 Without early stopping (the capacity null: its validation targets are shuffled too, so early stopping would
 always hand back the untrained start) the whole budget of ``max_epochs`` is used and the final state kept;
 it counts as converged when the mean training loss of the last ``patience`` epochs improved on the mean of
@@ -28,9 +32,12 @@ from torch import nn
 
 from astrostats.circuits.attention import softmax_attention
 from astrostats.targets.base import TargetBatch
-from astrostats.validation import InputError, check_float, check_int, fail
+from astrostats.validation import InputError, check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
+OPTIMISERS = ("adam", "lbfgs")
+LBFGS_ITERATIONS = 5  # per epoch: each iteration is a pass over the training set plus line-search passes, so an
+# L-BFGS epoch costs about 5-10 Adam epochs; 5 keeps a refit by L-BFGS within a few of the first fit's cost
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def _evaluate(model: nn.Module, batch: TargetBatch, targets: torch.Tensor, chunk
 
 def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: TrainingBudget, seed: int,
         train_targets: torch.Tensor | None = None, validation_targets: torch.Tensor | None = None,
-        early_stopping: bool = True) -> FitResult:
+        early_stopping: bool = True, optimiser: str = "adam") -> FitResult:
     """Train ``model`` on whole training sequences; early stopping on the validation sequences (or, with
     ``early_stopping=False``, the full budget; see the module docstring).
 
@@ -138,10 +145,14 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
     """
     if train.n_sequences < 1 or validation.n_sequences < 1:
         raise fail("train, validation", "at least one sequence each", (train.n_sequences, validation.n_sequences))
+    check_choice("optimiser", optimiser, OPTIMISERS)
     train_targets = exact_outputs(train) if train_targets is None else train_targets
     validation_targets = exact_outputs(validation) if validation_targets is None else validation_targets
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    optimiser = torch.optim.Adam(model.parameters(), lr=budget.learning_rate)
+    step = _adam_epoch if optimiser == "adam" else _lbfgs_epoch
+    optimiser = (torch.optim.Adam(model.parameters(), lr=budget.learning_rate) if optimiser == "adam" else
+                 torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=LBFGS_ITERATIONS,
+                                   line_search_fn="strong_wolfe"))
     chunk = budget.batch_sequences
     started = time.perf_counter()
     best_loss = _evaluate(model, validation, validation_targets, chunk)
@@ -149,20 +160,9 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
     history = [(0, _evaluate(model, train, train_targets, chunk), best_loss)]
     status, reason = "not_converged", f"still improving after max_epochs={budget.max_epochs}"
     for epoch in range(1, budget.max_epochs + 1):
-        order = torch.randperm(train.n_sequences, generator=generator)
-        train_loss = 0.0
-        for start in range(0, train.n_sequences, chunk):
-            index = order[start:start + chunk]
-            optimiser.zero_grad()
-            loss = _loss(model, train, train_targets, index)
-            if not bool(torch.isfinite(loss)):  # diverged: no step from a non-finite loss
-                train_loss = math.nan
-                break
-            loss.backward()
-            optimiser.step()
-            train_loss += float(loss.detach()) * len(index)
+        train_loss = step(model, optimiser, train, train_targets, chunk, generator)
         validation_loss = _evaluate(model, validation, validation_targets, chunk)
-        history.append((epoch, train_loss / train.n_sequences, validation_loss))
+        history.append((epoch, train_loss, validation_loss))
         if not (math.isfinite(train_loss) and math.isfinite(validation_loss)):
             status, reason = "diverged", f"non-finite loss at epoch {epoch}; kept epoch {best_epoch}"
             break
@@ -186,6 +186,41 @@ def fit(model: nn.Module, train: TargetBatch, validation: TargetBatch, budget: T
     frame = pd.DataFrame(history, columns=["epoch", "train_loss", "validation_loss"])
     return FitResult(model, status, best_epoch, int(frame["epoch"].iloc[-1]), time.perf_counter() - started,
                      frame, reason)
+
+
+def _adam_epoch(model: nn.Module, optimiser, train: TargetBatch, targets: torch.Tensor, chunk: int,
+                generator: torch.Generator) -> float:
+    """One pass over the training sequences in shuffled mini-batches; the mean loss (NaN once non-finite)."""
+    order = torch.randperm(train.n_sequences, generator=generator)
+    total = 0.0
+    for start in range(0, train.n_sequences, chunk):
+        index = order[start:start + chunk]
+        optimiser.zero_grad()
+        loss = _loss(model, train, targets, index)
+        if not bool(torch.isfinite(loss)):  # diverged: no step from a non-finite loss
+            return math.nan
+        loss.backward()
+        optimiser.step()
+        total += float(loss.detach()) * len(index)
+    return total / train.n_sequences
+
+
+def _lbfgs_epoch(model: nn.Module, optimiser, train: TargetBatch, targets: torch.Tensor, chunk: int,
+                 generator: torch.Generator) -> float:
+    """One L-BFGS step on the loss over every training sequence; the loss before it (NaN once non-finite)."""
+    everything = slice(0, train.n_sequences)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = _loss(model, train, targets, everything)
+        if bool(torch.isfinite(loss)):
+            loss.backward()
+        return loss
+
+    loss = float(optimiser.step(closure).detach())
+    if not math.isfinite(loss) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return math.nan
+    return loss
 
 
 def _plateau_status(train_losses: list[float], budget: TrainingBudget) -> tuple[str, str]:

@@ -27,7 +27,9 @@ Tables (prefixed by the spec name), each row labelled with ``role`` (primary / s
 circuit, m, seed, sequence_id, metric, value, scored_against, status), ``_accounting`` (fitted /
 fixed-random / input-determined counts per head size), ``_training`` (one row per fit: status, epochs,
 seconds), ``_history`` (per-epoch losses), ``_learning_curves`` (in-sample and held-out error against
-fitted-parameter count) and ``_tests`` (the comparisons; family "primary" is the pre-registered test of C3).
+fitted-parameter count), ``_refits`` (every attempt of every v2 fitted null: a fit that fails to learn is
+refit, longer, from another initialisation, with another optimiser; astrostats.controls.refit) and ``_tests``
+(the comparisons; family "primary" is the pre-registered test of C3).
 
 Amendment v2 (the spec's ``[[amendments]]``, dated and hashed; the original [preregistration] and its result
 are kept): family ``primary_v2`` compares the circuit with nulls whose training state cannot decide (the
@@ -48,6 +50,7 @@ import pandas as pd
 from astrostats.controls.accounting import FITTED_CONTROLS, accounting_table
 from astrostats.controls.comparisons import Family, comparisons_table
 from astrostats.controls.experiment import ControlPlan, run_controls
+from astrostats.controls.refit import RefitLadder
 from astrostats.controls.training import TrainingBudget, split_by_sequence
 from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.runner import Sweep, run_sweep
@@ -110,6 +113,9 @@ class Parameters:
     v2_nulls: bool = True  # amendment v2's capacity nulls (closed-form ridge, independent early-stopped fits)
     null_learning_rates: tuple[float, ...] = (0.01, 0.05)
     control_seeds: int | None = None  # seeds of the original (v1) fitted controls; None: n_seeds
+    refit_attempts: int = 3  # refits of a v2 fitted null that failed to learn (0: none); see controls.refit
+    refit_factor: int = 4  # a refit's epochs and patience: this many times the first fit's
+    refit_max_epochs: int = 600  # at most this many epochs (L-BFGS steps) per refit
 
     def __post_init__(self):
         for name in ("n_train", "n_validation", "n_test", "n_ood"):
@@ -133,11 +139,16 @@ class Parameters:
             check_int(name, getattr(self, name), minimum=1)
         check_float("learning_rate", self.learning_rate, minimum=0.0, strict=True)
         check_float("min_improvement", self.min_improvement, minimum=0.0)
+        self.refit
 
     @property
     def budget(self) -> TrainingBudget:
         return TrainingBudget(self.max_epochs, self.batch_sequences, self.learning_rate, self.patience,
                               self.min_improvement)
+
+    @property
+    def refit(self) -> RefitLadder:
+        return RefitLadder(self.refit_attempts, self.refit_factor, self.refit_max_epochs)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -404,7 +415,7 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
             context: RunContext, amendment: dict | None = None) -> dict[str, pd.DataFrame]:
     """Circuits, fitted controls, learning curves and comparisons of one head, labelled by role and head."""
     circuits = circuit_measurements(head.splits, parameters, seed, context)
-    controls, training, history = run_controls(head.splits, plan, progress=context.progress)
+    controls, training, history, refits = run_controls(head.splits, plan, progress=context.progress)
     measurements = pd.concat([circuits, controls], ignore_index=True)
     measurements["m"] = measurements["m"].astype("Int64")
     measurements["seed"] = measurements["seed"].astype("Int64")
@@ -422,6 +433,7 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
         tests = pd.concat([tests, amended], ignore_index=True)
     labelled(tests, {key: head.splits["train"].labels[key] for key in ("target", "layer", "head")})
     tables = {"": measurements, "_accounting": head.accounting, "_training": training, "_history": history,
+              "_refits": refits,
               "_learning_curves": learning_curves(measurements, head.accounting, parameters.audited_circuit), "_tests": tests}
     for table in tables.values():
         labelled(table, {"role": head.role, "analysed_head": head.name})
@@ -436,7 +448,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                        capacity_null=parameters.capacity_null, budget=parameters.budget,
                        budget_tolerance=parameters.budget_tolerance, base_seed=spec.seed,
                        v2_nulls=parameters.v2_nulls, null_learning_rates=parameters.null_learning_rates,
-                       control_seeds=parameters.control_seeds)
+                       control_seeds=parameters.control_seeds, refit=parameters.refit)
     heads = [prepare(parameters.target, "primary", parameters, plan, spec.seed)]  # fails early if unmatched
     heads += [prepare(target, "secondary", parameters, plan, spec.seed) for target in parameters.secondary_targets]
     collected: dict[str, list[pd.DataFrame]] = {}
