@@ -9,6 +9,7 @@ study that reads real heads loads them here, so all see the same inputs.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -51,11 +52,17 @@ class LoadedModel:
         """The labels of a real model's heads: target_kind "real" and the modality."""
         return real_labels(self.modality)
 
-    def layer_attention(self, layers=()) -> list[LayerAttention]:
+    @functools.cached_property
+    def every_layer(self) -> list[LayerAttention]:
+        """Every layer's heads on the inputs, from one forward pass, kept: a capture is a whole forward pass
+        whatever layers are chosen (SmolLM2: seconds), and one model's analyses all read the same inputs."""
         if self.is_vision:
-            every = vision.vit_attention(self.handle, self.inputs)
-            return [every[i] for i in select("layers", layers, len(every))]
-        return language.language_attention(self.handle, self.inputs, layers)
+            return vision.vit_attention(self.handle, self.inputs)
+        return language.language_attention(self.handle, self.inputs)
+
+    def layer_attention(self, layers=()) -> list[LayerAttention]:
+        every = self.every_layer
+        return [every[i] for i in select("layers", layers, len(every))]
 
 
 def model_shape(entry, image_source: str = "mnist") -> language.ModelShape:
