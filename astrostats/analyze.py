@@ -1,7 +1,7 @@
 """The command line: ``python -m astrostats.analyze [ANALYSIS ...]`` (also ``astrostats run``, astrostats.cli).
 
 With no arguments it runs every spec in analyses/ at the quick profile and writes, under --out (reports/):
-tables/*.parquet (and *.csv with --csv), figures/*.png, report.pdf, audit.md, audit.json, manifest.json and a log,
+tables/*.parquet (and *.csv with --csv), figures/*.svg, report.pdf, audit.md, audit.json, manifest.json and a log,
 then prints each claim's verdict, the run's time and where report.pdf is (unless --quiet).
 Exit status: 0 all analyses ran, 1 some analysis failed (the others still complete, the audit says which) or the
 run itself failed (a full disk, an I/O error: one line names it), 2 bad input (nothing written; also a folder in

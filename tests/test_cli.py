@@ -29,7 +29,7 @@ def smoke_run(tmp_path_factory):
 def test_default_outputs_are_complete(smoke_run):
     for name in ("report.pdf", "audit.md", "audit.json", "manifest.json", "astrostats.log",
                  "tables/scaling.parquet", "tables/scaling_fits.parquet",
-                 "tables/scaling_theory.parquet", "figures/scaling.png", "figures/scaling_nulls.png"):
+                 "tables/scaling_theory.parquet", "figures/scaling.svg", "figures/scaling_nulls.svg"):
         assert (smoke_run / name).is_file(), name
     assert not list((smoke_run / "tables").glob("*.csv"))  # CSV only on request (--csv)
     manifest = json.loads((smoke_run / "manifest.json").read_text())

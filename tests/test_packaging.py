@@ -101,7 +101,7 @@ run = astrostats.audit(analyses=["scaling"], profile="smoke", out="run")
 assert len(run.verdicts) == 7 and run.tables
 from pathlib import Path
 assert Path("run/audit.md").is_file() and Path("run/audit.json").is_file()
-assert not Path("run/report.pdf").exists() and not list(Path("run").glob("figures/*.png"))
+assert not Path("run/report.pdf").exists() and not list(Path("run").glob("figures/*.svg"))
 assert not any(name.split(".")[0] in HIDDEN for name in sys.modules)
 print("core ok")
 """

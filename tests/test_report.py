@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from astrostats import outputs
-from astrostats.report import audit, build, decisive, layout, pdf
+from astrostats.report import audit, build, decisive, layout, narrative, pdf, style
 from astrostats.claims.verdicts import Evidence
 
 STORED = Path(__file__).parent / "data" / "report_run"
@@ -37,10 +37,28 @@ def stored_run(out: Path) -> dict:
     return manifest
 
 
+DRAWN: dict = {}  # figure stem -> (width, height in inches, smallest text in points), recorded as it is saved
+
+
+def _text_sizes(figure) -> list[float]:
+    from matplotlib.text import Text
+
+    return [text.get_fontsize() for text in figure.findobj(Text) if text.get_visible() and text.get_text().strip()]
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    verdicts = build.build_outputs(out, stored_run(out), workers=1)
+    save = build._save
+
+    def recording(figures, out_dir, stem_of):
+        for name, figure in figures.items():
+            DRAWN[stem_of(name)] = (*figure.get_size_inches(), min(_text_sizes(figure), default=99.0))
+        return save(figures, out_dir, stem_of)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "_save", recording)
+        verdicts = build.build_outputs(out, stored_run(out), workers=1)
     return out, verdicts
 
 
@@ -66,7 +84,8 @@ def _report_data(out: Path, verdicts) -> dict:
 def test_every_referenced_figure_exists_and_is_numbered(report):
     out, verdicts = report
     data = _report_data(out, verdicts)
-    referenced = [f for claim in data["claims"] for f in claim["figures"]] + data["appendix_figures"]
+    referenced = ([f for claim in data["claims"] for f in claim["figures"]] + [data["validation"]["figure"]]
+                  + data["appendix_figures"])
     assert referenced, "the report shows no figure"
     for figure in referenced:
         assert (out / figure["path"].lstrip("/")).is_file(), figure["path"]
@@ -75,8 +94,8 @@ def test_every_referenced_figure_exists_and_is_numbered(report):
     assert captions == {str(i) for i in range(1, len(referenced) + 1)}
     decided = [c for c in data["claims"] if c["id"] in layout.PLAN and c["verdict"] != "INSUFFICIENT_DATA"]
     assert decided and all(c["figures"] for c in decided)  # every decided claim shows its figures
-    assert any(f["path"].endswith("paper_fig2b.png") for c in data["claims"] for f in c["figures"])
-    assert any(f["path"].endswith("paper_fig3.png") for c in data["claims"] for f in c["figures"])
+    assert any(f["path"].endswith("paper_fig2b.svg") for c in data["claims"] for f in c["figures"])
+    assert any(f["path"].endswith("paper_fig3.svg") for c in data["claims"] for f in c["figures"])
 
 
 def test_no_page_is_more_than_half_empty(report, tmp_path):
@@ -101,16 +120,82 @@ def test_first_page_holds_every_claim_and_its_verdict(report):
     out, verdicts = report
     first = _flat(_pages_text(out / "report.pdf")[0])
     for verdict in verdicts:
-        assert f"{verdict.claim_id} " in first and verdict.verdict in first, verdict.claim_id
+        assert re.search(rf"\b{verdict.claim_id}\b", first) and verdict.verdict in first, verdict.claim_id
 
 
 def test_page_count_within_the_stated_range(report):
     out, _ = report
     pages = _pages_text(out / "report.pdf")
-    appendix = next(i for i, text in enumerate(pages, start=1) if "Appendix: the full evidence" in text)
+    appendix = next((i for i, text in enumerate(pages, start=1) if "Appendix: further figures" in text), None)
+    main = len(pages) if appendix is None else appendix - 1  # the appendix starts on a page of its own
     low, high = pdf.MAIN_PAGES
-    assert low <= appendix <= high, f"main part has {appendix} pages, stated range {pdf.MAIN_PAGES}"
-    assert len(pages) <= high + pdf.MAX_APPENDIX_PAGES
+    assert low <= main <= high, f"main part has {main} pages, stated range {pdf.MAIN_PAGES}"
+    assert len(pages) - main <= pdf.MAX_APPENDIX_PAGES, f"appendix has {len(pages) - main} pages"
+
+
+def test_every_figure_prints_its_text_at_7_pt_or_more(report):
+    """Each figure is drawn at the size it is printed: its smallest text, times the factor the report scales
+    it by (1 when it fits the text width and height), is at least 7 pt; the SVG's own size says the same."""
+    out, _ = report
+    manifest = json.loads((out / "manifest.json").read_text())
+    stems = [Path(path).stem for *_, path in manifest["report_figures"]]
+    assert stems and set(stems) <= set(DRAWN)
+    for stem in stems:
+        width, height, smallest = DRAWN[stem]
+        assert smallest * style.print_scale(width, height) >= style.MIN_FONT_PT, (stem, width, height, smallest)
+        drawn_cm = pdf.natural_size_cm(out / "figures" / f"{stem}.svg")[0]
+        assert pdf.print_width_cm(out / "figures" / f"{stem}.svg") == pytest.approx(drawn_cm, abs=0.02), stem
+
+
+def test_every_figure_has_its_own_caption(report):
+    """One caption per figure, none repeated and none the generic fallback; the known-answers study has its
+    figure (no kind of the run is left without one)."""
+    out, verdicts = report
+    manifest = json.loads((out / "manifest.json").read_text())
+    figures = [layout.FigureRef(*entry) for entry in manifest["report_figures"]]
+    captions = [layout.caption(f) for f in figures]
+    assert len(set(captions)) == len(captions), [c for c in captions if captions.count(c) > 1][:2]
+    generic = layout.GENERIC_CAPTION.split("{analysis}")[-1]
+    assert not [f.stem for f, c in zip(figures, captions) if c.endswith(generic)]
+    drawn_kinds = {f.kind for f in figures}
+    assert {record["kind"] for record in manifest["analyses"]} <= drawn_kinds
+    assert any((f.kind, f.name) == layout.VALIDATION for f in figures)
+
+
+def test_no_section_heading_is_left_without_its_text(report):
+    """No heading ends a page or is followed straight by another heading: the reader never meets an empty
+    section (the appendix's figures are placed where they are named, not floated away from their heading)."""
+    out, verdicts = report
+    data = _report_data(out, verdicts)
+    headings = {f"{c['id']}: {c['short']}" for c in data["claims"]} | {
+        "Validation of the rules on planted truth", "Methods (generated from the specs)", "Limitations",
+        "Appendix: further figures"}
+    for number, page in enumerate(_pages_text(out / "report.pdf"), start=1):
+        lines = [line.strip() for line in page.splitlines() if line.strip()][:-1]  # the footer is the last line
+        is_heading = [any(line.startswith(h) for h in headings) for line in lines]
+        assert not (is_heading and is_heading[-1]), f"page {number} ends with a heading: {lines[-1]!r}"
+        assert not any(a and b for a, b in zip(is_heading, is_heading[1:])), f"page {number}: two headings in a row"
+
+
+def test_page_one_says_each_verdict_in_whole_sentences(report):
+    """Page 1: per claim its verdict, the finding its reason opens with and what it covers, never cut with
+    '...' or sent to its section mid-sentence."""
+    out, verdicts = report
+    first = _flat(_pages_text(out / "report.pdf")[0])
+    assert "..." not in first and "(in full in" not in first
+    for verdict in verdicts:
+        finding = narrative.lead(verdict.reason or verdict.headline)
+        assert finding.endswith(".") and _flat(finding)[:40] in first, verdict.claim_id
+
+
+def test_lead_and_whole_parts_never_cut_a_clause():
+    assert narrative.lead("amendment v2 decides: a neurons-only circuit is cheaper; more (a; b)") == \
+        "A neurons-only circuit is cheaper."
+    assert narrative.lead("minilm: 3 heads beyond") == "3 heads beyond."
+    kept, rest = narrative.whole_parts("one (a; b); two; three", 14)
+    assert (kept, rest) == ("one (a; b)", 2)
+    assert narrative.scope_and_numbers("scope: 2 of 5 heads; x = 1", 20) == "Scope: 2 of 5 heads. (1 more finding in its section.)"
+    assert style.log_label(1e5) == "10\u2075" and style.log_label(0.05) == "0.05" and style.log_label(2e6) == "2\u00d710\u2076"
 
 
 def test_pdf_text_holds_every_verdict_and_headline_number(report):
@@ -180,15 +265,17 @@ def test_validation_section_appears_only_with_a_known_answers_summary(report):
     out, verdicts = report
     manifest = json.loads((out / "manifest.json").read_text())
     tables, _ = build.load_tables(out, manifest)
-    stored = pdf._validation(tables)  # the stored default run has its known-answers summary
-    assert stored is not None and len(stored["table"]["rows"]) == len(tables["known_answers_summary"])
+    figures = [layout.FigureRef(*entry) for entry in manifest["report_figures"]]
+    stored = pdf._validation(tables, layout.validation_figure(figures), out)  # the stored run has its summary
+    assert stored is not None and stored["figure"]["path"].endswith("known_answers_rates.svg")
+    assert f"{len(tables['known_answers_summary'])} scenarios" in stored["text"]
     tables = {name: table for name, table in tables.items() if not name.endswith("known_answers_summary")}
-    assert pdf._validation(tables) is None
-    summary = pd.DataFrame({"claim": ["C1", "C4"], "planted_verdict": ["SUPPORTED", "NOT_SUPPORTED"],
-                            "rate": [0.95, 0.9], "ci_low": [0.85, 0.78], "ci_high": [0.99, 0.96]})
-    section = pdf._validation({**tables, "known_answers_known_answers_summary": summary})
-    assert section["table"]["columns"] == [c for c in pdf.VALIDATION_COLUMNS if c in summary]
-    assert len(section["table"]["rows"]) == 2
+    assert pdf._validation(tables, None, out) is None
+    summary = pd.DataFrame({"claim": ["C1", "C4"], "scenario": ["a_b", "c"], "planted_verdict": ["SUPPORTED", "NOT_SUPPORTED"],
+                            "rate": [0.95, 0.9], "ci_low": [0.85, 0.78], "ci_high": [0.99, 0.96],
+                            "meets_aim": [True, False]})
+    section = pdf._validation({**tables, "known_answers_known_answers_summary": summary}, None, out)
+    assert section["figure"] is None and "1 scenario misses the aim: C4 c" in section["text"]
     data = _report_data(out, verdicts)
     data["validation"] = section
     pdf.compile_report(data, out, out / "with_validation.pdf")

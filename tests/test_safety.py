@@ -166,13 +166,13 @@ def test_manifest_records_a_sha256_of_every_table_file_and_figure(tiny_run):
     for name, table in record["tables"].items():
         assert "csv_sha256" not in table and not (tiny_run / "tables" / f"{name}.csv").exists()  # CSV: --csv only
         assert outputs.sha256_file(tiny_run / "tables" / f"{name}.parquet") == table["parquet_sha256"]
-    assert manifest["figures"] and all(outputs.sha256_file(tiny_run / "figures" / f"{stem}.png") == digest
+    assert manifest["figures"] and all(outputs.sha256_file(tiny_run / "figures" / f"{stem}.svg") == digest
                                        for stem, digest in manifest["figures"].items())
 
 
 @pytest.mark.parametrize("target, damage", [
     ("tables/tiny_fits.parquet", "flip"), ("tables/tiny_fits.parquet", "truncate"), ("tables/tiny.parquet", "flip"),
-    ("tables/tiny_theory.parquet", "truncate"), ("figures/tiny.png", "flip"), ("manifest.json", "flip"),
+    ("tables/tiny_theory.parquet", "truncate"), ("figures/tiny.svg", "flip"), ("manifest.json", "flip"),
     ("manifest.json", "truncate"),
 ])
 def test_audit_only_refuses_a_damaged_file_naming_it_and_copies_nothing(tiny_run, tmp_path, capsys, target, damage):
@@ -253,7 +253,7 @@ def test_a_manifest_holding_a_list_is_a_clear_error(tmp_path, capsys):
 def test_outputs_follow_the_umask(tiny_run):
     mask = outputs._umask()
     for name in ("manifest.json", "audit.md", "report.pdf", "tables/tiny.parquet",
-                 "figures/tiny.png", ".done/tiny.json"):
+                 "figures/tiny.svg", ".done/tiny.json"):
         assert stat.S_IMODE((tiny_run / name).stat().st_mode) == 0o666 & ~mask, name
 
 

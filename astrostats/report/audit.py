@@ -7,7 +7,7 @@ import json
 from astrostats.claims import AuditedCircuit
 from astrostats.claims.rules import rules_sha256
 from astrostats.claims.verdicts import ClaimVerdict
-from astrostats.report import decisive
+from astrostats.report import decisive, narrative
 
 MORE_LINES = 1  # "N more rows: query ..." lines per claim in audit.md
 MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
@@ -75,14 +75,6 @@ def evidence_line(item) -> str:
     return "; ".join(parts)
 
 
-def clip(text: str, limit: int, where: str = "") -> str:
-    """Text cut at a word boundary to about limit characters, saying where the rest is (audit.md's header says
-    audit.json holds it all, so there ``where`` is left out)."""
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + (f" ... (in full in {where})" if where else " ...")
-
-
 def short_evidence_line(item) -> str:
     """One decisive row for audit.md: the number, its CI and p, and where it lives (notes stay in audit.json)."""
     return " ".join(_number_parts(item)) + f" in `{item.table}` where `{item.rows}`"
@@ -101,7 +93,8 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
              "table (tables/ beside this file) and the pandas query that selects it; audit.json holds every row, "
              "report.pdf the figures.", "", "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
-        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | {clip(verdict.headline or verdict.reason, 110)} |")
+        lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | "
+                     f"{narrative.scope_and_numbers(verdict.headline or verdict.reason, 160).replace('|', '/')} |")
     failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
     if failed:
         lines += ["", "## Analyses that did not complete", ""]
@@ -113,15 +106,16 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
         chosen = decisive.choose(verdict.evidence, max_rows=MARKDOWN_ROWS)
         if chosen.shown:
             lines += ["", "*Decisive rows.*", ""]
-            lines += [f"- {role + ': ' if role else ''}{clip(short_evidence_line(item), 150)}" for role, item in chosen.shown]
+            lines += [f"- {role + ': ' if role else ''}{short_evidence_line(item)}" for role, item in chosen.shown]
             lines += [f"- {line}" for line in decisive.left_out_lines(chosen, MORE_LINES)]
         if verdict.major_concerns:
-            lines += ["", "*Major concerns.*", ""] + [f"- {clip(text, 250)}" for text in verdict.major_concerns[:3]]
+            lines += ["", "*Major concerns.*", ""] + [f"- {text}" for text in verdict.major_concerns[:3]]
             if len(verdict.major_concerns) > 3:
-                lines.append(f"- {len(verdict.major_concerns) - 3} more in audit.json")
+                lines.append(f"- {decisive.plural(len(verdict.major_concerns) - 3, 'more major concern')} in audit.json")
     extra = sum(len(v.minor_concerns) + len(v.analyses_needed) for v in verdicts)
     if extra:
-        lines += ["", f"{extra} minor concerns and analyses still needed are listed per claim in audit.json."]
+        lines += ["", f"{decisive.plural(extra, 'minor concern or analysis still needed', 'minor concerns and analyses still needed')} "
+                      f"{'is' if extra == 1 else 'are'} listed per claim in audit.json."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,11 +2,11 @@
 
 Used after a run and by ``--audit-only --from DIR``, which rebuilds everything from DIR's tables alone,
 once DIR is known to hold a finished run whose manifest, tables and figures all match their SHA-256.
-Figures are drawn once, saved as PNG and closed; analyses draw in parallel worker processes when there are
+Figures are drawn once at the size they are printed, saved as SVG (vector) and closed; analyses draw in parallel worker processes when there are
 several and the machine has the cores (each worker reads its own analysis's tables from disk, each table checked
-against its SHA-256); the report is typeset from the PNGs. Each analysis's figures carry a key (the SHA-256 of its
+against its SHA-256); the report is typeset from the SVGs. Each analysis's figures carry a key (the SHA-256 of its
 tables' digests and of the code that draws them): a rebuild from a run whose key matches copies that run's
-verified PNGs instead of drawing them again, so changing a claim rule re-typesets in seconds.
+verified files instead of drawing them again, so changing a claim rule re-typesets in seconds.
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from astrostats.report.layout import FigureRef
 from astrostats.validation import InputError, check_identifier
 
 LOG = logging.getLogger(__name__)
-MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.png
+MAIN_FIGURE = "main"  # an analysis's headline figure is saved as figures/<analysis>.svg
+SUFFIX = style.FORMAT  # the figures' file format and suffix (svg)
+STORED_SUFFIXES = (SUFFIX, "png")  # what a stored run's figures may be (older runs: PNG, drawn again on rebuild)
 PAPER_KIND = "paper"
 FIGURE_STEM = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,160}")  # used with fullmatch ("$" passes a final newline)
 MAX_FIGURE_BYTES = 2**28  # a stored figure read into memory (256 MiB)
@@ -47,7 +49,7 @@ def load_tables(source: Path, manifest: dict) -> tuple[dict, dict]:
 
 
 def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
-    """Each figure as figures/<stem>.png (a safe name, written atomically inside out_dir), then closed."""
+    """Each figure as figures/<stem>.svg (a safe name, written atomically inside out_dir), then closed."""
     import matplotlib.pyplot as plt
 
     saved = []
@@ -56,10 +58,10 @@ def _save(figures: dict, out_dir: Path, stem_of) -> list[tuple[str, str]]:
         if not FIGURE_STEM.fullmatch(stem):
             raise InputError(f"figure name {stem!r} is not a safe file name")
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=style.dpi_for(figure))
+        figure.savefig(buffer, format=SUFFIX, dpi=style.dpi_for(figure), metadata={"Date": None})  # same bytes
         plt.close(figure)
-        outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.png", buffer.getvalue(), root=out_dir)
-        saved.append((name, f"figures/{stem}.png"))
+        outputs.atomic_write_bytes(out_dir / "figures" / f"{stem}.{SUFFIX}", buffer.getvalue(), root=out_dir)
+        saved.append((name, f"figures/{stem}.{SUFFIX}"))
     return saved
 
 
@@ -150,7 +152,7 @@ def reuse_figures(owner: str, key: str, stored: tuple[Path, dict] | None, out_di
             continue
         name, path = entry[1], entry[3]
         stem = Path(str(path)).stem
-        safe = isinstance(name, str) and FIGURE_STEM.fullmatch(stem) and path == f"figures/{stem}.png"
+        safe = isinstance(name, str) and FIGURE_STEM.fullmatch(stem) and path == f"figures/{stem}.{SUFFIX}"
         if not safe or stem not in digests:
             return None
         try:
@@ -263,7 +265,7 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
              timings["audit_and_report_seconds"])
     manifest = {**manifest, "audit": {v.claim_id: v.verdict for v in verdicts}, "report_timings": timings,
                 "figures": {path.stem: outputs.sha256_file(path, root=out_dir)  # a planted link or FIFO: not ours
-                            for path in sorted((out_dir / "figures").glob("*.png"))
+                            for path in sorted((out_dir / "figures").glob(f"*.{SUFFIX}"))
                             if path.is_file() and not path.is_symlink()},
                 "report_figures": [[f.kind, f.name, f.analysis, f.path] for f in figures], "figure_keys": keys}
     outputs.write_json(out_dir / "manifest.json", manifest, root=out_dir, sealed=True)
@@ -298,13 +300,16 @@ def verified_manifest(source: Path, *, locked_here: bool = False) -> dict:
     if not isinstance(figures, dict):
         raise outputs.CorruptOutput(f"{where}: 'figures' is not an object of SHA-256 digests")
     for stem, digest in figures.items():
-        path = source / "figures" / f"{stem}.png"
         if not isinstance(stem, str) or not FIGURE_STEM.fullmatch(stem):
             raise outputs.CorruptOutput(f"{where}: figure name {stem!r} is not a safe file name")
-        try:
-            found = outputs.sha256_file(path, root=source)
-        except (OSError, safe_io.UnsafePath):
-            found = None
+        found, path = None, source / "figures" / f"{stem}.{SUFFIX}"
+        for suffix in STORED_SUFFIXES:  # a run from before the figures were vector kept PNGs
+            candidate = source / "figures" / f"{stem}.{suffix}"
+            try:
+                found, path = outputs.sha256_file(candidate, root=source), candidate
+            except (OSError, safe_io.UnsafePath):
+                continue
+            break
         if found != digest:
             raise outputs.CorruptOutput(f"--from: stored figure refused: {path} is missing or does not match its "
                                         "recorded SHA-256")

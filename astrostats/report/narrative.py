@@ -4,6 +4,8 @@ for a claim without them), the limitations.
 """
 from __future__ import annotations
 
+import re
+
 QUESTIONS = (
     ("Is the agreement just what many tunable units (overfitting) would give?", ("C3",)),
     ("Does it survive contact with real astrocytes?", ("C4", "C5")),
@@ -39,7 +41,8 @@ READING = ("How to read this report. Each claim has a section: the rule that dec
            "what would change the verdict. Colours are fixed across figures: the circuit under audit is blue, nulls "
            "are warm colours (uniform attention red), fitted controls green and purple, theory a black dashed "
            "line, the 10 % tolerance a grey dotted line, one astrocyte's synapse count a purple dash-dot line. "
-           "Methods are generated from the specs; the appendix lists every cited number.")
+           "Methods are generated from the specs; every number a verdict cites, with the query that selects it, is in "
+           "audit.json, and the appendix holds the figures the sections leave out.")
 
 
 def short_name(claim_id: str, statement: str, module=None) -> str:
@@ -48,3 +51,63 @@ def short_name(claim_id: str, statement: str, module=None) -> str:
 
 def would_change(claim_id: str, module=None) -> str:
     return getattr(module, "WOULD_CHANGE", None) or GENERIC_WOULD_CHANGE
+
+
+def parts(text: str, separator: str = "; ") -> list[str]:
+    """``text`` split at ``separator`` where it is not inside parentheses (a CI or a list in brackets stays
+    whole)."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        if text[i] in "([":
+            depth += 1
+        elif text[i] in ")]":
+            depth = max(0, depth - 1)
+        elif depth == 0 and text.startswith(separator, i):
+            pieces.append(text[start:i])
+            start = i + len(separator)
+            i = start
+            continue
+        i += 1
+    pieces.append(text[start:])
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+PROCEDURAL = ("decides", "decided")  # a lead-in such as 'amendment v2 (2026-12-06) decides' says no finding
+
+
+def sentence(text: str) -> str:
+    """``text`` as a sentence: a capital first letter and a full stop."""
+    text = text.strip().rstrip(".;,")
+    word = re.match(r"[^\s:]*(:?)", text)
+    label = word[1] and word[0][:-1] != "scope"  # 'minilm: ...', an identifier, keeps its case
+    plain = word[0].rstrip(":").isalpha() and not label
+    return (text[:1].upper() + text[1:] if plain else text) + "." if text else ""
+
+
+def lead(reason: str) -> str:
+    """The finding a reason opens with, as one whole sentence: its first clause, before the list of heads or
+    cases that follows a colon or a semicolon (a procedural lead-in such as 'amendment v2 decides' skipped)."""
+    clauses = [clause for part in parts(reason) for clause in parts(part, ": ")]
+    finding = next((clause for clause in clauses  # a one-word label ('minilm: ...') is not a finding
+                    if " " in clause and not clause.endswith(PROCEDURAL)), reason)
+    return sentence(finding)
+
+
+def whole_parts(text: str, limit: int) -> tuple[str, int]:
+    """As many whole '; '-separated parts of ``text`` as fit in ``limit`` characters (always the first), and
+    how many were left for the claim's section: no part is ever cut."""
+    pieces = parts(text)
+    kept = pieces[:1]
+    for piece in pieces[1:]:
+        if len("; ".join(kept + [piece])) > limit:
+            break
+        kept.append(piece)
+    return "; ".join(kept), len(pieces) - len(kept)
+
+
+def scope_and_numbers(headline: str, limit: int = 260) -> str:
+    """Page 1's line on what a verdict covers: the headline's whole parts that fit, then how many more
+    findings its section gives."""
+    kept, rest = whole_parts(headline, limit)
+    more = f" ({rest} more {'finding' if rest == 1 else 'findings'} in its section.)" if rest else ""
+    return sentence(kept) + more

@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
-import pandas as pd
 
 from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
-from astrostats.report.audit import clip
 from astrostats.report.style import VERDICT_COLOURS
 
-MAIN_PAGES = (8, 20)  # pages before the appendix starts (the aim for a full default run is 15-20)
-MAX_APPENDIX_PAGES = 40
+MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
+MAX_APPENDIX_PAGES = 5
 TEXT_WIDTH_CM = 17.6
-MAX_FIGURE_HEIGHT_CM = {"main": 10.5, "appendix": 8.0}
+MAX_FIGURE_HEIGHT_CM = 11.5  # style.MAX_HEIGHT_IN: figures are drawn at their print size and never enlarged
+SVG_SIZE = re.compile(rb'<svg[^>]*?width="([0-9.]+)pt"[^>]*?height="([0-9.]+)pt"', re.S)
 VALIDATION_SUFFIX = "known_answers_summary"
 TITLE = "Does a neuron-astrocyte circuit compute attention? An audit"
 SUBTITLE = ("of Kozachkov, Kastanenka & Krotov, 'Building transformers from neurons and astrocytes', "
@@ -65,85 +65,89 @@ def _evidence_table(rows, with_role: bool) -> dict:
     return {"columns": columns, "rows": out, "numeric": numeric, "more": ""}
 
 
-def _image_width(path: Path, limit_cm: float) -> float:
-    """Width in cm: the full text width unless that would make the figure taller than limit_cm."""
+def natural_size_cm(path: Path) -> tuple[float, float]:
+    """A figure's drawn size in cm: an SVG's width and height in points, a raster's pixels at its stored DPI."""
+    if path.suffix == ".svg":
+        with open(path, "rb") as handle:
+            found = SVG_SIZE.search(handle.read(4096))
+        if found is None:
+            raise ValueError(f"{path.name}: no width and height in points in its <svg> element")
+        return float(found[1]) / 72 * 2.54, float(found[2]) / 72 * 2.54
     from PIL import Image
 
     with Image.open(path) as image:
-        width, height = image.size
-    return round(min(TEXT_WIDTH_CM, limit_cm * width / height), 2)
+        dpi = float((image.info.get("dpi") or (150, 150))[0])
+        return image.size[0] / dpi * 2.54, image.size[1] / dpi * 2.54
 
 
-def _figure(figure: layout.FigureRef, root: Path, where: str) -> dict:
+def print_width_cm(path: Path) -> float:
+    """The width a figure is printed at: its drawn size (its 7 pt text stays 7 pt), smaller only where it
+    exceeds the text width or the height limit."""
+    width, height = natural_size_cm(path)
+    return round(width * min(1.0, TEXT_WIDTH_CM / width, MAX_FIGURE_HEIGHT_CM / height), 2)
+
+
+def _figure(figure: layout.FigureRef, root: Path) -> dict:
     return {"path": "/" + figure.path, "caption": layout.caption(figure), "label": f"fig-{figure.stem}",
-            "width": _image_width(root / figure.path, MAX_FIGURE_HEIGHT_CM[where])}
+            "width": print_width_cm(root / figure.path)}
 
 
-def _frame_table(frame: pd.DataFrame, max_rows: int = 40) -> dict:
-    shown = frame.head(max_rows)
-    numeric = [i for i, column in enumerate(shown.columns) if pd.api.types.is_numeric_dtype(shown[column])]
-    rows = [[_number(value) if not isinstance(value, str) else value for value in row]
-            for row in shown.itertuples(index=False)]
-    more = f"{len(frame) - max_rows} more rows in the table" if len(frame) > max_rows else ""
-    return {"columns": [str(c) for c in shown.columns], "rows": rows, "numeric": numeric, "more": more}
-
-
-#: the known-answers summary's columns a reader needs (the method and the opposite's CI stay in the table)
-VALIDATION_COLUMNS = ("claim", "scenario", "planted_verdict", "n", "planted_rate", "ci_low", "ci_high",
-                      "opposite_rate", "other_verdicts", "meets_aim")
-
-
-def _validation(tables: dict) -> dict | None:
+def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> dict | None:
+    """The validation section: the known-answers figure (the rates in full are in audit.md and audit.json)."""
     name = next((name for name in tables if name.endswith(VALIDATION_SUFFIX) and not tables[name].empty), None)
     if name is None:
         return None
-    return {"text": f"Each rule was applied to data with a planted answer (table {name}): how often the audit's "
-                    "verdict equals the planted one, per claim and scenario, with Clopper-Pearson 95 % CIs. Aim: the "
-                    "planted verdict in >= 95 % of replicates and the opposite in <= 5 % (an interval's coverage, "
-                    "CONTAINS: its CI not below 95 %). A rule that cannot recover planted truth would not be trusted "
-                    "on real data.",
-            "table": _frame_table(_in_words(tables[name][[c for c in VALIDATION_COLUMNS if c in tables[name]]]))}
+    summary = tables[name]
+    missed = summary.loc[~summary["meets_aim"].astype(bool)] if "meets_aim" in summary else summary.iloc[:0]
+    misses = ", ".join(f"{row.claim} {str(row.scenario).replace('_', ' ')}" for row in missed.itertuples())
+    return {"text": f"Each rule was applied to data with a planted answer (table {name}, "
+                    f"{decisive.plural(len(summary), 'scenario')}): how often the audit's verdict equals the planted "
+                    "one, with Clopper-Pearson 95 % CIs. Aim: the planted verdict in at least 95 % of replicates and "
+                    "the opposite in at most 5 %. A rule that cannot recover planted truth would not be trusted on "
+                    "real data. "
+                    + (f"{decisive.plural(len(missed), 'scenario')} {'misses' if len(missed) == 1 else 'miss'} the "
+                       f"aim: {misses}; most are cases planted at a threshold's edge, where the rule abstains "
+                       "(INCONCLUSIVE) rather than guess." if len(missed) else "Every scenario meets the aim."),
+            "figure": _figure(figure, root) if figure is not None else None}
 
 
-def _in_words(summary: pd.DataFrame) -> pd.DataFrame:
-    """Scenario names in words: an identifier of 30 letters has no place to break and runs into the next column."""
-    if "scenario" not in summary:
-        return summary
-    return summary.assign(scenario=summary["scenario"].astype(str).str.replace("_", " "))
+def _value(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 90 else f"{len(value) if isinstance(value, (list, dict)) else 'a long'} " \
+        f"{'values' if isinstance(value, (list, dict)) else 'value'} (in manifest.json)"
 
 
 def _methods(manifest: dict) -> list[dict]:
+    """Per analysis: its question, where it came from, and its resolved parameters as one paragraph."""
     methods = []
     for record in manifest.get("analyses", []):
-        parameters = [[key, json.dumps(value) if not isinstance(value, str) else value]
-                      for key, value in record.get("parameters", {}).items()]
-        parameters += [[f"pre-registered {key}", json.dumps(value) if not isinstance(value, str) else value]
+        parameters = [f"{key} = {_value(value)}" for key, value in record.get("parameters", {}).items()]
+        parameters += [f"pre-registered {key} = {_value(value)}"
                        for key, value in record.get("preregistration", {}).items()]
-        parameters = [[key, value if len(value) <= 140 else value[:137] + "..."] for key, value in parameters]
         methods.append({
             "name": f"{record['name']} ({record.get('kind', '?')})",
             "question": record.get("question", ""),
             "provenance": (f"status {record['status']}; profile {record.get('profile')}, seed {record.get('seed')}; "
-                           f"spec {record.get('source')}, file sha256 {str(record.get('file_sha256'))[:12]}, resolved "
-                           f"sha256 {str(record.get('spec_sha256'))[:12]}"
+                           f"spec {record.get('source')}, resolved sha256 {str(record.get('spec_sha256'))[:12]}"
                            + (f"; {record['seconds']:.0f} s" if isinstance(record.get("seconds"), (int, float)) else "")
                            + (f", peak resident {record['peak_resident_gib']:.1f} GiB"
                               if isinstance(record.get("peak_resident_gib"), (int, float)) else "")),
-            "parameters": {"columns": ["parameter", "value"], "rows": parameters, "numeric": [], "more": ""}})
+            "parameters": "; ".join(parameters)})
     return methods
 
 
-PAGE_ONE_CHARS = 170  # per claim on page 1, so that it holds every verdict; the claim's section has it all
-
-
-def _answer(question_claims, by_id: dict) -> str:
-    parts = []
+def _answer(question_claims, by_id: dict, modules: dict) -> list[dict]:
+    """Page 1's answer to a question: per claim its verdict and the finding its reason opens with, whole."""
+    answers = []
     for claim_id in question_claims:
         verdict = by_id.get(claim_id)
         if verdict is not None:
-            parts.append(f"{claim_id} ({verdict.verdict}): {narrative.PLAIN_VERDICTS[verdict.verdict]}, "
-                         f"{clip(verdict.reason.rstrip('.'), PAGE_ONE_CHARS, 'its section')}.")
-    return " ".join(parts)
+            answers.append({"id": claim_id, "verdict": verdict.verdict, "colour": VERDICT_COLOURS[verdict.verdict],
+                            "short": narrative.short_name(claim_id, verdict.statement, modules.get(claim_id)),
+                            "plain": narrative.PLAIN_VERDICTS[verdict.verdict],
+                            "finding": narrative.lead(verdict.reason or verdict.headline or ""),
+                            "scope": narrative.scope_and_numbers(verdict.headline or verdict.reason or "")})
+    return answers
 
 
 def audited_line(manifest: dict) -> str:
@@ -164,6 +168,7 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
     modules = modules or {}
     by_id = {verdict.claim_id: verdict for verdict in verdicts}
     main, rest = layout.assign(verdicts, figures, table_owner)
+    shown, unshown = rest[:layout.MAX_APPENDIX_FIGURES], rest[layout.MAX_APPENDIX_FIGURES:]
     git = manifest.get("git", {})
     claims = []
     for verdict in verdicts:
@@ -176,17 +181,11 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
             "id": verdict.claim_id, "verdict": verdict.verdict, "colour": VERDICT_COLOURS[verdict.verdict],
             "short": narrative.short_name(verdict.claim_id, verdict.statement, module),
             "statement": verdict.statement, "rule": verdict.rule, "reason": verdict.reason or "",
-            "headline": clip(verdict.headline or verdict.reason or "", PAGE_ONE_CHARS, "its section"),
             "headline_full": verdict.headline or "",
-            "plain": clip(f"{narrative.PLAIN_VERDICTS[verdict.verdict]}: {verdict.reason}".rstrip(), PAGE_ONE_CHARS,
-                          "its section"),
-            "figures": [_figure(f, root, "main") for f in main[verdict.claim_id]],
+            "figures": [_figure(f, root) for f in main[verdict.claim_id]],
             "decisive": table, "concerns": concerns,
-            "would_change": narrative.would_change(verdict.claim_id, module),
-            "evidence_full": _evidence_table([("", item) for item in verdict.evidence], with_role=False),
-            "more_concerns": list(verdict.minor_concerns) + [f"Analysis still needed: {text}"
-                                                              for text in verdict.analyses_needed]})
-    questions = [{"question": question, "answer": _answer(claim_ids, by_id)}
+            "would_change": narrative.would_change(verdict.claim_id, module)})
+    questions = [{"question": question, "answers": _answer(claim_ids, by_id, modules)}
                  for question, claim_ids in narrative.QUESTIONS if any(c in by_id for c in claim_ids)]
     failed = [f"{r['name']}: {r['status']}: {r.get('error', '')}" for r in manifest.get("analyses", [])
               if r["status"] != "ok"]
@@ -197,15 +196,29 @@ def report_data(verdicts, manifest: dict, figures: list[layout.FigureRef], table
                f"commit {commit}; every number cites a stored table (tables/) and its rows (audit.json)",
         "footer": f"astrostats audit, profile {manifest.get('profile')}, commit {commit}",
         "questions": questions, "claims": claims, "failed": failed, "reading": narrative.READING,
-        "validation": _validation(tables),
+        "validation": _validation(tables, layout.validation_figure(figures), root),
         "methods_intro": ("Each analysis below ran from its TOML spec; the resolved spec's hash identifies it, "
                           "and the same spec and seed give identical tables. Parameters as resolved for this "
                           "run's profile."),
         "methods": _methods(manifest), "limitations": list(narrative.LIMITATIONS),
-        "appendix_intro": ("Every number each verdict cites, with the pandas query that selects its rows from the "
-                           "named table under tables/ (the same as audit.json), then the figures not shown above."),
-        "appendix_figures": [_figure(f, root, "appendix") for f in rest],
+        "appendix_intro": _appendix_intro(verdicts, unshown),
+        "appendix_figures": [_figure(f, root) for f in shown],
     }
+
+
+def _appendix_intro(verdicts, unshown: list) -> str:
+    """What the appendix holds and where the rest is: every cited number in audit.json (with the pandas query
+    that selects its rows) and audit.md, the figures not shown in figures/."""
+    cited = sum(len(v.evidence) for v in verdicts)
+    minor = sum(len(v.minor_concerns) + len(v.analyses_needed) for v in verdicts)
+    text = (f"The figures the claims' sections leave out, in order of importance. The {decisive.plural(cited, 'number')} "
+            f"the verdicts cite, each with the pandas query that selects its rows from its table under tables/, are "
+            f"in audit.json, and the {decisive.plural(minor, 'minor concern')} and analyses still needed are listed "
+            "per claim there and in audit.md.")
+    if unshown:
+        names = ", ".join(f"{f.stem}.{f.path.rsplit('.', 1)[-1]}" for f in unshown)
+        text += f" {decisive.plural(len(unshown), 'further figure')} {'is' if len(unshown) == 1 else 'are'} in figures/: {names}."
+    return text
 
 
 def compile_report(data: dict, root: Path, output: Path) -> None:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from functools import cache
 
 import numpy as np
 
 from astrostats.constants import DEFAULT_CIRCUIT
 
-DPI = 150  # enough for print at the report's figure widths, cheap to encode
-MAX_PIXELS_WIDE = 1800  # a wide figure is saved at a lower DPI: it is shown at page width (about 270 dpi there)
+DPI = 150  # for a raster save (the report itself takes vector SVG)
+MAX_PIXELS_WIDE = 1800  # a wide raster is saved at a lower DPI
+FORMAT = "svg"  # vector figures: sharp at any zoom, and typst embeds them as they are
+PAGE_WIDTH_IN = 17.6 / 2.54  # the report's text width: a figure drawn at this size is printed at scale 1
+MAX_HEIGHT_IN = 11.5 / 2.54  # the tallest figure the report prints at scale 1 (two fit on a page)
+MIN_FONT_PT = 7.0  # the smallest text a figure may print at
 
 # The circuit under audit in one strong blue; nulls in warm colours; fitted controls in greens/purples;
 # the paper's alternative feature maps in blues and greys.
@@ -116,24 +121,66 @@ def apply() -> None:
 
     sns.set_theme(context="paper", style="ticks", font_scale=1.0)
     plt.rcParams.update({
-        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.max_open_warning": 0,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 9, "axes.labelsize": 8,
-        "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7, "legend.frameon": False,
-        "lines.linewidth": 1.3, "lines.markersize": 3.5, "font.family": "DejaVu Sans",
+        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.max_open_warning": 0, "svg.fonttype": "path", "svg.hashsalt": "astrostats",
+        "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 8, "axes.labelsize": 7.5,
+        "figure.titlesize": 8.5, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
+        "legend.frameon": False, "legend.handlelength": 1.6, "legend.labelspacing": 0.3,
+        "lines.linewidth": 1.1, "lines.markersize": 3, "font.family": "DejaVu Sans",
     })
+
+
+def grid(panels: int, columns: int = 3, aspect: float = 0.75, extra: float = 0.3) -> tuple[int, int, tuple]:
+    """Rows, columns and figure size (inches) for ``panels`` panels at the report's text width: drawn at the
+    size it is printed, so that the 7 pt text is 7 pt on paper. ``aspect``: panel height / width; ``extra``:
+    inches for a suptitle or a legend below."""
+    columns = max(1, min(columns, panels))
+    rows = -(-panels // columns)
+    return rows, columns, (PAGE_WIDTH_IN, min(MAX_HEIGHT_IN, rows * PAGE_WIDTH_IN / columns * aspect + extra))
+
+
+def print_scale(width_in: float, height_in: float) -> float:
+    """The factor a figure of this size is scaled by in the report: 1 when it fits the text width and the
+    height limit (the report never enlarges a figure)."""
+    return min(1.0, PAGE_WIDTH_IN / width_in, MAX_HEIGHT_IN / height_in)
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def log_label(value: float, _position=None) -> str:
+    """A log axis's tick label as plain text ('100', '10\u2075', '2\u00d710\u2075'): matplotlib's default labels
+    are mathtext, whose parsing was a third of the figures' drawing time."""
+    if not np.isfinite(value) or value <= 0:
+        return ""
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10.0**exponent
+    if -2 <= exponent <= 3:
+        return f"{value:g}"
+    power = f"10{str(exponent).translate(SUPERSCRIPT)}"
+    return power if abs(mantissa - 1) < 1e-6 else f"{mantissa:g}\u00d7{power}"
 
 
 def finish(fig, rect=(0, 0, 1, 1)) -> None:
     """Lay a figure out: log axes spanning two decades or more show their decades without minor ticks (matplotlib's
     eight per decade, labelled on short ranges, cost most of a figure's drawing time, creating and measuring tick
-    artists); shorter ones keep minor ticks at 2 and 5, so that every panel has labelled values. Then tight_layout
+    artists); shorter ones keep minor ticks at 2 and 5, labelled below one decade, so that every panel has
+    labelled values. Log labels are plain text (:func:`log_label`). Then tight_layout
     within ``rect``."""
-    from matplotlib.ticker import LogLocator, NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     for ax in fig.axes:
         for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
             if axis.get_scale() == "log":
                 low, high = sorted(limits)
-                short = low > 0 and np.log10(high / low) < 2
-                axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)) if short else NullLocator())
-    fig.tight_layout(rect=rect)
+                decades = np.log10(high / low) if low > 0 else np.inf
+                axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)) if decades < 2 else NullLocator())
+                axis.set_major_formatter(FuncFormatter(log_label))  # plain text: no mathtext to parse
+                # minor labels only where a decade label may be missing (they crowd a narrow panel otherwise)
+                axis.set_minor_formatter(FuncFormatter(log_label) if decades < 1 else NullFormatter())
+    width, height = fig.get_size_inches()
+    scale = print_scale(width, height)
+    if scale < 1:
+        fig.set_size_inches(width * scale, height * scale)
+    with warnings.catch_warnings():  # a crowded panel is still drawn; its look is checked by rendering
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout(rect=rect, pad=0.4, h_pad=0.6, w_pad=0.6)

@@ -1,6 +1,8 @@
 """Realistic astrocytes: error against m per variant family, m_required against synapse counts, calibration."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -31,7 +33,7 @@ def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     if errors is not None:
         usable = errors[(errors["metric"] == "relative_error") & (errors["status"] == "ok")]
         panels = _panels(usable)
-        for panel in dict.fromkeys(panels):
+        for panel in _drawn_heads(list(dict.fromkeys(panels)), usable.get("target")):
             figures[f"error_vs_m_{panel}"] = _error_vs_m(usable[panels == panel], panel)
     floors = find_table(tables, "_floors")
     if floors is not None and "m_required_10pct" in floors:
@@ -42,24 +44,39 @@ def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     return figures
 
 
+def _drawn_heads(panels: list, targets) -> list:
+    """The heads whose error curves are drawn: the first synthetic and the first real one (each such figure
+    has a panel per variant family, the report's slowest to draw; every head's numbers are in the tables and
+    the m_required figure shows them all)."""
+    real = [panel for panel in panels if "_layer" in panel]
+    synthetic = [panel for panel in panels if panel not in real]
+    return synthetic[:1] + real[:1]
+
+
 def _error_vs_m(errors: pd.DataFrame, scale: str):
     families = [f for f in dict.fromkeys(errors["family"]) if f not in ("ideal", "no_astrocyte")]
-    columns = 3
-    rows = int(np.ceil(len(families) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.6 * rows), sharex=True, sharey=True, squeeze=False)
+    rows, columns, size = style.grid(len(families), 3, aspect=0.8, extra=0.35)
+    fig, axes = plt.subplots(rows, columns, figsize=size, sharex=True, squeeze=False)  # own y-range per family
     references = errors[errors["family"].isin(["ideal", "no_astrocyte"])].astype({"m": float})
     for ax, family in zip(axes.flat, families):
         part = errors[errors["family"] == family].astype({"m": float})
         mean_ci_lines(ax, part, "variant")
+        bottom = float(part["value"].min()) if len(part) else 0.01
         for name, dashes in (("ideal", "-"), ("no_astrocyte", ":")):
             line = references[references["family"] == name].groupby("m")["value"].mean()
             ax.plot(line.index, line.values, ls=dashes, color=style.colour(name), lw=1.2, label=name)
         ax.axhline(0.10, **style.TOLERANCE_STYLE)
-        ax.set(xscale="log", yscale="log", title=family, xlabel="m (processes / hidden units)", ylabel="relative error")
-        ax.legend(fontsize=6)
+        first_column, last_row = ax.get_subplotspec().is_first_col(), ax.get_subplotspec().is_last_row()
+        ax.set(xscale="log", yscale="log", title=family.replace("_", " "),
+               xlabel="m (processes / units)" if last_row or ax is axes.flat[len(families) - 1] else "",
+               ylabel="relative error" if first_column else "")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [label.removeprefix(family + "_").replace("_", " ") for label in labels], fontsize=7,
+                  handlelength=1.0, loc="lower left", labelspacing=0.1, borderaxespad=0.2)
+        ax.set_ylim(bottom=min(bottom, 0.1) / 10 ** (0.22 * len(labels)))  # room below the curves for the legend
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
-    fig.suptitle(f"Realistic astrocytes, {scale} attention (dashed: 10 %)")
+    fig.suptitle(f"Realistic astrocytes, {scale.replace('_', ' ')} attention (dotted: 10 %)")
     style.finish(fig)
     return fig
 
@@ -71,9 +88,9 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
     if ok["feature_map"].nunique() > 1:  # one row per variant and feature map
         ok["variant"] = ok["variant"] + " (" + ok["feature_map"] + ")"
     scales = list(dict.fromkeys(ok["logit_scale"]))
-    columns = min(2, len(scales))  # two panels a row: readable at the page's width
+    columns = min(4, len(scales))  # the variant names once, on the left; one narrow panel per head
     rows = -(-len(scales) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, (0.14 * ok["variant"].nunique() + 1.4) * rows),
+    fig, axes = plt.subplots(rows, columns, figsize=(style.PAGE_WIDTH_IN, (0.11 * ok["variant"].nunique() + 0.9) * rows),
                              sharey=True, squeeze=False)
     for ax in axes.flat[len(scales):]:
         ax.set_visible(False)
@@ -94,25 +111,29 @@ def _m_required(floors: pd.DataFrame, counts: pd.DataFrame | None):
         ax.plot(np.full(never.sum(), ceiling / 3), y[never.to_numpy()], "x", color=style.colour("uniform"),
                 label="never reaches 10 % (floor)")
         if counts is not None:
-            for _, row in counts.iterrows():
-                ax.axvline(row["synapses"], **style.SYNAPSE_STYLE)
-                ax.text(row["synapses"], len(order) - 0.5, f" {row['species']}", fontsize=7)
-        ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m required for 10 % error", title=f"{scale} attention")
+            for index, (_, row) in enumerate(counts.iterrows()):
+                ax.axvline(row["synapses"], **style.SYNAPSE_STYLE, label="_nolegend_" if index else
+                           "synapses of one astrocyte (" + ", ".join(counts["species"].astype(str)) + ")")
+        ax.set(xscale="log", yticks=y, yticklabels=order, xlabel="m for 10 % error",
+               title=textwrap.fill(scale.replace("_", " "), 16))
         ax.set_xlim(right=ceiling)
-        ax.tick_params(axis="y", labelsize=6)
-        ax.legend(fontsize=7)
-    style.finish(fig)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2)
+    style.finish(fig, rect=(0, 0.25 / fig.get_size_inches()[1], 1, 1))
     return fig
 
 
 def _calibration(calibration: pd.DataFrame):
-    fig, axes = plt.subplots(1, len(calibration), figsize=(2.6 * len(calibration), 3.2), squeeze=False)
-    for ax, (_, row) in zip(axes[0], calibration.iterrows()):
+    rows, columns, size = style.grid(len(calibration), 4, aspect=1.1, extra=0.3)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat[len(calibration):]:
+        ax.set_visible(False)
+    for ax, (_, row) in zip(axes.flat, calibration.iterrows()):
         ax.bar([0, 1], [row["data"], row["model"]], color=["0.6", style.colour(DEFAULT_CIRCUIT)])
         ax.errorbar([0], [row["data"]], yerr=[[row["data"] - row["data_ci_low"]], [row["data_ci_high"] - row["data"]]],
                     color="k", capsize=3)
         ax.set(xticks=[0, 1], xticklabels=["culture data", "model"],
-               title=f"{row['metric']}\n({'fitted' if row['fitted'] else 'predicted'})")
-    fig.suptitle("Noise and event model against the culture Ca2+ traces (medians, data 95 % CI)")
+               title=f"{row['metric'].replace('_', ' ')}\n({'fitted' if row['fitted'] else 'predicted'})")
+    fig.suptitle("Noise and event model against culture Ca2+ traces (medians; data with 95 % CI)")
     style.finish(fig)
     return fig

@@ -31,7 +31,7 @@ def draw(tables: dict[str, pd.DataFrame], circuit: AuditedCircuit = AuditedCircu
 
 
 def _rates(rates: pd.DataFrame) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 3.0), gridspec_kw={"width_ratios": [1.6, 1]})
     for ax, kind in zip(axes, ("false_positive_rate", "coverage")):
         part = rates[rates["kind"] == kind].reset_index(drop=True)
         if part.empty:
@@ -46,22 +46,22 @@ def _rates(rates: pd.DataFrame) -> plt.Figure:
         ax.scatter(part["statistic"], y, c=colours, zorder=3)
         ax.set_yticks(y, part["check"])
         ax.set_xlabel("rejection rate at 0.05 (95 % CI)" if kind == "false_positive_rate" else "95 % CI coverage")
-        ax.set_title(f"{kind.replace('_', ' ')} (n = {int(part['n'].iloc[0])} simulations)", fontsize=9)
-    axes[0].legend(loc="lower right", fontsize=8)
+        ax.set_title(f"{kind.replace('_', ' ')} (n = {int(part['n'].iloc[0])} simulations)")
+    axes[0].legend(loc="lower right")
     style.finish(fig)
     return fig
 
 
 def _qq(simulations: pd.DataFrame) -> plt.Figure:
     nulls = simulations[simulations["kind"] == "false_positive_rate"]
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
     for check, group in nulls.groupby("check", sort=False):
         p = np.sort(group["outcome"].to_numpy())
         ax.plot(np.arange(1, p.size + 1) / (p.size + 1), p, lw=1.2, label=check)
     ax.plot([0, 1], [0, 1], color="0.4", lw=0.8, ls="--")
     ax.set_xlabel("uniform quantile")
     ax.set_ylabel("observed p-value quantile")
-    ax.set_title("p-values under true nulls (on the diagonal = calibrated)", fontsize=9)
+    ax.set_title("p-values under true nulls\n(on the diagonal = calibrated)")
     ax.legend(fontsize=7)
     style.finish(fig)
     return fig
@@ -69,9 +69,12 @@ def _qq(simulations: pd.DataFrame) -> plt.Figure:
 
 def _recovery(recovery: pd.DataFrame) -> plt.Figure:
     scenarios = list(dict.fromkeys(recovery["scenario"]))
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.6 * len(scenarios), 3.6), squeeze=False)
+    rows, columns, size = style.grid(len(scenarios), 2, aspect=0.7)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat[len(scenarios):]:
+        ax.set_visible(False)
     palette = sns.color_palette("colorblind", 2)
-    for ax, scenario in zip(axes[0], scenarios):
+    for ax, scenario in zip(axes.flat, scenarios):
         part = recovery[recovery["scenario"] == scenario].reset_index(drop=True)
         colours = [palette[0] if covered else palette[1] for covered in part["covered"]]
         for row, colour in zip(part.itertuples(), colours):
@@ -80,7 +83,7 @@ def _recovery(recovery: pd.DataFrame) -> plt.Figure:
         ax.axhline(part["true_alpha"].iloc[0], color="0.3", ls="--", lw=0.8, label="true alpha")
         ax.set_xlabel("replicate")
         ax.set_ylabel(part["parameter"].iloc[0])
-        ax.set_title(f"{scenario}: {int(part['covered'].sum())}/{len(part)} CIs cover", fontsize=9)
-        ax.legend(fontsize=8)
+        ax.set_title(f"{scenario.replace('_', ' ')}: {int(part['covered'].sum())}/{len(part)} CIs cover")
+        ax.legend()
     style.finish(fig)
     return fig

@@ -51,7 +51,7 @@ def _learning_curves(curves: pd.DataFrame):
     rows = curves[keep].copy()
     rows["budget"] = rows["n_fitted"].where(rows["n_fitted"] > 0, rows["n_fixed_random"])
     rows["sem"] = rows["error_sd"] / np.sqrt(rows["n"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH_IN, style.MAX_HEIGHT_IN))
     palette = style.palette(rows["circuit"].unique())
     for (circuit, split), group in rows.groupby(["circuit", "split"]):
         group = group.sort_values("budget")
@@ -59,23 +59,28 @@ def _learning_curves(curves: pd.DataFrame):
                     linestyle="-" if split == "test" else "--", marker="o" if split == "test" else "s",
                     label=f"{circuit} ({'held-out' if split == 'test' else 'in-sample'})", capsize=2)
     ax.text(0.01, 0.01, "capacity nulls (_shuffled): in-sample error against the shuffled targets they fitted",
-            transform=ax.transAxes, fontsize=6)
+            transform=ax.transAxes, fontsize=7, va="bottom")
     ax.set(xscale="log", yscale="log", xlabel="parameters: fitted (controls) or fixed random (circuit) = m·d",
            ylabel="relative error (mean, 95 % CI)",
            title="Learning curves: fitted controls vs the circuit (fits nothing)")
-    ax.legend(fontsize=7, ncol=2)
-    style.finish(fig)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, handlelength=2.2, columnspacing=1.0)
+    rows = -(-len(labels) // 3)
+    style.finish(fig, rect=(0, min(0.6, (0.14 * rows + 0.1) / fig.get_size_inches()[1]), 1, 1))
     return fig
 
 
 def _comparisons(tests: pd.DataFrame):
     rows = tests[tests["ratio"].notna()]
     splits = list(dict.fromkeys(rows["split"]))
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.0 * len(splits), 4.0), sharey=True, squeeze=False)
+    rows_, columns, size = style.grid(len(splits), 3, aspect=0.9, extra=0.6)
+    fig, axes = plt.subplots(rows_, columns, figsize=size, sharey=True, squeeze=False)
+    for ax in axes.flat[len(splits):]:
+        ax.set_visible(False)
     controls = sorted(rows["control"].unique())
     palette = style.palette(controls)
     margin = float(tests["margin"].max())
-    for ax, split in zip(axes[0], splits):
+    for ax, split in zip(axes.flat, splits):
         for control, group in rows[rows["split"] == split].groupby("control"):
             group = group.drop_duplicates("m").sort_values("m")
             ax.errorbar(group["m"], group["ratio"], yerr=[group["ratio"] - group["ci_low"],
@@ -83,11 +88,12 @@ def _comparisons(tests: pd.DataFrame):
                         color=palette[control], marker="o", capsize=2, label=control)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.axhline(1.0 + margin, color="grey", linestyle=":", linewidth=0.8, label=f"1 + margin ({margin:g})")
-        ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", title=split)
-    axes[0][0].set_ylabel("error ratio control / circuit (> 1: circuit closer)")
-    axes[0][-1].legend(fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", title=split.replace("_", " "))
+    axes[0][0].set_ylabel("error ratio control / circuit\n(> 1: circuit closer)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)))
     fig.suptitle("Paired comparisons with the circuit at matched m (95 % hierarchical-bootstrap CIs)")
-    style.finish(fig)
+    style.finish(fig, rect=(0, 0.16, 1, 1))
     return fig
 
 
@@ -95,9 +101,8 @@ def _training(history: pd.DataFrame):
     """One panel per fitted circuit: mean loss over seeds per epoch, colour by m, solid training, dashed validation."""
     epochs = history.groupby("circuit", sort=False)["epoch"].nunique()
     circuits = list(epochs.index[epochs > 1])  # a closed-form fit (ridge) has no training curve
-    columns = min(4, len(circuits))
-    rows = -(-len(circuits) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.8 * rows + 0.6), squeeze=False)
+    rows, columns, size = style.grid(len(circuits), 3, aspect=0.7, extra=0.9)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     widths = sorted(history["m"].unique())
     colours = dict(zip(widths, sns.color_palette("viridis", len(widths))))
     means = history.groupby(["circuit", "m", "epoch"], sort=False)[["train_loss", "validation_loss"]].mean()
@@ -106,14 +111,14 @@ def _training(history: pd.DataFrame):
             epoch = curve.index.get_level_values("epoch")
             ax.plot(epoch, curve["train_loss"], color=colours[m], lw=1.0, label=f"m={m} train")
             ax.plot(epoch, curve["validation_loss"], color=colours[m], lw=1.0, ls="--", label=f"m={m} validation")
-        ax.set(yscale="log", xlabel="epoch", title=circuit)
+        ax.set(yscale="log", xlabel="epoch", title=circuit.replace("_", " "))
     for ax in axes.flat[len(circuits):]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel("mean squared relative error")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=6)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)))
     closed = ", ".join(epochs.index[epochs <= 1])
-    fig.suptitle("Training under the fixed budget (mean over seeds; solid: training, dashed: validation; capacity "
-                 f"nulls: against shuffled targets){'; closed form, no epochs: ' + closed if closed else ''}", fontsize=8)
-    style.finish(fig, rect=(0, 0.06, 1, 0.97))
+    fig.suptitle("Training under the fixed budget (mean over seeds; solid: training, dashed: validation)"
+                 f"{chr(10) + 'closed form, no epochs: ' + closed if closed else ''}", fontsize=8)
+    style.finish(fig, rect=(0, 0.14, 1, 0.97))
     return fig

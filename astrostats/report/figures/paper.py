@@ -83,7 +83,7 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
     circuit = circuit.astype({"m": float})
     scales = list(dict.fromkeys(circuit["logit_scale"]))
     paper_scale = PAPER_SCALE if PAPER_SCALE in scales else scales[0]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.0), gridspec_kw={"width_ratios": [1, 1.35]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 3.4), gridspec_kw={"width_ratios": [1, 1.25]})
     part = circuit[circuit["logit_scale"] == paper_scale]
     band = _band(part, 0.05, 0.95)
     left.fill_between(band["m"], band["low"], band["high"], color=style.colour(audited.name), alpha=0.25, lw=0)
@@ -94,7 +94,7 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
         left.plot(m_grid, constant / np.sqrt(m_grid), **style.THEORY_STYLE, label="theory C/sqrt(m)")
     left.axhline(TOLERANCE, **style.TOLERANCE_STYLE, label="10 % error")
     _log_axes(left)
-    left.set_title(f"Paper's Fig. 2B: {paper_scale} heads, band over seeds and sequences")
+    left.set_title(f"Paper's Fig. 2B: {paper_scale.replace('_', ' ')} heads\n(band over seeds and sequences)")
     left.legend(loc="lower left")
 
     for scale in scales:
@@ -119,15 +119,16 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
     for count, label in ((RODENT_SYNAPSES, "rodent astrocyte"), (HUMAN_SYNAPSES, "human astrocyte")):
         right.axvline(count, **style.SYNAPSE_STYLE)
         right.annotate(f"{label}\n{count:.0e} synapses", (count, 1.0), xycoords=("data", "axes fraction"),
-                       fontsize=6, ha="right", va="top", color=style.SYNAPSE_STYLE["color"])
+                       fontsize=7, ha="right", va="top", color=style.SYNAPSE_STYLE["color"])
     right.axhline(TOLERANCE, **style.TOLERANCE_STYLE)
     _log_axes(right)
     observed = circuit["value"][circuit["value"] > 0]
     if len(observed):  # the theory lines run on to the synapse counts; the data set the vertical range
         right.set_ylim(min(observed.quantile(0.01), TOLERANCE) / 3, max(observed.quantile(0.99), TOLERANCE) * 3)
-    right.set_title("Audit: every logit scale, 95 % CIs, nulls, theory to the biological scale (dashed)")
-    right.legend(loc="lower left", fontsize=6, ncol=2)
-    style.finish(fig)
+    right.set_title("Audit: every logit scale (95 % CIs), nulls,\ntheory to the biological scale (dashed)")
+    style.finish(fig, rect=(0, 0.2, 1, 1))
+    handles, labels = right.get_legend_handles_labels()
+    fig.legend(handles, [label.replace("_", " ") for label in labels], loc="lower center", ncol=3, fontsize=7)
     return fig
 
 
@@ -153,12 +154,12 @@ def fig3(responses: list, sweeps: list, audited: AuditedCircuit = AuditedCircuit
     rows = responses[:2]
     ms = sorted({float(m) for table in rows for m in table["m"].unique()})
     shown_m = [ms[0], ms[-1]] if len(ms) > 1 else ms
-    fig = plt.figure(figsize=(11.0, 2.6 * len(rows) + 0.6))
+    fig = plt.figure(figsize=(style.PAGE_WIDTH_IN, min(style.MAX_HEIGHT_IN, 2.0 * len(rows) + 0.5)))
     grid = fig.add_gridspec(len(rows), len(shown_m) + 1, width_ratios=[1] * len(shown_m) + [1.25])
     for row, table in enumerate(rows):
         panel = _panel_head(table)
         head = panel.iloc[0]
-        where = f"{head['target']}" + (f" layer {head['layer']} head {head['head']}" if "layer" in panel else "")
+        where = f"{head['target']}" + (f" L{head['layer']} H{head['head']}" if "layer" in panel else "")
         for column, m in enumerate(shown_m):
             ax = fig.add_subplot(grid[row, column])
             exact = panel.drop_duplicates("token").sort_values("token")
@@ -170,12 +171,12 @@ def fig3(responses: list, sweeps: list, audited: AuditedCircuit = AuditedCircuit
             ax.plot(part["token"], np.exp(part["log_response_median"]), color=style.colour(audited.name), lw=0.8,
                     label="astrocyte response (median, 5-95 %)")
             ax.set_yscale("log")
-            ax.set_title(f"{where}, m = {m:.0e}", fontsize=8)
+            ax.set_title(f"{where}, m = {m:.0e}", fontsize=7.5)
             ax.set_xlabel("token")
             if column == 0:
-                ax.set_ylabel("sum_j exp(q_t k_j) (log scale)")
+                ax.set_ylabel("normaliser (log)")
             if row == 0 and column == 0:
-                ax.legend(loc="best", fontsize=6)
+                ax.legend(loc="best", fontsize=7)
         _all_heads(fig.add_subplot(grid[row, -1]), table, sweeps, row, audited)
     style.finish(fig)
     return fig
@@ -198,7 +199,7 @@ def _all_heads(ax, response: pd.DataFrame, sweeps: list, row: int, audited: Audi
     ci = _mean_ci(circuit)
     ax.fill_between(ci["m"], ci["low"].clip(lower=1e-6), ci["high"], color=style.colour(audited.name), alpha=0.3, lw=0)
     ax.plot(ci["m"], ci["mean"], "o-", color=style.colour(audited.name),
-            label=f"mean of {per_head.groupby(['layer', 'head']).ngroups} heads (95 % CI); thin: each head")
+            label=f"mean of {per_head.groupby(['layer', 'head']).ngroups} heads (95 % CI)")
     for name, part in rows[rows["circuit"] != audited.name].groupby("circuit"):
         ax.axhline(part["value"].mean(), color=style.colour(name), lw=1.0, label=f"{name} null")
     ax.axhline(TOLERANCE, **style.TOLERANCE_STYLE, label="10 % error")
@@ -206,5 +207,6 @@ def _all_heads(ax, response: pd.DataFrame, sweeps: list, row: int, audited: Audi
         if ax.get_xlim()[1] >= count / 10:
             ax.axvline(count, **style.SYNAPSE_STYLE)
     _log_axes(ax, ylabel="relative error of a_t" if metric == "normaliser_error" else "relative output error")
-    ax.set_title(f"Audit: {target}, every head analysed", fontsize=8)
-    ax.legend(loc="lower left", fontsize=5.5)
+    ax.set_title(f"Audit: {target}, every head analysed", fontsize=7.5)
+    if row == 0:
+        ax.legend(loc="lower left", fontsize=7, handlelength=1.2)

@@ -10,7 +10,7 @@ import seaborn as sns
 
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES
 from astrostats.report import style
-from astrostats.report.figures import find_table
+from astrostats.report.figures import find_table, interval_lines
 from astrostats.claims import AuditedCircuit
 
 END_TO_END_LABELS = {"embedding_cosine": "sentence-embedding cosine", "next_token_kl": "next-token KL (nats)",
@@ -44,7 +44,8 @@ def _spread(values: list, count: int = 3) -> list:
 def _response_grid(table: pd.DataFrame, target: str):
     table = table[table["sequence_id"] == table["sequence_id"].min()]
     layers, heads = _spread(table["layer"].unique()), _spread(table["head"].unique())
-    fig, axes = plt.subplots(len(layers), len(heads), figsize=(3.6 * len(heads), 2.6 * len(layers)),
+    fig, axes = plt.subplots(len(layers), len(heads), figsize=(style.PAGE_WIDTH_IN * min(1.0, 0.34 * len(heads)),
+                                                               min(style.MAX_HEIGHT_IN, 1.5 * len(layers) + 0.5)),
                              squeeze=False, sharex=True)
     colours = dict(zip(sorted(table["m"].unique()), sns.color_palette("colorblind")))
     for row, layer in enumerate(layers):
@@ -58,15 +59,16 @@ def _response_grid(table: pd.DataFrame, target: str):
                 ax.plot(group["token"], group["log_response_median"], color=colours[m], lw=0.8, label=f"m = {m:g}")
                 ax.fill_between(group["token"], group["log_response_low"], group["log_response_high"],
                                 color=colours[m], alpha=0.25, lw=0)
-            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            ax.set_title(f"layer {layer}, head {head}")
             if column == 0:
                 ax.set_ylabel("log normaliser")
             if row == len(layers) - 1:
                 ax.set_xlabel("token")
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels))
     n_seeds = int(table["n_seeds"].iloc[0])
-    fig.suptitle(f"{target}: astrocyte response vs exact normaliser (median, 5-95 % over {n_seeds} seeds)")
-    style.finish(fig)
+    fig.suptitle(f"{target}: response vs exact normaliser\n(median, 5-95 % over {n_seeds} seeds)")
+    style.finish(fig, rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -74,16 +76,23 @@ def _error_vs_m(sweep: pd.DataFrame, audited: AuditedCircuit):
     errors = sweep[(sweep["metric"] == "relative_error") & (sweep["circuit"] == audited.name)].copy()
     errors["head_label"] = "L" + errors["layer"].astype(str) + " H" + errors["head"].astype(str)
     targets = list(dict.fromkeys(errors["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 3.8), squeeze=False)
-    for ax, target in zip(axes[0], targets):
+    rows, columns, size = style.grid(len(targets), 2, aspect=0.85)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    for ax, target in zip(axes.flat, targets):
         part = errors[errors["target"] == target].astype({"m": float})
-        sns.lineplot(part, x="m", y="value", hue="head_label", errorbar=("pi", 90), ax=ax, marker="o", legend="brief")
+        heads = list(dict.fromkeys(part["head_label"]))
+        colours = dict(zip(heads, sns.color_palette("husl", len(heads))))
+        for head, lines in part.groupby("head_label", sort=False):
+            interval_lines(ax, lines, None, colour=colours[head])
+            ax.lines[-1].set_label(head)
         m = np.array(sorted(part["m"].unique()))
         start = part[part["m"] == m[0]]["value"].median()
         ax.plot(m, start * np.sqrt(m[0] / m), **style.THEORY_STYLE, label="m^-1/2 from the smallest m")
         ax.set(xscale="log", yscale="log", xlabel="m (hidden units)", ylabel="relative output error", title=target)
         ax.axhline(0.1, **style.TOLERANCE_STYLE)
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, ncol=3 if len(heads) > 8 else 2, handlelength=1.0, columnspacing=0.8)
     style.finish(fig)
     return fig
 
@@ -92,7 +101,7 @@ def _head_difficulty(head_stats: pd.DataFrame):
     wide = head_stats.pivot_table(index=["target", "layer", "head"], columns="metric", values="value",
                                   aggfunc="median").reset_index()
     wide["log10_m_required"] = np.log10(wide["m_required_theory_10pct"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 3.0))
     sns.scatterplot(wide, x="q_plus_k_norm_max", y="log10_m_required", hue="target", style="target", ax=axes[0])
     axes[0].set(xlabel="max |q_t + k_tau| (median over sequences)", ylabel="log10 m for 10 % error (theory)")
     for value, label in ((np.log10(RODENT_SYNAPSES), "rodent astrocyte synapses"), (np.log10(HUMAN_SYNAPSES), "human")):
@@ -101,7 +110,7 @@ def _head_difficulty(head_stats: pd.DataFrame):
     sns.scatterplot(wide, x="attention_entropy", y="log10_m_required", hue="target", style="target", ax=axes[1],
                     legend=False)
     axes[1].set(xlabel="attention entropy (nats)", ylabel="")
-    fig.suptitle("Where real heads sit: the theory's m for 10 % error, per layer and head")
+    fig.suptitle("Where real heads sit: the theory's m for 10 % error, per layer and head", fontsize=8)
     style.finish(fig)
     return fig
 
@@ -110,11 +119,14 @@ def _end_to_end(table: pd.DataFrame, audited: AuditedCircuit):
     circuit = table[table["circuit"] == audited.name].copy()
     circuit["m"] = circuit["m"].astype(float)
     panels = list(dict.fromkeys(zip(circuit["target"], circuit["metric"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.4), squeeze=False)
-    for ax, (target, metric) in zip(axes[0], panels):
+    rows, columns, size = style.grid(len(panels), 3, aspect=0.8, extra=0.3)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (target, metric) in zip(axes.flat, panels):
         part = circuit[(circuit["target"] == target) & (circuit["metric"] == metric)]
         per_seed = part.groupby(["m", "seed"], as_index=False)["value"].mean()
-        sns.lineplot(per_seed, x="m", y="value", errorbar=("pi", 90), marker="o", ax=ax)
+        interval_lines(ax, per_seed, None, colour=style.colour(audited.name))
         exact = table[(table["target"] == target) & (table["metric"] == metric) & (table["circuit"] == "exact")]
         if not exact.empty:
             ax.axhline(exact["value"].mean(), color="black", ls="--", lw=0.8, label="exact model")

@@ -33,13 +33,24 @@ def _scales(table):
 
 def _by_feature(table: pd.DataFrame, ylabel: str):
     scales = _scales(table)
-    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
-    for ax, scale in zip(axes[0], scales):
+    fig, axes = _panels(scales)
+    for ax, scale in zip(axes.flat, scales):
         part = table[table["logit_scale"] == scale].astype({"m": float})
         mean_ci_lines(ax, part, "feature_map")
-        ax.set(xscale="log", yscale="log", title=f"{scale} attention", xlabel="m (hidden units)", ylabel=ylabel)
+        ax.set(xscale="log", yscale="log", title=f"{scale.replace('_', ' ')} attention", xlabel="m (hidden units)",
+               ylabel=ylabel)
     style.finish(fig)
     return fig
+
+
+def _panels(scales: list):
+    """One panel per logit scale, three a row at the page's width, each with its own y-range (the scales'
+    errors differ by decades); unused panels hidden."""
+    rows, columns, size = style.grid(len(scales), 3)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for ax in axes.flat[len(scales):]:
+        ax.set_visible(False)
+    return fig, axes
 
 
 def _error_vs_m(errors, theory, fits, audited: AuditedCircuit):
@@ -57,14 +68,22 @@ def _error_vs_m(errors, theory, fits, audited: AuditedCircuit):
             if len(row) and row["status"].iloc[0] == "ok":
                 row = row.iloc[0]
                 ax.plot(m_grid, row["e_inf"] + row["a"] * m_grid ** (-row["alpha"]), color="0.4", lw=0.8,
-                        label=f"fit ({audited.feature_map}): alpha={row['alpha']:.2f}")
+                        label=f"fitted law ({audited.feature_map})")
+                ax.set_title(f"{ax.get_title()}\nfitted alpha = {row['alpha']:.2f}")
         baselines = errors[(errors["logit_scale"] == scale) & errors["m"].isna()]
         for name, line in (("uniform", ":"), ("elu_linear", "-.")):
             level = baselines.loc[baselines["circuit"] == name, "value"].mean()
             if np.isfinite(level):
                 ax.axhline(level, color=style.colour(name), ls=line, lw=1, label=f"{name} (null)")
-        ax.legend(fontsize=7)
+    _one_legend(fig, fig.axes[0])
+    fig.tight_layout(rect=(0, 0.09, 1, 1), pad=0.4)
     return fig
+
+
+def _one_legend(fig, ax) -> None:
+    """The legend once, below the panels (every panel has the same lines)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)))
 
 
 def _nulls(errors, audited: AuditedCircuit):
@@ -72,11 +91,12 @@ def _nulls(errors, audited: AuditedCircuit):
     own = (errors["circuit"] != audited.name) | (errors["feature_map"] == audited.feature_map)
     positive = errors[own & errors["m"].notna()]
     scales = _scales(positive)
-    fig, axes = plt.subplots(1, len(scales), figsize=(4.2 * len(scales), 3.8), sharey=True, squeeze=False)
-    for ax, scale in zip(axes[0], scales):
+    fig, axes = _panels(scales)
+    for ax, scale in zip(axes.flat, scales):
         part = positive[positive["logit_scale"] == scale].astype({"m": float})
         mean_ci_lines(ax, part, "circuit")
-        ax.set(xscale="log", yscale="log", title=f"{scale}: circuit vs nulls", xlabel="m (hidden units)", ylabel="relative output error")
-        ax.legend(fontsize=7)
-    style.finish(fig)
+        ax.set(xscale="log", yscale="log", title=f"{scale.replace('_', ' ')}", xlabel="m (hidden units)",
+               ylabel="relative output error")
+    _one_legend(fig, axes.flat[0])
+    style.finish(fig, rect=(0, 0.09, 1, 1))
     return fig
