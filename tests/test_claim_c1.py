@@ -92,3 +92,35 @@ def test_the_issues_small_spec_is_insufficient_data(tmp_path):
     tables = scaling.run(load_spec(spec), RunContext(out_dir=tmp_path, progress=False))
     verdict = c1_convergence.judge(tables)
     assert verdict.verdict == "INSUFFICIENT_DATA" and "2 feature seeds, need >= 4" in verdict.reason
+
+
+def margin_edge_table(rng, n_heads: int, se: float = 0.02, df: int = 40) -> pd.DataFrame:
+    """Deciding heads whose true rate sits exactly on the margin's upper edge (0.6) and whose constant is exact:
+    no head is outside its margin, so any NOT_SUPPORTED is a false refutation. alpha-hat ~ 0.6 + se * t(df), its
+    CI alpha-hat +- t_0.975 se; the ratio's CI tight around 1."""
+    from scipy import stats
+    alpha = 0.6 + se * rng.standard_t(df, n_heads)
+    half = stats.t.ppf(0.975, df) * se
+    return pd.DataFrame({
+        "logit_scale": [f"head{i}" for i in range(n_heads)], "status": "ok", "regime_bound": 0.25,
+        "n_m_in_regime": 8, "regime_decades": 2.5, "m_min": 64, "m_max": 16384, "n_seeds": 8, "n_sequences": 8,
+        "alpha": alpha, "alpha_ci_low": alpha - half, "alpha_ci_high": alpha + half, "alpha_se_cluster": se,
+        "alpha_df": df, "theory_ratio": 1.0, "theory_ratio_ci_low": 0.98, "theory_ratio_ci_high": 1.02,
+        "e_inf": 0.0, "e_inf_ci_low": 0.0, "e_inf_ci_high": 0.001, "preferred_model": "power_law",
+        "floor_p_value": 0.5, "alpha_tost_p_value": 0.5, "theory_ratio_tost_p_value": 0.001,
+        "uniform_error": 0.05, "m_regime_start": 32.0, "m_swept_max": 16384})
+
+
+def test_some_head_fails_is_family_wise_controlled_across_heads():
+    """The refutation branch is a union over heads ('one failing head decides'): with 20 heads all exactly on the
+    margin's edge, per-head 95 % CIs would refute in 1 - 0.975^20 = 40 % of data sets; Holm keeps the family-wise
+    rate at or below 5 %. 200 replicates: the Clopper-Pearson 95 % upper bound of the observed rate must stay
+    below 0.10 (a rate of 0.40 would give about 80 of 200), and a head well outside (alpha 0.75) is still caught."""
+    from statsmodels.stats.proportion import proportion_confint
+    rng = np.random.default_rng(20261206)
+    refuted = sum(c1_convergence.judge({"scaling_asymptotic": margin_edge_table(rng, 20)}).verdict == "NOT_SUPPORTED"
+                  for _ in range(200))
+    assert proportion_confint(refuted, 200, alpha=0.05, method="beta")[1] < 0.10, refuted
+    table = margin_edge_table(rng, 20)
+    table.loc[3, ["alpha", "alpha_ci_low", "alpha_ci_high"]] = [0.75, 0.71, 0.79]
+    assert c1_convergence.judge({"scaling_asymptotic": table}).verdict == "NOT_SUPPORTED"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from scipy import stats
+
+from astrostats.stats import adjust_p_values
 
 from astrostats.claims.schemas import label, number, probability, table_schema
 from astrostats.claims import AuditedCircuit, finite, minimum_data, quote
@@ -50,8 +53,11 @@ RULE = (f"Rows: the *_asymptotic table of the scaling study (the circuit under a
         f"{LEVEL} at every deciding head, each test unadjusted ('every head' is an intersection-union test, which "
         f"needs no correction; amendment 2026-12-06, Holm before), and no floor (a floor: preferred by the LR F-test "
         f"at p < {FLOOR_LEVEL:g}). "
-        f"NOT_SUPPORTED (evidence against): at some deciding head the 95 % CI of alpha or of the ratio lies "
-        f"entirely outside its margin, or a floor E_inf > 0 with its CI excluding 0. INCONCLUSIVE otherwise.")
+        f"NOT_SUPPORTED (evidence against): at some deciding head alpha or the ratio lies outside its margin by a "
+        f"test whose p-value is Holm-adjusted across every deciding head and both quantities at level {LEVEL} "
+        f"('some head fails' is a union of tests: one failure decides, so the family-wise error is controlled; "
+        f"amendment 2026-12-06, a per-head 95 % CI before), or a floor E_inf > 0 with its CI excluding 0 and its "
+        f"LR F-test p, Holm-adjusted across heads, below {FLOOR_LEVEL:g}. INCONCLUSIVE otherwise.")
 #: the table the rule reads (checked before it judges)
 SCHEMAS = {"_asymptotic": table_schema(
     {"regime_bound", "logit_scale", "status"},
@@ -69,8 +75,36 @@ def asymptotic_table_name(tables: dict) -> str | None:
     return "scaling_asymptotic" if "scaling_asymptotic" in candidates else (candidates[0] if candidates else None)
 
 
-def _outside(low, high, lower: float, upper: float) -> bool:
-    return (high is not None and high < lower) or (low is not None and low > upper)
+def _p_outside(estimate, low, high, lower: float, upper: float, *, se=None, df=None, log: bool = False):
+    """p-value of 'the quantity lies outside [lower, upper]': two one-sided tests against the nearer edge, doubled
+    (so p < 0.05 exactly when a two-sided 95 % interval excludes the margin). With a standard error (alpha's
+    cluster-robust one, t with df) the t statistic; else each side's spread read off the 95 % CI (the ratio's
+    percentile bootstrap, on the log scale), a normal approximation. None where it cannot be computed."""
+    values = [estimate, low, high, lower, upper] + ([] if se is None else [se])
+    if any(value is None or not math.isfinite(value) for value in values) or (log and min(values) <= 0):
+        return None
+    transform = math.log if log else float
+    estimate, low, high, lower, upper = map(transform, (estimate, low, high, lower, upper))
+    z = stats.norm.ppf(0.975)
+    if se is not None and se > 0:
+        distribution = stats.t(df) if df is not None and math.isfinite(df) and df > 0 else stats.norm
+        above, below = (estimate - upper) / se, (lower - estimate) / se
+    else:
+        spread_low, spread_high = (estimate - low) / z, (high - estimate) / z
+        if spread_low <= 0 or spread_high <= 0:
+            return None
+        distribution = stats.norm
+        above, below = (estimate - upper) / spread_low, (lower - estimate) / spread_high
+    return min(1.0, 2.0 * min(distribution.sf(above), distribution.sf(below)))
+
+
+def _holm(p_values: dict, level: float) -> dict:
+    """Key -> (Holm-adjusted p, rejected) over the keys whose p-value could be computed."""
+    known = {key: p for key, p in p_values.items() if p is not None}
+    if not known:
+        return {}
+    adjusted = adjust_p_values(pd.DataFrame({"p_value": list(known.values())}), method="holm", alpha=level)
+    return {key: (float(a), bool(r)) for key, a, r in zip(known, adjusted["p_value_adjusted"], adjusted["reject"])}
 
 
 def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerdict:
@@ -98,15 +132,21 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, tuple(regime_evidence),
                             reason="no head has its asymptotic regime inside the swept m: " + "; ".join(not_reached),
                             analyses_needed=("a scaling sweep to larger m (or heads with smaller constants)",))
-    evidence, supported, refuted, findings = [], True, False, []
-    for _, row in deciding.iterrows():
+    evidence, supported, findings, outside, floors = [], True, [], {}, {}
+    for index, row in deciding.iterrows():
         scale, query = row["logit_scale"], f"logit_scale == {quote(row['logit_scale'])}"
         alpha_p, ratio_p = finite(row["alpha_tost_p_value"]), finite(row["theory_ratio_tost_p_value"])
         low, high = finite(row["alpha_ci_low"]), finite(row["alpha_ci_high"])
         r_low, r_high = finite(row["theory_ratio_ci_low"]), finite(row["theory_ratio_ci_high"])
         floor = (row["preferred_model"] == "power_law_floor"
                  and (finite(row.get("floor_p_value")) or 1.0) < FLOOR_LEVEL)
-        floor_against = floor and (finite(row.get("e_inf_ci_low")) or 0.0) > 0
+        if floor and (finite(row.get("e_inf_ci_low")) or 0.0) > 0:
+            floors[index] = finite(row.get("floor_p_value"))
+        outside[(index, "alpha")] = _p_outside(finite(row["alpha"]), low, high, RATE - ALPHA_MARGIN,
+                                               RATE + ALPHA_MARGIN, se=finite(row.get("alpha_se_cluster")),
+                                               df=finite(row.get("alpha_df")))
+        outside[(index, "ratio")] = _p_outside(finite(row["theory_ratio"]), r_low, r_high, 1 - RATIO_MARGIN,
+                                               1 + RATIO_MARGIN, log=True)
         regime = (f"{scale}: m {row['m_min']:.0f}-{row['m_max']:.0f} ({row['n_m_in_regime']} widths, "
                   f"C/sqrt(m) <= {row['regime_bound']:g})")
         evidence.append(Evidence(name, query, "alpha in the asymptotic regime", finite(row["alpha"]), p_value=alpha_p,
@@ -123,18 +163,22 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                                      ci_high=finite(row.get("e_inf_ci_high")),
                                      note=f"{scale}: a floor is preferred (LR F-test p < {FLOOR_LEVEL:g})"))
         equivalent = alpha_p is not None and ratio_p is not None and alpha_p < LEVEL and ratio_p < LEVEL
-        against = (_outside(low, high, RATE - ALPHA_MARGIN, RATE + ALPHA_MARGIN)
-                   or _outside(r_low, r_high, 1 - RATIO_MARGIN, 1 + RATIO_MARGIN) or floor_against)
         supported &= equivalent and not floor
-        refuted |= against
         findings.append(f"{scale} alpha {row['alpha']:.2f} [{row['alpha_ci_low']:.2f}, {row['alpha_ci_high']:.2f}], "
                         f"obs/pred {row['theory_ratio']:.2f} [{row['theory_ratio_ci_low']:.2f}, "
                         f"{row['theory_ratio_ci_high']:.2f}]")
+    # 'some head fails' decides on one failure: Holm across heads and quantities (the floor in its own family)
+    failures = [key for key, (_, rejected) in _holm(outside, LEVEL).items() if rejected]
+    failures += [(key, "floor") for key, (_, rejected) in _holm(floors, FLOOR_LEVEL).items() if rejected]
+    refuted = bool(failures)
+    for index, quantity in failures:
+        findings.append(f"{deciding.loc[index, 'logit_scale']}: {quantity} outside its margin "
+                        f"(Holm-adjusted across {len(deciding)} head{'s' if len(deciding) != 1 else ''})")
     verdict = "NOT_SUPPORTED" if refuted else "SUPPORTED" if supported else "INCONCLUSIVE"
     reason = {"SUPPORTED": "in the asymptotic regime the rate is 1/2 and the constant the predicted one, within "
                            "the margins, at every head that reaches it",
               "NOT_SUPPORTED": "in the asymptotic regime of some head the rate or the constant lies outside its "
-                               "margin (CI excludes it), or the error has a floor",
+                               "margin (Holm-adjusted across heads), or the error has a floor",
               "INCONCLUSIVE": "in the asymptotic regime neither equivalence nor its rejection is established at "
                               "some head (CI straddles a margin)"}[verdict]
     if not_reached:
