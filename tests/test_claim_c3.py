@@ -120,3 +120,71 @@ def test_v2_flagged_fitted_null_decides_nothing_and_few_draws_are_insufficient()
     assert c3.judge({"overfitting_tests": few, "overfitting_accounting": accounting}).verdict == "INSUFFICIENT_DATA"
     unrecorded = accounting[accounting["circuit"] != "astrocyte"]
     assert c3.judge({"overfitting_tests": tests, "overfitting_accounting": unrecorded}).verdict == "INSUFFICIENT_DATA"
+
+
+# ------------------------------------------------------- the refit ladder in C3's verdict (issue 27, point 3)
+from astrostats.claims import c3_refits  # noqa: E402
+from astrostats.claims.schemas import problems  # noqa: E402
+
+
+def _refits(rows) -> pd.DataFrame:
+    """A refit table: (circuit, m, seed, [learned per attempt]); the last attempt is used if it learned, else
+    the first."""
+    steps = ("first", "longer", "reseeded", "lbfgs")
+    table = []
+    for circuit, m, seed, learned in rows:
+        for attempt, ok in enumerate(learned, start=1):
+            table.append({"role": "primary", "circuit": circuit, "m": m, "seed": seed, "attempt": attempt,
+                          "step": steps[attempt - 1], "optimiser": "lbfgs" if attempt == 4 else "adam",
+                          "epochs": 10, "train_loss": 1.0, "heldout_loss": 1.0, "learned": ok,
+                          "used": (attempt == len(learned)) if learned[-1] else attempt == 1,
+                          "attempts": len(learned)})
+    return pd.DataFrame(table)
+
+
+def _with_v2_null(tables: dict, ratio: tuple[float, float, float], status: str = "ok") -> dict:
+    """The planted run with a fitted v2 null at the largest m on every primary split, at (low, ratio, high)."""
+    tests = tables["overfitting_tests"]
+    v2 = tests[tests["family"] == "primary_v2"]
+    largest = int(v2["m"].max())
+    rows = v2[(v2["m"] == largest) & (v2["control"] == v2["control"].iloc[0])].assign(
+        control="fitted_mlp_v2_shuffled", control_status=status, ci_low=ratio[0], ratio=ratio[1], ci_high=ratio[2],
+        status="ok" if status == "ok" else "control_flagged")
+    return {**tables, "overfitting_tests": pd.concat([tests, rows], ignore_index=True)}, largest
+
+
+def test_c3_names_the_refit_nulls_and_those_that_never_learned():
+    tables, m = _with_v2_null(dict(_planted("true_circuit")), (1.5, 2.0, 2.5))
+    tables["overfitting_refits"] = _refits([
+        ("fitted_mlp_v2_shuffled", m, 0, [False, True]),               # rescued by training longer
+        ("fitted_mlp_v2_shuffled", m, 1, [True]),                      # learned at once
+        ("learned_feature_v2_shuffled", m, 0, [False, False, False, False])])  # never learned
+    verdict = c3.judge(tables)
+    assert verdict.verdict == "SUPPORTED"  # the rescued null is worse than the circuit: it does not change it
+    assert "fitted_mlp_v2_shuffled (primary): 1 of 2 fits failed to learn at first, 1 learned on a refit (longer 1)" \
+        in verdict.headline and "refit, it does not reach the circuit's error" in verdict.headline
+    assert (f"learned_feature_v2_shuffled failed to learn after 3 refits (m={m} draw 0): it could not be tested "
+            "there (a limitation)") in verdict.headline
+    assert verdict.details["verdict_without_refits"] == "SUPPORTED"
+    assert verdict.details["refit_rescued"] == [f"fitted_mlp_v2_shuffled at m={m}"]
+
+
+def test_c3_reports_a_verdict_that_the_refits_decide_as_a_finding():
+    """Planted: a refit null that, once it learned, comes within the margin of the circuit. Without the ladder it
+    was failed_to_learn and decided nothing (SUPPORTED); with it C3 is NOT_SUPPORTED, and says why."""
+    tables, m = _with_v2_null(dict(_planted("true_circuit")), (0.8, 0.9, 1.0))
+    tables["overfitting_refits"] = _refits([("fitted_mlp_v2_shuffled", m, 0, [False, False, False, True])])
+    verdict = c3.judge(tables)
+    assert verdict.verdict == "NOT_SUPPORTED" and verdict.details["verdict_without_refits"] == "SUPPORTED"
+    assert any(note.startswith("finding: the refit nulls decide C3: with them NOT_SUPPORTED, without them")
+               for note in verdict.major_concerns)
+    assert "it reaches the circuit's error on" in verdict.headline and "lbfgs 1" in verdict.headline
+
+
+def test_a_malformed_refit_table_is_refused_by_its_schema():
+    tables, m = _with_v2_null(dict(_planted("true_circuit")), (1.5, 2.0, 2.5))
+    tables["overfitting_refits"] = _refits([("fitted_mlp_v2_shuffled", m, 0, [False, True])]).assign(attempt=0)
+    [problem] = problems(c3.SCHEMAS, tables)  # the claim is then INSUFFICIENT_DATA, never judged on it
+    assert problem.startswith("overfitting_refits: attempt")
+    tables["overfitting_refits"] = tables["overfitting_refits"].assign(attempt=1)
+    assert problems(c3.SCHEMAS, tables) == []

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from astrostats.claims import c3_overfitting
+from astrostats.claims import c3_overfitting, c3_refits
 from astrostats.claims.verdicts import VERDICTS
 from astrostats.report.figures import overfitting as figures
 from astrostats.spec import ANALYSES_DIR, load_spec
@@ -50,7 +50,7 @@ HEADS = {"synthetic/layer0/head0": ("primary", SYNTHETIC_SPLITS, load_spec(SPEC,
 
 def test_study_tables_cover_every_control_and_keep_flags(tables):
     assert set(tables) == {"overfitting", "overfitting_accounting", "overfitting_training", "overfitting_history",
-                           "overfitting_learning_curves", "overfitting_tests"}
+                           "overfitting_learning_curves", "overfitting_tests", "overfitting_refits"}
     for table in tables.values():
         assert set(table["analysed_head"]) == set(HEADS)
     training = tables["overfitting_training"]
@@ -61,6 +61,18 @@ def test_study_tables_cover_every_control_and_keep_flags(tables):
     v2 = training[training["circuit"].str.endswith("_v2_shuffled")]
     assert set(v2["status"]) <= {"converged", "failed_to_learn", "not_converged", "diverged"}
     assert (v2.loc[v2["status"] == "failed_to_learn", "best_epoch"] == 0).all()
+    # every v2 fitted null's attempts are in the refit table: one used per fit, refit only while none learned,
+    # failed_to_learn exactly when no attempt learned, bounded by the spec's refit_attempts
+    refits = tables["overfitting_refits"]
+    keys = ["analysed_head", "circuit", "m", "seed"]
+    assert len(refits.groupby(keys)) == len(v2)
+    assert (refits.groupby(keys)["used"].sum() == 1).all()
+    assert refits["attempt"].max() <= 1 + spec.parameters["refit_attempts"]
+    last = refits.groupby(keys)["attempt"].transform("max")
+    assert (refits.loc[refits["learned"], "attempt"] == last[refits["learned"]]).all()  # none refit after learning
+    learned = refits.groupby(keys)["learned"].any()
+    status = v2.set_index(keys)["status"]
+    assert ((status == "failed_to_learn") == ~learned.reindex(status.index)).all()
     assert (training.loc[training["circuit"] == "ridge_shuffled", "status"] == "converged").all()
     measurements = tables["overfitting"]
     flagged = training.loc[training["status"] != "converged", ["analysed_head", "circuit"]].drop_duplicates()
@@ -164,6 +176,8 @@ def test_real_target_as_primary_must_have_the_preregistered_splits():
     ({"ood_n_tokens": 32}, "ood_n_tokens"),
     ({"layer": 7}, "layer"),
     ({"head": -5}, "head"),
+    ({"refit_attempts": 9}, "refit_attempts"),
+    ({"refit_factor": 0}, "refit_factor"),
 ])
 def test_bad_targets_and_head_choices_name_the_parameter(change, name):
     spec = load_spec(SPEC, "smoke")
@@ -256,6 +270,8 @@ def test_claim_c3_and_figures_on_the_smoke_tables(tables):
     # v2 says so instead of calling it ambiguous; the original rule (v1) is judged beside it
     assert verdict.verdict == "INSUFFICIENT_DATA" and "6 held-out sequences" in verdict.reason
     assert verdict.details["v2"] == "INSUFFICIENT_DATA" and verdict.details["v1"] in VERDICTS
+    refits = c3_refits.sentence(tables["overfitting_refits"], tables["overfitting_tests"])
+    assert refits.startswith("refits: ") and refits in verdict.headline  # what became of every fitted null
     assert verdict.evidence
     for evidence in verdict.evidence:  # C3 reads the primary head only: every cited row is one head's
         if evidence.table == "overfitting_tests":
