@@ -86,6 +86,17 @@ def test_tiled_path_equals_the_reference(feature, dtype, compiled, monkeypatch, 
     assert_matches_reference(q, k, v, projections, feature, False, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_causal_tiles_of_units_equal_the_reference(dtype, monkeypatch, gaussian_head):
+    """The causal positive path streams tiles of hidden units (202 -> 51 + 51 + 51 + 49) and merges them with
+    per-token shifts; large logits make the tiles' shifts differ, so the merge rescales both sides."""
+    monkeypatch.setattr(kernels, "TILE_ELEMENTS", 1)
+    q, k, v = gaussian_head(n=kernels.STREAM_CHUNK + 30, scale=1.0)
+    projection = draw_projection(202, 8, seed=4, dtype=torch.float64)
+    assert len(kernels.tiles_of(3 * q.shape[-2], 202)) == 4
+    assert_matches_reference(q, k, v, projection, "positive", True, dtype)
+
+
 @pytest.mark.skipif(not native.available(torch.zeros(1)), reason="no C compiler: the torch operations serve instead")
 def test_compiled_exp2_pass_matches_torch():
     """The compiled pass against torch in float64: its exp2 of the float32 difference x - shift within 2 float32
