@@ -42,6 +42,9 @@ CHANGED_BY_DESIGN = {
                 "the interneuron fan-in limit, so the heads, rows and families differ by design",
     "known_answers": "the known-answers scenarios were redesigned (2026-12-06): noise families beyond the fitted "
                      "model, misspecified truths, heads at the thresholds",
+    "overfitting": "a v2 fitted null that fails to learn is refit (2026-12-06; longer, another initialisation, "
+                   "L-BFGS): refit fits have other losses, statuses and scores, and the tests table moves with them "
+                   "(C3 in the smoke profile stays INSUFFICIENT_DATA: 6 held-out sequences)",
 }
 VERDICT_CHANGES = {"C7": ("INCONCLUSIVE", "NOT_SUPPORTED",
                           "under amendment v2 the smoke profile's short context (N = 24) shows the memory cheaper, "
