@@ -245,7 +245,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         verdict = "NOT_SUPPORTED"
         reason = "; ".join(part for part in (
             f"{len(head_failing)} heads whose normaliser error stays above {TOLERANCE:.0%} at m = {PAPER_M:,}: "
-            + ", ".join(head_failing[:8]) + (" ..." if len(head_failing) > 8 else "") if head_failing else "",
+            + ", ".join(head_failing[:8]) + (f" and {len(head_failing) - 8} more (every one in audit.json)"
+                                             if len(head_failing) > 8 else "") if head_failing else "",
             f"end to end below threshold: {', '.join(e2e_failing)}" if e2e_failing else "") if part)
     elif head_straddling or e2e_small or missing_results:
         verdict = "INCONCLUSIVE"

@@ -100,7 +100,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
     if beyond:
         verdict = "NOT_SUPPORTED"
         reason = (f"{len(beyond)} heads need more than one human astrocyte's {HUMAN_SYNAPSES:.0e} synapses for "
-                  f"{TOLERANCE:.0%}: " + ", ".join(beyond[:8]) + (" ..." if len(beyond) > 8 else ""))
+                  f"{TOLERANCE:.0%}: " + ", ".join(beyond[:8])
+                  + (f" and {len(beyond) - 8} more (every one in audit.json)" if len(beyond) > 8 else ""))
     elif undetermined or small_agree:
         verdict = "INCONCLUSIVE"
         reason = "; ".join(part for part in (

@@ -243,7 +243,8 @@ def _judge_v2(name: str, tests: pd.DataFrame, families: list[str], original: Cla
         "INSUFFICIENT_DATA": "no co-primary comparison is computable",
         "NOT_SUPPORTED": "a neurons-only circuit needs less of every co-primary resource (" +
                          ", ".join(resources_.values()) + ") for the same error, each CI excluding the claim: " +
-                         "; ".join(f"{c} on {h}" for h, c in dominated[:6]) + ("; ..." if len(dominated) > 6 else ""),
+                         "; ".join(f"{c} on {h}" for h, c in dominated[:6])
+                         + (f"; and {len(dominated) - 6} more (every one in audit.json)" if len(dominated) > 6 else ""),
         "SUPPORTED": "every neurons-only circuit needs at least as much of every co-primary resource as the astrocyte "
                      "circuit (within the margin), on every head at every N, after Holm correction",
         "INCONCLUSIVE": "no neurons-only circuit is shown cheaper on every co-primary resource, but not every "
