@@ -94,7 +94,7 @@ def to_markdown(verdicts: list[ClaimVerdict], manifest: dict, validation: list[d
              "report.pdf the figures.", "", "| claim | verdict | the number behind it |", "|---|---|---|"]
     for verdict in verdicts:
         lines.append(f"| {verdict.claim_id} | **{verdict.verdict}** | "
-                     f"{narrative.scope_and_numbers(verdict.headline or verdict.reason, 160).replace('|', '/')} |")
+                     f"{narrative.scope_and_numbers(verdict.headline or verdict.reason, 160, 'below').replace('|', '/')} |")
     failed = [record for record in manifest.get("analyses", []) if record["status"] != "ok"]
     if failed:
         lines += ["", "## Analyses that did not complete", ""]

@@ -28,8 +28,8 @@ MAX_APPENDIX_FIGURES = 8  # two a page: the appendix stays within five pages; th
 CAPTIONS = (  # (kind, name pattern, caption): the first match wins; {detail} is what the pattern's * matched,
     # {analysis} the analysis that drew it, so that no two figures share a caption
     ("paper", "fig2b", "The paper's Figure 2B reproduced (left) and what the audit adds (right). Left: relative "
-     "output error of the circuit against m on typical synthetic heads, median with a 5-95 % band over feature "
-     "seeds and sequences, with random-feature theory (dashed). Right: every logit scale, the nulls at the same m "
+     "output error of the circuit against m on the synthetic heads named in its title, median with a 5-95 % band "
+     "over feature seeds and sequences, with random-feature theory (dashed). Right: every logit scale, the nulls at the same m "
      "(uniform attention, elu+1, no astrocyte) and one astrocyte's synapse counts. Look at whether the bands "
      "follow the dashed m^-1/2 lines, and where peaked heads sit relative to the synapse counts."),
     ("paper", "fig3", "The paper's Figure 3 reproduced (left block) and extended (right). Left: for one language "

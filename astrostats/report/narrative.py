@@ -105,9 +105,9 @@ def whole_parts(text: str, limit: int) -> tuple[str, int]:
     return "; ".join(kept), len(pieces) - len(kept)
 
 
-def scope_and_numbers(headline: str, limit: int = 260) -> str:
+def scope_and_numbers(headline: str, limit: int = 260, where: str = "in its section") -> str:
     """Page 1's line on what a verdict covers: the headline's whole parts that fit, then how many more
-    findings its section gives."""
+    findings the claim's section (``where``) gives."""
     kept, rest = whole_parts(headline, limit)
-    more = f" ({rest} more {'finding' if rest == 1 else 'findings'} in its section.)" if rest else ""
+    more = f" ({rest} more {'finding' if rest == 1 else 'findings'} {where}.)" if rest else ""
     return sentence(kept) + more

@@ -134,6 +134,8 @@ def grid(panels: int, columns: int = 3, aspect: float = 0.75, extra: float = 0.3
     size it is printed, so that the 7 pt text is 7 pt on paper. ``aspect``: panel height / width; ``extra``:
     inches for a suptitle or a legend below."""
     columns = max(1, min(columns, panels))
+    if panels == 4 and columns == 3:  # two full rows rather than three panels and a lone one
+        columns = 2
     rows = -(-panels // columns)
     return rows, columns, (PAGE_WIDTH_IN, min(MAX_HEIGHT_IN, rows * PAGE_WIDTH_IN / columns * aspect + extra))
 

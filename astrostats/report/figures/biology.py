@@ -55,13 +55,13 @@ def _drawn_heads(panels: list, targets) -> list:
 
 def _error_vs_m(errors: pd.DataFrame, scale: str):
     families = [f for f in dict.fromkeys(errors["family"]) if f not in ("ideal", "no_astrocyte")]
-    rows, columns, size = style.grid(len(families), 3, aspect=0.8, extra=0.35)
-    fig, axes = plt.subplots(rows, columns, figsize=size, sharex=True, squeeze=False)  # own y-range per family
+    # two columns, each panel's legend to its right (the variants differ per family); own y-range per family
+    rows, columns, size = style.grid(len(families), 2, aspect=0.6, extra=0.35)
+    fig, axes = plt.subplots(rows, columns, figsize=size, sharex=True, squeeze=False)
     references = errors[errors["family"].isin(["ideal", "no_astrocyte"])].astype({"m": float})
     for ax, family in zip(axes.flat, families):
         part = errors[errors["family"] == family].astype({"m": float})
         mean_ci_lines(ax, part, "variant")
-        bottom = float(part["value"].min()) if len(part) else 0.01
         for name, dashes in (("ideal", "-"), ("no_astrocyte", ":")):
             line = references[references["family"] == name].groupby("m")["value"].mean()
             ax.plot(line.index, line.values, ls=dashes, color=style.colour(name), lw=1.2, label=name)
@@ -71,12 +71,15 @@ def _error_vs_m(errors: pd.DataFrame, scale: str):
                xlabel="m (processes / units)" if last_row or ax is axes.flat[len(families) - 1] else "",
                ylabel="relative error" if first_column else "")
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [label.removeprefix(family + "_").replace("_", " ") for label in labels], fontsize=7,
-                  handlelength=1.0, loc="lower left", labelspacing=0.1, borderaxespad=0.2)
-        ax.set_ylim(bottom=min(bottom, 0.1) / 10 ** (0.22 * len(labels)))  # room below the curves for the legend
+        variants = [(h, label) for h, label in zip(handles, labels) if label not in ("ideal", "no_astrocyte")]
+        ax.legend([h for h, _ in variants],
+                  [textwrap.fill(label.removeprefix(family + "_").replace("_", " "), 26) for _, label in variants],
+                  fontsize=7, handlelength=1.0, loc="upper left", bbox_to_anchor=(1.0, 1.05), labelspacing=0.1,
+                  borderaxespad=0.2)
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
-    fig.suptitle(f"Realistic astrocytes, {scale.replace('_', ' ')} attention (dotted: 10 %)")
+    fig.suptitle(f"Realistic astrocytes, {scale.replace('_', ' ')} attention\n(solid blue: the ideal circuit; "
+                 "dotted pink: no astrocyte; dotted grey: 10 %)")
     style.finish(fig)
     return fig
 

@@ -46,8 +46,7 @@ def _rates(rates: pd.DataFrame) -> plt.Figure:
         ax.scatter(part["statistic"], y, c=colours, zorder=3)
         ax.set_yticks(y, part["check"])
         ax.set_xlabel("rejection rate at 0.05 (95 % CI)" if kind == "false_positive_rate" else "95 % CI coverage")
-        ax.set_title(f"{kind.replace('_', ' ')} (n = {int(part['n'].iloc[0])} simulations)")
-    axes[0].legend(loc="lower right")
+        ax.set_title(f"{kind.replace('_', ' ')}\n(n = {int(part['n'].iloc[0])} simulations; grey: target band)")
     style.finish(fig)
     return fig
 

@@ -37,7 +37,7 @@ def _rates(summary: pd.DataFrame):
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.7, rows - 0.3)
     ax.set(xlim=(-0.02, 1.02), xlabel="share of replicates")
-    ax.set_title("Planted truth through each claim's rule (green: the aim met, red: missed)")
+    ax.set_title("Planted truth through each claim's rule\n(green: the aim met, red: missed)")
     handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=3)
     style.finish(fig, rect=(0, 0.5 / fig.get_size_inches()[1], 1, 1))

@@ -32,14 +32,17 @@ def _per_head(table: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
 
 
 def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
+    """The comparisons for every head (they decide C3); learning curves and training for the primary head only
+    (a secondary head's are in its tables: drawing them doubled this module's time for figures no page shows)."""
     figures = {}
-    for suffix, curves in _per_head(find_table(tables, "_learning_curves")).items():
-        figures[f"learning_curves{suffix}"] = _learning_curves(curves)
+    curves = _per_head(find_table(tables, "_learning_curves")).get("")
+    if curves is not None:
+        figures["learning_curves"] = _learning_curves(curves)
     for suffix, tests in _per_head(find_table(tables, "_tests")).items():
         figures[f"comparisons{suffix}"] = _comparisons(tests)
-    for suffix, history in _per_head(find_table(tables, "_history")).items():
-        if history.groupby("circuit")["epoch"].nunique().gt(1).any():  # something was trained
-            figures[f"training{suffix}"] = _training(history)
+    history = _per_head(find_table(tables, "_history")).get("")
+    if history is not None and history.groupby("circuit")["epoch"].nunique().gt(1).any():  # something was trained
+        figures["training"] = _training(history)
     return figures
 
 

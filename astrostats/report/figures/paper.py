@@ -83,7 +83,7 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
     circuit = circuit.astype({"m": float})
     scales = list(dict.fromkeys(circuit["logit_scale"]))
     paper_scale = PAPER_SCALE if PAPER_SCALE in scales else scales[0]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 3.4), gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 4.0), gridspec_kw={"width_ratios": [1, 1.25]})
     part = circuit[circuit["logit_scale"] == paper_scale]
     band = _band(part, 0.05, 0.95)
     left.fill_between(band["m"], band["low"], band["high"], color=style.colour(audited.name), alpha=0.25, lw=0)
@@ -116,9 +116,9 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
         level = errors.loc[(errors["circuit"] == name) & (errors["logit_scale"] == paper_scale), "value"].mean()
         if np.isfinite(level):
             right.axhline(level, color=style.colour(name), lw=1.0, ls="-", label=f"{name} null ({paper_scale})")
-    for count, label in ((RODENT_SYNAPSES, "rodent astrocyte"), (HUMAN_SYNAPSES, "human astrocyte")):
-        right.axvline(count, **style.SYNAPSE_STYLE)
-        right.annotate(f"{label}\n{count:.0e} synapses", (count, 1.0), xycoords=("data", "axes fraction"),
+    for height, (count, label) in zip((1.0, 0.8), ((RODENT_SYNAPSES, "rodent astrocyte"), (HUMAN_SYNAPSES, "human"))):
+        right.axvline(count, **style.SYNAPSE_STYLE)  # the labels one above the other: the lines are a decade apart
+        right.annotate(f"{label}: {count:.0e} synapses ", (count, height), xycoords=("data", "axes fraction"),
                        fontsize=7, ha="right", va="top", color=style.SYNAPSE_STYLE["color"])
     right.axhline(TOLERANCE, **style.TOLERANCE_STYLE)
     _log_axes(right)
@@ -126,9 +126,10 @@ def fig2b(errors: pd.DataFrame, theory: pd.DataFrame | None, audited: AuditedCir
     if len(observed):  # the theory lines run on to the synapse counts; the data set the vertical range
         right.set_ylim(min(observed.quantile(0.01), TOLERANCE) / 3, max(observed.quantile(0.99), TOLERANCE) * 3)
     right.set_title("Audit: every logit scale (95 % CIs), nulls,\ntheory to the biological scale (dashed)")
-    style.finish(fig, rect=(0, 0.2, 1, 1))
     handles, labels = right.get_legend_handles_labels()
-    fig.legend(handles, [label.replace("_", " ") for label in labels], loc="lower center", ncol=3, fontsize=7)
+    rows = -(-len(labels) // 2)
+    style.finish(fig, rect=(0, (0.14 * rows + 0.05) / fig.get_size_inches()[1], 1, 1))
+    fig.legend(handles, [label.replace("_", " ") for label in labels], loc="lower center", ncol=2, fontsize=7)
     return fig
 
 
@@ -175,10 +176,10 @@ def fig3(responses: list, sweeps: list, audited: AuditedCircuit = AuditedCircuit
             ax.set_xlabel("token")
             if column == 0:
                 ax.set_ylabel("normaliser (log)")
-            if row == 0 and column == 0:
-                ax.legend(loc="best", fontsize=7)
         _all_heads(fig.add_subplot(grid[row, -1]), table, sweeps, row, audited)
-    style.finish(fig)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7)
+    style.finish(fig, rect=(0, 0.25 / fig.get_size_inches()[1], 1, 1))
     return fig
 
 

@@ -104,9 +104,11 @@ def _head_difficulty(head_stats: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 3.0))
     sns.scatterplot(wide, x="q_plus_k_norm_max", y="log10_m_required", hue="target", style="target", ax=axes[0])
     axes[0].set(xlabel="max |q_t + k_tau| (median over sequences)", ylabel="log10 m for 10 % error (theory)")
-    for value, label in ((np.log10(RODENT_SYNAPSES), "rodent astrocyte synapses"), (np.log10(HUMAN_SYNAPSES), "human")):
-        axes[0].axhline(value, **style.SYNAPSE_STYLE)
-        axes[0].annotate(label, (axes[0].get_xlim()[0], value), fontsize=7, va="bottom")
+    for value, label, side in ((np.log10(RODENT_SYNAPSES), "rodent astrocyte synapses", "top"),
+                               (np.log10(HUMAN_SYNAPSES), "human astrocyte synapses", "bottom")):
+        axes[0].axhline(value, **style.SYNAPSE_STYLE)  # the rodent's label below its line, the human's above
+        axes[0].annotate(f" {label}", (axes[0].get_xlim()[1], value), fontsize=7, va=side, ha="right",
+                         color=style.SYNAPSE_STYLE["color"])
     sns.scatterplot(wide, x="attention_entropy", y="log10_m_required", hue="target", style="target", ax=axes[1],
                     legend=False)
     axes[1].set(xlabel="attention entropy (nats)", ylabel="")

@@ -23,7 +23,7 @@ def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     figures = {"main": _error_vs_m(errors, theory, fits, circuit), "nulls": _nulls(errors, circuit)}
     normaliser = measurements[(measurements["metric"] == "normaliser_error") & (measurements["circuit"] == circuit.name)]
     if not normaliser.empty:
-        figures["normaliser_error"] = _by_feature(normaliser, "relative error of the circuit's normaliser a_t")
+        figures["normaliser_error"] = _by_feature(normaliser, "relative error of a_t")
     return figures
 
 
@@ -37,8 +37,8 @@ def _by_feature(table: pd.DataFrame, ylabel: str):
     for ax, scale in zip(axes.flat, scales):
         part = table[table["logit_scale"] == scale].astype({"m": float})
         mean_ci_lines(ax, part, "feature_map")
-        ax.set(xscale="log", yscale="log", title=f"{scale.replace('_', ' ')} attention", xlabel="m (hidden units)",
-               ylabel=ylabel)
+        ax.set(xscale="log", yscale="log", title=scale.replace("_", " "), xlabel="m (hidden units)",
+               ylabel=ylabel if ax.get_subplotspec().is_first_col() else "")
     style.finish(fig)
     return fig
 
@@ -75,9 +75,20 @@ def _error_vs_m(errors, theory, fits, audited: AuditedCircuit):
             level = baselines.loc[baselines["circuit"] == name, "value"].mean()
             if np.isfinite(level):
                 ax.axhline(level, color=style.colour(name), ls=line, lw=1, label=f"{name} (null)")
+        levels = baselines.loc[baselines["circuit"].isin(["uniform", "elu_linear"]), "value"]
+        _data_range(ax, pd.concat([circuit.loc[circuit["logit_scale"] == scale, "value"], levels]))  # not theory's
     _one_legend(fig, fig.axes[0])
     fig.tight_layout(rect=(0, 0.09, 1, 1), pad=0.4)
     return fig
+
+
+def _data_range(ax, values: pd.Series) -> None:
+    """The panel's y-range from its measurements and null levels, never from the theory line, which for peaked
+    heads runs thirty decades above them."""
+    positive = values[values > 0]
+    if len(positive):
+        low, high = float(positive.quantile(0.005)), float(positive.quantile(0.995))
+        ax.set_ylim(low / 2, high * 2)
 
 
 def _one_legend(fig, ax) -> None:
