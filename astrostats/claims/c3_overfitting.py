@@ -31,7 +31,9 @@ SHORT_NAME = 'overfitting'
 WOULD_CHANGE = ('The capacity nulls (the same budget fitted to shuffled targets) must converge under the training '
                 'budget for the rule to count them: longer training (the full profile) or closed-form fits would turn '
                 'INCONCLUSIVE into SUPPORTED if the circuit still beats them; a converged null that matches the '
-                "circuit's held-out error would make it NOT_SUPPORTED.")
+                "circuit's held-out error would make it NOT_SUPPORTED. A fitted null that fails to learn is refit "
+                "(longer, another initialisation, L-BFGS); one that never learns is a limitation, and a way of "
+                "fitting it that learns could move the verdict either way.")
 TESTS, ACCOUNTING, CURVES = "_tests", "_accounting", "_learning_curves"  # suffixes after the run's name
 TEST_COLUMNS = {"family", "control", "m", "split", "margin", "alpha"}
 RULE_TEMPLATE = (

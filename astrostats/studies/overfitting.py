@@ -440,15 +440,20 @@ def analyse(head: HeadAnalysis, parameters: Parameters, plan: ControlPlan, regis
     return tables
 
 
+def control_plan(parameters: Parameters, seed: int) -> ControlPlan:
+    """The fitted controls and nulls of a run (the benchmark times the same plan)."""
+    return ControlPlan(m=parameters.m, n_seeds=parameters.n_seeds, controls=parameters.controls,
+                       capacity_null=parameters.capacity_null, budget=parameters.budget,
+                       budget_tolerance=parameters.budget_tolerance, base_seed=seed,
+                       v2_nulls=parameters.v2_nulls, null_learning_rates=parameters.null_learning_rates,
+                       control_seeds=parameters.control_seeds, refit=parameters.refit)
+
+
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     parameters = spec.bind(Parameters)
     registered = check_preregistration(spec, parameters)
     amendment = check_amendment(spec, parameters, registered)
-    plan = ControlPlan(m=parameters.m, n_seeds=parameters.n_seeds, controls=parameters.controls,
-                       capacity_null=parameters.capacity_null, budget=parameters.budget,
-                       budget_tolerance=parameters.budget_tolerance, base_seed=spec.seed,
-                       v2_nulls=parameters.v2_nulls, null_learning_rates=parameters.null_learning_rates,
-                       control_seeds=parameters.control_seeds, refit=parameters.refit)
+    plan = control_plan(parameters, spec.seed)
     heads = [prepare(parameters.target, "primary", parameters, plan, spec.seed)]  # fails early if unmatched
     heads += [prepare(target, "secondary", parameters, plan, spec.seed) for target in parameters.secondary_targets]
     collected: dict[str, list[pd.DataFrame]] = {}
@@ -466,6 +471,6 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     return tables
 
 
-__all__ = ["Parameters", "run", "synthetic_splits", "real_splits", "target_splits", "other_head", "families",
+__all__ = ["Parameters", "run", "control_plan", "synthetic_splits", "real_splits", "target_splits", "other_head", "families",
            "check_preregistration", "check_amendment", "families_v2", "preregistration_hash", "learning_curves", "prepare", "analyse", "head_name", "longer_window_ids", "TARGETS",
            "TARGET_SPLITS", "EVALUATION_SPLITS"]
