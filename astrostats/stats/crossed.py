@@ -25,6 +25,12 @@ from astrostats.validation import check_float, check_int, fail
 METHOD = "crossed bootstrap over sequences x seeds (Owen 2007), percentile CI"
 
 
+def _counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """(resamples, n) how often each of n indices was drawn, per row of ``indices`` (a row-wise bincount in one
+    pass; the indices are drawn in one call, the same stream as one call per resample)."""
+    return (indices[:, :, None] == np.arange(n)).sum(axis=1).astype(np.float64)
+
+
 def crossed_draws(values: Any, n_resamples: int, seed: Any = 0) -> np.ndarray:
     """Bootstrap means of ``values`` (units, seeds, sequences): (n_resamples, units), sequences and seeds
     resampled independently, the same indices for every unit. NaN cells are left out of each mean."""
@@ -34,10 +40,8 @@ def crossed_draws(values: Any, n_resamples: int, seed: Any = 0) -> np.ndarray:
     n_resamples = check_int("n_resamples", n_resamples, minimum=1)
     rng = numpy_rng(seed)
     _, n_seeds, n_sequences = values.shape
-    seed_weights = np.stack([np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)
-                             for _ in range(n_resamples)]).astype(np.float64)
-    sequence_weights = np.stack([np.bincount(rng.integers(0, n_sequences, n_sequences), minlength=n_sequences)
-                                 for _ in range(n_resamples)]).astype(np.float64)
+    seed_weights = _counts(rng.integers(0, n_seeds, (n_resamples, n_seeds)), n_seeds)
+    sequence_weights = _counts(rng.integers(0, n_sequences, (n_resamples, n_sequences)), n_sequences)
     present = np.isfinite(values)
     filled = np.where(present, values, 0.0)
     total = np.einsum("bs,usn,bn->bu", seed_weights, filled, sequence_weights)
