@@ -74,7 +74,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, audit_flags: bool = Tr
                              "package.module:callable (default: the paper's astrocyte circuit)")
     parser.add_argument("--csv", action="store_true",
                         help="write every table as CSV too, beside its parquet file (default: parquet only)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, console log or verdict summary")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress view, console log or verdict summary: errors only")
     if audit_flags:
         parser.add_argument("--audit-only", action="store_true", help="rebuild audit and report from stored tables")
         parser.add_argument("--from", dest="from_dir", type=Path, default=None,
@@ -328,9 +329,9 @@ def audit_only(args, out_dir: Path, started: float | None = None) -> int:
     return 0
 
 
-def summary_lines(verdicts, out_dir: Path, seconds: float, width: int | None = None) -> list[str]:
+def summary_lines(verdicts, out_dir: Path, seconds: float, width: int | None = None, report: bool = True) -> list[str]:
     """The end of a run, for the person at the terminal: one line per claim (claim, verdict, its reason clipped to
-    the terminal's width), then the run's time and where report.pdf is."""
+    the terminal's width), then the run's time and where report.pdf is (without one, where audit.md is)."""
     width = width or shutil.get_terminal_size((100, 24)).columns
     width = max(width, 60)
     verdict_width = max((len(v.verdict) for v in verdicts), default=0)
@@ -342,12 +343,14 @@ def summary_lines(verdicts, out_dir: Path, seconds: float, width: int | None = N
         lines.append(head + (reason if len(reason) <= room else reason[:room - 3].rstrip() + "..."))
     minutes, rest = divmod(seconds, 60)
     took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{seconds:.1f} s"
-    lines.append(f"finished in {took}; report: {out_dir / 'report.pdf'}")
+    lines.append(f"finished in {took}; report: {out_dir / 'report.pdf'}" if report else
+                 f"finished in {took}; audit: {out_dir / 'audit.md'} (no report.pdf: pip install \"astrostats[report]\")")
     return lines
 
 
 def print_summary(verdicts, out_dir: Path, seconds: float) -> None:
-    print("\n".join(summary_lines(verdicts, out_dir, seconds)), file=sys.stderr)
+    report = (out_dir / "report.pdf").is_file()
+    print("\n".join(summary_lines(verdicts, out_dir, seconds, report=report)), file=sys.stderr)
 
 
 def list_analyses() -> int:

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="from_dir", required=True, metavar="RUN",
                         help="the finished run's folder (it holds manifest.json)")
     report.add_argument("--out", default=None, metavar="OUT", help="where to write (default: the --from folder)")
-    report.add_argument("--quiet", action="store_true", help="no console log or verdict summary")
+    report.add_argument("--quiet", action="store_true", help="no console log or verdict summary: errors only")
     return parser
 
 

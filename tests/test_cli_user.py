@@ -359,6 +359,8 @@ def test_the_summary_clips_each_reason_to_the_width():
     assert all(len(line) <= 72 for line in lines)
     assert lines[1].endswith("...") and lines[2].endswith("short reason")
     assert lines[-1] == "finished in 2 min 5 s; report: runs/x/report.pdf"
+    core = analyze.summary_lines(verdicts, Path("runs/x"), 5.0, width=72, report=False)[-1]  # no [report] extra
+    assert core == 'finished in 5.0 s; audit: runs/x/audit.md (no report.pdf: pip install "astrostats[report]")'
 
 
 @pytest.mark.parametrize("extra", [{"routine": True}, {}])
