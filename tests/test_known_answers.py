@@ -252,5 +252,6 @@ def test_each_profile_sets_its_own_replicates_and_smoke_keeps_c3_cheap():
     designs = {profile: load_spec(SPEC, profile).bind(ka.Parameters) for profile in ("smoke", "quick", "full")}
     assert ka.replicates("true_circuit", designs["smoke"]) == 1
     assert ka.replicates("slope_0_35", designs["smoke"]) == designs["smoke"].n_replicates >= 3
-    assert ka.replicates("true_circuit", designs["quick"]) == ka.replicates("slope_0_35", designs["quick"]) == 20
+    assert ka.replicates("slope_0_35", designs["quick"]) == 20  # one miss in 20 still meets the 95 % aim
+    assert ka.replicates("true_circuit", designs["quick"]) == 10  # C3's real circuits, planted far from its margin
     assert ka.replicates("true_circuit", designs["full"]) == ka.replicates("small_floor", designs["full"]) == 100
