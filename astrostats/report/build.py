@@ -257,6 +257,7 @@ def build_outputs(out_dir: Path, manifest: dict, workers: int | None = None,
         finally:
             safe_io.unlink(out_dir, temporary)
     else:
+        safe_io.unlink(out_dir, out_dir / "report.pdf")  # an earlier run's report must not pass for this one's
         LOG.warning("no figures or report.pdf (audit.md and audit.json hold the verdicts): %s",
                     extras.message(extras.missing("report")[0], "report"))
     timings = {"figures_seconds": round(drawn - started, 2),
