@@ -165,7 +165,7 @@ def log_label(value: float, _position=None) -> str:
 def finish(fig, rect=(0, 0, 1, 1)) -> None:
     """Lay a figure out: log axes spanning two decades or more show their decades without minor ticks (matplotlib's
     eight per decade, labelled on short ranges, cost most of a figure's drawing time, creating and measuring tick
-    artists); shorter ones keep minor ticks at 2 and 5, labelled below one decade, so that every panel has
+    artists); shorter ones keep minor ticks at 2 and 5, labelled where a panel could show one decade label or none, so that every panel has
     labelled values. Log labels are plain text (:func:`log_label`). Then tight_layout
     within ``rect``."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
@@ -177,8 +177,10 @@ def finish(fig, rect=(0, 0, 1, 1)) -> None:
                 decades = np.log10(high / low) if low > 0 else np.inf
                 axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)) if decades < 2 else NullLocator())
                 axis.set_major_formatter(FuncFormatter(log_label))  # plain text: no mathtext to parse
-                # minor labels only where a decade label may be missing (they crowd a narrow panel otherwise)
-                axis.set_minor_formatter(FuncFormatter(log_label) if decades < 1 else NullFormatter())
+                # minor labels where a decade label may be missing: below two decades on y (stacked labels do
+                # not collide), below one on x (side by side they crowd a narrow panel)
+                labelled = decades < (2 if axis is ax.yaxis else 1)
+                axis.set_minor_formatter(FuncFormatter(log_label) if labelled else NullFormatter())
     width, height = fig.get_size_inches()
     scale = print_scale(width, height)
     if scale < 1:

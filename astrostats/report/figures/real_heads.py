@@ -77,6 +77,8 @@ def _error_vs_m(sweep: pd.DataFrame, audited: AuditedCircuit):
     errors["head_label"] = "L" + errors["layer"].astype(str) + " H" + errors["head"].astype(str)
     targets = list(dict.fromkeys(errors["target"]))
     rows, columns, size = style.grid(len(targets), 2, aspect=0.85)
+    if len(targets) == 1:  # one model: half the page's width, not a page-wide single panel
+        size = (style.PAGE_WIDTH_IN * 0.6, 3.2)
     fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     for ax in axes.flat[len(targets):]:
         ax.set_visible(False)
