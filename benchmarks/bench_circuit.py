@@ -1,7 +1,14 @@
 """How fast the circuit runs against what the hardware allows, FAVOR+ and exact attention.
 
-Three measurements, each timed as the best of several repeats (the minimum is the least disturbed by
-other processes on a shared machine), with a large float32 matmul measured in the same run beside it:
+    python benchmarks/run.py --only circuit --quick   # also: python benchmarks/bench_circuit.py (ratio + breakdown)
+
+First the headline: ``run_circuit`` (positive map, non-causal, d = 64, the runner's chunk of 5 sequences of 197
+tokens) against a 2048^2 float32 matmul at 1 and 2 torch threads, the two timed alternately in the same run
+(best of several), with the load average beside them: where the load exceeded the thread count the figure is the
+machine's, not the code's, and the row says so. Then a per-part breakdown from torch.profiler (GEMM, exp2 pass,
+shift/max, other) at one size, also written to results/circuit_breakdown.json. Then three measurements, each
+timed as the best of several repeats (the minimum is the least disturbed by other processes on a shared
+machine), with a large float32 matmul measured in the same run beside it:
 
 * throughput: the runner's unit of work (all seeds of one m on one head) and its heavy part
   (``run_circuit``), as achieved GFLOP/s from ``runner.flops_per_sequence``, and the ratio of the time
@@ -12,10 +19,14 @@ other processes on a shared machine), with a large float32 matmul measured in th
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from astrostats.circuits.astrocyte import run_circuit
 from astrostats.circuits.attention import log_normaliser, softmax_attention
@@ -24,6 +35,12 @@ from astrostats.runner import Sweep, flops_per_sequence, run_random_circuit
 from astrostats.targets.synthetic import synthetic_head
 
 MATMUL_SIZE = 2048
+RESULTS = Path(__file__).resolve().parent / "results"
+LOADED = "machine loaded: figure not the code's"
+#: profiler op names by part of the circuit (self CPU time; anything else is "other")
+PARTS = {"gemm": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"),
+         "exp2": ("astrostats::exp2_online", "astrostats::exp2_shifted", "aten::exp2", "aten::exp2_", "aten::exp"),
+         "shift_max": ("astrostats::rows_max", "aten::amax", "aten::max", "aten::maximum", "aten::sub_", "aten::sub")}
 
 
 def best_time(function, repeats: int = 5) -> float:
@@ -39,6 +56,68 @@ def best_time(function, repeats: int = 5) -> float:
 def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     return 2.0 * size**3 / best_time(lambda: a @ b, repeats) / 1e9
+
+
+def circuit_inputs(m: int, n_sequences: int = 5, n_tokens: int = 197, d: int = 64):
+    target = synthetic_head(n_sequences=n_sequences, n_tokens=n_tokens, d_head=d)
+    return target.q, target.k, target.v, draw_projection(m, d, seed=0)
+
+
+def matmul_ratio(m_values=(4096, 16384), threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict]:
+    """run_circuit's GFLOP/s over a large matmul's at each thread count, the two timed alternately (``rounds``
+    times best of ``repeats``), with the load average during the measurement."""
+    rows, before = [], torch.get_num_threads()
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    try:
+        for m in m_values:
+            inputs = circuit_inputs(m)
+            flops = flops_per_sequence(inputs[0].shape[-2], 64, 64, m) * inputs[0].shape[0]
+            for count in threads:
+                torch.set_num_threads(count)
+                circuit = matmul = math.inf
+                loads = [os.getloadavg()[0]]
+                for _ in range(rounds):
+                    matmul = min(matmul, best_time(lambda: a @ b, repeats))
+                    circuit = min(circuit, best_time(lambda: run_circuit(*inputs), repeats))
+                    loads.append(os.getloadavg()[0])
+                matmul_rate, circuit_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9, flops / circuit / 1e9
+                loaded = max(loads) > count
+                rows.append({"benchmark": "matmul_ratio", "threads": count, "m": m, "n_tokens": 197, "sequences": 5,
+                             "circuit_gflops": circuit_rate, "matmul_gflops": matmul_rate,
+                             "ratio": circuit_rate / matmul_rate, "load_average_max": max(loads),
+                             "note": LOADED if loaded else "quiet machine"})
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def breakdown(m: int = 16384, repeats: int = 5) -> list[dict]:
+    """Where run_circuit's time goes at one size (one thread): self CPU time per part from torch.profiler
+    (the compiled exp2 pass is labelled astrostats::*), as a share of the total; written to
+    results/circuit_breakdown.json."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inputs = circuit_inputs(m)
+        run_circuit(*inputs)
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            for _ in range(repeats):
+                run_circuit(*inputs)
+    finally:
+        torch.set_num_threads(before)
+    seconds = {part: 0.0 for part in (*PARTS, "other")}
+    for event in profiler.key_averages():
+        part = next((name for name, ops in PARTS.items() if event.key in ops), "other")
+        seconds[part] += event.self_cpu_time_total / 1e6 / repeats
+    total = sum(seconds.values())
+    rows = [{"benchmark": "breakdown", "m": m, "n_tokens": 197, "sequences": 5, "d": 64, "threads": 1,
+             "part": part, "seconds": value, "share": value / total, "load_average": os.getloadavg()[0]}
+            for part, value in seconds.items()]
+    RESULTS.mkdir(exist_ok=True)
+    temporary = RESULTS / "circuit_breakdown.json.tmp"
+    temporary.write_text(json.dumps(rows, indent=1))
+    os.replace(temporary, RESULTS / "circuit_breakdown.json")
+    return rows
 
 
 def throughput(m_values, n_tokens_values, *, d: int = 64, n_sequences: int = 8, n_seeds: int = 4,
@@ -128,9 +207,15 @@ def crossover_lengths(rows: list[dict]) -> list[dict]:
 def run(quick: bool = False) -> dict[str, list[dict]]:
     m_values = (256, 1024, 4096) if quick else (256, 1024, 4096, 16384)
     lengths = (197,) if quick else (197, 1024)
-    results = {"throughput": throughput(m_values, lengths)}
+    results = {"matmul_ratio": matmul_ratio(), "breakdown": breakdown()}
+    results["throughput"] = throughput(m_values, lengths)
     results["performer"] = versus_performer((256, 1024) if quick else (256, 1024, 4096))
     grid = (256, 1024, 4096) if quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
     points = crossover((256, 1024), grid)
     results["crossover"] = points + crossover_lengths(points)
     return results
+
+
+if __name__ == "__main__":
+    for row in matmul_ratio() + breakdown():
+        print(json.dumps(row))
