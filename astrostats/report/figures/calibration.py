@@ -45,8 +45,9 @@ def _rates(rates: pd.DataFrame) -> plt.Figure:
             ax.plot([row.ci_low, row.ci_high], [row.Index, row.Index], color=colour, lw=1.5)
         ax.scatter(part["statistic"], y, c=colours, zorder=3)
         ax.set_yticks(y, part["check"])
-        ax.set_xlabel("rejection rate at 0.05 (95 % CI)" if kind == "false_positive_rate" else "95 % CI coverage")
-        ax.set_title(f"{kind.replace('_', ' ')}\n(n = {int(part['n'].iloc[0])} simulations; grey: target band)")
+        ax.set_xlabel(("rejection rate at 0.05" if kind == "false_positive_rate" else "95 % CI coverage")
+                      + "\n(95 % CI; grey: target band)")
+        ax.set_title(f"{kind.replace('_', ' ')}\n(n = {int(part['n'].iloc[0])} simulations)")
     style.finish(fig)
     return fig
 
