@@ -132,3 +132,9 @@ def test_the_command_line_says_which_extra_a_feature_needs(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "run").exists()
     assert result.stderr.strip() == ('astrostats: error: --workers and --scheduler (tasks on Dask) need the optional '
                                      "package 'dask', which is not installed: pip install \"astrostats[dask]\"")
+    result = run_core_only("from astrostats.analyze import main; sys.exit(main(['scaling', 'fig3_language', "
+                           "'--profile', 'smoke', '--jobs', '1', '--out', 'models']))", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert ("fig3_language: not run: real Transformers (MiniLM, SmolLM2, the ViT) and their inputs need the "
+            "optional package 'transformers', which is not installed: pip install \"astrostats[models]\"") in result.stderr
+    assert "scaling: done in " in result.stderr and (tmp_path / "models" / "tables" / "scaling.parquet").is_file()
