@@ -88,6 +88,7 @@ def test_the_extras_name_what_pyproject_installs():
     assert any("astrostats[all" in item for item in extras["test"])  # the tests get every feature
 
 
+@pytest.mark.slow
 def test_the_core_imports_and_audits_a_synthetic_spec_without_the_optional_packages(tmp_path):
     """The core install: astrostats, the circuits, the stats and an audit of a synthetic analysis (tables,
     audit.md, audit.json; no figures, no report.pdf) with every optional package hidden."""
@@ -124,6 +125,7 @@ def test_an_optional_feature_without_its_extra_names_the_extra(code, extra, tmp_
     assert last.startswith("astrostats.extras.MissingExtra:") and f'pip install "astrostats[{extra}]"' in last
 
 
+@pytest.mark.slow
 def test_the_command_line_says_which_extra_a_feature_needs(tmp_path):
     """A run with --workers and no dask stops before writing anything (exit 2, one line naming the extra); an
     analysis of real models without transformers is not run, its line naming the extra, the others complete."""
