@@ -103,7 +103,7 @@ def _ratios(primary: pd.DataFrame):
                                 "(95 % CI; dashed: 1 / (1 + margin))")
     shown = f"The {len(primary) // 2} lowest and {len(primary) - len(primary) // 2} highest of {total} ratios. " \
         if total > len(primary) else ""
-    ax.set_title(f"{shown}Left of the line a neurons-only circuit is cheaper (red),\nright of it the astrocyte "
-                 "(green)")
+    fig.suptitle(f"{shown}Left of the line a neurons-only circuit is cheaper (red),\nright of it the astrocyte "
+                 "(green)", fontsize=8)  # over the figure: the long row labels leave the axes too narrow for it
     style.finish(fig)
     return fig
