@@ -11,13 +11,13 @@ that. Analyses redesigned since (``CHANGED_BY_DESIGN``) are left out, each with 
 move are stated (``VERDICT_CHANGES``).
 
 Regenerated once, on purpose (2026-12-06): the float columns of the 19 tables that derive from the float32
-circuit (biology, biology_floors, scaling, scaling_asymptotic, scaling_fits and fig3_{language,vision}_{end_to_end,
-fits, measured, measured_summary, required_m, response, sweep}) hold the values of the circuit's compiled exp2
-pass (astrostats.circuits.native; the presynaptic sums and the response fused into the GEMMs): the same numbers
-to float32 rounding, which moves circuit outputs by up to 3e-6 relative and ill-conditioned fits further (the
+circuit (``COMPILED_CIRCUIT_TABLES``) hold the values of the circuit's compiled exp2 pass
+(astrostats.circuits.native; the presynaptic sums and the response fused into the GEMMs): the same numbers to
+float32 rounding, which moves circuit outputs by up to 3e-6 relative and ill-conditioned fits further (the
 mismatched-target control's floor fit has alpha_floor ~ 0, so only e_inf + a_floor is identified and rounding
 splits it anew). Rows, other columns and the verdicts did not move; with the previous kernels substituted, every
-one of these tables matched the old reference at 1e-9.
+one of these tables matched the old reference at 1e-9. Where the compiled pass is unavailable (no C compiler, or
+ASTROSTATS_NATIVE=0) the torch operations round differently, and those 19 tables are skipped, not loosened.
 """
 import json
 from pathlib import Path
@@ -25,11 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from astrostats import analyze
+from astrostats.circuits import native
 from astrostats.outputs import DETERMINISM_RTOL
 
 REFERENCE = Path(__file__).resolve().parent / "reference_run"
+COMPILED_CIRCUIT_TABLES = ("biology", "biology_floors", "scaling", "scaling_asymptotic", "scaling_fits", *(
+    f"fig3_{kind}_{table}" for kind in ("language", "vision") for table in (
+        "end_to_end", "fits", "measured", "measured_summary", "required_m", "response", "sweep")))
 RTOL = DETERMINISM_RTOL
 TIMING = ("seconds", "wall_seconds", "load_seconds")
 
@@ -81,6 +86,8 @@ def equal_columns(name: str, column: str, reference: pd.Series, new: pd.Series) 
                                   if not path.stem.startswith(tuple(CHANGED_BY_DESIGN))], ids=lambda path: path.stem)
 def test_every_reference_table_is_unchanged(smoke_run, path):
     name = path.stem
+    if name in COMPILED_CIRCUIT_TABLES and not native.available(torch.zeros(1)):
+        pytest.skip("stored with the circuit's compiled exp2 pass, unavailable here: the torch path rounds otherwise")
     reference = pd.read_parquet(path)
     new = pd.read_parquet(smoke_run / "tables" / path.name)
     if "metric" in reference and "metric" in new:  # metrics added since: compared where the reference has them
