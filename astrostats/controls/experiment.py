@@ -48,7 +48,7 @@ LOG = logging.getLogger(__name__)
 HEAD_KEYS = ("target", "layer", "head")  # the training split's labels that name the head in training/history
 REFIT_COLUMNS = ("circuit", "m", "seed", "attempt", "step", "optimiser", "learning_rate", "max_epochs", "patience",
                  "init_seed", "epochs", "best_epoch", "status", "train_loss", "heldout_loss", "start_heldout_loss",
-                 "constant_heldout_loss", "learned", "used", "attempts")
+                 "constant_heldout_loss", "learned", "used", "attempts", "seconds")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ can do, so it is refit, in this order, until an attempt learns or ``attempts`` r
    the patience (at most ``max_epochs``);
 3. ``reseeded``: as ``longer``, from another initialisation;
 4. ``lbfgs``: another optimiser, L-BFGS with a line search (no learning rate to get wrong), from the first start,
-   as many steps as ``longer`` has epochs.
+   with the epochs and the patience of ``longer`` divided by ``LBFGS_ITERATIONS`` (an L-BFGS step makes that many
+   passes over the training set, so this rung costs about as many passes as ``longer``).
 
 The first attempt that learns is used; if none does, the first attempt is kept, flagged ``failed_to_learn``
 with the number of refits in its reason: reported as a limitation, deciding nothing. Every attempt is one row of
@@ -27,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from astrostats.controls.training import FitResult, TrainingBudget, fit, relative_errors
+from astrostats.controls.training import LBFGS_ITERATIONS, FitResult, TrainingBudget, fit, relative_errors
 from astrostats.seeding import derived_seed, name_code
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_int
@@ -53,6 +54,12 @@ class RefitLadder:
         """The refits' budget: factor x the epochs and the patience, epochs capped at max_epochs."""
         return dataclasses.replace(budget, max_epochs=min(self.max_epochs, budget.max_epochs * self.factor),
                                    patience=budget.patience * self.factor)
+
+    def lbfgs(self, budget: TrainingBudget) -> TrainingBudget:
+        """The L-BFGS rung's budget: about as many passes over the training set as the ``longer`` rung."""
+        longer = self.longer(budget)
+        return dataclasses.replace(longer, max_epochs=max(1, longer.max_epochs // LBFGS_ITERATIONS),
+                                   patience=max(2, longer.patience // LBFGS_ITERATIONS))
 
 
 def constant_loss(train_targets: torch.Tensor, validation_targets: torch.Tensor) -> float:
@@ -82,7 +89,7 @@ def attempt_row(attempt: int, step: str, optimiser: str, budget: TrainingBudget,
             "epochs": result.epochs, "best_epoch": result.best_epoch, "status": result.status,
             "train_loss": train_loss, "heldout_loss": held_out,
             "start_heldout_loss": float(result.history["validation_loss"].iloc[0]), "constant_heldout_loss": floor,
-            "learned": has_learned(result, floor), "used": False}
+            "learned": has_learned(result, floor), "used": False, "seconds": result.seconds}
 
 
 def refit_until_learned(first: FitResult, build: Callable[[int], nn.Module], init_seed: int, train: TargetBatch,
@@ -101,9 +108,10 @@ def refit_until_learned(first: FitResult, build: Callable[[int], nn.Module], ini
         if used is not None:
             break
         optimiser, start = plans[step]
-        result = fit(build(start), train, validation, longer, seed=seed, train_targets=targets[0],
+        rung = longer if optimiser == "adam" else ladder.lbfgs(budget)
+        result = fit(build(start), train, validation, rung, seed=seed, train_targets=targets[0],
                      validation_targets=targets[1], early_stopping=True, optimiser=optimiser)
-        rows.append(attempt_row(attempt, step, optimiser, longer, start, result, floor))
+        rows.append(attempt_row(attempt, step, optimiser, rung, start, result, floor))
         if rows[-1]["learned"]:
             used = dataclasses.replace(result, learning_rate=longer.learning_rate if optimiser == "adam" else math.nan,
                                        reason=f"learned on refit {attempt - 1} ({step}, {optimiser}) after "
