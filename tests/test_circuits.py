@@ -316,3 +316,18 @@ def test_bad_input_names_the_parameter(call, parameter, gaussian_head):
     with pytest.raises(InputError) as error:
         call(q, k, v)
     assert str(error.value).startswith(parameter + ":")
+
+
+def test_a_tampered_cached_native_library_is_rebuilt_not_loaded(tmp_path, monkeypatch):
+    """The compiled pass is code from a cache folder: its bytes must match the digest recorded at its build, else it
+    is rebuilt (a changed library is never loaded)."""
+    from astrostats.circuits import native
+    if native._library() is None:
+        pytest.skip("no C compiler (or ASTROSTATS_NATIVE=0): the torch path is used")
+    monkeypatch.setattr(native, "CACHE", tmp_path)
+    compiler = native.os.environ.get("CC") or native.shutil.which("cc") or native.shutil.which("gcc")
+    built = native._build(compiler)
+    good = built.read_bytes()
+    built.write_bytes(good[:-16] + b"\0" * 16)  # damaged or replaced
+    rebuilt = native._build(compiler)
+    assert rebuilt == built and rebuilt.read_bytes() == good

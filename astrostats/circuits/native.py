@@ -118,8 +118,10 @@ def _build(compiler: str) -> Path:
     """The compiled library in the cache, built into a temporary file and renamed (concurrent workers safe)."""
     key = hashlib.sha256("\n".join([SOURCE, " ".join(FLAGS), compiler, _cpu_flags(), sys.platform]).encode())
     target = CACHE / f"rates-{key.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
+    record = target.with_suffix(".sha256")
+    if target.is_file() and not target.is_symlink() and record.is_file() \
+            and record.read_text().strip() == _digest(target):
+        return target  # verified: the bytes are those this process's build recorded
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as folder:
         source = Path(folder) / "rates.c"
@@ -127,8 +129,16 @@ def _build(compiler: str) -> Path:
         built = Path(folder) / "rates.so"
         subprocess.run([compiler, *FLAGS, str(source), "-o", str(built)], check=True, capture_output=True,
                        timeout=120)
+        digest = Path(folder) / "rates.sha256"
+        digest.write_text(_digest(built))
         os.replace(built, target)
+        os.replace(digest, record)
     return target
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file: a cached library is loaded only if its bytes match the record written at its build."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @functools.lru_cache(maxsize=None)
