@@ -97,6 +97,27 @@ def test_causal_tiles_of_units_equal_the_reference(dtype, monkeypatch, gaussian_
     assert_matches_reference(q, k, v, projection, "positive", True, dtype)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_token_pair_route_equals_the_reference(causal, dtype, compiled, monkeypatch, gaussian_head):
+    """Short sequences take the token-pair sums (P_ts = phi(q_t)·phi(k_s), then sum_s P_ts and P V): with
+    tiles of unequal width, a batch of projections and late keys 4x larger (their maxima grow across tiles and,
+    causal, early tokens must be rescaled to their own prefix, not underflow), the same numbers as the
+    reference, with the compiled pass and without it."""
+    if compiled and dtype == torch.float32 and not native.available(torch.zeros(1)):
+        pytest.skip("the compiled pass is unavailable (no C compiler, or ASTROSTATS_NATIVE=0): compiled=False covers it")
+    if not compiled:
+        monkeypatch.setattr(native, "available", lambda *tensors: False)
+    monkeypatch.setattr(kernels, "TILE_ELEMENTS", 1)  # 64 units per tile at least: 202 -> 51 + 51 + 51 + 49
+    q, k, v = gaussian_head(n=17, scale=1.0)  # N = 2 d + 1: the longest non-causal sequence on this route
+    k[:, -4:] *= 4.0
+    assert kernels.uses_token_pairs(q.shape[-2], q.shape[-1], causal)
+    assert not kernels.uses_token_pairs(q.shape[-2] + 1, q.shape[-1], False)
+    projections = torch.stack([draw_projection(202, 8, seed=s, dtype=torch.float64) for s in range(2)]).unsqueeze(1)
+    assert_matches_reference(q, k, v, projections, "positive", causal, dtype)
+
+
 @pytest.mark.skipif(not native.available(torch.zeros(1)), reason="the compiled pass is unavailable (no C compiler, or ASTROSTATS_NATIVE=0)")
 def test_compiled_exp2_pass_matches_torch():
     """The compiled pass against torch in float64: its exp2 of the float32 difference x - shift within 2 float32

@@ -18,6 +18,12 @@ mismatched-target control's floor fit has alpha_floor ~ 0, so only e_inf + a_flo
 splits it anew). Rows, other columns and the verdicts did not move; with the previous kernels substituted, every
 one of these tables matched the old reference at 1e-9. Where the compiled pass is unavailable (no C compiler, or
 ASTROSTATS_NATIVE=0) the torch operations round differently, and those 19 tables are skipped, not loosened.
+
+Regenerated again (2026-12-06), the 7 fig3_language tables only: short sequences (N <= 2 d + 1, causal
+N <= 3 (2 d + 1)) now take the circuit's token-pair route (astrostats.circuits.kernels.token_pair_positive, the
+same sums over units and tokens in the other order). Circuit outputs moved by at most 2.2e-6 relative (float32
+rounding), the extrapolated m-required CI bounds by at most 1.8e-3; rows, other columns and verdicts did not
+move, and the other 26 tables still match at 1e-9.
 """
 import json
 from pathlib import Path

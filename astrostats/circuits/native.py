@@ -78,7 +78,7 @@ void exp2_shifted(float *x, int64_t rows, int64_t cols, const float *shift) {
 }
 
 /* an online maximum per row: shift[r] = max(shift[r], max_j x[r, j]), then x[r, j] = 2^(x[r, j] - shift[r]) and
-   dot[r] = sum_j x[r, j] g[r / rows_per_g, j] (the astrocyte response of this tile) */
+   dot[r] = sum_j x[r, j] g[r / rows_per_g, j] (the astrocyte response of this tile; skipped where g is NULL) */
 void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float *g, int64_t rows_per_g,
                  float *dot) {
     #pragma omp parallel for schedule(static) if (rows * cols > 65536)
@@ -89,6 +89,11 @@ void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float
         float s = shift[r] > m ? shift[r] : m;
         float total = 0.0f;
         shift[r] = s;
+        if (g == NULL) {                        /* the rates alone: no astrocyte response asked for */
+            #pragma omp simd
+            for (int64_t j = 0; j < cols; j++) row[j] = exp2_poly(row[j] - s);
+            continue;
+        }
         #pragma omp simd reduction(+:total)
         for (int64_t j = 0; j < cols; j++) {
             float rate = exp2_poly(row[j] - s);
@@ -99,7 +104,7 @@ void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float
     }
 }
 """
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astrostats" / "native"
 
 
@@ -188,12 +193,13 @@ def exp2_shifted_(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def exp2_online_(x: torch.Tensor, shift: torch.Tensor, presynaptic: torch.Tensor) -> torch.Tensor:
+def exp2_online_(x: torch.Tensor, shift: torch.Tensor, presynaptic: torch.Tensor | None = None):
     """shift = max(shift, row max of x), then x = 2^(x - shift[..., None]), both in place, and the rows'
     dot products with the presynaptic sums: x (B, N, w), shift (B, N) contiguous float32 (-inf before the
-    first tile), presynaptic (B, w) contiguous float32; returns (B, N)."""
-    dot = x.new_empty(x.shape[:-1])
+    first tile), presynaptic (B, w) contiguous float32; returns (B, N), or None without ``presynaptic``."""
+    dot = None if presynaptic is None else x.new_empty(x.shape[:-1])
     with _labelled("exp2_online"):
         _library().exp2_online(x.data_ptr(), x.numel() // x.shape[-1], x.shape[-1], shift.data_ptr(),
-                               presynaptic.data_ptr(), x.shape[-2], dot.data_ptr())
+                               None if presynaptic is None else presynaptic.data_ptr(), x.shape[-2],
+                               None if dot is None else dot.data_ptr())
     return dot
