@@ -115,7 +115,23 @@ def _circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torc
             response, drive, key_shift = kernels.stream(phi_q, k_exponent, k_osc, v, torch.exp)
         log_shift = q_shift.squeeze(-1).double() + key_shift.double()
     output = drive / response.unsqueeze(-1)
+    if feature in POSITIVE_MAPS:
+        output = _unresolved_as_nan(output, response, summed_terms=projection.shape[-2] * k.shape[-2])
     return CircuitOutput(output, response.double().abs().log() + log_shift)
+
+
+def _unresolved_as_nan(output: torch.Tensor, response: torch.Tensor, summed_terms: int) -> torch.Tensor:
+    """The output with NaN rows where the positive maps' response lies so deep in its dtype's underflow range
+    that rounding, not the circuit, sets the read-out, so that the callers' guard recomputes it in float64.
+
+    Why: the response is a sum of ``summed_terms`` positive products (hidden units x keys) of shifted rates; each
+    product that underflows loses at most the dtype's smallest normal number (flush to zero). Summed, that loss
+    stays within one rounding unit of the response as long as response >= summed_terms * tiny / eps; below it a
+    finite but wrong read-out (float32 at logits of thousands: 3 % off) would pass as exact."""
+    info = torch.finfo(response.dtype)
+    floor = summed_terms * info.tiny / info.eps
+    unresolved = response.abs() < floor
+    return output.masked_fill(unresolved.unsqueeze(-1), float("nan")) if bool(unresolved.any()) else output
 
 
 def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int | None = None, *,
