@@ -7,7 +7,8 @@
     python benchmarks/run.py --threads 2     # torch threads for the in-process measurements (default 1)
 
 Numbers depend on the machine and on what else runs on it: the JSON records the CPU count, torch's
-thread count and the load average at the start and end, so a reader can judge how quiet the machine was.
+thread count, the load average and a one-thread matmul's GFLOP/s at the start and end, so a reader can judge
+how quiet and how fast the machine was.
 """
 from __future__ import annotations
 
@@ -37,10 +38,32 @@ def discover() -> dict[str, str]:
     return found
 
 
+def reference_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 size x size matmul on one thread, best of ``repeats``: the machine's speed at the
+    time, recorded at the start and end of every benchmark. The load average misses a host that shares its
+    cores with other virtual machines (the same code ran 30 % slower at load 1 when this rate fell by a fifth),
+    so run times are compared only where this rate is the same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b
+        best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * size**3 / best / 1e9
+
+
+def _seconds(call) -> float:
+    begin = time.perf_counter()
+    call()
+    return time.perf_counter() - begin
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average": list(os.getloadavg())}
+            "load_average": list(os.getloadavg()), "reference_matmul_gflops": reference_matmul_gflops()}
 
 
 def main(argv=None) -> int:
@@ -59,14 +82,17 @@ def main(argv=None) -> int:
         results = importlib.import_module(benchmarks[name]).run(quick=args.quick)
         record = {"benchmark": name, "quick": args.quick, "machine": started,
                   "load_average_end": list(os.getloadavg()), "seconds": time.perf_counter() - begin,
-                  "results": results}
+                  "reference_matmul_gflops_end": reference_matmul_gflops(), "results": results}
         path = RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}.json"
         path.write_text(json.dumps(record, indent=2, default=str))
         for part, rows in results.items():
             print(f"\n== {name}: {part} ==")
             with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
                 print(pd.DataFrame(rows).drop(columns="benchmark").to_string(index=False))
-        print(f"\nwritten: {path}")
+        print(f"\nmachine: one-thread float32 matmul {started['reference_matmul_gflops']:.0f} GFLOP/s at the start, "
+              f"{record['reference_matmul_gflops_end']:.0f} at the end; load average {started['load_average'][0]:.1f} "
+              f"-> {record['load_average_end'][0]:.1f} (compare times only between runs at the same rate)")
+        print(f"written: {path}")
     return 0
 
 

@@ -24,6 +24,12 @@ N <= 3 (2 d + 1)) now take the circuit's token-pair route (astrostats.circuits.k
 same sums over units and tokens in the other order). Circuit outputs moved by at most 2.2e-6 relative (float32
 rounding), the extrapolated m-required CI bounds by at most 1.8e-3; rows, other columns and verdicts did not
 move, and the other 26 tables still match at 1e-9.
+
+Regenerated a third time (2026-12-06), the 6 tables of the direct measurement (fig3_language and fig3_vision:
+measured, measured_summary, required_m): the circuit's tiles of hidden units grew from 4 to 16 MB of rates
+(astrostats.circuits.kernels.TILE_ELEMENTS), which changes the float32 summation order where a measurement spans
+several tiles. Values moved by at most 7.0e-7 relative; rows, other columns, the other tables and the verdicts
+did not move.
 """
 import json
 from pathlib import Path
