@@ -7,7 +7,7 @@ are the same to rounding; byte for byte where torch's reductions split the same 
 tables were identical under --jobs 1 and 2; a test compares the scaling tables). Each analysis's record states
 its torch threads.
 
-The longest analyses go first (LONGEST_KINDS), the others follow in the order given; a process takes the next
+The longest analyses go first (LONGEST_ANALYSES), the others follow in the order given; a process takes the next
 analysis when it finishes one, so the last to start are the short ones and no process idles long at the end.
 Each process logs to the run's log and draws nothing on the console (two would garble it): it sends the run's
 process the analysis's status, its progress bars' counts and its console lines over a queue, and that process
@@ -20,10 +20,12 @@ process writing tables or completion records into a folder whose lock died with 
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -32,10 +34,14 @@ from astrostats import safe_io
 from astrostats.memory import keep_freed_memory
 
 LOG = logging.getLogger("astrostats")
-# submitted first, in this order (longest first by the quick profile's measured times, 2026-12-02: fig3_language
-# 112 s, overfitting 72, known_answers 71, scaling 64, biology 38; with the rest, calibration 29 and circuits 5,
-# two processes end within seconds of each other)
-LONGEST_KINDS = ("real_heads", "overfitting", "known_answers", "scaling", "biology")
+# the shipped analyses, longest first by their measured quick-profile times (2026-12-06, one torch thread each:
+# fig3_language 100 s, overfitting 82, known_answers 59, scaling 50, biology 40, circuits 30, calibration 23,
+# fig3_vision 15): submitted in this order, the two processes end within seconds of each other (by kind, as
+# before, fig3_vision went first and one process idled 20 s at the end). Another spec ranks with the first
+# shipped analysis of its kind (a second real_heads spec beside fig3_language), then in the order given.
+LONGEST_ANALYSES = (("fig3_language", "real_heads"), ("overfitting", "overfitting"), ("known_answers", "known_answers"),
+                    ("scaling", "scaling"), ("biology", "biology"), ("circuits", "circuits"),
+                    ("calibration", "calibration"), ("fig3_vision", "real_heads"))
 
 
 def usable_cores() -> int:
@@ -47,9 +53,17 @@ def usable_cores() -> int:
 
 
 def submission_order(specs) -> list[int]:
-    """Indices of ``specs``: the kinds of LONGEST_KINDS first, in its order, the others as given."""
-    rank = {kind: place for place, kind in enumerate(LONGEST_KINDS)}
-    return sorted(range(len(specs)), key=lambda i: (rank.get(specs[i].kind, len(rank)), i))
+    """Indices of ``specs``, longest first: the shipped analyses in LONGEST_ANALYSES's order, another spec at its
+    kind's first place there, the rest (unknown kinds) last; ties in the order given."""
+    by_name = {name: place for place, (name, _) in enumerate(LONGEST_ANALYSES)}
+    by_kind: dict[str, int] = {}
+    for place, (_, kind) in enumerate(LONGEST_ANALYSES):
+        by_kind.setdefault(kind, place)
+
+    def rank(spec) -> int:
+        return by_name.get(spec.name, by_kind.get(spec.kind, len(LONGEST_ANALYSES)))
+
+    return sorted(range(len(specs)), key=lambda i: (rank(specs[i]), i))
 
 
 #: in an analysis process: the queue to the run's process (set by _start_process)
@@ -71,11 +85,27 @@ def _start_process(out_dir: str, quiet: bool, threads: int, parent: int, events=
     from astrostats.analysis_run import quiet_progress, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches every process: the run stops them
+    atexit.register(_exit_without_teardown)
     torch.set_num_threads(threads)
     keep_freed_memory()
     quiet_progress()
     _EVENTS = events
     setup_logging(Path(out_dir), quiet, to_parent=events)
+
+
+def _exit_without_teardown() -> None:
+    """An analysis process's last step once the pool lets it go: its log closed and its streams flushed, it ends
+    without the interpreter's teardown of torch, pandas and transformers (about a second, which the run waited
+    for before drawing its figures). Registered as the process starts, so the exit handlers the analyses' libraries
+    register later run before it; the queue to the run's process is flushed before any (multiprocessing's own exit
+    step). The exit status is 0: a pool process only gets here after the pool let it go."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def _run_one(spec, out_dir: str, code: str, resume: bool, csv: bool = False, live: bool = False) -> dict:

@@ -207,10 +207,12 @@ def test_report_pdf_pages_and_text(smoke_run, tmp_path):
 def test_the_longest_analyses_are_submitted_first():
     from types import SimpleNamespace
 
-    from astrostats.parallel import LONGEST_KINDS, submission_order
+    from astrostats.parallel import LONGEST_ANALYSES, submission_order
 
-    kinds = ["calibration", "scaling", "real_heads", "circuits", "known_answers", "overfitting", "real_heads"]
-    order = submission_order([SimpleNamespace(kind=kind) for kind in kinds])
-    assert [kinds[i] for i in order] == ["real_heads", "real_heads", "overfitting", "known_answers", "scaling",
-                                         "calibration", "circuits"]
-    assert order[:2] == [2, 6] and LONGEST_KINDS[0] == "real_heads"
+    specs = [("calibration", "calibration"), ("fig3_vision", "real_heads"), ("my_heads", "real_heads"),
+             ("scaling", "scaling"), ("mine", "new_kind"), ("fig3_language", "real_heads"),
+             ("circuits", "circuits"), ("overfitting", "overfitting")]
+    order = submission_order([SimpleNamespace(name=name, kind=kind) for name, kind in specs])
+    assert [specs[i][0] for i in order] == ["my_heads", "fig3_language", "overfitting", "scaling", "circuits",
+                                            "calibration", "fig3_vision", "mine"]
+    assert [name for name, _ in LONGEST_ANALYSES][:2] == ["fig3_language", "overfitting"]
