@@ -254,11 +254,11 @@ def run_in_process(specs, board, executor, out_dir: Path, code: str, resume: boo
 
 def preload_report() -> None:
     """Import what draws the figures and typesets the report (about 2 s of CPU) while the analysis processes run,
-    so that the report starts as soon as they end. Failing here costs nothing: the report imports them again."""
+    so that the report starts as soon as they end; imports only (the report sets matplotlib's style itself), and
+    joined before the report forks its figure processes. Failing here costs nothing: the report imports again."""
     try:
-        for module in ("astrostats.report.build", "astrostats.report.figures.paper"):
+        for module in ("matplotlib.pyplot", "seaborn", "astrostats.report.build", "astrostats.report.figures.paper"):
             importlib.import_module(module)
-        importlib.import_module("astrostats.report.style").apply()
     except Exception:  # a missing [report] extra, say: said by the report itself
         LOG.debug("report modules not preloaded", exc_info=True)
 
@@ -289,12 +289,13 @@ def run(args) -> int:
             for line in [*getattr(args, "override_lines", []), *getattr(args, "cost_summary", [])]:
                 LOG.info("%s", line)
             jobs = analysis_jobs(args, len(specs))
+            preload = threading.Thread(target=preload_report, name="astrostats-preload", daemon=True)
             with progress.Board([spec.name for spec in specs], progress.wanted(args.quiet)) as board:
                 if jobs > 1:
                     from astrostats.parallel import run_analyses
 
                     LOG.info("%d analyses, %d at a time in separate processes", len(specs), jobs)
-                    threading.Thread(target=preload_report, name="astrostats-preload", daemon=True).start()
+                    preload.start()
                     records = run_analyses(specs, out_dir, code, args.resume, jobs, args.quiet, csv=csv, board=board)
                 else:
                     records = run_in_process(specs, board, executor, out_dir, code, args.resume, csv)
@@ -304,6 +305,8 @@ def run(args) -> int:
                         "overrides": list(getattr(args, "overrides", None) or []),
                         "table_formats": ["parquet", "csv"] if csv else ["parquet"],
                         "wall_seconds": time.perf_counter() - started}
+            if preload.is_alive():  # no import half done when the report forks its figure processes
+                preload.join()
             from astrostats.report.build import build_outputs
 
             verdicts = build_outputs(out_dir, manifest)

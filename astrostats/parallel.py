@@ -98,7 +98,9 @@ def _exit_without_teardown() -> None:
     without the interpreter's teardown of torch, pandas and transformers (about a second, which the run waited
     for before drawing its figures). Registered as the process starts, so the exit handlers the analyses' libraries
     register later run before it; the queue to the run's process is flushed before any (multiprocessing's own exit
-    step). The exit status is 0: a pool process only gets here after the pool let it go."""
+    step). The exit status is 0: a pool process only gets here after the pool let it go. Skipped with the teardown:
+    weakref finalizers still pending (the analyses close their temporary folders themselves) and anything a
+    library's exit handler would log."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

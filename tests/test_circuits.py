@@ -30,14 +30,19 @@ def float_bound(q, k, projection, dtype):
 
 def assert_matches_reference(q, k, v, projection, feature, causal, dtype=torch.float64):
     """The fast path in ``dtype`` against the library's float64 reference of the paper's two phases."""
-    expected, expected_response = astrocyte.reference_circuit(q, k, v, projection, feature, causal)
     output, response = astrocyte_attention(q.to(dtype), k.to(dtype), v.to(dtype), projection=projection.to(dtype),
                                            feature=feature, causal=causal, return_response=True)
     assert output.dtype == dtype
+    assert_equals_reference(output, response.log(), q, k, v, projection, feature, causal, dtype)
+
+
+def assert_equals_reference(output, log_response, q, k, v, projection, feature, causal, dtype):
+    """An output and log response computed in ``dtype`` against the float64 reference, within float_bound."""
+    expected, expected_response = astrocyte.reference_circuit(q, k, v, projection, feature, causal)
     bound = max(float_bound(q, k, projection, dtype), 1e-12)
-    scale = float(expected.abs().max())
-    assert torch.allclose(output.double(), expected, rtol=0, atol=bound * scale)
-    assert torch.allclose(response.log(), expected_response.abs().log(), rtol=0, atol=bound)
+    assert output.shape == expected.shape
+    assert torch.allclose(output.double(), expected, rtol=0, atol=bound * float(expected.abs().max()))
+    assert torch.allclose(log_response, expected_response.abs().log(), rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("feature", FEATURE_MAPS)
@@ -102,20 +107,35 @@ def test_causal_tiles_of_units_equal_the_reference(dtype, monkeypatch, gaussian_
 @pytest.mark.parametrize("compiled", [True, False])
 def test_token_pair_route_equals_the_reference(causal, dtype, compiled, monkeypatch, gaussian_head):
     """Short sequences take the token-pair sums (P_ts = phi(q_t)·phi(k_s), then sum_s P_ts and P V): with
-    tiles of unequal width, a batch of projections and late keys 4x larger (their maxima grow across tiles and,
-    causal, early tokens must be rescaled to their own prefix, not underflow), the same numbers as the
-    reference, with the compiled pass and without it."""
+    tiles of unequal width, a batch of projections and early keys 8x larger (the keys' scales fall along the
+    sequence, so each causal token must be rescaled to its own prefix's maximum, not the sequence's, or late
+    tokens underflow; and the dropped upper triangle meets scales above its own, where an unclamped rescale is
+    inf x 0), the same numbers as the reference, with the compiled pass and without it. The kernel is called
+    directly: the public circuit would hide a failure behind its float64 recomputation."""
     if compiled and dtype == torch.float32 and not native.available(torch.zeros(1)):
         pytest.skip("the compiled pass is unavailable (no C compiler, or ASTROSTATS_NATIVE=0): compiled=False covers it")
     if not compiled:
         monkeypatch.setattr(native, "available", lambda *tensors: False)
     monkeypatch.setattr(kernels, "TILE_ELEMENTS", 1)  # 64 units per tile at least: 202 -> 51 + 51 + 51 + 49
     q, k, v = gaussian_head(n=17, scale=1.0)  # N = 2 d + 1: the longest non-causal sequence on this route
-    k[:, -4:] *= 4.0
+    k[:, :4] *= 8.0
     assert kernels.uses_token_pairs(q.shape[-2], q.shape[-1], causal)
     assert not kernels.uses_token_pairs(q.shape[-2] + 1, q.shape[-1], False)
     projections = torch.stack([draw_projection(202, 8, seed=s, dtype=torch.float64) for s in range(2)]).unsqueeze(1)
-    assert_matches_reference(q, k, v, projections, "positive", causal, dtype)
+    response, drive, log_shift = kernels.token_pair_positive(*(x.to(dtype) for x in (q, k, v, projections)), causal)
+    assert_equals_reference(drive / response.unsqueeze(-1), response.double().log() + log_shift, q, k, v,
+                            projections, "positive", causal, dtype)
+
+
+def test_unequal_query_and_key_counts_take_the_hebbian_route(gaussian_head):
+    """Non-causal attention may read more (or fewer) keys than it has queries; the token-pair buffers are
+    square, so those inputs keep the Hebbian route (they once wrote past a buffer there)."""
+    q, k, v = gaussian_head(n=9, scale=1.0)
+    projection = draw_projection(202, 8, seed=0, dtype=torch.float64)
+    for queries, keys in ((5, 9), (9, 5)):
+        x = (q[:, :queries], k[:, :keys], v[:, :keys], projection)
+        result = astrocyte.run_circuit(*(tensor.float() for tensor in x))
+        assert_equals_reference(result.output, result.log_response, *x, "positive", False, torch.float32)
 
 
 @pytest.mark.skipif(not native.available(torch.zeros(1)), reason="the compiled pass is unavailable (no C compiler, or ASTROSTATS_NATIVE=0)")

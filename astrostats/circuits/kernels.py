@@ -30,9 +30,9 @@ TOKEN_PAIR_RATIO = {False: 1, True: 3}  # token-pair sums up to N = ratio x (2 d
 
 def positive_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, causal: bool):
     """Response, drive and the log shift (natural units) of the positive maps without autograd: through the
-    token-pair sums when sequences are short (:func:`uses_token_pairs`), else tiled when not causal and
-    streamed in base 2 when causal."""
-    if uses_token_pairs(q.shape[-2], q.shape[-1], causal):
+    token-pair sums when sequences are short (:func:`uses_token_pairs`) and queries and keys equally many (its
+    buffers are square), else tiled when not causal and streamed in base 2 when causal."""
+    if q.shape[-2] == k.shape[-2] and uses_token_pairs(q.shape[-2], q.shape[-1], causal):
         return token_pair_positive(q, k, v, projection, causal)
     return tiled_positive(q, k, v, projection) if not causal else streamed_positive(q, k, v, projection)
 

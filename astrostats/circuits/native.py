@@ -84,7 +84,6 @@ void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float
     #pragma omp parallel for schedule(static) if (rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
-        const float *weights = g + (r / rows_per_g) * cols;
         float m = row_max(row, cols);
         float s = shift[r] > m ? shift[r] : m;
         float total = 0.0f;
@@ -94,6 +93,7 @@ void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float
             for (int64_t j = 0; j < cols; j++) row[j] = exp2_poly(row[j] - s);
             continue;
         }
+        const float *weights = g + (r / rows_per_g) * cols;
         #pragma omp simd reduction(+:total)
         for (int64_t j = 0; j < cols; j++) {
             float rate = exp2_poly(row[j] - s);
