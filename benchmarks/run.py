@@ -7,8 +7,9 @@
     python benchmarks/run.py --threads 2     # torch threads for the in-process measurements (default 1)
 
 Numbers depend on the machine and on what else runs on it: the JSON records the CPU count, torch's
-thread count, the load average and a one-thread matmul's GFLOP/s at the start and end, so a reader can judge
-how quiet and how fast the machine was.
+thread count, the load average, the share of the cores other work kept busy in the second before it started
+(flagged "machine busy: these times are not the code's" above 10 %) and a one-thread matmul's GFLOP/s at the
+start and end, so a reader can judge how quiet and how fast the machine was.
 """
 from __future__ import annotations
 
@@ -60,10 +61,43 @@ def _seconds(call) -> float:
     return time.perf_counter() - begin
 
 
+BUSY_LIMIT = 0.10  # a share of the cores busy with other work (or stolen by the host) beyond which times are not the code's
+
+
+def busy_share(seconds: float = 1.0) -> float | None:
+    """The share of the machine's CPU time spent on other work (user, system, interrupts) or stolen by the host
+    over ``seconds`` of waiting (Linux /proc/stat): what the load average, a minute's decaying mean, misses
+    right after a run. None where /proc/stat cannot be read."""
+    def sample():
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])  # guest time is already in user time
+    try:
+        busy_before, total_before = sample()
+        time.sleep(seconds)
+        busy_after, total_after = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy_after - busy_before) / max(1, total_after - total_before)
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average": list(os.getloadavg()), "reference_matmul_gflops": reference_matmul_gflops()}
+            "load_average": list(os.getloadavg()), "busy_share": busy_share(),
+            "reference_matmul_gflops": reference_matmul_gflops()}
+
+
+def machine_line(started: dict, record: dict) -> str:
+    """What the reader needs to judge the numbers: the machine's speed and how busy it was before the benchmark."""
+    busy = started.get("busy_share")
+    verdict = ("busy share unknown" if busy is None else
+               f"{100 * busy:.0f} % of the cores busy with other work before it"
+               + ("; machine busy: these times are not the code's" if busy > BUSY_LIMIT else ""))
+    return (f"machine: one-thread float32 matmul {started['reference_matmul_gflops']:.0f} GFLOP/s at the start, "
+            f"{record['reference_matmul_gflops_end']:.0f} at the end; {verdict}; load average "
+            f"{started['load_average'][0]:.1f} -> {record['load_average_end'][0]:.1f} (compare times only between "
+            f"runs at the same matmul rate)")
 
 
 def main(argv=None) -> int:
@@ -89,9 +123,7 @@ def main(argv=None) -> int:
             print(f"\n== {name}: {part} ==")
             with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
                 print(pd.DataFrame(rows).drop(columns="benchmark").to_string(index=False))
-        print(f"\nmachine: one-thread float32 matmul {started['reference_matmul_gflops']:.0f} GFLOP/s at the start, "
-              f"{record['reference_matmul_gflops_end']:.0f} at the end; load average {started['load_average'][0]:.1f} "
-              f"-> {record['load_average_end'][0]:.1f} (compare times only between runs at the same rate)")
+        print("\n" + machine_line(started, record))
         print(f"written: {path}")
     return 0
 
