@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -33,29 +32,14 @@ from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.features import draw_projection
 from astrostats.runner import Sweep, flops_per_sequence, run_random_circuit
 from astrostats.targets.synthetic import synthetic_head
+from run import MATMUL_SIZE, best_time, matmul_gflops  # the harness's timing and matmul reference (benchmarks/run.py)
 
-MATMUL_SIZE = 2048
 RESULTS = Path(__file__).resolve().parent / "results"
 LOADED = "machine loaded: figure not the code's"
 #: profiler op names by part of the circuit (self CPU time; anything else is "other")
 PARTS = {"gemm": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"),
          "exp2": ("astrostats::exp2_online", "astrostats::exp2_shifted", "aten::exp2", "aten::exp2_", "aten::exp"),
          "shift_max": ("astrostats::rows_max", "aten::amax", "aten::max", "aten::maximum", "aten::sub_", "aten::sub")}
-
-
-def best_time(function, repeats: int = 5) -> float:
-    function()  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2.0 * size**3 / best_time(lambda: a @ b, repeats) / 1e9
 
 
 def circuit_inputs(m: int, n_sequences: int = 5, n_tokens: int = 197, d: int = 64):

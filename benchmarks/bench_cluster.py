@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import BUSY_LIMIT, busy_share  # the harness's measure of other work (benchmarks/run.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 DASK = Path(sys.executable).with_name("dask")
 SWEEP_SECONDS = re.compile(r"minilm sweep: ([0-9.]+) s")
@@ -102,8 +104,6 @@ def analyse(out: Path, overrides: list[str], scheduler: str | None) -> dict:
 
 
 def run(quick: bool = False) -> dict[str, list[dict]]:
-    from run import BUSY_LIMIT, busy_share  # the harness's measure of other work (benchmarks/run.py)
-
     overrides = design(quick)
     load_before, busy_before = os.getloadavg(), busy_share()
     rows, reference = [], None

@@ -39,26 +39,37 @@ def discover() -> dict[str, str]:
     return found
 
 
-def reference_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a float32 size x size matmul on one thread, best of ``repeats``: the machine's speed at the
-    time, recorded at the start and end of every benchmark. The load average misses a host that shares its
-    cores with other virtual machines (the same code ran 30 % slower at load 1 when this rate fell by a fifth),
-    so run times are compared only where this rate is the same."""
+MATMUL_SIZE = 2048
+
+
+def best_time(function, repeats: int = 5) -> float:
+    """The fastest of ``repeats`` timed calls, after one warm-up call (allocations, kernel selection)."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 size x size matmul on torch's current threads: the reference every speed is set against."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2.0 * size**3 / best_time(lambda: a @ b, repeats) / 1e9
+
+
+def reference_matmul_gflops() -> float:
+    """:func:`matmul_gflops` on one thread: the machine's speed at the time, recorded at the start and end of
+    every benchmark. The load average misses a host that shares its cores with other virtual machines (the same
+    code ran 30 % slower at load 1 when this rate fell by a fifth), so run times are compared only where this
+    rate is the same."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        a @ b
-        best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+        return matmul_gflops()
     finally:
         torch.set_num_threads(threads)
-    return 2 * size**3 / best / 1e9
-
-
-def _seconds(call) -> float:
-    begin = time.perf_counter()
-    call()
-    return time.perf_counter() - begin
 
 
 BUSY_LIMIT = 0.10  # a share of the cores busy with other work (or stolen by the host) beyond which times are not the code's

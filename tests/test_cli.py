@@ -207,7 +207,7 @@ def test_report_pdf_pages_and_text(smoke_run, tmp_path):
 def test_the_longest_analyses_are_submitted_first():
     from types import SimpleNamespace
 
-    from astrostats.parallel import LONGEST_ANALYSES, submission_order
+    from astrostats.parallel import submission_order
 
     specs = [("calibration", "calibration"), ("fig3_vision", "real_heads"), ("my_heads", "real_heads"),
              ("scaling", "scaling"), ("mine", "new_kind"), ("fig3_language", "real_heads"),
@@ -215,4 +215,3 @@ def test_the_longest_analyses_are_submitted_first():
     order = submission_order([SimpleNamespace(name=name, kind=kind) for name, kind in specs])
     assert [specs[i][0] for i in order] == ["my_heads", "fig3_language", "overfitting", "scaling", "circuits",
                                             "calibration", "fig3_vision", "mine"]
-    assert [name for name, _ in LONGEST_ANALYSES][:2] == ["fig3_language", "overfitting"]

@@ -20,9 +20,9 @@ STREAM_CHUNK = 64  # tokens per block in streaming mode: running sums across blo
 # so that a spec gives the same tables on every machine (the tile sets the float32 summation order). Why this size:
 # each tile's fixed costs (its GEMM calls, shift bookkeeping, the transposed read-out) shrink with fewer, wider
 # tiles while a tile stays in the last-level cache. Measured on 2 cores (480 MB shared L3): 16 MB tiles ran
-# fig3_language (MiniLM and SmolLM2 heads at m = 1e5) 11 % faster than 4 MB ones, and the benchmark circuit
-# (m = 4,096 and 16,384, N = 197) at 0.62-0.66 of a same-run matmul on one thread instead of 0.58 (32 MB: 0.42;
-# benchmarks/run.py --only circuit: 0.58-0.59 on one thread, 0.54-0.57 on two).
+# fig3_language (MiniLM and SmolLM2 heads at m = 1e5) 11 % faster than 4 MB ones; `benchmarks/run.py --only
+# circuit` puts the circuit at 0.58-0.59 of a same-run matmul on one thread and 0.54-0.57 on two (4 MB: 0.55 and
+# 0.47-0.49); 32 MB tiles were slower than 4 MB at m = 16,384.
 TILE_ELEMENTS = 2**22
 LOG2E = 1.0 / math.log(2.0)
 TOKEN_PAIR_RATIO = {False: 1, True: 3}  # token-pair sums up to N = ratio x (2 d + 1) tokens, by causal
