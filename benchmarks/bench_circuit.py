@@ -15,7 +15,10 @@ machine), with a large float32 matmul measured in the same run beside it:
   to the matmul-implied floor (flops / matmul rate; 1.0 = as fast as a large matmul);
 * FAVOR+: performer-pytorch's ``FastAttention`` with the same projection, same inputs, same m;
 * crossover: the circuit's O(N m) cost against exact O(N^2) attention (torch's scaled_dot_product_attention),
-  and the sequence length N from which the circuit is faster.
+  and the sequence length N from which the circuit is faster;
+* training: one training step of the learned-feature control (forward and backward for W, 8 sequences of 197
+  tokens, one thread), by the hand-written backward (astrostats.circuits.trainable) and by autograd through the
+  generic two-phase path, as GFLOP/s of its GEMMs and the speed-up.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from astrostats.circuits.astrocyte import run_circuit
+from astrostats.circuits.astrocyte import generic_phases, run_circuit
 from astrostats.circuits.attention import log_normaliser, softmax_attention
 from astrostats.circuits.features import draw_projection
 from astrostats.runner import Sweep, flops_per_sequence, run_random_circuit
@@ -188,6 +191,41 @@ def crossover_lengths(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def training_step(m_values, *, n_sequences: int = 8, n_tokens: int = 197, d: int = 64, repeats: int = 5) -> list[dict]:
+    """One fitting step of W (forward, backward) on one thread: the hand-written backward against autograd
+    through the generic path, each as GFLOP/s of its GEMMs (forward: the two exponents' and the write and read
+    GEMMs; backward: three (d_v + 1)-wide and two d-wide) over a same-run matmul's."""
+    rows, before = [], torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+
+    def generic(q, k, v, weights):
+        response, drive, _ = generic_phases(q, k, v, weights, "positive", False)
+        return drive / response.unsqueeze(-1)
+
+    def step(forward, q, k, v, weights):
+        forward(q, k, v, weights).square().sum().backward()
+        weights.grad = None
+
+    try:
+        for m in m_values:
+            q, k, v, projection = circuit_inputs(m, n_sequences, n_tokens, d)
+            weights = projection.clone().requires_grad_(True)
+            width = v.shape[-1] + 1
+            flops = 2.0 * n_sequences * n_tokens * m * (2 * d + 2 * width + 3 * width + 2 * d)
+            matmul = best_time(lambda: a @ b, repeats)
+            hand = best_time(lambda: step(lambda *x: run_circuit(*x).output, q, k, v, weights), repeats)
+            autograd = best_time(lambda: step(generic, q, k, v, weights), repeats)
+            matmul_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9
+            rows.append({"benchmark": "training_step", "threads": 1, "m": m, "n_tokens": n_tokens,
+                         "sequences": n_sequences, "hand_written_ms": 1e3 * hand, "autograd_ms": 1e3 * autograd,
+                         "speed_up": autograd / hand, "hand_written_gflops": flops / hand / 1e9,
+                         "matmul_gflops": matmul_rate, "ratio": flops / hand / 1e9 / matmul_rate})
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
 def run(quick: bool = False) -> dict[str, list[dict]]:
     m_values = (256, 1024, 4096) if quick else (256, 1024, 4096, 16384)
     lengths = (197,) if quick else (197, 1024)
@@ -197,6 +235,7 @@ def run(quick: bool = False) -> dict[str, list[dict]]:
     grid = (256, 1024, 4096) if quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
     points = crossover((256, 1024), grid)
     results["crossover"] = points + crossover_lengths(points)
+    results["training"] = training_step((256, 1024) if quick else (256, 1024, 4096))
     return results
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from astrostats.circuits import kernels
+from astrostats.circuits import kernels, trainable
 from astrostats.circuits.attention import check_qkv
 from astrostats.circuits.finite import finite_result
 from astrostats.circuits.features import (
@@ -86,7 +86,8 @@ def run_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: t
     """The circuit for an explicit projection W (..., rows, d) broadcasting against q's batch dims.
 
     Without autograd the positive maps take the tuned kernels and the paired maps the tiled one when not
-    causal; every other case runs the two phases on shifted rates (causal: streamed in blocks of running sums).
+    causal; with autograd, the positive maps when not causal a hand-written backward (:mod:`.trainable`); every
+    other case runs the two phases on shifted rates (causal: streamed in blocks of running sums).
     Finite or an InputError (:mod:`astrostats.circuits.finite`): half precision computed in float32, a non-finite
     result again in float64, mixed dtypes promoted; the output returns in the inputs' common dtype."""
     return finite_result("run_circuit", lambda *x: _circuit(*x, feature, causal), (q, k, v, projection),
@@ -97,27 +98,38 @@ def _circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torc
              causal: bool) -> CircuitOutput:
     """:func:`run_circuit` on inputs of one dtype, unguarded (callers guard the result)."""
     needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, projection))
-    if feature in POSITIVE_MAPS and not needs_grad:
-        response, drive, log_shift = kernels.positive_circuit(q, k, v, projection, causal)
-    elif not causal and not needs_grad:
-        response, drive, log_shift = kernels.tiled_paired(q, k, v, projection, feature)
+    if feature in POSITIVE_MAPS and not causal and needs_grad:  # training W: circuits.trainable's backward
+        output, response, log_shift = trainable.positive_circuit(q, k, v, projection)
     else:
-        phi_q, q_shift = _shifted(*feature_parts(q, projection, feature), (-1,))
-        if not causal:
-            phi_k, k_shift = _shifted(*feature_parts(k, projection, feature), (-2, -1))
-            hebbian, presynaptic = write_phase(phi_k, v)
-            response, drive = read_phase(hebbian, presynaptic, phi_q)
-            key_shift = k_shift.squeeze(-1)
+        if feature in POSITIVE_MAPS and not needs_grad:
+            response, drive, log_shift = kernels.positive_circuit(q, k, v, projection, causal)
+        elif not causal and not needs_grad:
+            response, drive, log_shift = kernels.tiled_paired(q, k, v, projection, feature)
         else:
-            k_exponent, k_osc = feature_parts(k, projection, feature)
-            if k_exponent.shape[-1] == 1 and k_osc is not None:
-                k_exponent = k_exponent.expand_as(k_osc)
-            response, drive, key_shift = kernels.stream(phi_q, k_exponent, k_osc, v, torch.exp)
-        log_shift = q_shift.squeeze(-1).double() + key_shift.double()
-    output = drive / response.unsqueeze(-1)
+            response, drive, log_shift = generic_phases(q, k, v, projection, feature, causal)
+        output = drive / response.unsqueeze(-1)
     if feature in POSITIVE_MAPS:
         output = _unresolved_as_nan(output, response, summed_terms=projection.shape[-2] * k.shape[-2])
     return CircuitOutput(output, response.double().abs().log() + log_shift)
+
+
+def generic_phases(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, feature: str,
+                   causal: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(response, drive, log shift) by the two phases on shifted rates, in torch operations autograd can follow
+    (causal: streamed in blocks of running sums): every map, every mode; what the faster paths are checked
+    against."""
+    phi_q, q_shift = _shifted(*feature_parts(q, projection, feature), (-1,))
+    if not causal:
+        phi_k, k_shift = _shifted(*feature_parts(k, projection, feature), (-2, -1))
+        hebbian, presynaptic = write_phase(phi_k, v)
+        response, drive = read_phase(hebbian, presynaptic, phi_q)
+        key_shift = k_shift.squeeze(-1)
+    else:
+        k_exponent, k_osc = feature_parts(k, projection, feature)
+        if k_exponent.shape[-1] == 1 and k_osc is not None:
+            k_exponent = k_exponent.expand_as(k_osc)
+        response, drive, key_shift = kernels.stream(phi_q, k_exponent, k_osc, v, torch.exp)
+    return response, drive, q_shift.squeeze(-1).double() + key_shift.double()
 
 
 def _unresolved_as_nan(output: torch.Tensor, response: torch.Tensor, summed_terms: int) -> torch.Tensor:

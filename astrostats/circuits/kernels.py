@@ -147,23 +147,23 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     q, k = q * LOG2E, k * LOG2E
     values = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], -1).transpose(-1, -2).contiguous()  # (..., d_v + 1, N)
     batch = batch_shape(q, projection)
-    n_tokens = q.shape[-2]
-    tiles = tiles_of(math.prod(batch) * n_tokens, rows)
+    n_tokens, n_keys = q.shape[-2], k.shape[-2]
+    tiles = tiles_of(math.prod(batch) * max(n_tokens, n_keys), rows)
     width = tiles[0].stop - tiles[0].start
     # preallocated and reused: GEMMs writing to memory not in cache run at half speed, and fresh large
     # tensors cost page faults. Rates: one buffer for every tile; Hebbian (with g as last row): a block per tile.
-    workspace = q.new_empty(math.prod(batch) * n_tokens * width)
+    workspace = q.new_empty(math.prod(batch) * max(n_tokens, n_keys) * width)
     hebbian = q.new_empty(len(tiles), *batch, values.shape[-2], width)
     key_shifts = q.new_empty(len(tiles), *batch, 1)
     fast = native.available(q)
 
-    def tile_views(index, tile):
+    def tile_views(index, tile, tokens):
         size = tile.stop - tile.start
-        rates = workspace[: math.prod(batch) * n_tokens * size].view(*batch, n_tokens, size)
+        rates = workspace[: math.prod(batch) * tokens * size].view(*batch, tokens, size)
         return rates, hebbian[index, ..., :size]
 
     for index, tile in enumerate(tiles):  # write phase
-        rates, block_hebbian = tile_views(index, tile)
+        rates, block_hebbian = tile_views(index, tile, n_keys)
         torch.matmul(k, weights[..., tile], out=rates)
         row_max = native.rows_max(rates) if fast else rates.amax(-1)
         shift = torch.amax(row_max - k_half, -1, keepdim=True, out=key_shifts[index])  # sequence maximum
@@ -178,7 +178,7 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     response = drive = None
     token_shift = q.new_full((*batch, n_tokens), -math.inf)
     for index, tile in enumerate(tiles):  # read phase
-        rates, block_hebbian = tile_views(index, tile)
+        rates, block_hebbian = tile_views(index, tile, n_tokens)
         torch.matmul(q, weights[..., tile], out=rates)
         # the drive GEMM is fastest with H^T contiguous; g stays a row (a GEMM column of 65 ran 20% slower)
         transposed = block_hebbian[..., :-1, :].transpose(-1, -2).contiguous()
