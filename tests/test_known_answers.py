@@ -15,6 +15,7 @@ from astrostats.spec import ANALYSES_DIR, load_spec
 from astrostats.studies import get_study
 from astrostats.studies import known_answers as ka
 from astrostats.studies.base import RunContext
+from astrostats.validation import InputError
 
 SPEC = ANALYSES_DIR / "known_answers.toml"
 
@@ -255,3 +256,58 @@ def test_each_profile_sets_its_own_replicates_and_smoke_keeps_c3_cheap():
     assert ka.replicates("slope_0_35", designs["quick"]) == 20  # one miss in 20 still meets the 95 % aim
     assert ka.replicates("true_circuit", designs["quick"]) == 10  # C3's real circuits, planted far from its margin
     assert ka.replicates("true_circuit", designs["full"]) == ka.replicates("small_floor", designs["full"]) == 100
+
+
+def test_c6_measures_undetermined_heads_again_where_the_design_extends_to_one_astrocyte():
+    """As fig3's full profile: a head the bracket leaves undetermined at 1e5 is measured at 2e6 (only that head:
+    the others were decided by 1e5), and the design's m and heads are those of the profile."""
+    parameters = dataclasses.replace(load_spec(SPEC, "smoke").bind(ka.Parameters), measured_heads=6,
+                                     measured_large_m=(2_000_000,), measured_large_max_heads=3)
+    tables, reach = ka.measured_tables("head_just_inside_one_astrocyte", parameters, seed=4)
+    summary = tables["planted_measured_summary"]
+    extended = set(summary.loc[summary["m"] == 2_000_000, "head"])
+    assert extended == {int(np.argmax(reach))}
+    without = dataclasses.replace(parameters, measured_large_m=())
+    tables, _ = ka.measured_tables("head_just_inside_one_astrocyte", without, seed=4)
+    assert tables["planted_measured_summary"]["m"].max() == max(parameters.measured_m)
+    with pytest.raises(InputError, match="measured_large_m"):
+        dataclasses.replace(parameters, measured_large_m=(1000,))  # not above max(measured_m)
+
+
+def test_design_resolution_separates_what_no_replicate_count_could_show_from_a_lack_of_power():
+    """Noise-free replicates: a head needing 0.7 x one astrocyte's synapses cannot be shown within it by a design
+    that stops at 1e5 (C6 does not extrapolate), but can by one that measures 2e6; heads at 0.8 x C2's tolerance
+    are resolvable at the quick design (their misses there are power, not design)."""
+    quick = load_spec(SPEC, "quick").bind(ka.Parameters)
+    extended = dataclasses.replace(quick, measured_large_m=(2_000_000,), measured_large_max_heads=3)
+    assert ka.design_resolves("head_just_inside_one_astrocyte", quick, seed=1) == {"C6": False}
+    assert ka.design_resolves("head_just_inside_one_astrocyte", extended, seed=1) == {"C6": True}
+    assert ka.design_resolves("head_floor_just_above_tolerance", quick, seed=1) == {"C6": False}
+    assert ka.design_resolves("heads_just_inside_tolerance", quick, seed=1) == {"C2": True}
+    assert ka.design_resolves("small_floor", quick, seed=1) == {"C1": True}  # a power miss, not the design's
+    assert ka.noise_free(quick).noise_sd == pytest.approx(ka.NOISE_FREE_SHARE * quick.noise_sd)
+
+
+@pytest.mark.parametrize("opposites, aim, meets", [(0, "beyond this design: opposite rare", True),
+                                                   (2, "beyond this design: opposite too often", False)])
+def test_beyond_the_design_only_the_opposite_rate_is_asked_for(opposites, aim, meets):
+    verdicts = ["NOT_SUPPORTED"] * opposites + ["INCONCLUSIVE"] * (20 - opposites)
+    results = pd.DataFrame({"claim": "C6", "scenario": "head_just_inside_one_astrocyte",
+                            "planted_verdict": "SUPPORTED", "audit_verdict": verdicts})
+    row = ka.summary_table(results, {("C6", "head_just_inside_one_astrocyte"): False}).iloc[0]
+    assert row["aim"] == aim and row["meets_aim"] == meets and not row["design_resolves"]
+    resolvable = ka.summary_table(results).iloc[0]  # the same rates where the design could resolve it: missed
+    assert resolvable["aim"] == "aim missed" and not resolvable["meets_aim"]
+    lines = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(
+        results, {("C6", "head_just_inside_one_astrocyte"): False})}))
+    assert any("beyond this design" in line for line in lines)
+
+
+def test_heteroscedastic_noise_grows_from_the_designs_smallest_m():
+    parameters = load_spec(SPEC, "smoke").bind(ka.Parameters)
+    large = np.array([2e6])
+    rng = np.random.default_rng(0)
+    alone = ka.noise_factors("heteroscedastic", parameters, rng, large, (1, 400, 50))
+    rng = np.random.default_rng(0)
+    from_design = ka.noise_factors("heteroscedastic", parameters, rng, large, (1, 400, 50), smallest=1000.0)
+    assert np.log(from_design).std() > 3 * np.log(alone).std()  # (2e6 / 1e3)^0.25 = 6.7 x the row SD

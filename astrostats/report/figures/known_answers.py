@@ -26,7 +26,9 @@ def _rates(summary: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH_IN, 0.105 * rows + 0.9))
     y = np.arange(rows)[::-1]  # the table's order, top to bottom
     met = summary["meets_aim"].astype(bool) if "meets_aim" in summary else summary["ci_low"] >= AIM
-    colours = np.where(met, style.VERDICT_COLOURS["SUPPORTED"], style.VERDICT_COLOURS["NOT_SUPPORTED"])
+    colours = np.where(met, style.VERDICT_COLOURS["SUPPORTED"], style.VERDICT_COLOURS["NOT_SUPPORTED"]).astype(object)
+    if "design_resolves" in summary:  # beyond this design: only the opposite rate is asked for
+        colours[~summary["design_resolves"].astype(bool).to_numpy()] = style.VERDICT_COLOURS["INCONCLUSIVE"]
     ax.hlines(y, summary["ci_low"], summary["ci_high"], colors=colours, lw=1.4)
     ax.scatter(summary["planted_rate"], y, c=colours, s=10, zorder=3, label="planted verdict returned (95 % CI)")
     if "opposite_rate" in summary:
@@ -37,7 +39,7 @@ def _rates(summary: pd.DataFrame):
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.7, rows - 0.3)
     ax.set(xlim=(-0.02, 1.02), xlabel="share of replicates")
-    ax.set_title("Planted truth through each claim's rule\n(green: the aim met, red: missed)")
+    ax.set_title("Planted truth through each claim's rule\n(green: the aim met, red: missed, amber: beyond this design)")
     handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=3)
     style.finish(fig, rect=(0, 0.5 / fig.get_size_inches()[1], 1, 1))
