@@ -6,7 +6,7 @@ import torch
 
 from astrostats.circuits.astrocyte import run_circuit
 from astrostats.runner import references, score
-from astrostats.stats.crossed import crossed_bootstrap, share_below
+from astrostats.stats.crossed import crossed_bootstrap, crossed_t_test, share_below
 from astrostats.studies import measured
 from astrostats.targets.synthetic import synthetic_head
 
@@ -54,6 +54,24 @@ def test_resamples_suffice_for_holm_over_many_heads():
     summary, _ = measured.summarise(rows, n_resamples=100, seed=0)
     assert (summary["n_resamples"] >= 2 * 40 / 0.05).all()
     assert (summary["p_above_adjusted"] < 0.05).all()
+
+
+def test_heads_are_tested_by_the_crossed_t_test_and_the_bootstrap_p_is_kept_beside():
+    """Amendment 2026-12-06: a head's p-values against the tolerance are the crossed design's t-test's (with se and
+    df); the crossed bootstrap's, which they replaced, stay in the summary as p_above_bootstrap / p_below_bootstrap."""
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame([{"target": "minilm", "layer": 0, "head": h, "m": 1000, "seed": s, "sequence_id": q,
+                          "metric": "relative_error", "value": level * np.exp(0.1 * rng.standard_normal())}
+                         for h, level in enumerate((0.05, 0.1, 0.3)) for s in range(4) for q in range(8)])
+    summary, _ = measured.summarise(rows, n_resamples=199, seed=0)
+    grids = np.stack([rows[rows["head"] == h]["value"].to_numpy().reshape(4, 8) for h in range(3)])
+    expected = crossed_t_test(grids, 0.1)
+    for column in ("se", "df", "p_above", "p_below"):
+        np.testing.assert_allclose(summary[column].to_numpy(), expected[column].to_numpy())
+    boot, _ = crossed_bootstrap(grids, 0.1, n_resamples=199, seed=measured.seed_sequence(0, 1000))
+    np.testing.assert_allclose(summary["p_above_bootstrap"].to_numpy(), boot["p_above"].to_numpy())
+    assert summary.loc[0, "p_below"] < 0.05 and summary.loc[2, "p_above"] < 0.05
+    assert summary.loc[1, "p_below"] > 0.05 and summary.loc[1, "p_above"] > 0.05
 
 
 def test_heads_to_extend_picks_undetermined_heads_nearest_first():

@@ -36,7 +36,7 @@ from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, TOLERANCE
 from astrostats.execution import Executor
 from astrostats.seeding import derived_seed, seed_sequence
 from astrostats.runner import CHUNK_TOKENS, references, score, tidy_rows
-from astrostats.stats.crossed import crossed_bootstrap, share_below
+from astrostats.stats.crossed import crossed_bootstrap, crossed_t_test, share_below
 from astrostats.stats.multitest import adjust_p_values
 from astrostats.targets.base import TargetBatch
 from astrostats.validation import check_int, check_int_list, fail
@@ -232,8 +232,11 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
     """(summary per head x m x metric, shares of heads below the tolerance per model x m x metric).
 
     Heads of one model share sequences and seeds: one set of crossed resamples per (model, m, metric) gives
-    every head's CI and the share's CI. p-values are Holm-adjusted over every head of the table at that m and
-    metric (``p_above_adjusted``, ``p_below_adjusted``)."""
+    every head's CI and the share's CI. A head's test against the tolerance is the crossed design's t-test
+    (:func:`astrostats.stats.crossed.crossed_t_test`, amendment 2026-12-06: ``p_above``, ``p_below``, with ``se``
+    and ``df``; the crossed bootstrap's one-sided p-values, which it replaced, stay as ``p_above_bootstrap`` and
+    ``p_below_bootstrap``). p-values are Holm-adjusted over every head of the table at that m and metric
+    (``p_above_adjusted``, ``p_below_adjusted``)."""
     summaries, shares = [], []
     measured = measured[measured["metric"].isin(metrics)]
     family = measured.drop_duplicates(["m", "metric", *HEAD_LABELS]).groupby(["m", "metric"]).size()
@@ -244,6 +247,10 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
         heads, values = _head_grids(part)
         table, draws = crossed_bootstrap(values, TOLERANCE, n_resamples=resamples,
                                            seed=seed_sequence(seed, int(m)))
+        table = table.rename(columns={"p_above": "p_above_bootstrap", "p_below": "p_below_bootstrap"})
+        test = crossed_t_test(values, TOLERANCE)
+        table = table.assign(se=test["se"], df=test["df"], p_above=test["p_above"], p_below=test["p_below"],
+                             test=test["method"])
         table["n_resamples"] = resamples
         table.insert(0, "metric", metric)
         table.insert(0, "m", int(m))
@@ -267,11 +274,11 @@ def _classify(required: dict, count: float) -> tuple[str, str]:
     """(class, basis) of one head against ``count`` synapses: 'within', 'beyond' or 'undetermined'."""
     for m, low, high, p_above, p_below in required["measured"]:  # ascending m
         if m <= count and p_below < FAMILY_ALPHA:
-            return "within", f"measured at m = {m:,}: error CI high {high:.3g} < {TOLERANCE}"
+            return "within", f"measured at m = {m:,}: error below {TOLERANCE} (one-sided p {p_below:.2g}, Holm)"
         if m >= count and p_above < FAMILY_ALPHA:
-            return "beyond", f"measured at m = {m:,}: error CI low {low:.3g} > {TOLERANCE}"
+            return "beyond", f"measured at m = {m:,}: error above {TOLERANCE} (one-sided p {p_above:.2g}, Holm)"
     if any(m == count for m, *_ in required["measured"]):
-        return "undetermined", f"measured at m = {count:,.0f}: CI straddles {TOLERANCE} (Holm)"
+        return "undetermined", f"measured at m = {count:,.0f}: neither side of {TOLERANCE} shown (Holm)"
     if required["floor"]:
         return "beyond", "a floor above the tolerance (Holm-adjusted floor test and E_inf CI above it)"
     bracket = [value for value in (required["lower"], required["fitted_low"], required["fitted_high"],
