@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -80,10 +81,29 @@ def projection_seed(base_seed: int, feature: str, m: int, seed: int) -> np.rando
     return seed_sequence(base_seed, feature_code(feature), m, seed)
 
 
+#: projections drawn in this process, kept for the next circuit of the same sweep (the astrocyte circuit and its
+#: nulls share each seed's W: 2.8 s of the scaling analysis's 41 went to drawing them again); newest last
+_DRAWN: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+DRAWN_BYTES = 2**28  # at most 256 MB of them
+
+
 def draw_projections(sweep: Sweep, feature: str, m: int, seeds: range, d: int) -> torch.Tensor:
-    """(len(seeds), rows, d) projections, each drawn from its own task seed."""
-    return torch.stack([draw_projection(m, d, feature=feature, seed=projection_seed(sweep.base_seed, feature, m, s))
-                        for s in seeds])
+    """(len(seeds), rows, d) projections, each drawn from its own task seed (a fresh tensor: the callers may
+    change it; the draws themselves are kept, :data:`DRAWN_BYTES` at most)."""
+    return torch.stack([_projection(sweep.base_seed, feature, m, s, d) for s in seeds])
+
+
+def _projection(base_seed: int, feature: str, m: int, seed: int, d: int) -> torch.Tensor:
+    key = (base_seed, feature, m, seed, d)
+    if key in _DRAWN:
+        _DRAWN.move_to_end(key)
+        return _DRAWN[key]
+    projection = draw_projection(m, d, feature=feature, seed=projection_seed(base_seed, feature, m, seed))
+    if projection.numel() * projection.element_size() <= DRAWN_BYTES // 8:
+        _DRAWN[key] = projection
+        while sum(x.numel() * x.element_size() for x in _DRAWN.values()) > DRAWN_BYTES:
+            _DRAWN.popitem(last=False)
+    return projection
 
 
 def score(estimate: torch.Tensor, exact: torch.Tensor, log_response: torch.Tensor | None,

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+import torch
 from scipy import stats
 
 from astrostats.runner import Sweep, run_sweep
@@ -106,3 +107,25 @@ def test_the_per_token_normaliser_error_weighs_every_token_alike():
     np.testing.assert_allclose(found, expected, rtol=1e-4)  # float32 circuit against a float64 recomputation
     l2 = table[table["metric"] == "normaliser_error"].sort_values("sequence_id")["value"].to_numpy()
     assert not np.allclose(found, l2, rtol=0.05)
+
+
+def test_projections_are_drawn_once_and_handed_out_as_fresh_tensors(monkeypatch):
+    """The astrocyte circuit and its nulls share each seed's W: a second request reuses the draw (the same numbers
+    as drawing again), and a caller changing its tensor cannot change the next caller's."""
+    from astrostats import runner
+
+    calls = []
+    original = runner.draw_projection
+    monkeypatch.setattr(runner, "draw_projection", lambda *a, **k: calls.append(a) or original(*a, **k))
+    monkeypatch.setattr(runner, "_DRAWN", runner.OrderedDict())
+    sweep = runner.Sweep(m=(16,), n_seeds=2, base_seed=7)
+    first = runner.draw_projections(sweep, "positive", 16, range(2), 4)
+    first.zero_()
+    again = runner.draw_projections(sweep, "positive", 16, range(2), 4)
+    assert len(calls) == 2  # two seeds, drawn once each
+    expected = torch.stack([original(16, 4, feature="positive", seed=runner.projection_seed(7, "positive", 16, s))
+                            for s in range(2)])
+    torch.testing.assert_close(again, expected, rtol=0, atol=0)
+    monkeypatch.setattr(runner, "DRAWN_BYTES", 16 * 4 * 4 * 8)  # room for one projection at most
+    runner.draw_projections(sweep, "positive", 16, range(2, 5), 4)
+    assert sum(x.numel() * x.element_size() for x in runner._DRAWN.values()) <= runner.DRAWN_BYTES
