@@ -4,7 +4,7 @@ Why: fitting the learned-feature control (astrostats.controls.fitted) is much of
 autograd through the circuit's generic path records every elementwise step (the projection, the norm
 subtraction, the shift, exp, the response's broadcast product) and replays each backwards over the (tokens x
 hidden units) rates. Here the forward keeps only the two rate matrices, and the backward is five GEMMs and two
-elementwise products: a training step 1.3-2x faster (benchmarks/README.md, "Training the learned-feature
+elementwise products: a training step 1.2-1.5x faster (benchmarks/README.md, "Training the learned-feature
 control").
 
     rates    Pq = exp(Eq - shift_q),  Pk = exp(Ek - shift_k),  E = X W^T - |x|^2 / 2 - log(m) / 2
