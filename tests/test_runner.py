@@ -126,6 +126,8 @@ def test_projections_are_drawn_once_and_handed_out_as_fresh_tensors(monkeypatch)
     expected = torch.stack([original(16, 4, feature="positive", seed=runner.projection_seed(7, "positive", 16, s))
                             for s in range(2)])
     torch.testing.assert_close(again, expected, rtol=0, atol=0)
-    monkeypatch.setattr(runner, "DRAWN_BYTES", 16 * 4 * 4 * 8)  # room for one projection at most
-    runner.draw_projections(sweep, "positive", 16, range(2, 5), 4)
-    assert sum(x.numel() * x.element_size() for x in runner._DRAWN.values()) <= runner.DRAWN_BYTES
+    size = 16 * 4 * 4  # bytes of one float32 projection, 16 x 4
+    monkeypatch.setattr(runner, "DRAWN_BYTES", 8 * size + size // 2)  # room for 8 projections, not 9
+    runner.draw_projections(sweep, "positive", 16, range(2, 9), 4)  # 7 more: 9 drawn in all
+    kept = [key[3] for key in runner._DRAWN]
+    assert kept == list(range(1, 9))  # the oldest (seed 0) handed back, the newest kept

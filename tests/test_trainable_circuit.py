@@ -27,10 +27,16 @@ def inputs(batch, projection_shape, seed=0, scale=0.5):
     return [x.requires_grad_(True) for x in (q, k, v, projection)]
 
 
-@pytest.mark.parametrize("batch, projection_shape", [((), (12, 8)), ((3,), (12, 8)), ((2, 3), (3, 12, 8))],
-                         ids=["one sequence", "W shared by a batch", "one W per head"])
-def test_gradients_match_autograd_through_the_generic_path(batch, projection_shape):
+@pytest.mark.parametrize("batch, projection_shape, key_batch",
+                         [((), (12, 8), None), ((3,), (12, 8), None), ((2, 3), (3, 12, 8), None),
+                          ((), (12, 8), (3,)), ((3,), (12, 8), ())],
+                         ids=["one sequence", "W shared by a batch", "one W per head", "keys batched, queries not",
+                              "queries batched, keys not"])
+def test_gradients_match_autograd_through_the_generic_path(batch, projection_shape, key_batch):
     tensors = inputs(batch, projection_shape)
+    if key_batch is not None:  # keys and values of another batch shape, broadcast against the queries'
+        keys = inputs(key_batch, projection_shape, seed=1)
+        tensors[1], tensors[2] = keys[1], keys[2]
     expected = generic_output(*tensors)
     output, response, _ = trainable.positive_circuit(*tensors)
     torch.testing.assert_close(output, expected, rtol=1e-10, atol=0)

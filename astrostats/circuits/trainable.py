@@ -60,11 +60,13 @@ class PositiveCircuit(torch.autograd.Function):
         response = read[..., -1]
         output = read[..., :-1] / response.unsqueeze(-1)
         ctx.save_for_backward(q, k, projection, rates_q, rates_k, values_and_one, synapses, response, output)
+        ctx.v_shape = v.shape
         log_shift = shift_q.squeeze(-1).double() + shift_k.squeeze(-1).double()
         ctx.mark_non_differentiable(response, log_shift)
         return output, response, log_shift
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the saved rates are constants here: no second derivatives
     def backward(ctx, grad_output, _grad_response, _grad_shift):
         q, k, projection, rates_q, rates_k, values_and_one, synapses, response, output = ctx.saved_tensors
         grad_read = torch.cat([grad_output, -(grad_output * output).sum(-1, keepdim=True)], -1)
@@ -75,11 +77,11 @@ class PositiveCircuit(torch.autograd.Function):
         needs_q, needs_k, needs_v, needs_projection = ctx.needs_input_grad
         grad_q = grad_k = grad_v = grad_projection = None
         if needs_q:  # no -sum(dEq) q term: Y is invariant to scaling phi(q_t), so each row of dEq sums to 0
-            grad_q = grad_q_exponent @ projection
+            grad_q = _sum_to(grad_q_exponent @ projection, q.shape)
         if needs_k:
-            grad_k = grad_k_exponent @ projection - grad_k_exponent.sum(-1, keepdim=True) * k
+            grad_k = _sum_to(grad_k_exponent @ projection - grad_k_exponent.sum(-1, keepdim=True) * k, k.shape)
         if needs_v:
-            grad_v = rates_k @ grad_synapses[..., :-1, :].transpose(-1, -2)
+            grad_v = _sum_to(rates_k @ grad_synapses[..., :-1, :].transpose(-1, -2), ctx.v_shape)
         if needs_projection:
             grad_projection = _sum_to(_outer(grad_q_exponent, q, projection) + _outer(grad_k_exponent, k, projection),
                                       projection.shape)
@@ -87,8 +89,10 @@ class PositiveCircuit(torch.autograd.Function):
 
 
 def _outer(grad_exponent: torch.Tensor, x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """grad_exponent^T x summed over tokens; for one W shared by a batch (2-D), over the batch too, in one GEMM."""
+    """grad_exponent^T x summed over tokens; for one W shared by a batch (2-D), over the batch too, in one GEMM
+    (x broadcast to the batch first: q and k may differ in batch shape)."""
     if projection.dim() == 2:
+        x = x.expand(*grad_exponent.shape[:-1], x.shape[-1])
         return grad_exponent.reshape(-1, grad_exponent.shape[-1]).transpose(0, 1) @ x.reshape(-1, x.shape[-1])
     return grad_exponent.transpose(-1, -2) @ x
 
@@ -99,5 +103,6 @@ def _sum_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 def positive_circuit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output, response, log shift) as the circuit's kernels return them, differentiable in every input."""
+    """(output, response, log shift) as the circuit's kernels return them; the output is differentiable in every
+    input (once), the response and the shift carry no gradient."""
     return PositiveCircuit.apply(q, k, v, projection)

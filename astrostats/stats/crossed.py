@@ -104,17 +104,18 @@ def crossed_t_test(values: Any, threshold: float) -> pd.DataFrame:
     threshold), from a t-test that respects both random factors.
 
     The mean of a crossed grid varies by sigma_seed^2 / G + sigma_sequence^2 / n + sigma_residual^2 / (G n); the
-    two-way mean squares estimate G n times that as MS_seeds + MS_sequences - MS_residual. The residual term is
-    left out (never subtracted: the estimate stays positive and errs wide), and the degrees of freedom are
+    two-way mean squares estimate G n times that as MS_seeds + MS_sequences - MS_residual. MS_residual is not
+    subtracted (the estimate stays positive and errs wide by sigma_residual^2 / (G n)), and the degrees of freedom are
     Satterthwaite's for the sum of the two mean squares: G - 1 where the draws carry the spread, up to G + n - 2
-    where both factors do. Calibrated on 4,000 planted log-normal grids of 4 seeds x 8 sequences each
+    where both factors do. Calibrated on 4,000 planted log-normal grids of 4 seeds x 8 sequences per case
     (tests/test_crossed_t.py): a head whose mean error is the threshold was called below it in 4.9 % with real
-    MiniLM heads' mix of draw, sequence and residual spread (the bootstrap's p: 6.8 %) and in 7.0 % with skewed
-    errors whose draws carry most of the spread (the bootstrap's 12.5 %); above it in 1.7 % and 3.9 %;
-    ``min(G, n) - 1`` degrees of freedom would hold 5 % there too, but leaves a head at 5 x the tolerance
-    undecided under Holm over 72 heads (t = 8 on 3 degrees of freedom is p = 0.002). A unit with a missing cell is
-    tested on its complete sequences; one with fewer than 2 seeds or sequences gets NaN (flagged by the caller's
-    checks).
+    MiniLM heads' mix of draw, sequence and residual spread and in 7.0 % with skewed errors whose draws carry most
+    of the spread (the bootstrap's p, on 800 and 2,000 such grids: 6.8 % and 12.5 %); above it in 1.7 % and 3.9 %;
+    so at 4 draws it is still somewhat anti-conservative where the draws dominate. ``min(G, n) - 1`` degrees of
+    freedom would hold 5 % there too, but leave a head at 5 x the tolerance undecided under Holm over 72 heads
+    (t = 8 on 3 degrees of freedom is p = 0.002). A unit with missing cells is tested on its complete sequences (its
+    mean there; ``statistic`` is that mean); one with fewer than 2 seeds or sequences gets NaN (flagged by the
+    caller's checks). No spread at all: p = 0 or 1, and 0.5 on the threshold itself.
 
     Examples
     --------
@@ -134,6 +135,7 @@ def crossed_t_test(values: Any, threshold: float) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["statistic", "se", "df"])
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (table["statistic"] - threshold) / table["se"]
+    t = t.where(~((table["se"] == 0) & (table["statistic"] == threshold)), 0.0)  # no spread, on the threshold
     table["p_above"] = stats.t.sf(t, table["df"])
     table["p_below"] = stats.t.cdf(t, table["df"])
     table["method"] = T_METHOD
@@ -141,10 +143,11 @@ def crossed_t_test(values: Any, threshold: float) -> pd.DataFrame:
 
 
 def _t_test_one(grid: np.ndarray, threshold: float) -> tuple[float, float, float]:
-    """(mean, standard error, df) of one (seeds, sequences) grid, on its complete sequences (a sequence with a
-    missing cell is left out, then any seed still missing one)."""
+    """(mean, standard error, df) of one (seeds, sequences) grid: seeds and sequences with no value dropped
+    (NaN padding), then any sequence still missing a cell."""
+    present = np.isfinite(grid)
+    grid = grid[present.any(axis=1)][:, present.any(axis=0)]
     grid = grid[:, np.isfinite(grid).all(axis=0)]
-    grid = grid[np.isfinite(grid).all(axis=1)]
     n_seeds, n_sequences = grid.shape
     if n_seeds < 2 or n_sequences < 2:
         return float("nan"), float("nan"), float("nan")

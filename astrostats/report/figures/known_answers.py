@@ -27,8 +27,8 @@ def _rates(summary: pd.DataFrame):
     y = np.arange(rows)[::-1]  # the table's order, top to bottom
     met = summary["meets_aim"].astype(bool) if "meets_aim" in summary else summary["ci_low"] >= AIM
     colours = np.where(met, style.VERDICT_COLOURS["SUPPORTED"], style.VERDICT_COLOURS["NOT_SUPPORTED"]).astype(object)
-    if "design_resolves" in summary:  # beyond this design: only the opposite rate is asked for
-        colours[~summary["design_resolves"].astype(bool).to_numpy()] = style.VERDICT_COLOURS["INCONCLUSIVE"]
+    if "design_resolves" in summary:  # beyond this design and the opposite rare (all that is asked there)
+        colours[~summary["design_resolves"].astype(bool).to_numpy() & met.to_numpy()] = style.VERDICT_COLOURS["INCONCLUSIVE"]
     ax.hlines(y, summary["ci_low"], summary["ci_high"], colors=colours, lw=1.4)
     ax.scatter(summary["planted_rate"], y, c=colours, s=10, zorder=3, label="planted verdict returned (95 % CI)")
     if "opposite_rate" in summary:
