@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from astrostats.circuits import native
@@ -243,7 +244,10 @@ def _rates(exponent: torch.Tensor, shift: torch.Tensor, oscillation: torch.Tenso
 
 def batch_shape(q: torch.Tensor, projection: torch.Tensor) -> torch.Size:
     """The batch dims of the circuit's outputs: q's, broadcast against a batch of projections."""
-    return q.shape[:-2] if projection.dim() == 2 else torch.broadcast_shapes(q.shape[:-2], projection.shape[:-2])
+    if projection.dim() == 2:
+        return q.shape[:-2]
+    # numpy's rule, the same as torch's: torch.broadcast_shapes imports torch._refs on first use (0.8 s a process)
+    return torch.Size(np.broadcast_shapes(tuple(q.shape[:-2]), tuple(projection.shape[:-2])))
 
 
 def online_shift(token_shift: torch.Tensor | None, tile_max: torch.Tensor, response: torch.Tensor | None,
