@@ -197,7 +197,6 @@ def training_step(m_values, *, n_sequences: int = 8, n_tokens: int = 197, d: int
     GEMMs; backward: three (d_v + 1)-wide and two d-wide) over a same-run matmul's."""
     rows, before = [], torch.get_num_threads()
     torch.set_num_threads(1)
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
 
     def generic(q, k, v, weights):
         response, drive, _ = generic_phases(q, k, v, weights, "positive", False)
@@ -213,10 +212,9 @@ def training_step(m_values, *, n_sequences: int = 8, n_tokens: int = 197, d: int
             weights = projection.clone().requires_grad_(True)
             width = v.shape[-1] + 1
             flops = 2.0 * n_sequences * n_tokens * m * (2 * d + 2 * width + 3 * width + 2 * d)
-            matmul = best_time(lambda: a @ b, repeats)
+            matmul_rate = matmul_gflops(repeats=repeats)
             hand = best_time(lambda: step(lambda *x: run_circuit(*x).output, q, k, v, weights), repeats)
             autograd = best_time(lambda: step(generic, q, k, v, weights), repeats)
-            matmul_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9
             rows.append({"benchmark": "training_step", "threads": 1, "m": m, "n_tokens": n_tokens,
                          "sequences": n_sequences, "hand_written_ms": 1e3 * hand, "autograd_ms": 1e3 * autograd,
                          "speed_up": autograd / hand, "hand_written_gflops": flops / hand / 1e9,

@@ -66,13 +66,13 @@ def test_size_at_a_true_null_with_real_heads_mix_of_spread():
 
 
 def test_where_draws_dominate_it_rejects_less_than_the_bootstrap_it_replaced():
-    """Skewed errors whose 4 draws carry most of the spread (the known answers' planted model): a known excess
-    over 5 %, measured 7.0 % below and 3.9 % above on 4,000 grids, pinned here so that a change that worsens it
-    fails; on the first 800 of the grids the crossed bootstrap's p (the rule before the amendment) rejects more
-    often (12-13 %)."""
+    """Skewed errors whose 4 draws carry most of the spread (the known answers' planted model): calling a head
+    below the threshold is a known excess over 5 % (measured 7.0 % on 4,000 grids), pinned here so that a change
+    that worsens it fails; above it the nominal 5 % holds (measured 3.9 %); on the first 800 of the grids the
+    crossed bootstrap's p (the rule before the amendment) rejects more often (12-13 %)."""
     grids = planted_grids(0.15, 0.05, 0.10, level=1.0, seed=1)
     assert rejection_rate(grids, "p_below") <= bound(0.070)
-    assert rejection_rate(grids, "p_above") <= bound(0.039)
+    assert rejection_rate(grids, "p_above") <= bound(0.05)
     subset = grids[:800]
     bootstrap = np.mean([crossed_bootstrap(grid[None], TOLERANCE, n_resamples=499, seed=i)[0]["p_below"][0] < 0.05
                          for i, grid in enumerate(subset)])

@@ -166,12 +166,8 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     for index, tile in enumerate(tiles):  # write phase
         rates, block_hebbian = tile_views(index, tile, n_keys)
         torch.matmul(k, weights[..., tile], out=rates)
-        row_max = native.rows_max(rates) if fast else rates.amax(-1)
-        shift = torch.amax(row_max - k_half, -1, keepdim=True, out=key_shifts[index])  # sequence maximum
-        if fast:
-            native.exp2_shifted_(rates, k_half + shift)
-        else:
-            rates.sub_((k_half + shift).unsqueeze(-1)).exp2_()
+        shift = torch.amax(row_maxima(rates) - k_half, -1, keepdim=True, out=key_shifts[index])  # sequence maximum
+        shifted_exp2_(rates, k_half + shift)
         torch.matmul(values, rates, out=block_hebbian)
     key_shift = key_shifts.amax(0)  # (..., 1)
     key_scales = (key_shifts - key_shift).exp2_()  # every tile to the sequence maximum, applied to its read
@@ -240,6 +236,18 @@ def _rates(exponent: torch.Tensor, shift: torch.Tensor, oscillation: torch.Tenso
     """phi * exp(-shift) from the parts of :func:`feature_parts`."""
     rates = (exponent - shift).exp_()
     return rates if oscillation is None else rates * oscillation
+
+
+def row_maxima(x: torch.Tensor) -> torch.Tensor:
+    """max over the last dim: the compiled pass where it serves (float32, contiguous), else torch's."""
+    return native.rows_max(x) if native.available(x) else x.amax(-1)
+
+
+def shifted_exp2_(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x = 2^(x - shift[..., None]) in place: the compiled pass where it serves, else torch's."""
+    if native.available(x):
+        return native.exp2_shifted_(x, shift)
+    return x.sub_(shift.unsqueeze(-1)).exp2_()
 
 
 def batch_shape(q: torch.Tensor, projection: torch.Tensor) -> torch.Size:

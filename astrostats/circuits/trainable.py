@@ -27,24 +27,18 @@ import math
 
 import torch
 
-from astrostats.circuits import native
-from astrostats.circuits.kernels import LOG2E
+from astrostats.circuits.kernels import LOG2E, row_maxima, shifted_exp2_
 
 
 def _rates(x: torch.Tensor, projection: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """exp(E - max E) over ``dims`` and that maximum, E = x W^T - |x|^2 / 2 - log(rows) / 2; computed in base 2
-    as the circuit's kernels do, in two passes over the rates after the GEMM (row maxima, then the shifted exp2:
-    the compiled pass where it serves, else torch's)."""
+    as the circuit's kernels do, in two passes over the rates after the GEMM (row maxima, then the shifted exp2)."""
     exponent = (x * LOG2E) @ projection.transpose(-1, -2)  # (..., N, m), log2 units
     norm = LOG2E * (0.5 * (x * x).sum(-1) + 0.5 * math.log(projection.shape[-2]))  # (..., N)
-    fast = native.available(exponent)
-    row_max = native.rows_max(exponent) if fast else exponent.amax(-1)
-    shift = (row_max - norm).amax(-1, keepdim=True) if len(dims) == 2 else row_max - norm  # keys: per sequence
-    if fast:
-        native.exp2_shifted_(exponent, norm + shift)
-    else:
-        exponent.sub_((norm + shift).unsqueeze(-1)).exp2_()
-    return exponent, shift.unsqueeze(-1) * math.log(2.0)
+    shift = row_maxima(exponent) - norm
+    if len(dims) == 2:  # keys: one shift per sequence
+        shift = shift.amax(-1, keepdim=True)
+    return shifted_exp2_(exponent, norm + shift), shift.unsqueeze(-1) * math.log(2.0)
 
 
 class PositiveCircuit(torch.autograd.Function):

@@ -766,14 +766,15 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
     for scenario in parameters.scenarios:
         claim = SCENARIOS[scenario][0][0]
         family, misspecified = LABELS[scenario]
+        mine = []
         for replicate in range(replicates(scenario, parameters)):
             seed = replicate_seed(spec.seed, scenario, replicate)
             found = (c3_rows(scenario, parameters, registered, seed) if claim == "C3"
                      else c7_rows(scenario, seed, parameters) if claim == "C7"
                      else simulated_rows(scenario, parameters, seed))
-            rows += [{"analysis": spec.name, "scenario": scenario, "replicate": replicate, **row,
+            mine += [{"analysis": spec.name, "scenario": scenario, "replicate": replicate, **row,
                       "family": family, "misspecified": misspecified} for row in found]
-        mine = [row for row in rows if row["scenario"] == scenario]
+        rows += mine
         if any(np.mean([r["audit_verdict"] == r["planted_verdict"] for r in mine if r["claim"] == claim_name])
                < AIM_PLANTED for claim_name, _ in SCENARIOS[scenario]):  # met everywhere: the design showed it
             seed = replicate_seed(spec.seed, f"{scenario}/noise_free", 0)

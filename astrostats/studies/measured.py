@@ -239,8 +239,8 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
     summaries, shares = [], []
     measured = measured[measured["metric"].isin(metrics)]
     family = measured.drop_duplicates(["m", "metric", *HEAD_LABELS]).groupby(["m", "metric"]).size()
-    # enough resamples that a head clear of the tolerance can pass Holm: the smallest bootstrap p,
-    # 1 / (B + 1), times the family size must fall below alpha / 2
+    # enough resamples that a head clear of the tolerance could pass Holm on its bootstrap p (1 / (B + 1) times the
+    # family size below alpha / 2): the rule before the amendment, whose p-values are kept beside the t-test's
     resamples = max(n_resamples, math.ceil(2 * int(family.max()) / FAMILY_ALPHA))
     for (target, m, metric), part in measured.groupby(["target", "m", "metric"], sort=False):
         heads, values = _head_grids(part)
@@ -271,7 +271,7 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
 
 def _classify(required: dict, count: float) -> tuple[str, str]:
     """(class, basis) of one head against ``count`` synapses: 'within', 'beyond' or 'undetermined'."""
-    for m, low, high, p_above, p_below in required["measured"]:  # ascending m
+    for m, p_above, p_below in required["measured"]:  # ascending m
         if m <= count and p_below < FAMILY_ALPHA:
             return "within", f"measured at m = {m:,}: error below {TOLERANCE} (one-sided p {p_below:.2g}, Holm)"
         if m >= count and p_above < FAMILY_ALPHA:
@@ -316,8 +316,7 @@ def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataF
         theory_row = theory[(theory["target"] == target) & (theory["layer"] == layer) & (theory["head"] == head)]
         fit = fitted.get((target, layer, head), {})
         required = {
-            "measured": list(zip(part["m"].astype(int), part["ci_low"], part["ci_high"], part["p_above_adjusted"],
-                                 part["p_below_adjusted"])),
+            "measured": list(zip(part["m"].astype(int), part["p_above_adjusted"], part["p_below_adjusted"])),
             "lower": lower if not len(below) else None, "floor": fit.get("floor", False),
             "fitted_low": fit.get("low"), "fitted_high": fit.get("high"),
             "theory": float(theory_row["m_required_theory"].iloc[0]) if len(theory_row) else None}
