@@ -127,6 +127,69 @@ def test_token_pair_route_equals_the_reference(causal, dtype, compiled, monkeypa
                             projections, "positive", causal, dtype)
 
 
+fused = pytest.mark.skipif(not native.fused_available(torch.zeros(1), value_size=16),
+                           reason="the fused pass is unavailable (no C compiler, no AVX-512, or ASTROSTATS_NATIVE=0)")
+
+
+@fused
+@pytest.mark.parametrize("d, d_v", [(8, 16), (17, 32), (32, 48), (64, 64)])
+def test_fused_pass_equals_the_reference(d, d_v, gaussian_head):
+    """The fused compiled pass (both phases' GEMMs with their exp2 between them, tiles of 384 units): three
+    tiles, the last partial (900 = 384 + 384 + 132 units, its padding never a rate), token counts that are not a
+    multiple of its 12-row blocks, more keys than queries, every value size it serves, a batch of projections
+    broadcast against the sequences, and large logits so that tiles' maxima differ and every rescaling runs."""
+    q, k, v = gaussian_head(n=43, d=d, d_v=d_v, scale=1.0)
+    q = q[:, :29]
+    projections = torch.stack([draw_projection(900, d, seed=s, dtype=torch.float64) for s in range(2)]).unsqueeze(1)
+    assert native.fused_available(q.float(), value_size=d_v)
+    response, drive, log_shift = kernels.fused_positive(*(x.float() for x in (q, k, v, projections)))
+    assert drive.shape == (2, 3, 29, d_v)
+    assert_equals_reference(drive / response.unsqueeze(-1), response.double().log() + log_shift, q, k, v,
+                            projections, "positive", False, torch.float32)
+
+
+@fused
+def test_fused_pass_gives_the_same_bits_on_any_thread_count_and_task_split(monkeypatch, gaussian_head):
+    """Each row of the fused pass is computed by one thread in a fixed order whatever the threads and the
+    query rows per task: tables are the same bits on a laptop and on a cluster node."""
+    q, k, v = (x.float() for x in gaussian_head(n_seq=5, n=50, d=16, d_v=16, scale=1.0))
+    projection = draw_projection(800, 16, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        reference = kernels.fused_positive(q, k, v, projection)
+        torch.set_num_threads(2)
+        for block in (12, 24, 60):
+            monkeypatch.setattr(native, "query_block", lambda *args, rows=block: rows)
+            for part, expected in zip(kernels.fused_positive(q, k, v, projection), reference):
+                assert torch.equal(part, expected)
+    finally:
+        torch.set_num_threads(before)
+
+
+@fused
+def test_fused_scratch_kept_between_calls_does_not_leak_into_results(gaussian_head):
+    """The scratch memory kept between calls (W in tiles, Hebbian weights) is rewritten, never read stale:
+    a small call after a large one, and again after a call with other shapes, gives the same result."""
+    q, k, v = (x.float() for x in gaussian_head(n=30, d=16, d_v=32, scale=1.0))
+    small = kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2))
+    big_q, big_k, big_v = (x.float() for x in gaussian_head(n_seq=4, n=70, d=16, d_v=32, scale=2.0, seed=5))
+    kernels.fused_positive(big_q, big_k, big_v, draw_projection(1500, 16, seed=3))
+    for part, expected in zip(kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2)), small):
+        assert torch.equal(part, expected)
+
+
+def test_query_rows_per_task_balance_the_threads():
+    """Five sequences on two threads split each sequence in two (10 equal tasks, not 3 + 2 whole ones); on one
+    thread a sequence is one task; rows per task are a multiple of the 12-row blocks and at most 256."""
+    assert native.query_block(5, 197, 2) == 108
+    assert native.query_block(5, 197, 1) == 204
+    assert native.query_block(8, 197, 2) == 204
+    for batch, tokens, threads in ((1, 4096, 2), (3, 7, 16), (40, 64, 2)):
+        block = native.query_block(batch, tokens, threads)
+        assert block % native.FUSED_ROWS == 0 and native.FUSED_ROWS <= block <= 256
+
+
 def test_unequal_query_and_key_counts_take_the_hebbian_route(gaussian_head):
     """Non-causal attention may read more (or fewer) keys than it has queries; the token-pair buffers are
     square, so those inputs keep the Hebbian route (they once wrote past a buffer there)."""

@@ -35,6 +35,15 @@ measured, measured_summary, required_m): the circuit's tiles of hidden units gre
 (astrostats.circuits.kernels.TILE_ELEMENTS), which changes the float32 summation order where a measurement spans
 several tiles. Values moved by at most 7.0e-7 relative; rows, other columns, the other tables and the verdicts
 did not move.
+
+Regenerated a fourth time (2026-12-07), the 11 tables of biology, scaling and fig3_vision that the fused circuit
+computes (``FUSED_CIRCUIT_TABLES``: sequences longer than 2 d + 1, not causal): both phases' GEMMs and their exp2
+now run in one compiled pass per phase (astrostats.circuits.native, AVX-512) on fixed tiles of 384 hidden units, a
+new float32 summation order. Values moved by at most 7e-6 relative (the measured errors, fits, CIs) and the
+ill-identified floor fits further, as above (e_inf + a_floor of a fit with alpha_floor ~ 0, and parameters pinned
+at their zero bound, whose float64 noise is all that moves); rows, every non-float column, the declared
+columns (kept as they were) and the verdicts did not move, and the other tables still match at 1e-9. Without
+AVX-512 the earlier kernels serve and round otherwise: those 11 tables are skipped there, not loosened.
 """
 import json
 from pathlib import Path
@@ -52,6 +61,8 @@ REFERENCE = Path(__file__).resolve().parent / "reference_run"
 COMPILED_CIRCUIT_TABLES = ("biology", "biology_floors", "scaling", "scaling_asymptotic", "scaling_fits", *(
     f"fig3_{kind}_{table}" for kind in ("language", "vision") for table in (
         "end_to_end", "fits", "measured", "measured_summary", "required_m", "response", "sweep")))
+FUSED_CIRCUIT_TABLES = ("biology", "biology_floors", "scaling", "scaling_asymptotic", "scaling_fits", *(
+    f"fig3_vision_{table}" for table in ("fits", "measured", "measured_summary", "required_m", "response", "sweep")))
 RTOL = DETERMINISM_RTOL
 TIMING = ("seconds", "wall_seconds", "load_seconds")
 
@@ -122,6 +133,8 @@ def test_every_reference_table_is_unchanged(smoke_run, path):
     name = path.stem
     if name in COMPILED_CIRCUIT_TABLES and not native.available(torch.zeros(1)):
         pytest.skip("stored with the circuit's compiled exp2 pass, unavailable here: the torch path rounds otherwise")
+    if name in FUSED_CIRCUIT_TABLES and not native.fused_available(torch.zeros(1), value_size=16):
+        pytest.skip("stored with the circuit's fused pass (AVX-512), unavailable here: the other kernels round otherwise")
     reference = pd.read_parquet(path)
     new = pd.read_parquet(smoke_run / "tables" / path.name)
     if "metric" in reference and "metric" in new:  # metrics added since: compared where the reference has them

@@ -8,6 +8,7 @@ every path here (each feature map, causal or not, uneven tiles, float32 and floa
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -142,6 +143,8 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
       across tiles: each key tile's share of the read is rescaled to the sequence maximum; queries
       keep an online per-token maximum and rescale their running sums when it grows (as FlashAttention).
     """
+    if native.fused_available(q, k, v, projection, value_size=v.shape[-1]):
+        return fused_positive(q, k, v, projection)
     rows = projection.shape[-2]
     weights = projection.transpose(-1, -2)
     q_half, k_half = (0.5 * LOG2E * (x * x).sum(-1) for x in (q, k))  # |x|^2/2 in log2 units, (..., N)
@@ -199,6 +202,29 @@ def tiled_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection
     # phi carries 1/sqrt(rows) on each side; shifts back to natural units
     log_shift = (token_shift.double() - q_half.double() + key_shift.double()) / LOG2E - math.log(rows)
     return response, drive, log_shift
+
+
+def fused_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor):
+    """:func:`tiled_positive` in the compiled fused pass (:func:`native.fused_phases`): each tile's GEMMs and its
+    exp2 run while the tile is in L1/L2 cache, so no rate leaves the cache and no torch call runs per tile. The
+    same numbers (to float rounding): the same base-2 exponents, per-tile key shifts put to the sequence maximum,
+    online per-token query shifts. Here only the batch is laid out: each output sequence's batch element of q, k,
+    v and W."""
+    shapes = tuple(tuple(x.shape[:-2]) for x in (q, k, v, projection))
+    batch = torch.Size(np.broadcast_shapes(*shapes))
+    flat = [x.reshape(-1, *x.shape[-2:]).contiguous() for x in (q, k, v, projection)]
+    response, drive, log_shift = native.fused_phases(*flat, _batch_elements(shapes))
+    n_tokens = q.shape[-2]
+    return response.view(*batch, n_tokens), drive.view(*batch, n_tokens, -1), log_shift.view(*batch, n_tokens)
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_elements(shapes: tuple[tuple[int, ...], ...]) -> list[torch.Tensor]:
+    """For batch shapes that broadcast together, each output sequence's batch element in each (int64, flat);
+    cached: the runner calls the circuit with the same shapes thousands of times (never written to)."""
+    batch = np.broadcast_shapes(*shapes)
+    return [torch.arange(math.prod(shape), dtype=torch.int64).reshape(shape).expand(batch).reshape(-1).contiguous()
+            for shape in shapes]
 
 
 def tiled_paired(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, feature: str):

@@ -17,11 +17,13 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -103,6 +105,313 @@ void exp2_online(float *x, int64_t rows, int64_t cols, float *shift, const float
         dot[r] = total;
     }
 }
+
+/* ---- the fused circuit (positive maps, not causal): both phases' GEMMs with their exp2 between them, on tiles
+   that stay in L1/L2 cache; AVX-512 only (fused_ready() says whether this build has it) ---- */
+#define FUSED_TILE 384      /* hidden units per tile: a multiple of 6, 12 and 64 */
+#define FUSED_ROWS 12       /* callers pad token counts to a multiple of this */
+#define FUSED_DEPTH 128     /* inner-dimension chunk of the second GEMMs: their B panel stays in L1 */
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#include <stdlib.h>
+
+int fused_ready(void) { return 1; }
+
+/* exp2_poly on 16 lanes, with AVX-512's scalef for the power of two: the same numbers in 11 instructions */
+static inline __m512 exp2_vec(__m512 x) {
+    const __m512 lowest = _mm512_set1_ps(-125.0f);
+    __m512 xc = _mm512_max_ps(lowest, x);                      /* a NaN in x passes (second operand) */
+    __m512 n = _mm512_roundscale_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(xc, n);
+    __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(x, lowest, _CMP_NLT_UQ), p, n);  /* under 2^-125: 0 */
+}
+
+/* this thread's SSE control word, after setting flush-to-zero and denormals-are-zero in it (restore with
+   _mm_setcsr): a product under 2^-126 (a rate far below its row's maximum times a small Hebbian weight) would
+   otherwise take a microcode assist of about a hundred cycles; flushed, it loses at most 2^-126, which the
+   circuit's caller bounds (astrocyte._unresolved_as_nan) */
+static inline unsigned int flush_subnormals(void) {
+    unsigned int control = _mm_getcsr();
+    _mm_setcsr(control | 0x8040);
+    return control;
+}
+
+/* inside[v]: the lanes of the tile's 16-float vector v that hold one of its width units (the last tile's padding
+   is never a rate), set once per tile rather than per vector */
+static inline void lanes(int64_t width, __mmask16 inside[FUSED_TILE / 16]) {
+    for (int64_t v = 0; v < FUSED_TILE / 16; v++) {
+        int64_t units = width - 16 * v;
+        inside[v] = units >= 16 ? (__mmask16)0xFFFF : units <= 0 ? (__mmask16)0 : (__mmask16)((1u << units) - 1u);
+    }
+}
+
+/* c[r, :16 NV] = (scale ? scale[r] c[r, :] : 0) + sum_k a[r ar + k ak] b[k ldb + :16 NV] for r < ROWS: the register
+   block of every GEMM below (ROWS x NV accumulators, NV zmm per row) */
+static inline __attribute__((always_inline)) void block_gemm(
+        const float *a, int64_t ar, int64_t ak, const float *b, int64_t ldb, int64_t depth,
+        float *c, int64_t ldc, const float *scale, const int ROWS, const int NV) {
+    __m512 acc[12][4];
+    #pragma GCC unroll 12
+    for (int r = 0; r < ROWS; r++) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < NV; j++)
+            acc[r][j] = scale ? _mm512_mul_ps(_mm512_set1_ps(scale[r]), _mm512_loadu_ps(c + r * ldc + 16 * j))
+                              : _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < depth; k++) {
+        __m512 bv[4];
+        #pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) bv[j] = _mm512_loadu_ps(b + k * ldb + 16 * j);
+        #pragma GCC unroll 12
+        for (int r = 0; r < ROWS; r++) {
+            __m512 av = _mm512_set1_ps(a[r * ar + k * ak]);
+            #pragma GCC unroll 4
+            for (int j = 0; j < NV; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    #pragma GCC unroll 12
+    for (int r = 0; r < ROWS; r++) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);
+    }
+}
+
+/* one register block of the rates' GEMM (6 rows x 64 units, inner dimension d) and its epilogue while the block
+   is in registers: each row's offset subtracted (the keys' |k|^2 / 2), the result stored, and each row's running
+   maximum over the units inside the tile updated (most[r]); so no pass over the tile is needed for either */
+static inline __attribute__((always_inline)) void exponent_block(const float *a, int64_t d, const float *b, float *c, const float offset[6],
+                                  const __mmask16 inside[4], __m512 most[6]) {
+    __m512 acc[6][4];
+    #pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < d; k++) {
+        __m512 bv[4];
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) bv[j] = _mm512_load_ps(b + k * FUSED_TILE + 16 * j);
+        #pragma GCC unroll 6
+        for (int r = 0; r < 6; r++) {
+            __m512 av = _mm512_set1_ps(a[r * d + k]);
+            #pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    #pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) {
+        __m512 shift = _mm512_set1_ps(offset == NULL ? 0.0f : offset[r]);
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512 x = offset == NULL ? acc[r][j] : _mm512_sub_ps(acc[r][j], shift);
+            _mm512_store_ps(c + r * FUSED_TILE + 16 * j, x);
+            most[r] = _mm512_mask_max_ps(most[r], inside[j], most[r], x);
+        }
+    }
+}
+
+/* rates (rows rounded up to 6, x FUSED_TILE, row stride FUSED_TILE) = x (rows x d) @ wt (d x FUSED_TILE) - half (per
+   row; none for queries), with most[r] each row's maximum over the units inside the tile: B panels of 64 columns
+   stay in L1 while every row block passes; the last partial block reads zero rows from spare (6 d) */
+static void tile_exponents(const float *x, int64_t rows, int64_t d, const float *wt, const float *half,
+                           const __mmask16 inside[FUSED_TILE / 16], float *rates, float *spare, __m512 *most) {
+    int64_t full = rows / 6 * 6;
+    if (full < rows) {
+        memset(spare, 0, 6 * d * sizeof(float));
+        memcpy(spare, x + full * d, (rows - full) * d * sizeof(float));
+    }
+    for (int64_t r = 0; r < (rows + 5) / 6 * 6; r++) most[r] = _mm512_set1_ps(-INFINITY);
+    for (int64_t col = 0; col < FUSED_TILE; col += 64)
+        for (int64_t r = 0; r < rows; r += 6) {
+            float offset[6];
+            for (int i = 0; i < 6; i++) offset[i] = half != NULL && r + i < rows ? half[r + i] : 0.0f;
+            const float *a = r < full ? x + r * d : spare;
+            float *c = rates + r * FUSED_TILE + col;
+            if (half == NULL)  /* queries: nothing to subtract (two calls, so that each is compiled for its case) */
+                exponent_block(a, d, wt + col, c, NULL, inside + col / 16, most + r);
+            else
+                exponent_block(a, d, wt + col, c, offset, inside + col / 16, most + r);
+        }
+}
+
+/* wt (.., tiles, d, FUSED_TILE) = log2(e) w^T in tiles of hidden units, zero past m: the B operand of the rates' GEMMs,
+   which puts every exponent in base 2 */
+void fused_pack(const float *w, int64_t batch, int64_t m, int64_t d, int64_t tiles, float *wt) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t task = 0; task < batch * tiles; task++) {
+        int64_t b = task / tiles, t = task % tiles;
+        float *out = wt + task * d * FUSED_TILE;
+        for (int64_t j = 0; j < FUSED_TILE; j++) {
+            int64_t unit = t * FUSED_TILE + j;
+            const float *row = w + (b * m + unit) * d;
+            for (int64_t c = 0; c < d; c++) out[c * FUSED_TILE + j] = unit < m ? 1.4426950408889634f * row[c] : 0.0f;
+        }
+    }
+}
+
+/* c (rows x dv) = scale * c + a (rows x depth; a[r ar + k ak]) @ b (depth x dv), depth in FUSED_DEPTH chunks */
+static void accumulate_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t dv,
+                            int64_t depth, float *c, const float *scale, const float *ones) {
+    for (int64_t k0 = 0; k0 < depth; k0 += FUSED_DEPTH) {
+        int64_t chunk = depth - k0 < FUSED_DEPTH ? depth - k0 : FUSED_DEPTH;
+        const float *a0 = a + k0 * ak, *b0 = b + k0 * dv;
+        for (int64_t r = 0; r < rows; r += (dv <= 32 ? 12 : 6)) {
+            const float *s = k0 == 0 ? (scale ? scale + r : NULL) : ones;
+            switch (dv) {
+                case 16: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 12, 1); break;
+                case 32: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 12, 2); break;
+                case 48: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 6, 3); break;
+                default: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 6, 4); break;
+            }
+        }
+    }
+}
+
+/* Write phase, one (sequence, tile) per task: rates of the keys (their |k|^2/2 subtracted), shifted by the tile's
+   maximum over the sequence (kshift), exp2; g = column sums; hebbian_t (FUSED_TILE x dv) = rates^T v.
+   k (k_batch, nk, d), v (.., nk, dv), wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch
+   element of k, v and wt. Units past m (the last tile's padding) get rate 0. */
+void fused_write(const float *k, const float *v, const float *wt, const int64_t *kidx, const int64_t *vidx,
+                 const int64_t *widx, int64_t k_batch, int64_t batch, int64_t nk, int64_t d, int64_t dv, int64_t m,
+                 int64_t tiles, float *hebbian_t, float *g, float *kshift) {
+    int64_t nk_pad = (nk + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS;
+    float *k_half = malloc(k_batch * nk * sizeof(float));  /* each key's |k|^2 / 2 in log2 units */
+    #pragma omp parallel
+    {
+        unsigned int control = flush_subnormals();
+        #pragma omp for schedule(static)
+        for (int64_t n = 0; n < k_batch * nk; n++) {
+            float squares = 0.0f;
+            for (int64_t c = 0; c < d; c++) squares += k[n * d + c] * k[n * d + c];
+            k_half[n] = 0.7213475204444817f * squares;
+        }
+        float *rates = aligned_alloc(64, nk_pad * FUSED_TILE * sizeof(float));
+        float *spare = malloc(6 * d * sizeof(float));
+        __m512 *most = aligned_alloc(64, nk_pad * sizeof(__m512));
+        float ones[FUSED_ROWS];
+        for (int i = 0; i < FUSED_ROWS; i++) ones[i] = 1.0f;
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < batch * tiles; task++) {
+            int64_t b = task / tiles, t = task % tiles;
+            int64_t width = m - t * FUSED_TILE < FUSED_TILE ? m - t * FUSED_TILE : FUSED_TILE;
+            __mmask16 inside[FUSED_TILE / 16];
+            lanes(width, inside);
+            const float *half = k_half + kidx[b] * nk;
+            tile_exponents(k + kidx[b] * nk * d, nk, d, wt + (widx[b] * tiles + t) * d * FUSED_TILE, half, inside,
+                           rates, spare, most);
+            __m512 tile_most = most[0];
+            for (int64_t n = 1; n < nk; n++) tile_most = _mm512_max_ps(tile_most, most[n]);
+            float top = _mm512_reduce_max_ps(tile_most);
+            float *gt = g + task * FUSED_TILE;
+            memset(gt, 0, FUSED_TILE * sizeof(float));
+            __m512 shift = _mm512_set1_ps(top);
+            for (int64_t n = 0; n < nk; n++) {
+                float *row = rates + n * FUSED_TILE;
+                for (int64_t j = 0; j < FUSED_TILE / 16; j++) {
+                    __m512 rate = _mm512_maskz_mov_ps(inside[j],
+                                                      exp2_vec(_mm512_sub_ps(_mm512_load_ps(row + 16 * j), shift)));
+                    _mm512_store_ps(row + 16 * j, rate);
+                    _mm512_store_ps(gt + 16 * j, _mm512_add_ps(_mm512_load_ps(gt + 16 * j), rate));
+                }
+            }
+            kshift[task] = top;
+            accumulate_gemm(rates, 1, FUSED_TILE, FUSED_TILE, v + vidx[b] * nk * dv, dv, nk,
+                            hebbian_t + task * FUSED_TILE * dv, NULL, ones);
+        }
+        free(rates); free(spare); free(most);
+        _mm_setcsr(control);
+    }
+    free(k_half);
+}
+
+/* Read phase, one (sequence, block of query rows) per task, over every tile in order: rates of the queries with an
+   online per-row maximum (tshift; running sums rescaled when it grows, as FlashAttention), each tile's keys put
+   to the sequence's largest kshift; response[r] = sum_j rate g_j, drive[r] = rates @ hebbian_t, and log_shift[r]
+   (float64, natural units) what log response[r] lacks: the shifts, the queries' |q|^2 / 2 and the 1 / m of the
+   two rates. q (.., nq, d); qidx, widx: each sequence's batch element of q and wt; block: query rows per task, a
+   multiple of FUSED_ROWS. */
+void fused_read(const float *q, const float *wt, const float *hebbian_t, const float *g, const float *kshift,
+                const int64_t *qidx, const int64_t *widx, int64_t batch, int64_t nq, int64_t d, int64_t dv,
+                int64_t m, int64_t tiles, int64_t block, float *response, float *drive, double *log_shift) {
+    int64_t blocks = (nq + block - 1) / block;
+    #pragma omp parallel
+    {
+        unsigned int control = flush_subnormals();
+        float *rates = aligned_alloc(64, block * FUSED_TILE * sizeof(float));
+        float *sums = aligned_alloc(64, block * dv * sizeof(float));
+        float *shift = malloc(block * sizeof(float)), *total = malloc(block * sizeof(float));
+        float *rescale = malloc(block * sizeof(float)), *spare = malloc(6 * d * sizeof(float)), ones[FUSED_ROWS];
+        __m512 *most = aligned_alloc(64, block * sizeof(__m512));
+        for (int i = 0; i < FUSED_ROWS; i++) ones[i] = 1.0f;
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < batch * blocks; task++) {
+            int64_t b = task / blocks, r0 = (task % blocks) * block;
+            int64_t rows = nq - r0 < block ? nq - r0 : block;
+            int64_t padded = (rows + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS;
+            float top_key = -INFINITY;
+            for (int64_t t = 0; t < tiles; t++) top_key = kshift[b * tiles + t] > top_key ? kshift[b * tiles + t] : top_key;
+            memset(sums, 0, padded * dv * sizeof(float));
+            for (int64_t r = 0; r < padded; r++) { shift[r] = -INFINITY; total[r] = 0.0f; rescale[r] = 0.0f; }
+            for (int64_t t = 0; t < tiles; t++) {
+                int64_t width = m - t * FUSED_TILE < FUSED_TILE ? m - t * FUSED_TILE : FUSED_TILE;
+                __mmask16 inside[FUSED_TILE / 16];
+                lanes(width, inside);
+                const float *gt = g + (b * tiles + t) * FUSED_TILE;
+                float key_offset = kshift[b * tiles + t] - top_key;
+                const float *next_w = wt + (widx[b] * tiles + t + 1) * d * FUSED_TILE;
+                const float *next_h = hebbian_t + (b * tiles + t + 1) * FUSED_TILE * dv;
+                tile_exponents(q + (qidx[b] * nq + r0) * d, rows, d, wt + (widx[b] * tiles + t) * d * FUSED_TILE,
+                               NULL, inside, rates, spare, most);
+                for (int64_t r = 0; r < padded; r++) {
+                    float *row = rates + r * FUSED_TILE;
+                    if (r >= rows) { memset(row, 0, FUSED_TILE * sizeof(float)); continue; }
+                    __m512 sum = _mm512_setzero_ps();
+                    float top = _mm512_reduce_max_ps(most[r]);
+                    float grown = shift[r] > top ? shift[r] : top;
+                    __m512 offset = _mm512_set1_ps(grown - key_offset);
+                    rescale[r] = exp2_poly(shift[r] - grown);
+                    shift[r] = grown;
+                    for (int64_t j = 0; j < FUSED_TILE / 16; j++) {
+                        int64_t line = r * (FUSED_TILE / 16) + j;  /* the next tile's W and H into L2 meanwhile */
+                        if (t + 1 < tiles && line < d * FUSED_TILE / 16)
+                            _mm_prefetch((const char *)(next_w + 16 * line), _MM_HINT_T1);
+                        if (t + 1 < tiles && line < dv * FUSED_TILE / 16)
+                            _mm_prefetch((const char *)(next_h + 16 * line), _MM_HINT_T1);
+                        __m512 rate = _mm512_maskz_mov_ps(inside[j],
+                                                          exp2_vec(_mm512_sub_ps(_mm512_load_ps(row + 16 * j), offset)));
+                        _mm512_store_ps(row + 16 * j, rate);
+                        sum = _mm512_fmadd_ps(rate, _mm512_load_ps(gt + 16 * j), sum);
+                    }
+                    total[r] = total[r] * rescale[r] + _mm512_reduce_add_ps(sum);
+                }
+                accumulate_gemm(rates, FUSED_TILE, 1, padded, hebbian_t + (b * tiles + t) * FUSED_TILE * dv, dv,
+                                FUSED_TILE, sums, rescale, ones);
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                const float *row = q + (qidx[b] * nq + r0 + r) * d;
+                double squares = 0.0;
+                for (int64_t c = 0; c < d; c++) squares += (double)row[c] * row[c];
+                response[b * nq + r0 + r] = total[r];
+                log_shift[b * nq + r0 + r] = ((double)shift[r] - 0.5 * 1.4426950408889634 * squares + top_key)
+                                             / 1.4426950408889634 - log((double)m);
+                memcpy(drive + (b * nq + r0 + r) * dv, sums + r * dv, dv * sizeof(float));
+            }
+        }
+        free(rates); free(sums); free(shift); free(total); free(rescale); free(spare); free(most);
+        _mm_setcsr(control);
+    }
+}
+#else
+int fused_ready(void) { return 0; }
+#endif
 """
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astrostats" / "native"
@@ -162,6 +471,10 @@ def _library():
     for name in ("rows_max", "exp2_shifted"):
         getattr(library, name).argtypes = [pointer, size, size, pointer]
     library.exp2_online.argtypes = [pointer, size, size, pointer, pointer, size, pointer]
+    library.fused_ready.restype = ctypes.c_int
+    library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
+    library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
+    library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
     return library
 
 
@@ -203,3 +516,78 @@ def exp2_online_(x: torch.Tensor, shift: torch.Tensor, presynaptic: torch.Tensor
                                None if presynaptic is None else presynaptic.data_ptr(), x.shape[-2],
                                None if dot is None else dot.data_ptr())
     return dot
+
+
+#: the fused circuit's fixed tile of hidden units and token padding (as in SOURCE); fixed, not fitted to a
+#: machine's caches, so that every machine with AVX-512 sums in the same order
+FUSED_TILE, FUSED_ROWS = 384, 12
+FUSED_VALUE_SIZES = (16, 32, 48, 64)
+
+
+def fused_available(*tensors: torch.Tensor, value_size: int) -> bool:
+    """Whether the fused circuit serves: :func:`available`, a build with AVX-512, and a value size it blocks."""
+    return value_size in FUSED_VALUE_SIZES and available(*tensors) and bool(_library().fused_ready())
+
+
+def fused_phases(q, k, v, projection, indices):
+    """The positive-map circuit without autograd in one compiled pass per phase (see SOURCE): q (Bq, nq, d),
+    k (Bk, nk, d), v (Bv, nk, dv), projection (Bw, m, d), float32 and contiguous; ``indices`` maps each output
+    sequence to its q, k, v and W batch element. Returns response (B, nq), drive (B, nq, dv) and the log shift
+    (B, nq, float64, natural units), as :func:`astrostats.circuits.kernels.positive_circuit`."""
+    q_index, k_index, v_index, w_index = indices
+    batch, (n_tokens, d), (n_keys, dv) = q_index.numel(), q.shape[-2:], v.shape[-2:]
+    rows = projection.shape[-2]
+    tiles = -(-rows // FUSED_TILE)
+    library = _library()
+    wt, hebbian_t, presynaptic, key_shift = _scratch(
+        (projection.shape[0], tiles, d, FUSED_TILE), (batch, tiles, FUSED_TILE, dv), (batch, tiles, FUSED_TILE),
+        (batch, tiles))
+    with _labelled("fused_write"):
+        library.fused_pack(projection.data_ptr(), projection.shape[0], rows, d, tiles, wt.data_ptr())
+        library.fused_write(k.data_ptr(), v.data_ptr(), wt.data_ptr(), k_index.data_ptr(), v_index.data_ptr(),
+                            w_index.data_ptr(), k.shape[0], batch, n_keys, d, dv, rows, tiles, hebbian_t.data_ptr(),
+                            presynaptic.data_ptr(), key_shift.data_ptr())
+    response, drive = q.new_empty(batch, n_tokens), q.new_empty(batch, n_tokens, dv)
+    log_shift = q.new_empty(batch, n_tokens, dtype=torch.float64)
+    with _labelled("fused_read"):
+        library.fused_read(q.data_ptr(), wt.data_ptr(), hebbian_t.data_ptr(), presynaptic.data_ptr(),
+                           key_shift.data_ptr(), q_index.data_ptr(), w_index.data_ptr(), batch, n_tokens, d, dv,
+                           rows, tiles, query_block(batch, n_tokens, torch.get_num_threads()), response.data_ptr(),
+                           drive.data_ptr(), log_shift.data_ptr())
+    return response, drive, log_shift
+
+
+#: the most float32 scratch memory the fused circuit keeps between calls (per thread)
+SCRATCH_BYTES = 2**28
+_SCRATCH = threading.local()
+
+
+def _scratch(*shapes) -> list[torch.Tensor]:
+    """float32 buffers of these shapes, carved from one kept between calls of this thread (up to SCRATCH_BYTES).
+    Why: fresh memory costs a page fault per 4 kB on first touch, 7 % of a circuit call at m = 16,384; every
+    shape here is a multiple of 16 floats, so each buffer starts 64-byte aligned as the AVX-512 loads need."""
+    sizes = [math.prod(shape) for shape in shapes]
+    kept = getattr(_SCRATCH, "buffer", None)
+    if kept is None or kept.numel() < sum(sizes):
+        kept = torch.empty(sum(sizes))
+        if 4 * sum(sizes) <= SCRATCH_BYTES:
+            _SCRATCH.buffer = kept
+    return [part.view(shape) for part, shape in zip(kept[:sum(sizes)].split(sizes), shapes)]
+
+
+def query_block(batch: int, n_tokens: int, threads: int, most: int = 256) -> int:
+    """Query rows per task of the read phase: as many as balance the threads. Why: each task reads every tile of
+    W and of the Hebbian weights once, which costs about FUSED_ROWS rows of work per tile (measured: 204-row
+    tasks 10 % faster than 72-row ones on one core), while too few tasks leave a thread idle (5 sequences on 2
+    threads). Picks the split of each sequence that minimises the slowest thread's rows, task overhead counted;
+    at most ``most`` rows (the rates stay in L2 cache). The results do not depend on it: each row is computed
+    alone, in the same order, whatever its task."""
+    def padded(rows):
+        return -(-rows // FUSED_ROWS) * FUSED_ROWS
+
+    def slowest(parts):
+        return -(-batch * parts // threads) * (padded(-(-n_tokens // parts)) + FUSED_ROWS)
+
+    fewest = -(-n_tokens // most)
+    parts = min(range(fewest, max(fewest, -(-n_tokens // FUSED_ROWS)) + 1), key=slowest)
+    return padded(-(-n_tokens // parts))
