@@ -1,5 +1,8 @@
 """The circuit against independent computations and against theory (issue 2, item 6)."""
 import math
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -177,6 +180,30 @@ def test_fused_scratch_kept_between_calls_does_not_leak_into_results(gaussian_he
     kernels.fused_positive(big_q, big_k, big_v, draw_projection(1500, 16, seed=3))
     for part, expected in zip(kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2)), small):
         assert torch.equal(part, expected)
+
+
+@fused
+def test_fused_pass_out_of_memory_is_a_clear_error_not_a_crash():
+    """Where its per-thread rates cannot be allocated (here: 200,000 keys under an address-space limit), the
+    fused pass raises a MemoryError that says what it needed and what to change, instead of writing through a
+    null pointer. In a subprocess, so that the limit binds nothing else."""
+    script = textwrap.dedent("""
+        import resource, torch
+        from astrostats.circuits import kernels
+        from astrostats.circuits.features import draw_projection
+        q, k, v = torch.randn(1, 24, 16), torch.randn(1, 200_000, 16) * 0.1, torch.randn(1, 200_000, 16)
+        projection = draw_projection(384, 16, seed=0)
+        kernels.fused_positive(q, k[:, :1000], v[:, :1000], projection)  # library loaded, threads started
+        used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (used + 150 * 2**20, resource.RLIM_INFINITY))
+        try:
+            kernels.fused_positive(q, k, v, projection)
+        except MemoryError as error:
+            print(error)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "200000 keys x 384 units" in result.stdout and "fewer tokens per sequence" in result.stdout
 
 
 def test_query_rows_per_task_balance_the_threads():

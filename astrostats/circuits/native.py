@@ -1,15 +1,26 @@
-"""A compiled pass over a tile of rates: shift and exp2 in one sweep while the tile is in cache.
+"""Compiled passes of the circuit, built once per machine with the system's C compiler into a cache folder and
+loaded with ctypes; threaded with the OpenMP runtime torch already loaded (so they follow ``torch.set_num_threads``).
 
-Why: in torch the shift of a tile (amax, subtract) and its exp2 are three passes over memory, which cost a
-third of the circuit's time next to its GEMMs (inner dimension 64). This C kernel, built once per machine with
-the system's C compiler into a cache folder and loaded with ctypes, does a row's maximum and its exponentials
-while the row is in L1 cache, vectorised (AVX-512/AVX2 as the CPU has) and threaded with the OpenMP runtime
-torch already loaded (so it follows ``torch.set_num_threads``). Its exp2 is a degree-6 polynomial (Cephes,
-relative error about 2e-7) that flushes results under 2^-125 to zero and passes NaN through.
+Two kinds, for one reason: in torch each step over a tile of rates (its maximum, the shift, exp2, a dot product) is
+a pass over memory, and at inner dimension 64 (the head size) those passes cost as much as a third of the GEMMs.
 
-Nothing depends on it: :func:`available` is False where no compiler is found, the build fails, the input is
-not float32, or ``ASTROSTATS_NATIVE=0``; the callers then take the torch operations, which compute the same
-numbers to float rounding (tests bind both paths to the reference circuit).
+* Row passes (any x86 or ARM compiler): a row's maximum and its exponentials while the row is in L1 cache
+  (:func:`rows_max`, :func:`exp2_shifted_`, :func:`exp2_online_`), used by the torch tiled and token-pair kernels.
+* The fused circuit (AVX-512; :func:`fused_phases`): for the positive maps without autograd, each phase is one
+  call in which every tile of 384 hidden units goes through its rates' GEMM, its shift and exp2 and its second
+  GEMM (Hebbian write, or read-out) while the tile is in L1/L2 cache, with register-blocked GEMMs written here
+  (6 x 64 outputs per block), the rates' maxima taken in the GEMM's epilogue, and the next tile's weights fetched
+  while the exponentials run. Tiles are fixed, not fitted to a machine's caches, and each output row is computed by
+  one thread in one order, so the bits do not depend on the machine (with AVX-512) or the thread count.
+
+The exp2 is a degree-6 polynomial (Cephes, relative error about 2e-7) that flushes results under 2^-125 to zero
+and passes NaN through; the fused passes also flush subnormal products (a microcode assist each otherwise), which
+loses at most 2^-126 per product, within the bound the caller checks (astrocyte._unresolved_as_nan).
+
+Nothing depends on them: :func:`available` and :func:`fused_available` are False where no compiler is found, the
+build fails, the CPU lacks AVX-512 (fused only), the input is not float32, or ``ASTROSTATS_NATIVE=0``; the callers
+then take the torch operations, which compute the same numbers to float rounding (tests bind every path to the
+reference circuit).
 """
 from __future__ import annotations
 
@@ -279,16 +290,17 @@ static void accumulate_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows
    maximum over the sequence (kshift), exp2; g = column sums; hebbian_t (FUSED_TILE x dv) = rates^T v.
    k (k_batch, nk, d), v (.., nk, dv), wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch
    element of k, v and wt. Units past m (the last tile's padding) get rate 0. */
-void fused_write(const float *k, const float *v, const float *wt, const int64_t *kidx, const int64_t *vidx,
-                 const int64_t *widx, int64_t k_batch, int64_t batch, int64_t nk, int64_t d, int64_t dv, int64_t m,
-                 int64_t tiles, float *hebbian_t, float *g, float *kshift) {
+int fused_write(const float *k, const float *v, const float *wt, const int64_t *kidx, const int64_t *vidx,
+                const int64_t *widx, int64_t k_batch, int64_t batch, int64_t nk, int64_t d, int64_t dv, int64_t m,
+                int64_t tiles, float *hebbian_t, float *g, float *kshift) {
     int64_t nk_pad = (nk + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS;
     float *k_half = malloc(k_batch * nk * sizeof(float));  /* each key's |k|^2 / 2 in log2 units */
-    #pragma omp parallel
+    int failed = k_half == NULL;
+    #pragma omp parallel if (!failed)
     {
         unsigned int control = flush_subnormals();
         #pragma omp for schedule(static)
-        for (int64_t n = 0; n < k_batch * nk; n++) {
+        for (int64_t n = 0; n < (failed ? 0 : k_batch * nk); n++) {
             float squares = 0.0f;
             for (int64_t c = 0; c < d; c++) squares += k[n * d + c] * k[n * d + c];
             k_half[n] = 0.7213475204444817f * squares;
@@ -298,8 +310,13 @@ void fused_write(const float *k, const float *v, const float *wt, const int64_t 
         __m512 *most = aligned_alloc(64, nk_pad * sizeof(__m512));
         float ones[FUSED_ROWS];
         for (int i = 0; i < FUSED_ROWS; i++) ones[i] = 1.0f;
+        if (rates == NULL || spare == NULL || most == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp barrier
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < batch * tiles; task++) {
+        for (int64_t task = 0; task < (failed ? 0 : batch * tiles); task++) {
             int64_t b = task / tiles, t = task % tiles;
             int64_t width = m - t * FUSED_TILE < FUSED_TILE ? m - t * FUSED_TILE : FUSED_TILE;
             __mmask16 inside[FUSED_TILE / 16];
@@ -330,6 +347,7 @@ void fused_write(const float *k, const float *v, const float *wt, const int64_t 
         _mm_setcsr(control);
     }
     free(k_half);
+    return failed;  /* 1: memory for the rates could not be had (nothing usable was written) */
 }
 
 /* Read phase, one (sequence, block of query rows) per task, over every tile in order: rates of the queries with an
@@ -338,10 +356,11 @@ void fused_write(const float *k, const float *v, const float *wt, const int64_t 
    (float64, natural units) what log response[r] lacks: the shifts, the queries' |q|^2 / 2 and the 1 / m of the
    two rates. q (.., nq, d); qidx, widx: each sequence's batch element of q and wt; block: query rows per task, a
    multiple of FUSED_ROWS. */
-void fused_read(const float *q, const float *wt, const float *hebbian_t, const float *g, const float *kshift,
-                const int64_t *qidx, const int64_t *widx, int64_t batch, int64_t nq, int64_t d, int64_t dv,
-                int64_t m, int64_t tiles, int64_t block, float *response, float *drive, double *log_shift) {
+int fused_read(const float *q, const float *wt, const float *hebbian_t, const float *g, const float *kshift,
+               const int64_t *qidx, const int64_t *widx, int64_t batch, int64_t nq, int64_t d, int64_t dv,
+               int64_t m, int64_t tiles, int64_t block, float *response, float *drive, double *log_shift) {
     int64_t blocks = (nq + block - 1) / block;
+    int failed = 0;
     #pragma omp parallel
     {
         unsigned int control = flush_subnormals();
@@ -351,8 +370,13 @@ void fused_read(const float *q, const float *wt, const float *hebbian_t, const f
         float *rescale = malloc(block * sizeof(float)), *spare = malloc(6 * d * sizeof(float)), ones[FUSED_ROWS];
         __m512 *most = aligned_alloc(64, block * sizeof(__m512));
         for (int i = 0; i < FUSED_ROWS; i++) ones[i] = 1.0f;
+        if (!rates || !sums || !shift || !total || !rescale || !spare || !most) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp barrier
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < batch * blocks; task++) {
+        for (int64_t task = 0; task < (failed ? 0 : batch * blocks); task++) {
             int64_t b = task / blocks, r0 = (task % blocks) * block;
             int64_t rows = nq - r0 < block ? nq - r0 : block;
             int64_t padded = (rows + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS;
@@ -408,6 +432,7 @@ void fused_read(const float *q, const float *wt, const float *hebbian_t, const f
         free(rates); free(sums); free(shift); free(total); free(rescale); free(spare); free(most);
         _mm_setcsr(control);
     }
+    return failed;
 }
 #else
 int fused_ready(void) { return 0; }
@@ -471,7 +496,7 @@ def _library():
     for name in ("rows_max", "exp2_shifted"):
         getattr(library, name).argtypes = [pointer, size, size, pointer]
     library.exp2_online.argtypes = [pointer, size, size, pointer, pointer, size, pointer]
-    library.fused_ready.restype = ctypes.c_int
+    library.fused_ready.restype = library.fused_write.restype = library.fused_read.restype = ctypes.c_int
     library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
     library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
     library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
@@ -544,16 +569,20 @@ def fused_phases(q, k, v, projection, indices):
         (batch, tiles))
     with _labelled("fused_write"):
         library.fused_pack(projection.data_ptr(), projection.shape[0], rows, d, tiles, wt.data_ptr())
-        library.fused_write(k.data_ptr(), v.data_ptr(), wt.data_ptr(), k_index.data_ptr(), v_index.data_ptr(),
+        failed = library.fused_write(k.data_ptr(), v.data_ptr(), wt.data_ptr(), k_index.data_ptr(), v_index.data_ptr(),
                             w_index.data_ptr(), k.shape[0], batch, n_keys, d, dv, rows, tiles, hebbian_t.data_ptr(),
                             presynaptic.data_ptr(), key_shift.data_ptr())
     response, drive = q.new_empty(batch, n_tokens), q.new_empty(batch, n_tokens, dv)
     log_shift = q.new_empty(batch, n_tokens, dtype=torch.float64)
     with _labelled("fused_read"):
-        library.fused_read(q.data_ptr(), wt.data_ptr(), hebbian_t.data_ptr(), presynaptic.data_ptr(),
+        failed = failed or library.fused_read(q.data_ptr(), wt.data_ptr(), hebbian_t.data_ptr(), presynaptic.data_ptr(),
                            key_shift.data_ptr(), q_index.data_ptr(), w_index.data_ptr(), batch, n_tokens, d, dv,
                            rows, tiles, query_block(batch, n_tokens, torch.get_num_threads()), response.data_ptr(),
                            drive.data_ptr(), log_shift.data_ptr())
+    if failed:
+        raise MemoryError(f"the circuit's fused pass could not allocate its per-thread rates: {n_keys} keys x "
+                          f"{FUSED_TILE} units x {torch.get_num_threads()} threads of float32; use fewer tokens per "
+                          "sequence or fewer torch threads")
     return response, drive, log_shift
 
 
