@@ -152,16 +152,37 @@ def test_fused_pass_equals_the_reference(d, d_v, gaussian_head):
 
 
 @fused
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n, d, scale", [(17, 8, 1.0), (33, 16, 1.0), (65, 32, 0.5)])
+def test_fused_token_pairs_equal_the_reference(causal, n, d, scale, gaussian_head):
+    """The fused token-pair pass (queries' rates and the keys' rates transposed, both shifted by running
+    per-token maxima, the pairs rescaled by rows and columns as those grow): three tiles, the last partial, key
+    counts that fill 32, 48 and 80 columns (its blocks: 64 columns, the last 16 to 48), a batch of projections, early keys 8x larger
+    (so causal tokens need their own prefix's maximum), the same numbers as the reference."""
+    q, k, v = gaussian_head(n=n, d=d, scale=scale)
+    k[:, :4] *= 8.0
+    assert kernels.uses_token_pairs(n, d, causal)
+    projections = torch.stack([draw_projection(900, d, seed=s, dtype=torch.float64) for s in range(2)]).unsqueeze(1)
+    response, drive, log_shift = kernels.token_pair_positive(*(x.float() for x in (q, k, v, projections)), causal)
+    assert drive.shape == (2, 3, n, 5)
+    assert_equals_reference(drive / response.unsqueeze(-1), response.double().log() + log_shift, q, k, v,
+                            projections, "positive", causal, torch.float32)
+
+
+@fused
 def test_fused_pass_gives_the_same_bits_on_any_thread_count_and_task_split(monkeypatch, gaussian_head):
-    """Each row of the fused pass is computed by one thread in a fixed order whatever the threads and the
-    query rows per task: tables are the same bits on a laptop and on a cluster node."""
+    """Each row of the fused passes (Hebbian and token pairs) is computed by one thread in a fixed order whatever
+    the threads and the query rows per task: tables are the same bits on a laptop and on a cluster node."""
     q, k, v = (x.float() for x in gaussian_head(n_seq=5, n=50, d=16, d_v=16, scale=1.0))
     projection = draw_projection(800, 16, seed=1)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         reference = kernels.fused_positive(q, k, v, projection)
+        pairs = kernels.token_pair_positive(q, k, v, projection, causal=False)
         torch.set_num_threads(2)
+        for part, expected in zip(kernels.token_pair_positive(q, k, v, projection, causal=False), pairs):
+            assert torch.equal(part, expected)
         for block in (12, 24, 60):
             monkeypatch.setattr(native, "query_block", lambda *args, rows=block: rows)
             for part, expected in zip(kernels.fused_positive(q, k, v, projection), reference):

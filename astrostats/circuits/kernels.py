@@ -61,11 +61,36 @@ def token_pair_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
     token's keys are rescaled to the maximum over its own prefix, so early tokens never underflow.
     """
     rows = projection.shape[-2]
-    weights = projection.transpose(-1, -2)
     batch = batch_shape(q, projection)
     n_tokens = q.shape[-2]
     q_half, k_half = (0.5 * LOG2E * (x * x).sum(-1) for x in (q, k))  # |x|^2/2 in log2 units, (..., N)
-    q, k = q * LOG2E, k * LOG2E
+    if native.fused_available(q, k, projection):
+        shapes = tuple(tuple(x.shape[:-2]) for x in (q, k, projection))
+        pairs, shifts = native.fused_pairs(*(x.reshape(-1, *x.shape[-2:]).contiguous() for x in (q, k, projection)),
+                                           _batch_elements(shapes))
+        shifts = shifts.view(2, *batch, n_tokens)
+    else:
+        pairs, shifts = _token_pairs(q * LOG2E, k * LOG2E, projection, batch)
+    pairs = pairs.view(*batch, n_tokens, n_tokens)
+    key_scale = shifts[1] - k_half  # log2 of each key's rate scale
+    if causal:
+        pairs.tril_()
+        reference = torch.cummax(key_scale, -1).values  # each token's maximum over its own prefix
+    else:
+        reference = key_scale.amax(-1, keepdim=True).expand_as(key_scale)
+    # keys to each token's reference (clamped: the dropped upper triangle must not overflow to inf * 0)
+    pairs.mul_((key_scale.unsqueeze(-2) - reference.unsqueeze(-1)).clamp_(max=0.0).exp2_())
+    response, drive = pairs.sum(-1), pairs @ v
+    log_shift = (shifts[0].double() - q_half.double() + reference.double()) / LOG2E - math.log(rows)
+    return response, drive, log_shift
+
+
+def _token_pairs(q: torch.Tensor, k: torch.Tensor, projection: torch.Tensor, batch: torch.Size):
+    """The token-pair sums in torch (with the compiled row pass where it serves): (pairs (B, N, N), the running
+    maxima of the queries' and keys' exponents (2, *batch, N)), q and k already in log2 units. Where the fused
+    pass serves (:func:`native.fused_pairs`) it computes the same in one call."""
+    rows, n_tokens = projection.shape[-2], q.shape[-2]
+    weights = projection.transpose(-1, -2)
     tiles = tiles_of(2 * math.prod(batch) * n_tokens, rows)  # two tiles of rates at once: queries and keys
     width = tiles[0].stop - tiles[0].start
     workspace = q.new_empty(2, math.prod(batch) * n_tokens * width)
@@ -88,18 +113,7 @@ def token_pair_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
             rescale = (before - shifts).exp2_().reshape(2, -1, n_tokens)
             pairs.mul_(rescale[0].unsqueeze(-1)).mul_(rescale[1].unsqueeze(-2))
         pairs.baddbmm_(rates[0].reshape(-1, n_tokens, size), rates[1].reshape(-1, n_tokens, size).transpose(-1, -2))
-    pairs = pairs.view(*batch, n_tokens, n_tokens)
-    key_scale = shifts[1] - k_half  # log2 of each key's rate scale
-    if causal:
-        pairs.tril_()
-        reference = torch.cummax(key_scale, -1).values  # each token's maximum over its own prefix
-    else:
-        reference = key_scale.amax(-1, keepdim=True).expand_as(key_scale)
-    # keys to each token's reference (clamped: the dropped upper triangle must not overflow to inf * 0)
-    pairs.mul_((key_scale.unsqueeze(-2) - reference.unsqueeze(-1)).clamp_(max=0.0).exp2_())
-    response, drive = pairs.sum(-1), pairs @ v
-    log_shift = (shifts[0].double() - q_half.double() + reference.double()) / LOG2E - math.log(rows)
-    return response, drive, log_shift
+    return pairs, shifts
 
 
 def streamed_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor):

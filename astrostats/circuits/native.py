@@ -6,12 +6,14 @@ a pass over memory, and at inner dimension 64 (the head size) those passes cost 
 
 * Row passes (any x86 or ARM compiler): a row's maximum and its exponentials while the row is in L1 cache
   (:func:`rows_max`, :func:`exp2_shifted_`, :func:`exp2_online_`), used by the torch tiled and token-pair kernels.
-* The fused circuit (AVX-512; :func:`fused_phases`): for the positive maps without autograd, each phase is one
-  call in which every tile of 384 hidden units goes through its rates' GEMM, its shift and exp2 and its second
-  GEMM (Hebbian write, or read-out) while the tile is in L1/L2 cache, with register-blocked GEMMs written here
-  (6 x 64 outputs per block), the rates' maxima taken in the GEMM's epilogue, and the next tile's weights fetched
-  while the exponentials run. Tiles are fixed, not fitted to a machine's caches, and each output row is computed by
-  one thread in one order, so the bits do not depend on the machine (with AVX-512) or the thread count.
+* The fused circuit (AVX-512), for the positive maps without autograd: every tile of 384 hidden units goes
+  through its rates' GEMM, its shift and exp2 and its second GEMM while the tile is in L1/L2 cache, with
+  register-blocked GEMMs written here (6 x 64 outputs per block) and the rates' maxima taken in the GEMM's
+  epilogue. :func:`fused_phases` does the Hebbian route (write phase, then read phase, fetching the next tile's
+  weights while the exponentials run); :func:`fused_pairs` the token-pair sums of short sequences (queries' and
+  keys' rates, then their product). Tiles are fixed, not fitted to a machine's caches, and each output row is
+  computed by one thread in one order, so the bits do not depend on the machine (with AVX-512) or the thread
+  count.
 
 The exp2 is a degree-6 polynomial (Cephes, relative error about 2e-7) that flushes results under 2^-125 to zero
 and passes NaN through; the fused passes also flush subnormal products (a microcode assist each otherwise), which
@@ -286,6 +288,24 @@ static void accumulate_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows
     }
 }
 
+/* c (rows x cols) = (scale ? scale[r] c[r, :] : 0) + a (rows x depth; a[r ar + k ak]) @ b (depth x cols, row stride
+   ldb), rows a multiple of 6 and cols of 16: register blocks of 6 rows x 64 columns, the last columns in a
+   narrower block (so 16 keys cost 16 columns, not 64) */
+static void wide_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t ldb, int64_t depth,
+                      float *c, int64_t ldc, const float *scale, int64_t cols) {
+    for (int64_t col = 0; col < cols; col += 64)
+        for (int64_t r = 0; r < rows; r += 6) {
+            const float *at = a + r * ar, *s = scale ? scale + r : NULL;
+            float *out = c + r * ldc + col;
+            switch (cols - col >= 64 ? 4 : (cols - col) / 16) {
+                case 1: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 1); break;
+                case 2: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 2); break;
+                case 3: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 3); break;
+                default: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 4); break;
+            }
+        }
+}
+
 /* Write phase, one (sequence, tile) per task: rates of the keys (their |k|^2/2 subtracted), shifted by the tile's
    maximum over the sequence (kshift), exp2; g = column sums; hebbian_t (FUSED_TILE x dv) = rates^T v.
    k (k_batch, nk, d), v (.., nk, dv), wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch
@@ -434,6 +454,99 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
     }
     return failed;
 }
+/* Token-pair sums, one sequence per task, over every tile in order: pairs (n x n) = sum over units j of
+   phi_j(q_t) phi_j(k_s), each side's rates shifted by a running per-token maximum of its raw exponents (qshift,
+   kshift: log2 units, without |x|^2 / 2), the accumulated pairs rescaled by rows and columns when one grows (as
+   kernels.token_pair_positive). The keys' rates are formed transposed (units x keys), so that both GEMMs read
+   rows. q, k (.., n, d); wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch element;
+   pairs (batch, n, n), qshift and kshift (batch, n). */
+int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *qidx, const int64_t *kidx,
+                const int64_t *widx, int64_t batch, int64_t n, int64_t d, int64_t m, int64_t tiles, float *pairs,
+                float *qshift, float *kshift) {
+    int64_t rows = (n + 5) / 6 * 6, cols = (n + 15) / 16 * 16;  /* queries in blocks of 6, keys of 16 */
+    int failed = 0;
+    #pragma omp parallel
+    {
+        unsigned int control = flush_subnormals();
+        float *rates_q = aligned_alloc(64, rows * FUSED_TILE * sizeof(float));
+        float *rates_kt = aligned_alloc(64, FUSED_TILE * cols * sizeof(float));
+        float *kt = aligned_alloc(64, d * cols * sizeof(float)), *sum = aligned_alloc(64, rows * cols * sizeof(float));
+        float *shift_k = aligned_alloc(64, cols * sizeof(float)), *rescale_k = aligned_alloc(64, cols * sizeof(float));
+        float *shift_q = malloc(rows * sizeof(float)), *rescale_q = malloc(rows * sizeof(float));
+        float *spare = malloc(6 * d * sizeof(float)), *ones = malloc(rows * sizeof(float));
+        __m512 *most = aligned_alloc(64, rows * sizeof(__m512));
+        if (!rates_q || !rates_kt || !kt || !sum || !shift_k || !rescale_k || !shift_q || !rescale_q || !spare || !most
+            || !ones) {
+            #pragma omp atomic write
+            failed = 1;
+        } else {
+            for (int64_t r = 0; r < rows; r++) ones[r] = 1.0f;
+        }
+        #pragma omp barrier
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < (failed ? 0 : batch); b++) {
+            const float *qb = q + qidx[b] * n * d, *kb = k + kidx[b] * n * d;
+            for (int64_t c = 0; c < d; c++)  /* the keys transposed, zero past n */
+                for (int64_t s = 0; s < cols; s++) kt[c * cols + s] = s < n ? kb[s * d + c] : 0.0f;
+            for (int64_t r = 0; r < rows; r++) shift_q[r] = -INFINITY;
+            for (int64_t s = 0; s < cols; s++) shift_k[s] = -INFINITY;
+            memset(sum, 0, rows * cols * sizeof(float));
+            for (int64_t t = 0; t < tiles; t++) {
+                int64_t width = m - t * FUSED_TILE < FUSED_TILE ? m - t * FUSED_TILE : FUSED_TILE;
+                __mmask16 inside[FUSED_TILE / 16];
+                lanes(width, inside);
+                const float *w = wt + (widx[b] * tiles + t) * d * FUSED_TILE;
+                /* queries: rates (rows x tile), each row to its grown maximum */
+                tile_exponents(qb, n, d, w, NULL, inside, rates_q, spare, most);
+                for (int64_t r = 0; r < rows; r++) {
+                    float *row = rates_q + r * FUSED_TILE;
+                    if (r >= n) { rescale_q[r] = 0.0f; memset(row, 0, FUSED_TILE * sizeof(float)); continue; }
+                    float top = _mm512_reduce_max_ps(most[r]);
+                    float grown = shift_q[r] > top ? shift_q[r] : top;
+                    rescale_q[r] = exp2_poly(shift_q[r] - grown);
+                    shift_q[r] = grown;
+                    __m512 offset = _mm512_set1_ps(grown);
+                    for (int64_t j = 0; j < FUSED_TILE / 16; j++)
+                        _mm512_store_ps(row + 16 * j, _mm512_maskz_mov_ps(inside[j],
+                            exp2_vec(_mm512_sub_ps(_mm512_load_ps(row + 16 * j), offset))));
+                }
+                /* keys, transposed: rates (tile x cols) = w^T (tile x d) @ kt (d x cols), each column to its grown
+                   maximum over the units inside the tile; units past m get rate 0 */
+                wide_gemm(w, 1, FUSED_TILE, FUSED_TILE, kt, cols, d, rates_kt, cols, NULL, cols);
+                for (int64_t v = 0; v < cols / 16; v++) {
+                    __m512 top = _mm512_set1_ps(-INFINITY);
+                    for (int64_t j = 0; j < width; j++) top = _mm512_max_ps(top, _mm512_load_ps(rates_kt + j * cols + 16 * v));
+                    __m512 old = _mm512_load_ps(shift_k + 16 * v), grown = _mm512_max_ps(old, top);
+                    _mm512_store_ps(rescale_k + 16 * v, exp2_vec(_mm512_sub_ps(old, grown)));
+                    _mm512_store_ps(shift_k + 16 * v, grown);
+                    for (int64_t j = 0; j < width; j++) {
+                        float *at = rates_kt + j * cols + 16 * v;
+                        _mm512_store_ps(at, exp2_vec(_mm512_sub_ps(_mm512_load_ps(at), grown)));
+                    }
+                }
+                for (int64_t j = width; j < FUSED_TILE; j++) memset(rates_kt + j * cols, 0, cols * sizeof(float));
+                /* the accumulated pairs to the grown key maxima (columns), then to the query maxima (rows, in the
+                   GEMM's scale) plus this tile's rates_q @ rates_kt, inner dimension in FUSED_DEPTH chunks */
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t v = 0; v < cols / 16; v++)
+                        _mm512_store_ps(sum + r * cols + 16 * v, _mm512_mul_ps(_mm512_load_ps(sum + r * cols + 16 * v),
+                                                                              _mm512_load_ps(rescale_k + 16 * v)));
+                for (int64_t k0 = 0; k0 < FUSED_TILE; k0 += FUSED_DEPTH)
+                    wide_gemm(rates_q + k0, FUSED_TILE, 1, rows, rates_kt + k0 * cols, cols, FUSED_DEPTH, sum, cols,
+                              k0 == 0 ? rescale_q : ones, cols);
+            }
+            for (int64_t r = 0; r < n; r++) {
+                memcpy(pairs + (b * n + r) * n, sum + r * cols, n * sizeof(float));
+                qshift[b * n + r] = shift_q[r];
+                kshift[b * n + r] = shift_k[r];
+            }
+        }
+        free(rates_q); free(rates_kt); free(kt); free(sum); free(shift_k); free(rescale_k); free(shift_q);
+        free(rescale_q); free(spare); free(most); free(ones);
+        _mm_setcsr(control);
+    }
+    return failed;
+}
 #else
 int fused_ready(void) { return 0; }
 #endif
@@ -500,6 +613,8 @@ def _library():
     library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
     library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
     library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
+    library.fused_pairs.argtypes = [pointer] * 6 + [size] * 5 + [pointer] * 3
+    library.fused_pairs.restype = ctypes.c_int
     return library
 
 
@@ -549,9 +664,11 @@ FUSED_TILE, FUSED_ROWS = 384, 12
 FUSED_VALUE_SIZES = (16, 32, 48, 64)
 
 
-def fused_available(*tensors: torch.Tensor, value_size: int) -> bool:
-    """Whether the fused circuit serves: :func:`available`, a build with AVX-512, and a value size it blocks."""
-    return value_size in FUSED_VALUE_SIZES and available(*tensors) and bool(_library().fused_ready())
+def fused_available(*tensors: torch.Tensor, value_size: int | None = None) -> bool:
+    """Whether the fused passes serve: :func:`available`, a build with AVX-512, and (for :func:`fused_phases`,
+    whose read-out it blocks) a value size of 16, 32, 48 or 64."""
+    return (value_size is None or value_size in FUSED_VALUE_SIZES) and available(*tensors) \
+        and bool(_library().fused_ready())
 
 
 def fused_phases(q, k, v, projection, indices):
@@ -584,6 +701,28 @@ def fused_phases(q, k, v, projection, indices):
                           f"{FUSED_TILE} units x {torch.get_num_threads()} threads of float32; use fewer tokens per "
                           "sequence or fewer torch threads")
     return response, drive, log_shift
+
+
+def fused_pairs(q, k, projection, indices):
+    """The token-pair sums of the positive-map circuit in one compiled pass (see SOURCE): q, k (B, n, d),
+    projection (Bw, m, d), float32 and contiguous; ``indices`` maps each output sequence to its q, k and W batch
+    element. Returns the pairs (B, n, n) and the queries' and keys' running maxima (2, B, n), log2 units, as the
+    torch loop of :func:`astrostats.circuits.kernels.token_pair_positive` accumulates them."""
+    q_index, k_index, w_index = indices
+    batch, (n_tokens, d), rows = q_index.numel(), q.shape[-2:], projection.shape[-2]
+    tiles = -(-rows // FUSED_TILE)
+    (wt,) = _scratch((projection.shape[0], tiles, d, FUSED_TILE))
+    pairs, shifts = q.new_empty(batch, n_tokens, n_tokens), q.new_empty(2, batch, n_tokens)
+    library = _library()
+    with _labelled("fused_pairs"):
+        library.fused_pack(projection.data_ptr(), projection.shape[0], rows, d, tiles, wt.data_ptr())
+        failed = library.fused_pairs(q.data_ptr(), k.data_ptr(), wt.data_ptr(), q_index.data_ptr(),
+                                     k_index.data_ptr(), w_index.data_ptr(), batch, n_tokens, d, rows, tiles,
+                                     pairs.data_ptr(), shifts[0].data_ptr(), shifts[1].data_ptr())
+    if failed:
+        raise MemoryError(f"the circuit's fused token-pair pass could not allocate its per-thread rates: "
+                          f"{n_tokens} tokens x {FUSED_TILE} units x {torch.get_num_threads()} threads of float32")
+    return pairs, shifts
 
 
 #: the most float32 scratch memory the fused circuit keeps between calls (per thread)
