@@ -2,8 +2,9 @@
 
     python benchmarks/run.py --only circuit --quick   # also: python benchmarks/bench_circuit.py (ratio + breakdown)
 
-First the headline: ``run_circuit`` (positive map, non-causal, d = 64, the runner's chunk of 5 sequences of 197
-tokens) against a 2048^2 float32 matmul at 1 and 2 torch threads, the two timed alternately in the same run
+First the headline: ``run_circuit`` (positive map, non-causal) on each of its routes (``ROUTES``: the Hebbian
+route at d = 64, the runner's chunk of 5 sequences of 197 tokens; the token-pair route of 32 MiniLM-like windows
+of 64 tokens, d = 32) against a 2048^2 float32 matmul at 1 and 2 torch threads, the two timed alternately in the same run
 (best of several), with the load average beside them: where the load exceeded the thread count the figure is the
 machine's, not the code's, and the row says so. Then a per-part breakdown from torch.profiler (GEMM, exp2 pass,
 shift/max, other) at one size, also written to results/circuit_breakdown.json. Then three measurements, each
@@ -54,29 +55,45 @@ def circuit_inputs(m: int, n_sequences: int = 5, n_tokens: int = 197, d: int = 6
     return target.q, target.k, target.v, draw_projection(m, d, seed=0)
 
 
-def matmul_ratio(m_values=(4096, 16384), threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict]:
-    """run_circuit's GFLOP/s over a large matmul's at each thread count, the two timed alternately (``rounds``
-    times best of ``repeats``), with the load average during the measurement."""
+#: the circuit's two non-causal routes at the shapes the analyses run: the Hebbian route (ViT-like: 5 sequences of
+#: 197 tokens, d = 64; the runner's chunk) and the token-pair route of short windows (MiniLM-like: 4 seeds x 8
+#: windows of 64 tokens, d = 32), each as (sequences, tokens, head size, the m values timed)
+ROUTES = {"hebbian": (5, 197, 64, (4096, 16384)), "token_pairs": (32, 64, 32, (16384,))}
+
+
+def route_flops(route: str, n_sequences: int, n_tokens: int, d: int, m: int) -> float:
+    """Multiply-adds x 2 of a route's GEMMs: the Hebbian route's (features of q and k, write and read phases,
+    ``runner.flops_per_sequence``), or the token-pair route's (features of q and k, the pairs: 2 N (2 d + N)
+    per unit)."""
+    if route == "hebbian":
+        return flops_per_sequence(n_tokens, d, d, m) * n_sequences
+    return 2.0 * n_sequences * n_tokens * m * (2 * d + n_tokens)
+
+
+def matmul_ratio(threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict]:
+    """run_circuit's GFLOP/s over a large matmul's at each thread count, for each route (``ROUTES``), the two
+    timed alternately (``rounds`` times best of ``repeats``), with the load average during the measurement."""
     rows, before = [], torch.get_num_threads()
     a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
     try:
-        for m in m_values:
-            inputs = circuit_inputs(m)
-            flops = flops_per_sequence(inputs[0].shape[-2], 64, 64, m) * inputs[0].shape[0]
-            for count in threads:
-                torch.set_num_threads(count)
-                circuit = matmul = math.inf
-                loads = [os.getloadavg()[0]]
-                for _ in range(rounds):
-                    matmul = min(matmul, best_time(lambda: a @ b, repeats))
-                    circuit = min(circuit, best_time(lambda: run_circuit(*inputs), repeats))
-                    loads.append(os.getloadavg()[0])
-                matmul_rate, circuit_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9, flops / circuit / 1e9
-                loaded = max(loads) > count
-                rows.append({"benchmark": "matmul_ratio", "threads": count, "m": m, "n_tokens": 197, "sequences": 5,
-                             "circuit_gflops": circuit_rate, "matmul_gflops": matmul_rate,
-                             "ratio": circuit_rate / matmul_rate, "load_average_max": max(loads),
-                             "note": LOADED if loaded else "quiet machine"})
+        for route, (n_sequences, n_tokens, d, m_values) in ROUTES.items():
+            for m in m_values:
+                inputs = circuit_inputs(m, n_sequences, n_tokens, d)
+                flops = route_flops(route, n_sequences, n_tokens, d, m)
+                for count in threads:
+                    torch.set_num_threads(count)
+                    circuit = matmul = math.inf
+                    loads = [os.getloadavg()[0]]
+                    for _ in range(rounds):
+                        matmul = min(matmul, best_time(lambda: a @ b, repeats))
+                        circuit = min(circuit, best_time(lambda: run_circuit(*inputs), repeats))
+                        loads.append(os.getloadavg()[0])
+                    matmul_rate, circuit_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9, flops / circuit / 1e9
+                    rows.append({"benchmark": "matmul_ratio", "route": route, "threads": count, "m": m,
+                                 "n_tokens": n_tokens, "sequences": n_sequences, "d": d,
+                                 "circuit_gflops": circuit_rate, "matmul_gflops": matmul_rate,
+                                 "ratio": circuit_rate / matmul_rate, "load_average_max": max(loads),
+                                 "note": LOADED if max(loads) > count else "quiet machine"})
     finally:
         torch.set_num_threads(before)
     return rows
