@@ -270,40 +270,39 @@ void fused_pack(const float *w, int64_t batch, int64_t m, int64_t d, int64_t til
     }
 }
 
-/* c (rows x dv) = scale * c + a (rows x depth; a[r ar + k ak]) @ b (depth x dv), depth in FUSED_DEPTH chunks */
-static void accumulate_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t dv,
-                            int64_t depth, float *c, const float *scale, const float *ones) {
-    for (int64_t k0 = 0; k0 < depth; k0 += FUSED_DEPTH) {
-        int64_t chunk = depth - k0 < FUSED_DEPTH ? depth - k0 : FUSED_DEPTH;
-        const float *a0 = a + k0 * ak, *b0 = b + k0 * dv;
-        for (int64_t r = 0; r < rows; r += (dv <= 32 ? 12 : 6)) {
-            const float *s = k0 == 0 ? (scale ? scale + r : NULL) : ones;
-            switch (dv) {
-                case 16: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 12, 1); break;
-                case 32: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 12, 2); break;
-                case 48: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 6, 3); break;
-                default: block_gemm(a0 + r * ar, ar, ak, b0, dv, chunk, c + r * dv, dv, s, 6, 4); break;
-            }
+/* the register block of gemm below: rows_per_block rows x (16 nv) columns */
+static inline void gemm_block(const float *a, int64_t ar, int64_t ak, const float *b, int64_t ldb, int64_t depth,
+                              float *c, int64_t ldc, const float *scale, int64_t rows_per_block, int64_t nv) {
+    if (rows_per_block == 12)
+        switch (nv) {
+            case 1: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 12, 1); return;
+            default: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 12, 2); return;
         }
+    switch (nv) {
+        case 1: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 6, 1); return;
+        case 2: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 6, 2); return;
+        case 3: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 6, 3); return;
+        default: block_gemm(a, ar, ak, b, ldb, depth, c, ldc, scale, 6, 4); return;
     }
 }
 
-/* c (rows x cols) = (scale ? scale[r] c[r, :] : 0) + a (rows x depth; a[r ar + k ak]) @ b (depth x cols, row stride
-   ldb), rows a multiple of 6 and cols of 16: register blocks of 6 rows x 64 columns, the last columns in a
-   narrower block (so 16 keys cost 16 columns, not 64) */
-static void wide_gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t ldb, int64_t depth,
-                      float *c, int64_t ldc, const float *scale, int64_t cols) {
-    for (int64_t col = 0; col < cols; col += 64)
-        for (int64_t r = 0; r < rows; r += 6) {
-            const float *at = a + r * ar, *s = scale ? scale + r : NULL;
-            float *out = c + r * ldc + col;
-            switch (cols - col >= 64 ? 4 : (cols - col) / 16) {
-                case 1: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 1); break;
-                case 2: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 2); break;
-                case 3: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 3); break;
-                default: block_gemm(at, ar, ak, b + col, ldb, depth, out, ldc, s, 6, 4); break;
-            }
+/* c (rows x cols, row stride ldc) = (scale ? scale[r] c[r, :] : 0) + a (rows x depth; a[r ar + k ak]) @ b (depth x
+   cols, row stride ldb); cols a multiple of 16, rows of 12 where cols <= 32 and of 6 otherwise. Register blocks of
+   6 rows x 64 columns (12 x 16 or 12 x 32 for narrow outputs, so that they keep 12-24 accumulators busy), the last
+   columns in a narrower block; the inner dimension in FUSED_DEPTH chunks, so that b's panel stays in L1 (later
+   chunks accumulate: their scale is ones, twelve 1.0f). */
+static void gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t ldb, int64_t depth,
+                 float *c, int64_t ldc, const float *scale, const float *ones, int64_t cols) {
+    int64_t step = cols <= 32 ? 12 : 6;
+    for (int64_t k0 = 0; k0 < depth; k0 += FUSED_DEPTH) {
+        int64_t chunk = depth - k0 < FUSED_DEPTH ? depth - k0 : FUSED_DEPTH;
+        for (int64_t col = 0; col < cols; col += 64) {
+            int64_t nv = cols - col >= 64 ? 4 : (cols - col) / 16;
+            for (int64_t r = 0; r < rows; r += step)
+                gemm_block(a + r * ar + k0 * ak, ar, ak, b + k0 * ldb + col, ldb, chunk, c + r * ldc + col, ldc,
+                           k0 > 0 ? ones : scale ? scale + r : NULL, step, nv);
         }
+    }
 }
 
 /* Write phase, one (sequence, tile) per task: rates of the keys (their |k|^2/2 subtracted), shifted by the tile's
@@ -360,8 +359,8 @@ int fused_write(const float *k, const float *v, const float *wt, const int64_t *
                 }
             }
             kshift[task] = top;
-            accumulate_gemm(rates, 1, FUSED_TILE, FUSED_TILE, v + vidx[b] * nk * dv, dv, nk,
-                            hebbian_t + task * FUSED_TILE * dv, NULL, ones);
+            gemm(rates, 1, FUSED_TILE, FUSED_TILE, v + vidx[b] * nk * dv, dv, nk, hebbian_t + task * FUSED_TILE * dv, dv,
+                 NULL, ones, dv);
         }
         free(rates); free(spare); free(most);
         _mm_setcsr(control);
@@ -436,8 +435,8 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
                     }
                     total[r] = total[r] * rescale[r] + _mm512_reduce_add_ps(sum);
                 }
-                accumulate_gemm(rates, FUSED_TILE, 1, padded, hebbian_t + (b * tiles + t) * FUSED_TILE * dv, dv,
-                                FUSED_TILE, sums, rescale, ones);
+                gemm(rates, FUSED_TILE, 1, padded, hebbian_t + (b * tiles + t) * FUSED_TILE * dv, dv, FUSED_TILE, sums,
+                     dv, rescale, ones, dv);
             }
             for (int64_t r = 0; r < rows; r++) {
                 const float *row = q + (qidx[b] * nq + r0 + r) * d;
@@ -463,7 +462,7 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
 int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *qidx, const int64_t *kidx,
                 const int64_t *widx, int64_t batch, int64_t n, int64_t d, int64_t m, int64_t tiles, float *pairs,
                 float *qshift, float *kshift) {
-    int64_t rows = (n + 5) / 6 * 6, cols = (n + 15) / 16 * 16;  /* queries in blocks of 6, keys of 16 */
+    int64_t rows = (n + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS, cols = (n + 15) / 16 * 16;  /* queries, keys */
     int failed = 0;
     #pragma omp parallel
     {
@@ -473,14 +472,12 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
         float *kt = aligned_alloc(64, d * cols * sizeof(float)), *sum = aligned_alloc(64, rows * cols * sizeof(float));
         float *shift_k = aligned_alloc(64, cols * sizeof(float)), *rescale_k = aligned_alloc(64, cols * sizeof(float));
         float *shift_q = malloc(rows * sizeof(float)), *rescale_q = malloc(rows * sizeof(float));
-        float *spare = malloc(6 * d * sizeof(float)), *ones = malloc(rows * sizeof(float));
+        float *spare = malloc(6 * d * sizeof(float)), ones[FUSED_ROWS];
         __m512 *most = aligned_alloc(64, rows * sizeof(__m512));
-        if (!rates_q || !rates_kt || !kt || !sum || !shift_k || !rescale_k || !shift_q || !rescale_q || !spare || !most
-            || !ones) {
+        for (int i = 0; i < FUSED_ROWS; i++) ones[i] = 1.0f;
+        if (!rates_q || !rates_kt || !kt || !sum || !shift_k || !rescale_k || !shift_q || !rescale_q || !spare || !most) {
             #pragma omp atomic write
             failed = 1;
-        } else {
-            for (int64_t r = 0; r < rows; r++) ones[r] = 1.0f;
         }
         #pragma omp barrier
         #pragma omp for schedule(dynamic, 1)
@@ -512,7 +509,7 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
                 }
                 /* keys, transposed: rates (tile x cols) = w^T (tile x d) @ kt (d x cols), each column to its grown
                    maximum over the units inside the tile; units past m get rate 0 */
-                wide_gemm(w, 1, FUSED_TILE, FUSED_TILE, kt, cols, d, rates_kt, cols, NULL, cols);
+                gemm(w, 1, FUSED_TILE, FUSED_TILE, kt, cols, d, rates_kt, cols, NULL, ones, cols);
                 for (int64_t v = 0; v < cols / 16; v++) {
                     __m512 top = _mm512_set1_ps(-INFINITY);
                     for (int64_t j = 0; j < width; j++) top = _mm512_max_ps(top, _mm512_load_ps(rates_kt + j * cols + 16 * v));
@@ -531,9 +528,7 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
                     for (int64_t v = 0; v < cols / 16; v++)
                         _mm512_store_ps(sum + r * cols + 16 * v, _mm512_mul_ps(_mm512_load_ps(sum + r * cols + 16 * v),
                                                                               _mm512_load_ps(rescale_k + 16 * v)));
-                for (int64_t k0 = 0; k0 < FUSED_TILE; k0 += FUSED_DEPTH)
-                    wide_gemm(rates_q + k0, FUSED_TILE, 1, rows, rates_kt + k0 * cols, cols, FUSED_DEPTH, sum, cols,
-                              k0 == 0 ? rescale_q : ones, cols);
+                gemm(rates_q, FUSED_TILE, 1, rows, rates_kt, cols, FUSED_TILE, sum, cols, rescale_q, ones, cols);
             }
             for (int64_t r = 0; r < n; r++) {
                 memcpy(pairs + (b * n + r) * n, sum + r * cols, n * sizeof(float));
@@ -542,7 +537,7 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
             }
         }
         free(rates_q); free(rates_kt); free(kt); free(sum); free(shift_k); free(rescale_k); free(shift_q);
-        free(rescale_q); free(spare); free(most); free(ones);
+        free(rescale_q); free(spare); free(most);
         _mm_setcsr(control);
     }
     return failed;
