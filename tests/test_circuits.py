@@ -227,6 +227,24 @@ def test_fused_pass_out_of_memory_is_a_clear_error_not_a_crash():
     assert "200000 keys x 384 units" in result.stdout and "fewer tokens per sequence" in result.stdout
 
 
+def test_a_build_without_avx512_loads_and_serves_the_row_passes_only(tmp_path, monkeypatch):
+    """On a CPU without AVX-512 the library is built without the fused passes: it must still load (only the
+    signatures it has are declared), say it has no fused pass, and leave the circuit to the earlier kernels."""
+    if native._library() is None:
+        pytest.skip("no C compiler (or ASTROSTATS_NATIVE=0): nothing is built")
+    monkeypatch.setattr(native, "CACHE", tmp_path)
+    monkeypatch.setattr(native, "FLAGS", [*native.FLAGS, "-mno-avx512f"])
+    compiler = native.os.environ.get("CC") or native.shutil.which("cc") or native.shutil.which("gcc")
+    library = native._declared(native.ctypes.CDLL(str(native._build(compiler))))
+    assert library.fused_ready() == 0 and not hasattr(library, "fused_write")  # the symbol is not in this build
+    monkeypatch.setattr(native, "_library", lambda: library)
+    assert not native.fused_available(torch.zeros(1)) and native.available(torch.zeros(1))
+    q, k, v = (x.float() for x in (torch.randn(2, 40, 8) * 0.3, torch.randn(2, 40, 8) * 0.3, torch.randn(2, 40, 16)))
+    projection = draw_projection(500, 8, seed=0)
+    result = astrocyte.run_circuit(q, k, v, projection)
+    assert_equals_reference(result.output, result.log_response, q, k, v, projection, "positive", False, torch.float32)
+
+
 def test_query_rows_per_task_balance_the_threads():
     """Five sequences on two threads split each sequence in two (10 equal tasks, not 3 + 2 whole ones); on one
     thread a sequence is one task; rows per task are a multiple of the 12-row blocks and at most 256."""

@@ -600,16 +600,23 @@ def _library():
         library = ctypes.CDLL(str(_build(compiler)))
     except (OSError, subprocess.SubprocessError):
         return None
+    return _declared(library)
+
+
+def _declared(library):
+    """The library with its functions' C signatures declared; the fused ones only where the build has them
+    (compiled without AVX-512 it has fused_ready alone, which returns 0)."""
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     for name in ("rows_max", "exp2_shifted"):
         getattr(library, name).argtypes = [pointer, size, size, pointer]
     library.exp2_online.argtypes = [pointer, size, size, pointer, pointer, size, pointer]
-    library.fused_ready.restype = library.fused_write.restype = library.fused_read.restype = ctypes.c_int
-    library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
-    library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
-    library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
-    library.fused_pairs.argtypes = [pointer] * 6 + [size] * 5 + [pointer] * 3
-    library.fused_pairs.restype = ctypes.c_int
+    library.fused_ready.restype = ctypes.c_int
+    if library.fused_ready():
+        library.fused_write.restype = library.fused_read.restype = library.fused_pairs.restype = ctypes.c_int
+        library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
+        library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
+        library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
+        library.fused_pairs.argtypes = [pointer] * 6 + [size] * 5 + [pointer] * 3
     return library
 
 
