@@ -197,6 +197,15 @@ def test_fused_scratch_kept_between_calls_does_not_leak_into_results(gaussian_he
     a small call after a large one, and again after a call with other shapes, gives the same result."""
     q, k, v = (x.float() for x in gaussian_head(n=30, d=16, d_v=32, scale=1.0))
     small = kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2))
+    native._SCRATCH.buffer = None  # allocated afresh below, under a caller's default device and dtype, which must
+    with torch.device("meta"):     # not reach the float32 CPU scratch the C code writes
+        torch.set_default_dtype(torch.float64)
+        try:
+            assert torch.empty(1).device.type == "meta"
+            again = kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2))
+        finally:
+            torch.set_default_dtype(torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(again, small))
     big_q, big_k, big_v = (x.float() for x in gaussian_head(n_seq=4, n=70, d=16, d_v=32, scale=2.0, seed=5))
     kernels.fused_positive(big_q, big_k, big_v, draw_projection(1500, 16, seed=3))
     for part, expected in zip(kernels.fused_positive(q, k, v, draw_projection(400, 16, seed=2)), small):
@@ -251,7 +260,7 @@ def test_query_rows_per_task_balance_the_threads():
     assert native.query_block(5, 197, 2) == 108
     assert native.query_block(5, 197, 1) == 204
     assert native.query_block(8, 197, 2) == 204
-    for batch, tokens, threads in ((1, 4096, 2), (3, 7, 16), (40, 64, 2)):
+    for batch, tokens, threads in ((1, 4096, 2), (3, 7, 16), (40, 64, 2), (1, 256, 1), (2, 253, 2)):
         block = native.query_block(batch, tokens, threads)
         assert block % native.FUSED_ROWS == 0 and native.FUSED_ROWS <= block <= 256
 

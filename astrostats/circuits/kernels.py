@@ -239,7 +239,8 @@ def _batch_elements(shapes: tuple[tuple[int, ...], ...]) -> list[torch.Tensor]:
     """For batch shapes that broadcast together, each output sequence's batch element in each (int64, flat);
     cached: the runner calls the circuit with the same shapes thousands of times (never written to)."""
     batch = np.broadcast_shapes(*shapes)
-    return [torch.arange(math.prod(shape), dtype=torch.int64).reshape(shape).expand(batch).reshape(-1).contiguous()
+    return [torch.arange(math.prod(shape), dtype=torch.int64, device="cpu").reshape(shape).expand(batch).reshape(-1)
+            .contiguous()
             for shape in shapes]
 
 

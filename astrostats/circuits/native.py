@@ -739,7 +739,7 @@ def _scratch(*shapes) -> list[torch.Tensor]:
     sizes = [math.prod(shape) for shape in shapes]
     kept = getattr(_SCRATCH, "buffer", None)
     if kept is None or kept.numel() < sum(sizes):
-        kept = torch.empty(sum(sizes))
+        kept = torch.empty(sum(sizes), dtype=torch.float32, device="cpu")  # whatever torch's defaults
         if 4 * sum(sizes) <= SCRATCH_BYTES:
             _SCRATCH.buffer = kept
     return [part.view(shape) for part, shape in zip(kept[:sum(sizes)].split(sizes), shapes)]
@@ -758,6 +758,6 @@ def query_block(batch: int, n_tokens: int, threads: int, most: int = 256) -> int
     def slowest(parts):
         return -(-batch * parts // threads) * (padded(-(-n_tokens // parts)) + FUSED_ROWS)
 
-    fewest = -(-n_tokens // most)
+    fewest = -(-n_tokens // (most // FUSED_ROWS * FUSED_ROWS))  # so that a padded task stays within most
     parts = min(range(fewest, max(fewest, -(-n_tokens // FUSED_ROWS)) + 1), key=slowest)
     return padded(-(-n_tokens // parts))
