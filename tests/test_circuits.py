@@ -145,6 +145,7 @@ def test_fused_pass_equals_the_reference(d, d_v, gaussian_head):
     q = q[:, :29]
     projections = torch.stack([draw_projection(900, d, seed=s, dtype=torch.float64) for s in range(2)]).unsqueeze(1)
     assert native.fused_available(q.float(), value_size=d_v)
+    assert native.fused_available(q.float().transpose(-1, -2), value_size=d_v)  # any layout: laid out by the caller
     response, drive, log_shift = kernels.fused_positive(*(x.float() for x in (q, k, v, projections)))
     assert drive.shape == (2, 3, 29, d_v)
     assert_equals_reference(drive / response.unsqueeze(-1), response.double().log() + log_shift, q, k, v,

@@ -147,6 +147,15 @@ static inline __m512 exp2_vec(__m512 x) {
     return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(x, lowest, _CMP_NLT_UQ), p, n);  /* under 2^-125: 0 */
 }
 
+/* a row's running maximum (*shift) grown to the tile's (most: its lanes' maxima): the factor the row's earlier sums
+   take to the grown maximum (0 on the first tile, where *shift is -inf) */
+static inline float grow(float *shift, __m512 most) {
+    float top = _mm512_reduce_max_ps(most), grown = *shift > top ? *shift : top;
+    float rescale = exp2_poly(*shift - grown);
+    *shift = grown;
+    return rescale;
+}
+
 /* this thread's SSE control word, after setting flush-to-zero and denormals-are-zero in it (restore with
    _mm_setcsr): a product under 2^-126 (a rate far below its row's maximum times a small Hebbian weight) would
    otherwise take a microcode assist of about a hundred cycles; flushed, it loses at most 2^-126, which the
@@ -417,11 +426,8 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
                     float *row = rates + r * FUSED_TILE;
                     if (r >= rows) { memset(row, 0, FUSED_TILE * sizeof(float)); continue; }
                     __m512 sum = _mm512_setzero_ps();
-                    float top = _mm512_reduce_max_ps(most[r]);
-                    float grown = shift[r] > top ? shift[r] : top;
-                    __m512 offset = _mm512_set1_ps(grown - key_offset);
-                    rescale[r] = exp2_poly(shift[r] - grown);
-                    shift[r] = grown;
+                    rescale[r] = grow(shift + r, most[r]);
+                    __m512 offset = _mm512_set1_ps(shift[r] - key_offset);
                     for (int64_t j = 0; j < FUSED_TILE / 16; j++) {
                         int64_t line = r * (FUSED_TILE / 16) + j;  /* the next tile's W and H into L2 meanwhile */
                         if (t + 1 < tiles && line < d * FUSED_TILE / 16)
@@ -498,11 +504,8 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
                 for (int64_t r = 0; r < rows; r++) {
                     float *row = rates_q + r * FUSED_TILE;
                     if (r >= n) { rescale_q[r] = 0.0f; memset(row, 0, FUSED_TILE * sizeof(float)); continue; }
-                    float top = _mm512_reduce_max_ps(most[r]);
-                    float grown = shift_q[r] > top ? shift_q[r] : top;
-                    rescale_q[r] = exp2_poly(shift_q[r] - grown);
-                    shift_q[r] = grown;
-                    __m512 offset = _mm512_set1_ps(grown);
+                    rescale_q[r] = grow(shift_q + r, most[r]);
+                    __m512 offset = _mm512_set1_ps(shift_q[r]);
                     for (int64_t j = 0; j < FUSED_TILE / 16; j++)
                         _mm512_store_ps(row + 16 * j, _mm512_maskz_mov_ps(inside[j],
                             exp2_vec(_mm512_sub_ps(_mm512_load_ps(row + 16 * j), offset))));
@@ -667,10 +670,12 @@ FUSED_VALUE_SIZES = (16, 32, 48, 64)
 
 
 def fused_available(*tensors: torch.Tensor, value_size: int | None = None) -> bool:
-    """Whether the fused passes serve: :func:`available`, a build with AVX-512, and (for :func:`fused_phases`,
-    whose read-out it blocks) a value size of 16, 32, 48 or 64."""
-    return (value_size is None or value_size in FUSED_VALUE_SIZES) and available(*tensors) \
-        and bool(_library().fused_ready())
+    """Whether the fused passes serve: float32 tensors on the CPU (any layout: the callers lay them out
+    contiguously, so a head sliced from a model's projections takes this path too), a build with AVX-512, and
+    (for :func:`fused_phases`, whose read-out it blocks) a value size of 16, 32, 48 or 64."""
+    return (value_size is None or value_size in FUSED_VALUE_SIZES) \
+        and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors) \
+        and _library() is not None and bool(_library().fused_ready())
 
 
 def fused_phases(q, k, v, projection, indices):
