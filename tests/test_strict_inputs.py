@@ -122,3 +122,22 @@ def test_recordings_npz_never_unpickles(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="path"):
         load_recordings(path, 10.0)
     assert not (tmp_path / "planted_pickle_ran").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_the_elementwise_check(dtype):
+    """validation.all_finite takes a shortcut through the sum: a NaN or infinity anywhere is caught, and finite
+    entries whose sum overflows (the dtype's largest value, many times) are still finite."""
+    from astrostats.validation import all_finite
+
+    largest = torch.finfo(dtype).max
+    cases = [torch.zeros(0, dtype=dtype), torch.randn(3, 17, 5).to(dtype), torch.full((64,), largest, dtype=dtype),
+             torch.tensor([largest, -largest, largest], dtype=dtype)]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for position in (0, 41, 84):
+            tensor = torch.randn(85).to(dtype)
+            tensor[position] = bad
+            cases += [tensor, tensor.reshape(5, 17).t()]  # contiguous and not
+    for tensor in cases:
+        assert all_finite(tensor) == bool(torch.isfinite(tensor).all()), tensor
+    assert all_finite(torch.randn(4, requires_grad=True))

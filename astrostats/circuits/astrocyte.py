@@ -31,7 +31,7 @@ from astrostats.circuits.features import (
     feature_parts,
     random_features,
 )
-from astrostats.validation import check_bool, check_choice, check_int, fail
+from astrostats.validation import all_finite, check_bool, check_choice, check_int, fail
 
 
 class CircuitOutput(NamedTuple):
@@ -161,7 +161,7 @@ def astrocyte_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: in
     first = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
     for dtype in dict.fromkeys((first, torch.float64)):
         y, a = _astrocyte_attention(q.to(dtype), k.to(dtype), v.to(dtype), m, projection, feature, seed, causal)
-        if bool(torch.isfinite(y).all()):
+        if all_finite(y):
             return (y.to(q.dtype), a) if return_response else y.to(q.dtype)
     largest = float((q.double() @ k.double().transpose(-1, -2)).abs().max())
     raise fail("q, k", "logits whose exponentials float64 can hold (the astrocyte response underflows to zero)",

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from astrostats.circuits.astrocyte import _circuit, read_phase, write_phase
 from astrostats.circuits.attention import causal_mask, check_qkv
 from astrostats.circuits.finite import as_dtype, finite_result
+from astrostats.validation import all_finite
 
 
 def uniform_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
@@ -44,7 +45,7 @@ def _no_astrocyte(q, k, v, projection, feature, causal):
     result = _circuit(q, k, v, projection, feature, causal)
     log_response = result.log_response
     response = log_response.exp()
-    if not bool(torch.isfinite(response).all() and (response.amax(-1) > 0).all()):
+    if not (all_finite(response) and bool((response.amax(-1) > 0).all())):
         response = (log_response - log_response.amax(-1, keepdim=True)).exp()
     drive = result.output * response.unsqueeze(-1).to(result.output.dtype)
     gain = response.mean(-1, keepdim=True).unsqueeze(-1).to(result.output.dtype)

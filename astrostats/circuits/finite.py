@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from astrostats import validation
 from astrostats.validation import fail
 
 HALF = (torch.float16, torch.bfloat16)
@@ -39,7 +40,7 @@ def attempts(dtype: torch.dtype) -> list[torch.dtype]:
 
 def all_finite(result) -> bool:
     if isinstance(result, torch.Tensor):
-        return bool(torch.isfinite(result).all())
+        return validation.all_finite(result)
     if isinstance(result, (tuple, list)):
         return all(all_finite(item) for item in result)
     return True

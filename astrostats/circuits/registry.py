@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 
 from astrostats.constants import DEFAULT_CIRCUIT
-from astrostats.validation import InputError, check_bool, check_choice, check_int, fail
+from astrostats.validation import InputError, all_finite, check_bool, check_choice, check_int, fail
 
 ENTRY_POINT_GROUP = "astrostats.circuits"
 #: the feature-map label of a circuit that brings its own hidden units (not one of FEATURE_MAPS)
@@ -101,7 +101,7 @@ def checked_result(name: str, result, q: torch.Tensor, v: torch.Tensor) -> Circu
     if not isinstance(output, torch.Tensor) or tuple(output.shape[-len(expected):]) != expected:
         raise fail(f"circuit {name!r}: output", f"a tensor of shape (..., {', '.join(map(str, expected))})",
                    getattr(output, "shape", type(output).__name__))
-    if not bool(torch.isfinite(output).all()):
+    if not all_finite(output):
         raise fail(f"circuit {name!r}: output", "finite values", "NaN or infinity")
     if log_normaliser is not None and (not isinstance(log_normaliser, torch.Tensor)
                                        or tuple(log_normaliser.shape[-len(expected) + 1:]) != expected[:-1]):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from astrostats.circuits.attention import attention_logits
-from astrostats.validation import fail
+from astrostats.validation import all_finite, fail
 
 
 ENTRIES_PER_CHUNK = 2**23  # float64 entries (sequences x T x N) per chunk of sequences: 64 MB
@@ -39,9 +39,9 @@ def predicted_error_constant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     """
     q, k, v = q.double(), k.double(), v.double()
     constants = _constants(q, k, v, causal, shifted=False)
-    if not bool(torch.isfinite(constants).all()):  # exp(|q|^2) or exp(K K^T) beyond float64: shift, then refuse
+    if not all_finite(constants):  # exp(|q|^2) or exp(K K^T) beyond float64: shift, then refuse
         constants = _constants(q, k, v, causal, shifted=True)
-    if not bool(torch.isfinite(constants).all()):
+    if not all_finite(constants):
         largest = float((q @ k.transpose(-1, -2)).abs().max())
         raise fail("predicted_error_constant: q, k", "norms whose constant float64 can hold (it grows like "
                    "exp(|q|^2 / 2 + |k|^2))", f"max |q|^2 = {float((q * q).sum(-1).max()):.4g}, max |q.k| = {largest:.4g}")

@@ -64,11 +64,21 @@ def scored_rows(measurements: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {split: group for split, group in rows.groupby("split", sort=False)}
 
 
-def paired_errors(rows: pd.DataFrame, control: str, m: int, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
-    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows;
-    the circuit is the one under audit."""
-    circuit = rows[(rows["circuit"] == audited) & (rows["m"] == m)][["sequence_id", "seed", "value"]]
-    other = rows[rows["circuit"] == control]
+def by_circuit(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One split's scored rows by circuit, in their order (split once: a comparison then filters one circuit's rows
+    rather than the whole split's)."""
+    return {circuit: group for circuit, group in rows.groupby("circuit", sort=False)}
+
+
+def paired_errors(rows: pd.DataFrame | dict, control: str, m: int, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
+    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows
+    (or :func:`by_circuit` of them); the circuit is the one under audit."""
+    groups = rows if isinstance(rows, dict) else by_circuit(rows)
+    empty = (next(iter(groups.values())).iloc[:0] if groups
+             else pd.DataFrame(columns=["sequence_id", "seed", "value", "m"]))
+    circuit = groups.get(audited, empty)
+    circuit = circuit[circuit["m"] == m][["sequence_id", "seed", "value"]]
+    other = groups.get(control, empty)
     if other["m"].notna().any():
         other = other[other["m"] == m]
     other = other[["sequence_id", "seed", "value"]]
@@ -79,11 +89,12 @@ def paired_errors(rows: pd.DataFrame, control: str, m: int, audited: str = DEFAU
     return paired.rename(columns={"value_circuit": "circuit_error", "value_control": "control_error"})
 
 
-def with_constant_floor(paired: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+def with_constant_floor(paired: pd.DataFrame, rows: pd.DataFrame | dict) -> tuple[pd.DataFrame, bool]:
     """The paired errors with the null's replaced by the best constant predictor's where the constant does
-    better on average over this split's paired sequences (``rows``: the split's scored rows); (paired, replaced)."""
-    rows = rows[rows["circuit"] == "constant"]
-    if rows.empty or paired.empty:
+    better on average over this split's paired sequences (``rows``: the split's scored rows, or
+    :func:`by_circuit` of them); (paired, replaced)."""
+    rows = rows.get("constant") if isinstance(rows, dict) else rows[rows["circuit"] == "constant"]
+    if rows is None or rows.empty or paired.empty:
         return paired, False
     constant = rows.groupby("sequence_id")["value"].mean()
     floor = paired["sequence_id"].map(constant)
@@ -154,13 +165,13 @@ def comparisons_table(measurements: pd.DataFrame, families: list[Family], *, alp
     n_resamples = check_int("n_resamples", n_resamples, minimum=99)
     if (measurements["circuit"] == audited).sum() == 0:
         raise fail("measurements", f"rows of the circuit '{audited}' to compare against", "none")
-    by_split, statuses, empty = scored_rows(measurements), control_statuses(measurements), measurements.iloc[:0]
-    rows = []
+    by_split = {split: by_circuit(rows) for split, rows in scored_rows(measurements).items()}
+    statuses, rows = control_statuses(measurements), []
     for family in families:
         for control in family.controls:
             for m in family.m:
                 for split in family.splits:
-                    split_rows = by_split.get(split, empty)
+                    split_rows = by_split.get(split, {})
                     paired = paired_errors(split_rows, control, m, audited)
                     replaced = False
                     if family.constant_floor:

@@ -32,7 +32,7 @@ from torch import nn
 
 from astrostats.circuits.attention import softmax_attention
 from astrostats.targets.base import TargetBatch
-from astrostats.validation import InputError, check_choice, check_float, check_int, fail
+from astrostats.validation import InputError, all_finite, check_choice, check_float, check_int, fail
 
 LOG = logging.getLogger(__name__)
 OPTIMISERS = ("adam", "lbfgs")
@@ -218,7 +218,7 @@ def _lbfgs_epoch(model: nn.Module, optimiser, train: TargetBatch, targets: torch
         return loss
 
     loss = float(optimiser.step(closure).detach())
-    if not math.isfinite(loss) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+    if not math.isfinite(loss) or not all(all_finite(p) for p in model.parameters()):
         return math.nan
     return loss
 
