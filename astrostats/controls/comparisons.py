@@ -64,18 +64,20 @@ def scored_rows(measurements: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {split: group for split, group in rows.groupby("split", sort=False)}
 
 
+PAIRED_COLUMNS = ["sequence_id", "seed", "value", "m"]
+
+
 def by_circuit(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One split's scored rows by circuit, in their order (split once: a comparison then filters one circuit's rows
-    rather than the whole split's)."""
-    return {circuit: group for circuit, group in rows.groupby("circuit", sort=False)}
+    """One split's scored rows by circuit, in their order, with the columns a pairing reads (split once: a
+    comparison then filters one circuit's numbers rather than the whole split's labelled rows)."""
+    return {circuit: group for circuit, group in rows[[*PAIRED_COLUMNS, "circuit"]].groupby("circuit", sort=False)}
 
 
 def paired_errors(rows: pd.DataFrame | dict, control: str, m: int, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
     """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows
     (or :func:`by_circuit` of them); the circuit is the one under audit."""
     groups = rows if isinstance(rows, dict) else by_circuit(rows)
-    empty = (next(iter(groups.values())).iloc[:0] if groups
-             else pd.DataFrame(columns=["sequence_id", "seed", "value", "m"]))
+    empty = next(iter(groups.values())).iloc[:0] if groups else pd.DataFrame(columns=PAIRED_COLUMNS)
     circuit = groups.get(audited, empty)
     circuit = circuit[circuit["m"] == m][["sequence_id", "seed", "value"]]
     other = groups.get(control, empty)

@@ -246,17 +246,14 @@ def summarise(measured: pd.DataFrame, *, n_resamples: int, seed: int,
         heads, values = _head_grids(part)
         table, draws = crossed_bootstrap(values, TOLERANCE, n_resamples=resamples,
                                            seed=seed_sequence(seed, int(m)))
-        table = table.rename(columns={"p_above": "p_above_bootstrap", "p_below": "p_below_bootstrap"})
         test = crossed_t_test(values, TOLERANCE)
-        table = table.assign(se=test["se"], df=test["df"], p_above=test["p_above"], p_below=test["p_below"],
-                             test=test["method"])
-        table["n_resamples"] = resamples
-        table.insert(0, "metric", metric)
-        table.insert(0, "m", int(m))
-        table.insert(0, "head", [key[1] for key in heads])
-        table.insert(0, "layer", [key[0] for key in heads])
-        table.insert(0, "target", target)
-        summaries.append(table)
+        columns = {"target": target, "layer": [key[0] for key in heads], "head": [key[1] for key in heads],
+                   "m": int(m), "metric": metric}  # one frame built once (an insert per column was most of the cost)
+        columns.update((f"{name}_bootstrap" if name in ("p_above", "p_below") else name, table[name].to_numpy())
+                       for name in table.columns)
+        columns.update(se=test["se"].to_numpy(), df=test["df"].to_numpy(), p_above=test["p_above"].to_numpy(),
+                       p_below=test["p_below"].to_numpy(), test=test["method"].to_numpy(), n_resamples=resamples)
+        summaries.append(pd.DataFrame(columns))
         shares.append({"target": target, "m": int(m), "metric": metric, "tolerance": TOLERANCE,
                        **share_below(table["statistic"], draws, TOLERANCE)})
     summary = pd.concat(summaries, ignore_index=True)
