@@ -81,8 +81,10 @@ def crossed_bootstrap(values: Any, threshold: float, *, n_resamples: int = 1000,
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(values.reshape(values.shape[0], -1), axis=1)
     tail = (1 - confidence) / 2
-    low, high = np.nanquantile(draws, [tail, 1 - tail], axis=0) if len(draws) else (mean * np.nan,) * 2
     finite = np.isfinite(draws)
+    # without NaN, nanquantile is quantile column by column (apply_along_axis): the same numbers, 10x slower
+    quantile = np.quantile if finite.all() else np.nanquantile
+    low, high = quantile(draws, [tail, 1 - tail], axis=0) if len(draws) else (mean * np.nan,) * 2
     above = ((draws <= threshold) & finite).sum(axis=0)
     below = ((draws >= threshold) & finite).sum(axis=0)
     valid = finite.sum(axis=0)
