@@ -424,9 +424,10 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
         cells = n_resamples * chosen.size
         # n_h - 1 draws with replacement per (resample, stratum), counted per unit (a uniform multinomial)
         picks = rng.integers(0, size, (cells, size - 1)) + (np.arange(cells) * size)[:, None]
-        counts = np.bincount(picks.ravel(), minlength=cells * size).reshape(n_resamples, chosen.size, size)
-        for j, stratum in enumerate(chosen):
-            weights[:, codes == stratum] = counts[:, j] * (size / (size - 1))
+        counts = np.bincount(picks.ravel(), minlength=cells * size).reshape(n_resamples, chosen.size * size)
+        members = np.flatnonzero(np.isin(codes, chosen))  # these strata's units, stratum by stratum in unit order
+        members = members[np.argsort(np.searchsorted(chosen, codes[members]), kind="stable")]
+        weights[:, members] = counts * (size / (size - 1))
     return weights
 
 
