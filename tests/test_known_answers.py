@@ -201,6 +201,22 @@ def test_summary_says_aim_missed_where_a_rule_misses_it():
     row = ka.summary_table(results).iloc[0]
     assert row["aim"] == "aim missed" and not row["meets_aim"] and row["opposite_rate"] == 1.0
     assert row["family"] == "lognormal" and "floor" in row["misspecified"]
+    assert row["miss"] == "opposite"  # wrong, not undecided: the audit says the verdict would mislead
+
+
+@pytest.mark.parametrize("verdicts, miss", [(["NOT_SUPPORTED"] * 18 + ["INCONCLUSIVE"] * 2, "abstains"),
+                                            (["NOT_SUPPORTED"] * 18 + ["SUPPORTED"] * 2, "opposite"),
+                                            (["NOT_SUPPORTED"] * 19 + ["SUPPORTED"], "")])
+def test_summary_says_how_a_scenario_misses_its_aim(verdicts, miss):
+    """18 of 20 planted verdicts misses the aim either way; undecided twice is abstaining, the opposite twice
+    (10 % > 5 %) is misleading; 19 of 20 with one opposite (5 %) meets it."""
+    results = pd.DataFrame({"claim": "C1", "scenario": "slope_0_35", "planted_verdict": "NOT_SUPPORTED",
+                            "audit_verdict": verdicts})
+    summary = ka.summary_table(results)
+    row = summary.iloc[0]
+    assert row["miss"] == miss and row["meets_aim"] == (miss == "")
+    line = audit.validation_lines(audit.validation_rates({"known_answers_summary": summary}))[-2]
+    assert ("would mislead" in line) == (miss == "opposite") and ("power" in line) == (miss == "abstains")
 
 
 @pytest.mark.parametrize("scenario, where", [("head_just_inside_one_astrocyte", 0.7),

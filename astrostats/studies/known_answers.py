@@ -722,7 +722,10 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
     """Per claim and scenario: the planted verdict's rate and its opposite's, Clopper-Pearson 95 % CIs, and
     whether this design can show the planted verdict at all (``resolves``: (claim, scenario) -> bool, from
     :func:`design_resolves`, run where the replicates missed the aim; absent: True). Where it cannot, the aim is
-    the opposite rate alone, and ``aim`` says "beyond this design"."""
+    the opposite rate alone, and ``aim`` says "beyond this design". ``miss``: how a scenario misses its aim,
+    "abstains" (undecided too often, the opposite rare: the design's power at this truth), "opposite" (the
+    opposite verdict in more than 5 %: the rule cannot tell this truth from its opposite at this design) or, for
+    an interval's coverage, "undercovers"."""
     rows = []
     for (claim, scenario, planted), group in results.groupby(["claim", "scenario", "planted_verdict"], sort=False):
         family, misspecified = LABELS.get(scenario, ("", ""))
@@ -741,12 +744,16 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
             meets = opposite / n <= AIM_OPPOSITE
         aim = ("met" if meets else "aim missed") if resolvable else (
             "beyond this design: opposite rare" if meets else "beyond this design: opposite too often")
+        # how a miss misses: the rule abstains (INCONCLUSIVE, the design's power at this truth) or it returns the
+        # opposite verdict too often (it cannot tell this truth from its opposite here: its verdict would mislead)
+        miss = "" if meets else "undercovers" if planted == COVERAGE else (
+            "opposite" if opposite / n > AIM_OPPOSITE else "abstains")
         rows.append({"claim": claim, "scenario": scenario, "planted_verdict": planted, "n": n,
                      "planted_rate": hits / n, "ci_low": float(low), "ci_high": float(high),
                      "opposite_verdict": OPPOSITE[planted], "opposite_rate": opposite / n,
                      "opposite_ci_low": float(o_low), "opposite_ci_high": float(o_high),
                      "other_verdicts": ", ".join(f"{v} {c}" for v, c in others.value_counts().items()),
-                     "design_resolves": resolvable, "meets_aim": bool(meets), "aim": aim,
+                     "design_resolves": resolvable, "meets_aim": bool(meets), "aim": aim, "miss": miss,
                      "family": family, "misspecified": misspecified,
                      "method": "Clopper-Pearson 95 % (statsmodels proportion_confint, beta)"})
     return pd.DataFrame(rows)
