@@ -280,7 +280,8 @@ def test_validation_section_appears_only_with_a_known_answers_summary(report):
     said = summary.assign(meets_aim=[False, False], miss=["abstains", "opposite"])
     text = pdf._validation({**tables, "known_answers_known_answers_summary": said}, None, out)["text"]
     assert "1 scenario misses the aim by abstaining" in text and text.count("C1 a b") == 1
-    assert "would mislead: C4 c" in text and "Every scenario" not in text
+    assert "1 scenario misses the aim by the opposite verdict" in text and "would mislead): C4 c" in text
+    assert "Every scenario" not in text
     data = _report_data(out, verdicts)
     data["validation"] = section
     pdf.compile_report(data, out, out / "with_validation.pdf")

@@ -28,12 +28,13 @@ def validation_rates(tables: dict) -> list[dict]:
     return rows
 
 
-#: how a scenario misses its aim (the known-answers summary's ``miss``), as the audit says it
-MISSES = {"abstains": " (misses the aim by abstaining: INCONCLUSIVE too often, the opposite in <= 5 %: this design's "
-                      "power at this truth)",
-          "opposite": " (misses the aim by the opposite verdict in > 5 %: at this design the rule cannot tell this "
-                      "truth from its opposite, and its verdict on such data would mislead)",
-          "undercovers": " (misses the aim: the interval holds the planted value in fewer than 95 % of replicates)"}
+#: how a scenario misses its aim (the known-answers summary's ``miss``), in audit.md's lines and the report's text
+MISS_KINDS = {"abstains": "by abstaining (undecided too often, the opposite verdict in at most 5 %: this design's "
+                          "power at this truth)",
+              "opposite": "by the opposite verdict in more than 5 % (at this design the rule cannot tell this truth "
+                          "from its opposite: its verdict on such data would mislead)",
+              "undercovers": "by undercovering (the interval holds the planted value in fewer than 95 % of "
+                             "replicates)"}
 
 
 def validation_lines(validation: list[dict]) -> list[str]:
@@ -50,7 +51,8 @@ def validation_lines(validation: list[dict]) -> list[str]:
     for row in validation:
         opposite = f", opposite {row['opposite_rate']:.0%}" if row["opposite_rate"] else ""
         other = f", {row['other_verdicts']}" if row.get("other_verdicts") else ""
-        missed = "" if row["meets_aim"] else MISSES.get(row.get("miss"), " (misses the aim)")
+        how = MISS_KINDS.get(row.get("miss"))  # none in a summary written before it was recorded
+        missed = "" if row["meets_aim"] else f" (misses the aim {how})" if how else " (misses the aim)"
         if row.get("design_resolves") is False:  # noise-free data at this design would not give it either
             missed = " (beyond this design" + ("" if row["meets_aim"] else "; the opposite too often") + ")"
         by_claim.setdefault(row["claim"], []).append(

@@ -18,6 +18,7 @@ from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
+from astrostats.report.audit import MISS_KINDS
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
@@ -99,9 +100,9 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
         return None
     summary = tables[name]
     missed = summary.loc[~summary["meets_aim"].astype(bool)] if "meets_aim" in summary else summary.iloc[:0]
-    misleading = missed.loc[missed["miss"].isin(["opposite", "undercovers"])] if "miss" in missed else missed.iloc[:0]
-    abstaining = missed.loc[missed["miss"] == "abstains"] if "miss" in missed else missed.iloc[:0]
-    unsaid = missed.drop([*misleading.index, *abstaining.index])  # a summary written before "miss" was recorded
+    # how each miss misses ("" where the summary was written before that was recorded: said without a kind)
+    recorded = missed["miss"] if "miss" in missed else [""] * len(missed)
+    kinds = [kind if kind in MISS_KINDS else "" for kind in recorded]
     beyond = (summary.loc[~summary["design_resolves"].astype(bool) & summary["meets_aim"].astype(bool)]
               if {"design_resolves", "meets_aim"} <= set(summary) else summary.iloc[:0])
 
@@ -113,21 +114,18 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
                     "one, with Clopper-Pearson 95 % CIs. Aim: the planted verdict in at least 95 % of replicates and "
                     "the opposite in at most 5 %. A rule that cannot recover planted truth would not be trusted on "
                     "real data. "
-                    + (f"{decisive.plural(len(abstaining), 'scenario')} {'misses' if len(abstaining) == 1 else 'miss'}"
-                       f" the aim by abstaining (INCONCLUSIVE too often, the opposite verdict rare: this design's "
-                       f"power at a truth planted near a threshold or under another noise model): {names(abstaining)}. "
-                       if len(abstaining) else "")
-                    + (f"{decisive.plural(len(misleading), 'scenario')} {'misses' if len(misleading) == 1 else 'miss'}"
-                       f" it by being wrong too often (the opposite verdict, or an interval missing the planted "
-                       f"value, in more than 5 % of replicates): at this design the rule cannot tell that truth from "
-                       f"its opposite, and its verdict on such data would mislead: "
-                       f"{names(misleading)}. " if len(misleading) else "")
-                    + (f"{decisive.plural(len(unsaid), 'scenario')} {'misses' if len(unsaid) == 1 else 'miss'} the "
-                       f"aim: {names(unsaid)}. " if len(unsaid) else "")
+                    + "".join(_misses(missed[[k == kind for k in kinds]], MISS_KINDS.get(kind, ""), names)
+                              for kind in [*MISS_KINDS, ""] if kind in kinds)
                     + ("Every scenario this design can resolve meets the aim. " if not len(missed) else "")
                     + (f"Beyond this profile's design (noise-free data would not give the planted verdict either, "
                        f"so only a rare opposite verdict is asked for): {names(beyond)}." if len(beyond) else ""),
             "figure": _figure(figure, root) if figure is not None else None}
+
+
+def _misses(rows, how: str, names) -> str:
+    """One sentence naming the scenarios that miss the aim in one way (``how``: audit.MISS_KINDS, or "")."""
+    return (f"{decisive.plural(len(rows), 'scenario')} {'misses' if len(rows) == 1 else 'miss'} the aim"
+            f"{' ' + how if how else ''}: {names(rows)}. ")
 
 
 def _value(value) -> str:

@@ -82,7 +82,7 @@ def crossed_bootstrap(values: Any, threshold: float, *, n_resamples: int = 1000,
         mean = np.nanmean(values.reshape(values.shape[0], -1), axis=1)
     tail = (1 - confidence) / 2
     finite = np.isfinite(draws)
-    # without NaN, nanquantile is quantile column by column (apply_along_axis): the same numbers, 10x slower
+    # every draw finite: nanquantile would be quantile column by column (apply_along_axis), the same numbers 10x slower
     quantile = np.quantile if finite.all() else np.nanquantile
     low, high = quantile(draws, [tail, 1 - tail], axis=0) if len(draws) else (mean * np.nan,) * 2
     above = ((draws <= threshold) & finite).sum(axis=0)

@@ -419,15 +419,14 @@ def rescaled_cluster_weights(n_units: int, n_resamples: int, seed: Any = 0, *,
         raise fail("strata", f"one stratum per unit ({n_units})", f"shape {strata.shape}")
     weights = np.ones((n_resamples, n_units))
     _, codes, sizes = np.unique(strata, return_inverse=True, return_counts=True)
+    grouped = np.argsort(codes, kind="stable")  # the units stratum by stratum, each stratum's in unit order
     for size in np.unique(sizes[sizes >= 2]):  # all strata of one size at once
         chosen = np.flatnonzero(sizes == size)
         cells = n_resamples * chosen.size
         # n_h - 1 draws with replacement per (resample, stratum), counted per unit (a uniform multinomial)
         picks = rng.integers(0, size, (cells, size - 1)) + (np.arange(cells) * size)[:, None]
         counts = np.bincount(picks.ravel(), minlength=cells * size).reshape(n_resamples, chosen.size * size)
-        members = np.flatnonzero(np.isin(codes, chosen))  # these strata's units, stratum by stratum in unit order
-        members = members[np.argsort(np.searchsorted(chosen, codes[members]), kind="stable")]
-        weights[:, members] = counts * (size / (size - 1))
+        weights[:, grouped[np.isin(codes[grouped], chosen)]] = counts * (size / (size - 1))
     return weights
 
 

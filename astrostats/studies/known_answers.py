@@ -744,7 +744,7 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
             meets = opposite / n <= AIM_OPPOSITE
         aim = ("met" if meets else "aim missed") if resolvable else (
             "beyond this design: opposite rare" if meets else "beyond this design: opposite too often")
-        # how a miss misses: the rule abstains (INCONCLUSIVE, the design's power at this truth) or it returns the
+        # how a miss misses: the rule abstains (undecided: the design's power at this truth) or it returns the
         # opposite verdict too often (it cannot tell this truth from its opposite here: its verdict would mislead)
         miss = "" if meets else "undercovers" if planted == COVERAGE else (
             "opposite" if opposite / n > AIM_OPPOSITE else "abstains")
