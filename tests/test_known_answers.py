@@ -51,7 +51,7 @@ def test_summary_rates_and_clopper_pearson_intervals():
     assert row["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 19, 2))
     assert row["other_verdicts"] == "INCONCLUSIVE 1"
     lines = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(results)}))
-    assert any("C3, s: SUPPORTED 90%" in line and "misses the aim" in line for line in lines)
+    assert any("C3, s: SUPPORTED 90%" in line and "missing the aim" in line for line in lines)
 
 
 def test_planted_m_required_is_the_geometric_mean_law():

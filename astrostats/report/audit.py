@@ -52,7 +52,7 @@ def validation_lines(validation: list[dict]) -> list[str]:
         opposite = f", opposite {row['opposite_rate']:.0%}" if row["opposite_rate"] else ""
         other = f", {row['other_verdicts']}" if row.get("other_verdicts") else ""
         how = MISS_KINDS.get(row.get("miss"))  # none in a summary written before it was recorded
-        missed = "" if row["meets_aim"] else f" (misses the aim {how})" if how else " (misses the aim)"
+        missed = "" if row["meets_aim"] else f", missing the aim {how}" if how else " (misses the aim)"
         if row.get("design_resolves") is False:  # noise-free data at this design would not give it either
             missed = " (beyond this design" + ("" if row["meets_aim"] else "; the opposite too often") + ")"
         by_claim.setdefault(row["claim"], []).append(
