@@ -134,7 +134,9 @@ def resolve_specs(args) -> list[Spec]:
             if not spec.overrides:
                 raise
             raise InputError(f"{spec.name} with --set {', '.join(spec.overrides)}: {error}") from None
-        costs.append(cost.estimate(spec.name, parameters, getattr(study, "COST_IGNORED", ())))
+        study_cost = getattr(study, "study_cost", None)  # what the parameters' names do not show
+        costs.append(cost.estimate(spec.name, parameters, getattr(study, "COST_IGNORED", ()),
+                                   study_cost(parameters) if study_cost is not None else cost.StudyCost()))
     from astrostats.parallel import usable_cores
 
     summary = cost.check(costs, cores=usable_cores(), max_gib=max_gib, max_hours=max_hours)

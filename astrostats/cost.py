@@ -9,10 +9,14 @@ and circuits. Two numbers per analysis:
   sequence's hidden-unit rates (tokens x m, float64), bounded by the study's ``memory_mb`` where it tiles them;
 * time, a rough figure: the circuits' multiply-adds (heads x seeds x sequences x tokens x sum of m x (3 d) x
   maps x circuits) at ``MULTIPLY_ADDS_PER_S`` on one core, the statistics' resamples at ``RESAMPLES_PER_S``,
-  plus ``FIXED_SECONDS``. Calibrated on the quick profile (measured per analysis, 2 cores); it is meant to tell a
-  minute from an hour and an hour from a year, not to the minute (within about a factor of 5 either way).
+  plus ``FIXED_SECONDS``, plus what the study adds (below). Calibrated on the quick profile (measured per analysis,
+  2 cores); it is meant to tell a minute from an hour and an hour from a year, not to the minute (within about a
+  factor of 5 either way; benchmarks/README.md sets each shipped analysis's estimate beside its measured time).
 
-A study whose parameters name widths that run no circuit (simulated tables) lists them in ``COST_IGNORED``.
+A study whose parameters name widths that run no circuit (simulated tables) lists them in ``COST_IGNORED``. A
+study whose work the names above do not show declares it with ``study_cost(parameters)`` returning a
+:class:`StudyCost`: how many times its sweeps run (biology's astrocyte variants), multiply-adds of other work
+(training fitted controls) and seconds of work that is neither (planted scenarios).
 The command line refuses a plan whose memory exceeds ``--max-gib`` (default: this machine's memory) or whose time
 exceeds ``--max-hours`` (default :data:`DEFAULT_MAX_HOURS`), before anything is written.
 """
@@ -53,6 +57,16 @@ RESAMPLES_PER_S = 2e4  # one core: statistic recomputations per second (bootstra
 FIXED_SECONDS = 3.0  # per analysis: imports, tables, figures
 DEFAULT_MAX_HOURS = 48.0
 SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class StudyCost:
+    """What a study adds to the count from its parameters' names: ``circuit_runs``, how many times its circuit
+    sweeps run; ``multiply_adds`` of work that is no sweep; ``seconds`` of one core for work that is neither."""
+
+    circuit_runs: float = 1.0
+    multiply_adds: float = 0.0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -123,8 +137,8 @@ def _models(parameters) -> list[str]:
     return [model for model in found if isinstance(model, str)]
 
 
-def estimate(name: str, parameters, ignored: tuple[str, ...] = ()) -> Cost:
-    """The cost of one analysis's resolved parameters (see the module's docstring)."""
+def estimate(name: str, parameters, ignored: tuple[str, ...] = (), study: StudyCost = StudyCost()) -> Cost:
+    """The cost of one analysis's resolved parameters, with what its ``study`` adds (see the module's docstring)."""
     fields = {f.name for f in dataclasses.fields(parameters)} - set(ignored)
 
     def values(names):
@@ -163,7 +177,9 @@ def estimate(name: str, parameters, ignored: tuple[str, ...] = ()) -> Cost:
     replicates = max(values(REPLICATE_FIELDS) or [1])
     resamples = sum(values(RESAMPLE_FIELDS))
     multiply_adds *= max(values(("n_replicates",)) or [1])  # planted replicates run the circuits again
-    seconds = FIXED_SECONDS + multiply_adds / MULTIPLY_ADDS_PER_S + replicates * resamples / RESAMPLES_PER_S
+    multiply_adds = multiply_adds * study.circuit_runs + study.multiply_adds
+    seconds = (FIXED_SECONDS + multiply_adds / MULTIPLY_ADDS_PER_S + replicates * resamples / RESAMPLES_PER_S
+               + study.seconds)
     detail = (f"m up to {largest_m:g}, {tokens:g} tokens, {all_sequences:g} sequences, {head_count} heads, "
               f"{seeds_shown:g} seeds" if widths else f"{replicates:g} replicates, {resamples:g} resamples")
     return Cost(name, peak, seconds, detail)
@@ -196,4 +212,4 @@ def check(costs: list[Cost], *, cores: int, max_gib: float | None, max_hours: fl
     return summary
 
 
-__all__ = ["Cost", "estimate", "check", "machine_memory_bytes", "DEFAULT_MAX_HOURS"]
+__all__ = ["Cost", "StudyCost", "estimate", "check", "machine_memory_bytes", "DEFAULT_MAX_HOURS"]

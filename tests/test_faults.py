@@ -2,6 +2,7 @@
 run folder, no process left writing, nothing lost. Real files, FIFOs, links and a real SIGKILL of a real
 subprocess wherever possible; a full disk is simulated (a patched write). Kept fast: the tiny spec below, in
 process, a stub PDF except where the typesetting itself is the target. See docs/how-to/safety.md."""
+import dataclasses
 import errno
 import faulthandler
 import json
@@ -556,3 +557,32 @@ def test_runs_agree_byte_for_byte_at_one_thread_count_and_to_the_tolerance_acros
     for path in sorted((reference / "tables").glob("*.parquet")):
         differences = outputs.table_differences(pd.read_parquet(path), pd.read_parquet(other / "tables" / path.name))
         assert differences == [], (path.name, differences)
+
+
+@pytest.mark.parametrize("analysis, key, small, large", [("overfitting", "max_epochs", 10, 1000),
+                                                          ("known_answers", "n_replicates", 2, 200),
+                                                          ("biology", "hill_n", [1], list(range(1, 41)))])
+def test_a_studys_own_work_counts_in_its_estimate(analysis, key, small, large):
+    """Training epochs, planted replicates and astrocyte variants are work the parameters' names do not show: each
+    study declares it (study_cost), and the estimate grows with it."""
+    from astrostats import cost
+    from astrostats.spec import ANALYSES_DIR, load_spec
+    from astrostats.studies import get_study
+
+    def seconds(value):
+        spec = load_spec(ANALYSES_DIR / f"{analysis}.toml", profile="quick")
+        study = get_study(spec.kind)
+        parameters = dataclasses.replace(spec.bind(study.Parameters), **{key: value})
+        return cost.estimate(analysis, parameters, getattr(study, "COST_IGNORED", ()),
+                             study.study_cost(parameters)).core_seconds
+
+    assert seconds(large) > 3 * seconds(small)
+
+
+def test_a_plan_whose_training_alone_is_too_long_is_refused(tmp_path, capsys, no_hang):
+    """The smoke overfitting analysis with 10^9 epochs: its circuits alone take seconds, its training (early
+    stopping aside) about 50 hours of one core, refused under --max-hours 1."""
+    out = tmp_path / "out"
+    assert analyze.main(["overfitting", "--profile", "smoke", "--set", "max_epochs=1000000000", "--max-hours", "1",
+                         "--out", str(out), *QUIET]) == 2
+    assert "--max-hours" in capsys.readouterr().err and not out.exists()

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from astrostats.circuits import biophysics as bio
 from astrostats.circuits.features import FEATURE_MAPS, PAIRED_MAPS
 from astrostats.circuits.registry import DEFAULT_CIRCUIT
+from astrostats.cost import StudyCost
 from astrostats.constants import HUMAN_SYNAPSES, RODENT_SYNAPSES, SYNAPSE_SOURCES, TOLERANCE
 from astrostats.runner import Sweep, draw_projections, items_per_chunk, references, score, tidy_rows
 from astrostats.spec import Spec
@@ -362,6 +363,12 @@ def floors_table(errors: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
                                               ["no", "no", "undetermined", "yes"], "undetermined")
         fits.loc[fits["status"] != "ok", f"within_{species}"] = "undetermined"
     return fits
+
+
+def study_cost(parameters: Parameters) -> StudyCost:
+    """For the cost estimate (astrostats.cost): every astrocyte variant runs the sweep again (within 1.4x of the
+    measured time at the quick and full profiles)."""
+    return StudyCost(circuit_runs=len(variants(parameters)))
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:

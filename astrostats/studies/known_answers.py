@@ -81,6 +81,7 @@ from astrostats.circuits.astrocyte import run_circuit
 from astrostats.circuits.registry import DEFAULT_CIRCUIT
 from astrostats.circuits.features import draw_projection
 from astrostats.constants import HUMAN_SYNAPSES, TOLERANCE
+from astrostats.cost import StudyCost
 from astrostats.controls.accounting import accounting_table
 from astrostats.controls.closed_form import RandomFeatureRidge, constant_output, feature_count, seed_of
 from astrostats.controls.comparisons import comparisons_table
@@ -764,6 +765,19 @@ def replicates(scenario: str, parameters: Parameters) -> int:
     if SCENARIOS[scenario][0][0] == "C3" and parameters.circuit_replicates:
         return parameters.circuit_replicates
     return parameters.n_replicates
+
+
+#: one core's seconds per replicate, for the cost estimate: a C3 scenario's real circuits, splits and comparisons,
+#: and a simulated one's planted tables, fits and bootstraps (measured at the quick profile)
+CIRCUIT_REPLICATE_SECONDS, SIMULATED_REPLICATE_SECONDS = 0.35, 0.055
+
+
+def study_cost(parameters: Parameters) -> StudyCost:
+    """For the cost estimate (astrostats.cost): every scenario's replicates (within 1.2x of the measured time at
+    the quick and full profiles)."""
+    return StudyCost(seconds=sum(replicates(scenario, parameters) * (
+        CIRCUIT_REPLICATE_SECONDS if SCENARIOS[scenario][0][0] == "C3" else SIMULATED_REPLICATE_SECONDS)
+        for scenario in parameters.scenarios))
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:

@@ -53,6 +53,7 @@ from astrostats.controls.experiment import ControlPlan, run_controls
 from astrostats.controls.refit import RefitLadder
 from astrostats.controls.training import TrainingBudget, split_by_sequence
 from astrostats.circuits.registry import DEFAULT_CIRCUIT
+from astrostats.cost import StudyCost
 from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.targets.models import LoadedModel, load, targets_of
@@ -447,6 +448,17 @@ def control_plan(parameters: Parameters, seed: int) -> ControlPlan:
                        budget_tolerance=parameters.budget_tolerance, base_seed=seed,
                        v2_nulls=parameters.v2_nulls, null_learning_rates=parameters.null_learning_rates,
                        control_seeds=parameters.control_seeds, refit=parameters.refit)
+
+
+def study_cost(parameters: Parameters) -> StudyCost:
+    """For the cost estimate (astrostats.cost): the fitted controls' and the v2 nulls' training, as multiply-adds
+    of every epoch's passes over the training and validation sequences at each m, on the target and each secondary
+    head (the epochs at their cap; within 1.2x of the measured time at the quick and full profiles)."""
+    fits = len(parameters.controls) * ((parameters.control_seeds or parameters.n_seeds)
+                                       + parameters.n_seeds * len(parameters.null_learning_rates))
+    heads = 1 + len(parameters.secondary_targets)
+    return StudyCost(multiply_adds=float(heads * fits * parameters.max_epochs * (parameters.n_train + parameters.n_validation)
+                                         * parameters.n_tokens * sum(parameters.m) * parameters.d_head))
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
