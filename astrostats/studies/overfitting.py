@@ -457,8 +457,9 @@ def study_cost(parameters: Parameters) -> StudyCost:
     fits = len(parameters.controls) * ((parameters.control_seeds or parameters.n_seeds)
                                        + parameters.n_seeds * len(parameters.null_learning_rates))
     heads = 1 + len(parameters.secondary_targets)
-    return StudyCost(multiply_adds=float(heads * fits * parameters.max_epochs * (parameters.n_train + parameters.n_validation)
-                                         * parameters.n_tokens * sum(parameters.m) * parameters.d_head))
+    sequences = parameters.n_train + parameters.n_validation
+    return StudyCost(multiply_adds=float(heads * fits * parameters.max_epochs * sequences * parameters.n_tokens
+                                         * sum(parameters.m) * parameters.d_head))
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
