@@ -99,13 +99,18 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
-def all_finite(tensor: "torch.Tensor") -> bool:
-    """No NaN or infinity in a floating tensor. Its sum is finite only if every entry is (a NaN or infinity
-    propagates), and summing reads the tensor once without the boolean copy isfinite(x).all() makes: 10-20x
-    faster at the circuits' output sizes; a sum that overflows with finite entries takes the exact check."""
+def all_finite(result: Any) -> bool:
+    """No NaN or infinity in a tensor, or in any tensor of a tuple or list of them (anything else: True). A sum is
+    finite only if every entry is (a NaN or infinity propagates), and summing reads the tensor once without the
+    boolean copy isfinite(x).all() makes: 10-20x faster at the circuits' output sizes; a sum that overflows with
+    finite entries takes the exact check."""
     import torch
 
-    tensor = tensor.detach()
+    if isinstance(result, (tuple, list)):
+        return all(all_finite(item) for item in result)
+    if not isinstance(result, torch.Tensor):
+        return True
+    tensor = result.detach()
     return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 

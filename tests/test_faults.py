@@ -561,7 +561,7 @@ def test_runs_agree_byte_for_byte_at_one_thread_count_and_to_the_tolerance_acros
 
 @pytest.mark.parametrize("analysis, key, small, large", [("overfitting", "max_epochs", 10, 1000),
                                                           ("known_answers", "n_replicates", 2, 200),
-                                                          ("biology", "hill_n", [1], list(range(1, 41)))])
+                                                          ("biology", "hill_n", [1], list(range(1, 101)))])
 def test_a_studys_own_work_counts_in_its_estimate(analysis, key, small, large):
     """Training epochs, planted replicates and astrocyte variants are work the parameters' names do not show: each
     study declares it (study_cost), and the estimate grows with it."""

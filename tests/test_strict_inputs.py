@@ -141,3 +141,6 @@ def test_all_finite_agrees_with_the_elementwise_check(dtype):
     for tensor in cases:
         assert all_finite(tensor) == bool(torch.isfinite(tensor).all()), tensor
     assert all_finite(torch.randn(4, requires_grad=True))
+    # a circuit's result: a tuple (or list) of tensors, anything else inside it not a tensor to check
+    assert all_finite((torch.ones(3), [torch.zeros(2), None])) and all_finite(None)
+    assert not all_finite((torch.ones(3), [torch.tensor([1.0, float("nan")])]))

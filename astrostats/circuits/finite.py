@@ -18,8 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from astrostats import validation
-from astrostats.validation import fail
+from astrostats.validation import all_finite, fail
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -36,14 +35,6 @@ def attempts(dtype: torch.dtype) -> list[torch.dtype]:
     """The dtypes to compute in, in order: float32 for half precision (else the dtype itself), then float64."""
     first = torch.float32 if dtype in HALF else dtype
     return list(dict.fromkeys((first, torch.float64)))
-
-
-def all_finite(result) -> bool:
-    if isinstance(result, torch.Tensor):
-        return validation.all_finite(result)
-    if isinstance(result, (tuple, list)):
-        return all(all_finite(item) for item in result)
-    return True
 
 
 def largest_logit(q: torch.Tensor, k: torch.Tensor) -> float:

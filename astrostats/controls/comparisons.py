@@ -73,10 +73,11 @@ def by_circuit(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {circuit: group for circuit, group in rows[[*PAIRED_COLUMNS, "circuit"]].groupby("circuit", sort=False)}
 
 
-def paired_errors(rows: pd.DataFrame | dict, control: str, m: int, audited: str = DEFAULT_CIRCUIT) -> pd.DataFrame:
-    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows
-    (or :func:`by_circuit` of them); the circuit is the one under audit."""
-    groups = rows if isinstance(rows, dict) else by_circuit(rows)
+def paired_errors(groups: dict[str, pd.DataFrame], control: str, m: int, audited: str = DEFAULT_CIRCUIT
+                  ) -> pd.DataFrame:
+    """(sequence_id, seed, control_error, circuit_error) rows for one comparison, from one split's scored rows by
+    circuit (:func:`by_circuit`); the circuit is the one under audit."""
+    # a circuit the split lacks pairs as no rows, with the split's column types (an int column meets no object one)
     empty = next(iter(groups.values())).iloc[:0] if groups else pd.DataFrame(columns=PAIRED_COLUMNS)
     circuit = groups.get(audited, empty)
     circuit = circuit[circuit["m"] == m][["sequence_id", "seed", "value"]]
@@ -91,11 +92,11 @@ def paired_errors(rows: pd.DataFrame | dict, control: str, m: int, audited: str 
     return paired.rename(columns={"value_circuit": "circuit_error", "value_control": "control_error"})
 
 
-def with_constant_floor(paired: pd.DataFrame, rows: pd.DataFrame | dict) -> tuple[pd.DataFrame, bool]:
+def with_constant_floor(paired: pd.DataFrame, groups: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, bool]:
     """The paired errors with the null's replaced by the best constant predictor's where the constant does
-    better on average over this split's paired sequences (``rows``: the split's scored rows, or
-    :func:`by_circuit` of them); (paired, replaced)."""
-    rows = rows.get("constant") if isinstance(rows, dict) else rows[rows["circuit"] == "constant"]
+    better on average over this split's paired sequences (``groups``: the split's scored rows by circuit,
+    :func:`by_circuit`); (paired, replaced)."""
+    rows = groups.get("constant")
     if rows is None or rows.empty or paired.empty:
         return paired, False
     constant = rows.groupby("sequence_id")["value"].mean()
