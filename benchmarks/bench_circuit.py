@@ -2,9 +2,9 @@
 
     python benchmarks/run.py --only circuit --quick   # also: python benchmarks/bench_circuit.py (ratio + breakdown)
 
-First the headline: ``run_circuit`` (positive map, non-causal) on each of its routes (``ROUTES``: the Hebbian
-route at d = 64, the runner's chunk of 5 sequences of 197 tokens; the token-pair route of 32 MiniLM-like windows
-of 64 tokens, d = 32) against a 2048^2 float32 matmul at 1 and 2 torch threads, the two timed alternately in the same run
+First the headline: ``run_circuit`` (positive map) on each of its routes (``ROUTES``: the Hebbian route at
+d = 64, the runner's chunk of 5 sequences of 197 tokens; the token-pair route of 32 MiniLM-like windows of 64
+tokens, d = 32; the causal token-pair route of 8 SmolLM2-like windows of 197 tokens, d = 64) against a 2048^2 float32 matmul at 1 and 2 torch threads, the two timed alternately in the same run
 (best of several), with the load average beside them: where the load exceeded the thread count the figure is the
 machine's, not the code's, and the row says so. Then a per-part breakdown from torch.profiler (GEMM, exp2 pass,
 shift/max, other) at one size, also written to results/circuit_breakdown.json. Then three measurements, each
@@ -55,19 +55,22 @@ def circuit_inputs(m: int, n_sequences: int = 5, n_tokens: int = 197, d: int = 6
     return target.q, target.k, target.v, draw_projection(m, d, seed=0)
 
 
-#: the circuit's two non-causal routes at the shapes the analyses run: the Hebbian route (ViT-like: 5 sequences of
-#: 197 tokens, d = 64; the runner's chunk) and the token-pair route of short windows (MiniLM-like: 4 seeds x 8
-#: windows of 64 tokens, d = 32), each as (sequences, tokens, head size, the m values timed)
-ROUTES = {"hebbian": (5, 197, 64, (4096, 16384)), "token_pairs": (32, 64, 32, (16384,))}
+#: the circuit's routes at the shapes the analyses run: the Hebbian route (ViT-like: 5 sequences of 197 tokens,
+#: d = 64; the runner's chunk), the token-pair route of short windows (MiniLM-like: 4 seeds x 8 windows of 64
+#: tokens, d = 32) and the causal one (SmolLM2-like: 8 windows of 197 tokens, d = 64, the full profile's), each as
+#: (sequences, tokens, head size, the m values timed, causal)
+ROUTES = {"hebbian": (5, 197, 64, (4096, 16384), False), "token_pairs": (32, 64, 32, (16384,), False),
+          "causal_token_pairs": (8, 197, 64, (16384,), True)}
 
 
 def route_flops(route: str, n_sequences: int, n_tokens: int, d: int, m: int) -> float:
     """Multiply-adds x 2 of a route's GEMMs: the Hebbian route's (features of q and k, write and read phases,
     ``runner.flops_per_sequence``), or the token-pair route's (features of q and k, the pairs: 2 N (2 d + N)
-    per unit)."""
+    per unit; causal, the pairs on and below the diagonal only: 2 N (2 d + (N + 1) / 2))."""
     if route == "hebbian":
         return flops_per_sequence(n_tokens, d, d, m) * n_sequences
-    return 2.0 * n_sequences * n_tokens * m * (2 * d + n_tokens)
+    pairs = (n_tokens + 1) / 2 if route == "causal_token_pairs" else n_tokens
+    return 2.0 * n_sequences * n_tokens * m * (2 * d + pairs)
 
 
 def matmul_ratio(threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict]:
@@ -76,7 +79,7 @@ def matmul_ratio(threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict
     rows, before = [], torch.get_num_threads()
     a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
     try:
-        for route, (n_sequences, n_tokens, d, m_values) in ROUTES.items():
+        for route, (n_sequences, n_tokens, d, m_values, causal) in ROUTES.items():
             for m in m_values:
                 inputs = circuit_inputs(m, n_sequences, n_tokens, d)
                 flops = route_flops(route, n_sequences, n_tokens, d, m)
@@ -86,7 +89,7 @@ def matmul_ratio(threads=(1, 2), repeats: int = 5, rounds: int = 3) -> list[dict
                     loads = [os.getloadavg()[0]]
                     for _ in range(rounds):
                         matmul = min(matmul, best_time(lambda: a @ b, repeats))
-                        circuit = min(circuit, best_time(lambda: run_circuit(*inputs), repeats))
+                        circuit = min(circuit, best_time(lambda: run_circuit(*inputs, causal=causal), repeats))
                         loads.append(os.getloadavg()[0])
                     matmul_rate, circuit_rate = 2.0 * MATMUL_SIZE**3 / matmul / 1e9, flops / circuit / 1e9
                     rows.append({"benchmark": "matmul_ratio", "route": route, "threads": count, "m": m,

@@ -171,6 +171,23 @@ def test_fused_token_pairs_equal_the_reference(causal, n, d, scale, gaussian_hea
 
 
 @fused
+@pytest.mark.parametrize("n", [7, 64, 131])
+def test_causal_token_pairs_skip_only_blocks_above_the_diagonal(n, gaussian_head):
+    """Causal, the fused pass computes only the register blocks that reach the lower triangle (6 rows x up to 64
+    columns; n = 131 spans three column blocks, the last of 16): every pair on and below the diagonal and both
+    running maxima are the bits of the full pass, which is what the causal circuit reads."""
+    q, k, _ = (x.float() for x in gaussian_head(n_seq=3, n=n, d=64, scale=0.5))
+    inputs = (q, k, draw_projection(1000, 64, seed=3).unsqueeze(0))
+    indices = kernels._batch_elements(tuple(tuple(x.shape[:-2]) for x in inputs))
+    full_pairs, full_shifts = native.fused_pairs(*inputs, indices, causal=False)
+    pairs, shifts = native.fused_pairs(*inputs, indices, causal=True)
+    assert torch.equal(shifts, full_shifts)
+    assert torch.equal(pairs.tril(), full_pairs.tril())
+    below = torch.tril_indices(n, n)
+    assert bool(full_pairs[:, below[0], below[1]].gt(0).all())  # every pair the causal circuit reads is compared
+
+
+@fused
 def test_fused_pass_gives_the_same_bits_on_any_thread_count_and_task_split(monkeypatch, gaussian_head):
     """Each row of the fused passes (Hebbian and token pairs) is computed by one thread in a fixed order whatever
     the threads and the query rows per task: tables are the same bits on a laptop and on a cluster node."""

@@ -68,7 +68,7 @@ def token_pair_positive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
     if native.fused_available(q, k, projection):
         shapes = tuple(tuple(x.shape[:-2]) for x in (q, k, projection))
         pairs, shifts = native.fused_pairs(*(x.reshape(-1, *x.shape[-2:]).contiguous() for x in (q, k, projection)),
-                                           _batch_elements(shapes))
+                                           _batch_elements(shapes), causal)
         shifts = shifts.view(2, *batch, n_tokens)
     else:
         pairs, shifts = _token_pairs(q * LOG2E, k * LOG2E, projection, batch)

@@ -296,20 +296,24 @@ static inline void gemm_block(const float *a, int64_t ar, int64_t ak, const floa
 }
 
 /* c (rows x cols, row stride ldc) = (scale ? scale[r] c[r, :] : 0) + a (rows x depth; a[r ar + k ak]) @ b (depth x
-   cols, row stride ldb); cols a multiple of 16, rows of 12 where cols <= 32 and of 6 otherwise. Register blocks of
-   6 rows x 64 columns (12 x 16 or 12 x 32 for narrow outputs, so that they keep 12-24 accumulators busy), the last
-   columns in a narrower block; the inner dimension in FUSED_DEPTH chunks, so that b's panel stays in L1 (later
-   chunks accumulate: their scale is ones, twelve 1.0f). */
+   cols, row stride ldb); cols a multiple of 16, rows of 12 where cols <= 32 and of 6 otherwise (a and c readable
+   up to the next multiple). Register blocks of 6 rows x 64 columns (12 x 16 or 12 x 32 for narrow outputs, so that
+   they keep 12-24 accumulators busy), the last columns in a narrower block; the inner dimension in FUSED_DEPTH
+   chunks, so that b's panel stays in L1 (later chunks accumulate: their scale is ones, twelve 1.0f). lower: only
+   the blocks that reach the lower triangle (column <= row; the causal token pairs), the columns past a block's
+   last row left as they were. Each element is summed in the same order whichever blocks run. */
 static void gemm(const float *a, int64_t ar, int64_t ak, int64_t rows, const float *b, int64_t ldb, int64_t depth,
-                 float *c, int64_t ldc, const float *scale, const float *ones, int64_t cols) {
+                 float *c, int64_t ldc, const float *scale, const float *ones, int64_t cols, int lower) {
     int64_t step = cols <= 32 ? 12 : 6;
     for (int64_t k0 = 0; k0 < depth; k0 += FUSED_DEPTH) {
         int64_t chunk = depth - k0 < FUSED_DEPTH ? depth - k0 : FUSED_DEPTH;
         for (int64_t col = 0; col < cols; col += 64) {
             int64_t nv = cols - col >= 64 ? 4 : (cols - col) / 16;
-            for (int64_t r = 0; r < rows; r += step)
+            for (int64_t r = lower ? col / step * step : 0; r < rows; r += step) {
+                int64_t reach = (r + step - col + 15) / 16;  /* vectors up to this block's last row */
                 gemm_block(a + r * ar + k0 * ak, ar, ak, b + k0 * ldb + col, ldb, chunk, c + r * ldc + col, ldc,
-                           k0 > 0 ? ones : scale ? scale + r : NULL, step, nv);
+                           k0 > 0 ? ones : scale ? scale + r : NULL, step, lower && reach < nv ? reach : nv);
+            }
         }
     }
 }
@@ -369,7 +373,7 @@ int fused_write(const float *k, const float *v, const float *wt, const int64_t *
             }
             kshift[task] = top;
             gemm(rates, 1, FUSED_TILE, FUSED_TILE, v + vidx[b] * nk * dv, dv, nk, hebbian_t + task * FUSED_TILE * dv, dv,
-                 NULL, ones, dv);
+                 NULL, ones, dv, 0);
         }
         free(rates); free(spare); free(most);
         _mm_setcsr(control);
@@ -442,7 +446,7 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
                     total[r] = total[r] * rescale[r] + _mm512_reduce_add_ps(sum);
                 }
                 gemm(rates, FUSED_TILE, 1, padded, hebbian_t + (b * tiles + t) * FUSED_TILE * dv, dv, FUSED_TILE, sums,
-                     dv, rescale, ones, dv);
+                     dv, rescale, ones, dv, 0);
             }
             for (int64_t r = 0; r < rows; r++) {
                 const float *row = q + (qidx[b] * nq + r0 + r) * d;
@@ -464,10 +468,11 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
    kshift: log2 units, without |x|^2 / 2), the accumulated pairs rescaled by rows and columns when one grows (as
    kernels.token_pair_positive). The keys' rates are formed transposed (units x keys), so that both GEMMs read
    rows. q, k (.., n, d); wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch element;
-   pairs (batch, n, n), qshift and kshift (batch, n). */
+   pairs (batch, n, n), qshift and kshift (batch, n). causal: only the blocks reaching the lower triangle (the
+   caller drops the rest, which is left 0 or holds the block's own sums); 35 % of the pairs' GEMM at n = 197. */
 int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *qidx, const int64_t *kidx,
-                const int64_t *widx, int64_t batch, int64_t n, int64_t d, int64_t m, int64_t tiles, float *pairs,
-                float *qshift, float *kshift) {
+                const int64_t *widx, int64_t batch, int64_t n, int64_t d, int64_t m, int64_t tiles, int64_t causal,
+                float *pairs, float *qshift, float *kshift) {
     int64_t rows = (n + FUSED_ROWS - 1) / FUSED_ROWS * FUSED_ROWS, cols = (n + 15) / 16 * 16;  /* queries, keys */
     int failed = 0;
     #pragma omp parallel
@@ -512,7 +517,7 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
                 }
                 /* keys, transposed: rates (tile x cols) = w^T (tile x d) @ kt (d x cols), each column to its grown
                    maximum over the units inside the tile; units past m get rate 0 */
-                gemm(w, 1, FUSED_TILE, FUSED_TILE, kt, cols, d, rates_kt, cols, NULL, ones, cols);
+                gemm(w, 1, FUSED_TILE, FUSED_TILE, kt, cols, d, rates_kt, cols, NULL, ones, cols, 0);
                 for (int64_t v = 0; v < cols / 16; v++) {
                     __m512 top = _mm512_set1_ps(-INFINITY);
                     for (int64_t j = 0; j < width; j++) top = _mm512_max_ps(top, _mm512_load_ps(rates_kt + j * cols + 16 * v));
@@ -527,11 +532,11 @@ int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *
                 for (int64_t j = width; j < FUSED_TILE; j++) memset(rates_kt + j * cols, 0, cols * sizeof(float));
                 /* the accumulated pairs to the grown key maxima (columns), then to the query maxima (rows, in the
                    GEMM's scale) plus this tile's rates_q @ rates_kt, inner dimension in FUSED_DEPTH chunks */
-                for (int64_t r = 0; r < rows; r++)
+                for (int64_t r = 0; r < n; r++)
                     for (int64_t v = 0; v < cols / 16; v++)
                         _mm512_store_ps(sum + r * cols + 16 * v, _mm512_mul_ps(_mm512_load_ps(sum + r * cols + 16 * v),
                                                                               _mm512_load_ps(rescale_k + 16 * v)));
-                gemm(rates_q, FUSED_TILE, 1, rows, rates_kt, cols, FUSED_TILE, sum, cols, rescale_q, ones, cols);
+                gemm(rates_q, FUSED_TILE, 1, n, rates_kt, cols, FUSED_TILE, sum, cols, rescale_q, ones, cols, (int)causal);
             }
             for (int64_t r = 0; r < n; r++) {
                 memcpy(pairs + (b * n + r) * n, sum + r * cols, n * sizeof(float));
@@ -619,7 +624,7 @@ def _declared(library):
         library.fused_pack.argtypes = [pointer, size, size, size, size, pointer]
         library.fused_write.argtypes = [pointer] * 6 + [size] * 7 + [pointer] * 3
         library.fused_read.argtypes = [pointer] * 7 + [size] * 7 + [pointer] * 3
-        library.fused_pairs.argtypes = [pointer] * 6 + [size] * 5 + [pointer] * 3
+        library.fused_pairs.argtypes = [pointer] * 6 + [size] * 6 + [pointer] * 3
     return library
 
 
@@ -710,11 +715,12 @@ def fused_phases(q, k, v, projection, indices):
     return response, drive, log_shift
 
 
-def fused_pairs(q, k, projection, indices):
+def fused_pairs(q, k, projection, indices, causal: bool = False):
     """The token-pair sums of the positive-map circuit in one compiled pass (see SOURCE): q, k (B, n, d),
     projection (Bw, m, d), float32 and contiguous; ``indices`` maps each output sequence to its q, k and W batch
     element. Returns the pairs (B, n, n) and the queries' and keys' running maxima (2, B, n), log2 units, as the
-    torch loop of :func:`astrostats.circuits.kernels.token_pair_positive` accumulates them."""
+    torch loop of :func:`astrostats.circuits.kernels.token_pair_positive` accumulates them; ``causal``: the pairs
+    above the diagonal are not all computed (the caller drops them), those on and below it the same bits."""
     q_index, k_index, w_index = indices
     batch, (n_tokens, d), rows = q_index.numel(), q.shape[-2:], projection.shape[-2]
     tiles = -(-rows // FUSED_TILE)
@@ -725,7 +731,7 @@ def fused_pairs(q, k, projection, indices):
         library.fused_pack(projection.data_ptr(), projection.shape[0], rows, d, tiles, wt.data_ptr())
         failed = library.fused_pairs(q.data_ptr(), k.data_ptr(), wt.data_ptr(), q_index.data_ptr(),
                                      k_index.data_ptr(), w_index.data_ptr(), batch, n_tokens, d, rows, tiles,
-                                     pairs.data_ptr(), shifts[0].data_ptr(), shifts[1].data_ptr())
+                                     int(causal), pairs.data_ptr(), shifts[0].data_ptr(), shifts[1].data_ptr())
     if failed:
         raise MemoryError(f"the circuit's fused token-pair pass could not allocate its per-thread rates: "
                           f"{n_tokens} tokens x {FUSED_TILE} units x {torch.get_num_threads()} threads of float32")
