@@ -327,3 +327,43 @@ def test_heteroscedastic_noise_grows_from_the_designs_smallest_m():
     rng = np.random.default_rng(0)
     from_design = ka.noise_factors("heteroscedastic", parameters, rng, large, (1, 400, 50), smallest=1000.0)
     assert np.log(from_design).std() > 3 * np.log(alone).std()  # (2e6 / 1e3)^0.25 = 6.7 x the row SD
+
+
+def test_a_threshold_miss_is_rerun_with_more_draws_and_shown_to_be_the_designs_power():
+    """C2's heads at 0.8 x the tolerance, judged at the quick design (4 feature draws per head), miss the aim by
+    abstaining; the same scenario at 16 draws (fresh seeds, 20 replicates) returns SUPPORTED so much more often
+    that the two Clopper-Pearson 95 % intervals do not overlap: the miss was the design's power. Scenarios that
+    met their aim, coverages and those beyond the design are not run again."""
+    parameters = dataclasses.replace(load_spec(SPEC, "quick").bind(ka.Parameters),
+                                     scenarios=("heads_just_inside_tolerance",), n_replicates=20, power_draws=(16,))
+    results = pd.DataFrame([{**row, "scenario": "heads_just_inside_tolerance"} for replicate in range(20)
+                            for row in ka.simulated_rows("heads_just_inside_tolerance", parameters,
+                                                         ka.replicate_seed(5, "heads_just_inside_tolerance", replicate))])
+    summary = ka.summary_table(results)
+    met = ka.summary_table(pd.DataFrame({"claim": "C1", "scenario": "converges_at_half", "planted_verdict": "SUPPORTED",
+                                         "audit_verdict": ["SUPPORTED"] * 20}))
+    beyond = ka.summary_table(pd.DataFrame({"claim": "C6", "scenario": "head_just_inside_one_astrocyte",
+                                            "planted_verdict": "SUPPORTED", "audit_verdict": ["INCONCLUSIVE"] * 20}),
+                              {("C6", "head_just_inside_one_astrocyte"): False})
+    power = ka.power_table(pd.concat([summary, met, beyond], ignore_index=True), parameters, seed=5)
+    assert list(power.columns) == ka.POWER_COLUMNS
+    assert set(power["scenario"]) == {"heads_just_inside_tolerance"}
+    design, rerun = power.sort_values("draws").to_dict("records")
+    assert (design["draws"], rerun["draws"], design["design_draws"]) == (4, 16, 4) and rerun["n"] == 20
+    assert not design["meets_aim"] and rerun["ci_low"] > design["ci_high"]
+    line = audit.validation_lines(audit.validation_rates({"known_answers_summary": summary,
+                                                          "known_answers_power": power}))[-2]
+    assert "run again at 16 feature draws: SUPPORTED" in line
+
+
+def test_power_draws_are_checked_and_none_means_no_power_table():
+    with pytest.raises(InputError, match="power_draws"):
+        _spec(power_draws=[1]).bind(ka.Parameters)
+    with pytest.raises(InputError, match="power_draws"):
+        _spec(power_draws=16).bind(ka.Parameters)
+    spec = _spec(scenarios=["converges_at_half"], n_replicates=1)
+    assert "known_answers_power" not in get_study(spec.kind).run(spec, RunContext(Path("."), progress=False))
+    assert ka.power_table(ka.summary_table(pd.DataFrame({"claim": "C1", "scenario": "converges_at_half",
+                                                         "planted_verdict": "SUPPORTED",
+                                                         "audit_verdict": ["SUPPORTED"]})),
+                          spec.bind(ka.Parameters), seed=1).empty

@@ -340,3 +340,19 @@ def test_a_worker_without_the_tables_in_memory_reads_and_checks_them(tmp_path):
     record = next(r for r in manifest["analyses"] if r["name"] == "calibration")
     drawn = build.draw_one(record["kind"], record["name"], tmp_path, records=record["tables"])
     assert drawn and all((tmp_path / path).is_file() for _, path in drawn)
+
+
+def test_validation_says_which_misses_more_feature_draws_resolve():
+    """The known-answers power table's reruns: a scenario that meets the aim with more draws is named as the
+    design's power, one still missing it at the most draws run as the rule's, with its rates; no reruns, no text."""
+    power = pd.DataFrame({"claim": ["C2", "C2", "C1", "C1", "C1"],
+                          "scenario": ["inside", "inside", "small_floor", "small_floor", "small_floor"],
+                          "planted_verdict": ["SUPPORTED", "SUPPORTED"] + ["NOT_SUPPORTED"] * 3,
+                          "design_draws": [4, 4, 8, 8, 8], "draws": [4, 16, 8, 32, 16],
+                          "planted_rate": [0.5, 1.0, 0.0, 0.2, 0.0], "opposite_rate": [0.0, 0.0, 0.9, 0.75, 0.95],
+                          "meets_aim": [False, True, False, False, False]})
+    text = pdf._more_draws(power, "known_answers_power")
+    assert "the aim is met at 16 draws by C2 inside" in text
+    assert "still missed at 32 draws by C1 small floor (NOT_SUPPORTED 20%, the opposite 75%)" in text
+    assert pdf._more_draws(power[power["draws"] == power["design_draws"]], "known_answers_power") == ""
+    assert pdf._more_draws(None, "known_answers_power") == ""

@@ -109,6 +109,8 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
     def names(rows) -> str:
         return ", ".join(f"{row.claim} {str(row.scenario).replace('_', ' ')}" for row in rows.itertuples())
 
+    power_name = name.removesuffix("_summary") + "_power"  # the missed scenarios' reruns with more draws
+
     return {"text": f"Each rule was applied to data with a planted answer (table {name}, "
                     f"{decisive.plural(len(summary), 'scenario')}): how often the audit's verdict equals the planted "
                     "one, with Clopper-Pearson 95 % CIs. Aim: the planted verdict in at least 95 % of replicates and "
@@ -116,10 +118,35 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
                     "real data. "
                     + "".join(_misses(missed[[k == kind for k in kinds]], MISS_KINDS.get(kind, ""), names)
                               for kind in [*MISS_KINDS, ""] if kind in kinds)
+                    + _more_draws(tables.get(power_name), power_name)
                     + ("Every scenario this design can resolve meets the aim. " if not len(missed) else "")
                     + (f"Beyond this profile's design (noise-free data would not give the planted verdict either, "
                        f"so only a rare opposite verdict is asked for): {names(beyond)}." if len(beyond) else ""),
             "figure": _figure(figure, root) if figure is not None else None}
+
+
+def _more_draws(power, table: str) -> str:
+    """What the missed scenarios' reruns with more feature draws showed (the known-answers power table): a
+    scenario that meets the aim with more draws missed it for the design's power, one that still misses it at
+    the most draws run by the rule."""
+    if power is None or power.empty:
+        return ""
+    met, short = {}, {}
+    reruns = power[power["draws"] > power["design_draws"]]
+    for (claim, scenario), runs in reruns.groupby(["claim", "scenario"], sort=False):
+        runs = runs.sort_values("draws")
+        reached, last = runs[runs["meets_aim"].astype(bool)], runs.iloc[-1]
+        label = f"{claim} {str(scenario).replace('_', ' ')}"
+        if len(reached):
+            met.setdefault(int(reached["draws"].iloc[0]), []).append(label)
+        else:
+            short.setdefault(int(last["draws"]), []).append(
+                f"{label} ({last['planted_verdict']} {last['planted_rate']:.0%}"
+                + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
+    parts = [f"the aim is met at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(met.items())]
+    parts += [f"it is still missed at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(short.items())]
+    return (f"Run again with more feature draws per head (table {table}): {'; '.join(parts)}. Met with more draws: "
+            "the miss was this design's power; still missed: the rule's. ") if parts else ""
 
 
 def _misses(rows, how: str, names) -> str:

@@ -63,7 +63,10 @@ Tables: ``<name>`` (claim, scenario, replicate, planted_verdict, audit_verdict, 
 verdict) and ``<name>_summary`` (per claim and scenario: replicates, the rate of the planted verdict and of
 its opposite, Clopper-Pearson 95 % CIs, whether the design can resolve it (``design_resolves``), whether the aim,
 planted >= 95 % and opposite <= 5 % (beyond the design: the opposite alone), is met (``meets_aim``, ``aim``: "met",
-"aim missed" or "beyond this design: ..."), and the scenario's ``family`` and ``misspecified`` labels).
+"aim missed" or "beyond this design: ..."), ``miss`` (how it misses), and the scenario's ``family`` and
+``misspecified`` labels); where ``power_draws`` is set, ``<name>_power`` (:func:`power_table`): each simulated
+scenario that missed, run again with more feature draws, which tells a design short of power (the planted
+verdict climbs to the aim) from a rule that cannot reach the truth (it does not).
 """
 from __future__ import annotations
 
@@ -234,6 +237,9 @@ class Parameters:
     top1_above: float = 0.95  # causal_lm_top1_just_above / _below: the causal LM's planted top-1 agreement
     top1_below: float = 0.85
     top1_tokens: int = 64  # tokens per sequence whose next-token agreement is counted (binomial)
+    # each simulated scenario that misses its aim at this design, run again at these feature draws (C1: the
+    # scaling design's seeds; C2, C6: the measured design's draws per head): power or the rule? (power_table)
+    power_draws: tuple[int, ...] = ()
 
     def __post_init__(self):
         check_int("n_replicates", self.n_replicates, minimum=1)
@@ -245,6 +251,8 @@ class Parameters:
         for name in ("top1_above", "top1_below"):
             check_float(name, getattr(self, name), minimum=0.0, maximum=1.0)
         check_int("top1_tokens", self.top1_tokens, minimum=1)
+        if not (isinstance(self.power_draws, (tuple, list)) and not self.power_draws):  # () runs none again
+            check_int_list("power_draws", self.power_draws, minimum=2)
         for name in ("hetero_power", "hetero_sequence_sd"):
             check_float(name, getattr(self, name), minimum=0.0)
         for scenario in self.scenarios:
@@ -724,7 +732,8 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
     whether this design can show the planted verdict at all (``resolves``: (claim, scenario) -> bool, from
     :func:`design_resolves`, run where the replicates missed the aim; absent: True). Where it cannot, the aim is
     the opposite rate alone, and ``aim`` says "beyond this design". ``miss``: how a scenario misses its aim,
-    "abstains" (undecided too often, the opposite rare: the design's power at this truth), "opposite" (the
+    "abstains" (undecided too often, the opposite rare: short of power at this design, or a rule that cannot
+    reach this truth; :func:`power_table` tells which), "opposite" (the
     opposite verdict in more than 5 %: the rule cannot tell this truth from its opposite at this design) or, for
     an interval's coverage, "undercovers"."""
     rows = []
@@ -745,7 +754,7 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
             meets = opposite / n <= AIM_OPPOSITE
         aim = ("met" if meets else "aim missed") if resolvable else (
             "beyond this design: opposite rare" if meets else "beyond this design: opposite too often")
-        # how a miss misses: the rule abstains (undecided: the design's power at this truth) or it returns the
+        # how a miss misses: the rule abstains (undecided: power, or a rule that cannot reach it) or it returns the
         # opposite verdict too often (it cannot tell this truth from its opposite here: its verdict would mislead)
         miss = "" if meets else "undercovers" if planted == COVERAGE else (
             "opposite" if opposite / n > AIM_OPPOSITE else "abstains")
@@ -758,6 +767,39 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
                      "family": family, "misspecified": misspecified,
                      "method": "Clopper-Pearson 95 % (statsmodels proportion_confint, beta)"})
     return pd.DataFrame(rows)
+
+
+#: the feature draws a simulated claim's design rests on (Parameters field): C1 the scaling run's seeds, C2 and C6
+#: the measured design's draws per head
+DESIGN_DRAWS = {"C1": "scaling_seeds", "C2": "measured_seeds", "C6": "measured_seeds"}
+POWER_COLUMNS = ["claim", "scenario", "planted_verdict", "design_draws", "draws", "n", "planted_rate", "ci_low",
+                 "ci_high", "opposite_rate", "opposite_ci_high", "meets_aim"]
+
+
+def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
+    """Is a miss the design's or the rule's? Each simulated scenario (C1, C2, C6) that misses its aim where this
+    design can show the planted verdict at all, run again with more feature draws (``power_draws`` above the
+    design's own; the same number of replicates, seeds of their own): where the planted verdict's rate climbs to
+    the aim, the miss was this design's power; where it stays short or the opposite persists, the rule's. One row
+    per scenario, claim and number of draws, the design's own first (from ``summary``)."""
+    missed = summary[~summary["meets_aim"].astype(bool) & summary["design_resolves"].astype(bool)
+                     & summary["claim"].isin(list(DESIGN_DRAWS)) & (summary["planted_verdict"] != COVERAGE)]
+    parts = []
+    for row in missed.itertuples():
+        field = DESIGN_DRAWS[row.claim]
+        design = getattr(parameters, field)
+        parts.append(summary.loc[[row.Index]].assign(design_draws=design, draws=design))
+        for draws in sorted(set(parameters.power_draws)):
+            if draws <= design:
+                continue
+            more = dataclasses.replace(parameters, **{field: draws})
+            found = [{**found_row, "scenario": row.scenario}
+                     for replicate in range(replicates(row.scenario, parameters))
+                     for found_row in simulated_rows(row.scenario, more, replicate_seed(
+                         seed, f"{row.scenario}/{draws} draws", replicate))
+                     if found_row["claim"] == row.claim]
+            parts.append(summary_table(pd.DataFrame(found)).assign(design_draws=design, draws=draws))
+    return pd.concat(parts, ignore_index=True)[POWER_COLUMNS] if parts else pd.DataFrame(columns=POWER_COLUMNS)
 
 
 def replicates(scenario: str, parameters: Parameters) -> int:
@@ -774,10 +816,14 @@ CIRCUIT_REPLICATE_SECONDS, SIMULATED_REPLICATE_SECONDS = 0.35, 0.055
 
 def study_cost(parameters: Parameters) -> StudyCost:
     """For the cost estimate (astrostats.cost): every scenario's replicates (within 1.2x of the measured time at
-    the quick and full profiles)."""
+    the quick and full profiles), and the reruns with more draws of those that may miss their aim (the simulated
+    scenarios with a misspecified truth or a noise family other than the fitted one), at each of power_draws."""
+    may_miss = [scenario for scenario in parameters.scenarios if SCENARIOS[scenario][0][0] in DESIGN_DRAWS
+                and (LABELS[scenario][1] or LABELS[scenario][0] != "lognormal")]
     return StudyCost(seconds=sum(replicates(scenario, parameters) * (
         CIRCUIT_REPLICATE_SECONDS if SCENARIOS[scenario][0][0] == "C3" else SIMULATED_REPLICATE_SECONDS)
-        for scenario in parameters.scenarios))
+        for scenario in parameters.scenarios) + len(set(parameters.power_draws)) * sum(
+        replicates(scenario, parameters) * SIMULATED_REPLICATE_SECONDS for scenario in may_miss))
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -808,7 +854,11 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
                                                                  "planted_verdict", "audit_verdict")]]]
     for column in ("value", "ci_low", "ci_high"):
         results[column] = pd.to_numeric(results[column], errors="coerce")
-    return {spec.name: results, f"{spec.name}_summary": summary_table(results, resolves)}
+    summary = summary_table(results, resolves)
+    tables = {spec.name: results, f"{spec.name}_summary": summary}
+    if parameters.power_draws:
+        tables[f"{spec.name}_power"] = power_table(summary, parameters, spec.seed)
+    return tables
 
 
-__all__ = ["Parameters", "run", "SCENARIOS", "LABELS", "FAMILIES", "noise_factors", "c2_tables", "C6_SCENARIOS", "C7_CASES", "measured_tables", "scaling_tables", "c3_tables", "summary_table", "planted_m_required"]
+__all__ = ["Parameters", "run", "SCENARIOS", "LABELS", "FAMILIES", "noise_factors", "c2_tables", "C6_SCENARIOS", "C7_CASES", "measured_tables", "scaling_tables", "c3_tables", "summary_table", "power_table", "planted_m_required"]
