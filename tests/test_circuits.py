@@ -171,11 +171,13 @@ def test_fused_token_pairs_equal_the_reference(causal, n, d, scale, gaussian_hea
 
 
 @fused
-@pytest.mark.parametrize("n", [7, 64, 131])
+@pytest.mark.parametrize("n", [7, 29, 64, 131])
 def test_causal_token_pairs_skip_only_blocks_above_the_diagonal(n, gaussian_head):
-    """Causal, the fused pass computes only the register blocks that reach the lower triangle (6 rows x up to 64
-    columns; n = 131 spans three column blocks, the last of 16): every pair on and below the diagonal and both
-    running maxima are the bits of the full pass, which is what the causal circuit reads."""
+    """Causal, the fused pass computes only the register blocks that reach the lower triangle (12 rows x 16 or 32
+    columns up to 32 keys, else 6 rows x up to 64; n = 131 spans three column blocks, the last of 16): every pair
+    on and below the diagonal and both running maxima are the bits of the full pass, which is what the causal
+    circuit reads, and pairs above it are skipped (left 0) wherever a whole block of 16 columns lies past a
+    block's last row (not at n = 7: one block holds everything)."""
     q, k, _ = (x.float() for x in gaussian_head(n_seq=3, n=n, d=64, scale=0.5))
     inputs = (q, k, draw_projection(1000, 64, seed=3).unsqueeze(0))
     indices = kernels._batch_elements(tuple(tuple(x.shape[:-2]) for x in inputs))
@@ -185,6 +187,9 @@ def test_causal_token_pairs_skip_only_blocks_above_the_diagonal(n, gaussian_head
     assert torch.equal(pairs.tril(), full_pairs.tril())
     below = torch.tril_indices(n, n)
     assert bool(full_pairs[:, below[0], below[1]].gt(0).all())  # every pair the causal circuit reads is compared
+    above = torch.triu_indices(n, n, 1)
+    assert bool(full_pairs[:, above[0], above[1]].gt(0).all())  # the full pass computes them all ...
+    assert bool(pairs[:, above[0], above[1]].eq(0).any()) == (n > 16)  # ... the causal one skips some
 
 
 @fused

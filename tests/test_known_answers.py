@@ -346,7 +346,7 @@ def test_a_threshold_miss_is_rerun_with_more_draws_and_shown_to_be_the_designs_p
                                             "planted_verdict": "SUPPORTED", "audit_verdict": ["INCONCLUSIVE"] * 20}),
                               {("C6", "head_just_inside_one_astrocyte"): False})
     power = ka.power_table(pd.concat([summary, met, beyond], ignore_index=True), parameters, seed=5)
-    assert list(power.columns) == ka.POWER_COLUMNS
+    assert list(power.columns) == list(ka.POWER_COLUMNS)
     assert set(power["scenario"]) == {"heads_just_inside_tolerance"}
     design, rerun = power.sort_values("draws").to_dict("records")
     assert (design["draws"], rerun["draws"], design["design_draws"]) == (4, 16, 4) and rerun["n"] == 20
@@ -361,9 +361,12 @@ def test_power_draws_are_checked_and_none_means_no_power_table():
         _spec(power_draws=[1]).bind(ka.Parameters)
     with pytest.raises(InputError, match="power_draws"):
         _spec(power_draws=16).bind(ka.Parameters)
+    with pytest.raises(InputError, match="power_draws"):  # no design has fewer than 4 draws: it would rerun nothing
+        _spec(power_draws=[4]).bind(ka.Parameters)
     spec = _spec(scenarios=["converges_at_half"], n_replicates=1)
     assert "known_answers_power" not in get_study(spec.kind).run(spec, RunContext(Path("."), progress=False))
-    assert ka.power_table(ka.summary_table(pd.DataFrame({"claim": "C1", "scenario": "converges_at_half",
-                                                         "planted_verdict": "SUPPORTED",
-                                                         "audit_verdict": ["SUPPORTED"]})),
-                          spec.bind(ka.Parameters), seed=1).empty
+    empty = ka.power_table(ka.summary_table(pd.DataFrame({"claim": "C1", "scenario": "converges_at_half",
+                                                          "planted_verdict": "SUPPORTED",
+                                                          "audit_verdict": ["SUPPORTED"]})),
+                           spec.bind(ka.Parameters), seed=1)
+    assert empty.empty and empty["draws"].dtype == np.int64 and empty["meets_aim"].dtype == bool  # typed, as stored

@@ -469,7 +469,7 @@ int fused_read(const float *q, const float *wt, const float *hebbian_t, const fl
    kernels.token_pair_positive). The keys' rates are formed transposed (units x keys), so that both GEMMs read
    rows. q, k (.., n, d); wt (.., tiles, d, FUSED_TILE) from fused_pack; *idx: each sequence's batch element;
    pairs (batch, n, n), qshift and kshift (batch, n). causal: only the blocks reaching the lower triangle (the
-   caller drops the rest, which is left 0 or holds the block's own sums); 35 % of the pairs' GEMM at n = 197. */
+   caller drops the rest, which is left 0 or holds the block's own sums): about half the blocks at n = 197. */
 int fused_pairs(const float *q, const float *k, const float *wt, const int64_t *qidx, const int64_t *kidx,
                 const int64_t *widx, int64_t batch, int64_t n, int64_t d, int64_t m, int64_t tiles, int64_t causal,
                 float *pairs, float *qshift, float *kshift) {

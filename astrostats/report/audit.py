@@ -48,7 +48,7 @@ def more_draws_text(runs: list[dict], planted: str) -> str:
 
 #: how a scenario misses its aim (the known-answers summary's ``miss``), in audit.md's lines and the report's text
 MISS_KINDS = {"abstains": "by abstaining (undecided too often, the opposite verdict in at most 5 %: short of power "
-                          "at this design, or a rule that cannot reach this truth; more feature draws tell which)",
+                          "at this design, or a rule that cannot reach this truth)",
               "opposite": "by the opposite verdict in more than 5 % (at this design the rule cannot tell this truth "
                           "from its opposite: its verdict on such data would mislead)",
               "undercovers": "by undercovering (the interval holds the planted value in fewer than 95 % of "

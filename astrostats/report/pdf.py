@@ -127,8 +127,8 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
 
 def _more_draws(power, table: str) -> str:
     """What the missed scenarios' reruns with more feature draws showed (the known-answers power table): a
-    scenario that meets the aim with more draws missed it for the design's power, one that still misses it at
-    the most draws run by the rule."""
+    scenario that meets the aim with more draws missed it for the design's power; one that still misses it at the
+    most draws run is not resolved by draws."""
     if power is None or power.empty:
         return ""
     met, short = {}, {}
@@ -145,8 +145,9 @@ def _more_draws(power, table: str) -> str:
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
     parts = [f"the aim is met at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(met.items())]
     parts += [f"it is still missed at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(short.items())]
-    return (f"Run again with more feature draws per head (table {table}): {'; '.join(parts)}. Met with more draws: "
-            "the miss was this design's power; still missed: the rule's. ") if parts else ""
+    return (f"Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head; table {table}): "
+            f"{'; '.join(parts)}. Met with more draws: the miss was this design's power; still missed: not resolved by "
+            "more draws (the rule, or a limit of the design other than its draws). ") if parts else ""
 
 
 def _misses(rows, how: str, names) -> str:
