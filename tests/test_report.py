@@ -356,3 +356,26 @@ def test_validation_says_which_misses_more_feature_draws_resolve():
     assert "still missed at 32 draws by C1 small floor (NOT_SUPPORTED 20%, the opposite 75%)" in text
     assert pdf._more_draws(power[power["draws"] == power["design_draws"]], "known_answers_power") == ""
     assert pdf._more_draws(None, "known_answers_power") == ""
+
+
+def test_known_answers_figure_shows_the_reruns_with_more_draws_beside_the_rates():
+    """Each rerun level of the power table is its own hollow marker at the rerun's rate, on its scenario's row;
+    without a power table the figure is as before."""
+    from astrostats.report.figures import known_answers as figure
+
+    summary = pd.DataFrame({"claim": ["C1", "C2"], "scenario": ["a", "b"], "planted_rate": [0.95, 0.5],
+                            "ci_low": [0.9, 0.4], "ci_high": [1.0, 0.6], "opposite_rate": [0.0, 0.0],
+                            "meets_aim": [True, False]})
+    power = pd.DataFrame({"claim": ["C2"] * 3, "scenario": ["b"] * 3, "design_draws": [4] * 3, "draws": [4, 16, 32],
+                          "planted_rate": [0.5, 0.97, 1.0]})
+    style.apply()
+    fig = figure.draw({"known_answers_summary": summary, "known_answers_power": power})["rates"]
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "planted verdict with 16 draws" in labels and "planted verdict with 32 draws" in labels
+    marks = {collection.get_label(): collection.get_offsets().tolist() for collection in fig.axes[0].collections}
+    assert marks["planted verdict with 16 draws"] == [[0.97, 0.0]]  # C2 b is the lower row (y = 0)
+    plain = figure.draw({"known_answers_summary": summary})["rates"]
+    assert not any("draws" in label for label in plain.axes[0].get_legend_handles_labels()[1])
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    plt.close(plain)

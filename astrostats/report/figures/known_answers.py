@@ -1,6 +1,8 @@
 """The rules on planted truth (known_answers): per claim and scenario, how often the rule returned the planted
 verdict (Clopper-Pearson 95 % CI) and how often its opposite, against the 95 % aim, so that a reader sees at a
-glance which rules recover what was planted and where they abstain."""
+glance which rules recover what was planted and where they abstain; where a missed scenario was run again with
+more feature draws (the power table), its rate there beside it, so that a miss the design's power explains is
+told from one it does not."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -18,10 +20,14 @@ def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     summary = find_table(tables, "known_answers_summary")
     if summary is None or not {"claim", "scenario", "planted_rate", "ci_low", "ci_high"} <= set(summary):
         return {}
-    return {"rates": _rates(summary.reset_index(drop=True))}
+    return {"rates": _rates(summary.reset_index(drop=True), find_table(tables, "known_answers_power"))}
 
 
-def _rates(summary: pd.DataFrame):
+#: a marker per number of draws in the reruns, fewest first
+RERUN_MARKERS = ("o", "s", "^", "D")
+
+
+def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
     rows = len(summary)
     fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH_IN, 0.105 * rows + 0.9))
     y = np.arange(rows)[::-1]  # the table's order, top to bottom
@@ -34,6 +40,14 @@ def _rates(summary: pd.DataFrame):
     if "opposite_rate" in summary:
         ax.scatter(summary["opposite_rate"], y, marker="x", s=12, color="0.35", zorder=3,
                    label="opposite verdict returned")
+    if power is not None and {"claim", "scenario", "draws", "design_draws", "planted_rate"} <= set(power):
+        place = {key: position for key, position in zip(zip(summary["claim"], summary["scenario"]), y)}
+        reruns = power[power["draws"] > power["design_draws"]]
+        for marker, (draws, runs) in zip(RERUN_MARKERS, reruns.groupby("draws")):
+            runs = runs[[key in place for key in zip(runs["claim"], runs["scenario"])]]
+            ax.scatter(runs["planted_rate"], [place[key] for key in zip(runs["claim"], runs["scenario"])],
+                       marker=marker, s=16, facecolors="none", edgecolors="0.2", linewidths=0.7, zorder=4,
+                       label=f"planted verdict with {int(draws)} draws")
     ax.axvline(AIM, **style.TOLERANCE_STYLE, label="aim: 95 %")
     labels = [f"{claim}  {str(scenario).replace('_', ' ')}" for claim, scenario in zip(summary["claim"], summary["scenario"])]
     ax.set_yticks(y, labels)
