@@ -13,6 +13,11 @@ MORE_LINES = 1  # "N more rows: query ..." lines per claim in audit.md
 MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to decisive.MAX_ROWS)
 
 
+def reruns(power):
+    """The known-answers power table's reruns with more draws than the design's (its design rows left out)."""
+    return power[power["draws"] > power["design_draws"]]
+
+
 def validation_rates(tables: dict) -> list[dict]:
     """The known-answers summary (any table named ``*known_answers_summary``): per claim and planted scenario,
     how often the rule returned the planted verdict and its opposite, with Clopper-Pearson 95 % CIs; a missed
@@ -23,14 +28,14 @@ def validation_rates(tables: dict) -> list[dict]:
         if not name.endswith("known_answers_summary") or table is None or table.empty:
             continue
         power = tables.get(name.removesuffix("_summary") + "_power")
+        power = reruns(power) if power is not None and not power.empty else None
         for record in json.loads(table.to_json(orient="records")):  # plain JSON types for audit.json
             row = {"table": name, **{key: record.get(key) for key in (
                 "claim", "scenario", "planted_verdict", "n", "planted_rate", "ci_low", "ci_high", "opposite_verdict",
                 "opposite_rate", "opposite_ci_high", "other_verdicts", "design_resolves", "meets_aim", "aim",
                 "miss")}}
-            if power is not None and not power.empty:
-                mine = power[(power["claim"] == row["claim"]) & (power["scenario"] == row["scenario"])
-                             & (power["draws"] > power["design_draws"])]
+            if power is not None:
+                mine = power[(power["claim"] == row["claim"]) & (power["scenario"] == row["scenario"])]
                 row["more_draws"] = json.loads(mine[["draws", "n", "planted_rate", "ci_low", "ci_high",
                                                      "opposite_rate", "meets_aim"]].to_json(orient="records"))
             rows.append(row)

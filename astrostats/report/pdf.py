@@ -18,7 +18,7 @@ from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
-from astrostats.report.audit import MISS_KINDS
+from astrostats.report.audit import MISS_KINDS, reruns
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
@@ -132,8 +132,7 @@ def _more_draws(power, table: str) -> str:
     if power is None or power.empty:
         return ""
     met, short = {}, {}
-    reruns = power[power["draws"] > power["design_draws"]]
-    for (claim, scenario), runs in reruns.groupby(["claim", "scenario"], sort=False):
+    for (claim, scenario), runs in reruns(power).groupby(["claim", "scenario"], sort=False):
         runs = runs.sort_values("draws")
         reached, last = runs[runs["meets_aim"].astype(bool)], runs.iloc[-1]
         label = f"{claim} {str(scenario).replace('_', ' ')}"

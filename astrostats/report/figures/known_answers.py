@@ -11,6 +11,7 @@ import pandas as pd
 
 from astrostats.claims import AuditedCircuit
 from astrostats.report import style
+from astrostats.report.audit import reruns
 from astrostats.report.figures import find_table
 
 AIM = 0.95
@@ -42,8 +43,7 @@ def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
                    label="opposite verdict returned")
     if power is not None and {"claim", "scenario", "draws", "design_draws", "planted_rate"} <= set(power):
         place = {key: position for key, position in zip(zip(summary["claim"], summary["scenario"]), y)}
-        reruns = power[power["draws"] > power["design_draws"]]
-        for marker, (draws, runs) in zip(RERUN_MARKERS, reruns.groupby("draws")):
+        for marker, (draws, runs) in zip(RERUN_MARKERS, reruns(power).groupby("draws")):
             runs = runs[[key in place for key in zip(runs["claim"], runs["scenario"])]]
             ax.scatter(runs["planted_rate"], [place[key] for key in zip(runs["claim"], runs["scenario"])],
                        marker=marker, s=16, facecolors="none", edgecolors="0.2", linewidths=0.7, zorder=4,
