@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
 
 from astrostats.report import audit
 from astrostats.spec import ANALYSES_DIR, load_spec
@@ -353,7 +354,37 @@ def test_a_threshold_miss_is_rerun_with_more_draws_and_shown_to_be_the_designs_p
     assert not design["meets_aim"] and rerun["ci_low"] > design["ci_high"]
     line = audit.validation_lines(audit.validation_rates({"known_answers_summary": summary,
                                                           "known_answers_power": power}))[-2]
-    assert "run again at 16 feature draws: SUPPORTED" in line
+    assert "run again with 16 feature draws: SUPPORTED" in line
+
+
+def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_be_the_designs_reach():
+    """small_floor (a floor at half the error at m = 8192) is called SUPPORTED at the quick design, the
+    opposite of the truth; with the sweep continued on its grid to m = 131072 and the same floor, the rule returns
+    NOT_SUPPORTED, the opposite's Clopper-Pearson 95 % intervals at the two sweeps do not overlap, and the rerun
+    meets the aim: the miss was the sweep's reach, not the rule."""
+    parameters = dataclasses.replace(load_spec(SPEC, "quick").bind(ka.Parameters), scenarios=("small_floor",),
+                                     n_replicates=20, power_draws=(), power_max_m=(131072,))
+    wider = ka.extended_sweep(parameters, 131072)
+    assert wider.scaling_m == tuple(2 ** k for k in range(6, 18))
+    assert ka.planted_floor_of("small_floor", wider) == pytest.approx(ka.planted_floor_of("small_floor", parameters))
+    results = pd.DataFrame([{**row, "scenario": "small_floor"} for replicate in range(20)
+                            for row in ka.simulated_rows("small_floor", parameters,
+                                                         ka.replicate_seed(5, "small_floor", replicate))])
+    power = ka.power_table(ka.summary_table(results), parameters, seed=5)
+    design, rerun = power.sort_values("max_m").to_dict("records")
+    assert (design["max_m"], rerun["max_m"], rerun["design_max_m"], rerun["draws"]) == (8192, 131072, 8192, 8)
+    assert not design["meets_aim"] and rerun["meets_aim"]
+    assert proportion_confint(round(design["opposite_rate"] * 20), 20, method="beta")[0] > rerun["opposite_ci_high"]
+    line = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(results),
+                                                          "known_answers_power": power}))[-2]
+    assert "run again with the sweep to m = 131072: NOT_SUPPORTED" in line and "aim met" in line
+
+
+def test_power_max_m_must_add_a_width_to_the_sweep():
+    for value in ([8192], [16383], 131072, ["x"]):
+        with pytest.raises(InputError, match="power_max_m"):
+            _spec(power_max_m=value).bind(ka.Parameters)
+    assert _spec(power_max_m=[16384]).bind(ka.Parameters).power_max_m == (16384,)
 
 
 def test_power_draws_are_checked_and_none_means_no_power_table():

@@ -342,20 +342,27 @@ def test_a_worker_without_the_tables_in_memory_reads_and_checks_them(tmp_path):
     assert drawn and all((tmp_path / path).is_file() for _, path in drawn)
 
 
-def test_validation_says_which_misses_more_feature_draws_resolve():
+def test_validation_says_which_misses_more_draws_or_a_wider_sweep_resolve():
     """The known-answers power table's reruns: a scenario that meets the aim with more draws is named as the
-    design's power, one still missing it at the most draws run as the rule's, with its rates; no reruns, no text."""
-    power = pd.DataFrame({"claim": ["C2", "C2", "C1", "C1", "C1"],
-                          "scenario": ["inside", "inside", "small_floor", "small_floor", "small_floor"],
-                          "planted_verdict": ["SUPPORTED", "SUPPORTED"] + ["NOT_SUPPORTED"] * 3,
-                          "design_draws": [4, 4, 8, 8, 8], "draws": [4, 16, 8, 32, 16],
-                          "planted_rate": [0.5, 1.0, 0.0, 0.2, 0.0], "opposite_rate": [0.0, 0.0, 0.9, 0.75, 0.95],
-                          "meets_aim": [False, True, False, False, False]})
-    text = pdf._more_draws(power, "known_answers_power")
-    assert "the aim is met at 16 draws by C2 inside" in text
-    assert "still missed at 32 draws by C1 small floor (NOT_SUPPORTED 20%, the opposite 75%)" in text
-    assert pdf._more_draws(power[power["draws"] == power["design_draws"]], "known_answers_power") == ""
-    assert pdf._more_draws(None, "known_answers_power") == ""
+    design's power, one that meets it with a wider sweep as its reach, one still missing it at every rerun with
+    its last rates; a table written before the sweeps (no max_m) reads as draws alone; no reruns, no text."""
+    power = pd.DataFrame({"claim": ["C2", "C2", "C1", "C1", "C1", "C1"],
+                          "scenario": ["inside", "inside", "small_floor", "small_floor", "small_floor", "hetero"],
+                          "planted_verdict": ["SUPPORTED", "SUPPORTED"] + ["NOT_SUPPORTED"] * 3 + ["SUPPORTED"],
+                          "design_draws": [4, 4, 8, 8, 8, 8], "draws": [4, 16, 8, 16, 8, 8],
+                          "design_max_m": [100000, 100000, 8192, 8192, 8192, 8192],
+                          "max_m": [100000, 100000, 8192, 8192, 131072, 131072],
+                          "planted_rate": [0.5, 1.0, 0.0, 0.2, 1.0, 0.3], "opposite_rate": [0.0, 0.0, 0.9, 0.75, 0.0, 0.0],
+                          "meets_aim": [False, True, False, False, True, False]})
+    text = pdf._reruns(power, "known_answers_power")
+    assert "the aim is met with 16 feature draws by C2 inside" in text
+    assert "the aim is met with the sweep to m = 131072 by C1 small floor" in text
+    assert "still missed with the sweep to m = 131072 by C1 hetero (the sweep to m = 131072: SUPPORTED 30%)" in text
+    old = power.drop(columns=["design_max_m", "max_m"]).iloc[:4]
+    assert "still missed with 16 feature draws by C1 small floor (16 feature draws: NOT_SUPPORTED 20%, the " \
+           "opposite 75%)" in pdf._reruns(old, "known_answers_power")
+    assert pdf._reruns(power[power["draws"] == power["design_draws"]].iloc[:1], "known_answers_power") == ""
+    assert pdf._reruns(None, "known_answers_power") == ""
 
 
 def test_known_answers_figure_shows_the_reruns_with_more_draws_beside_the_rates():
@@ -366,14 +373,18 @@ def test_known_answers_figure_shows_the_reruns_with_more_draws_beside_the_rates(
     summary = pd.DataFrame({"claim": ["C1", "C2"], "scenario": ["a", "b"], "planted_rate": [0.95, 0.5],
                             "ci_low": [0.9, 0.4], "ci_high": [1.0, 0.6], "opposite_rate": [0.0, 0.0],
                             "meets_aim": [True, False]})
-    power = pd.DataFrame({"claim": ["C2"] * 3, "scenario": ["b"] * 3, "design_draws": [4] * 3, "draws": [4, 16, 32],
-                          "planted_rate": [0.5, 0.97, 1.0]})
+    power = pd.DataFrame({"claim": ["C2"] * 3 + ["C1"] * 2, "scenario": ["b"] * 3 + ["a"] * 2,
+                          "design_draws": [4] * 3 + [8] * 2, "draws": [4, 16, 32, 8, 8],
+                          "design_max_m": [100000] * 3 + [8192] * 2, "max_m": [100000] * 3 + [8192, 131072],
+                          "planted_rate": [0.5, 0.97, 1.0, 0.95, 0.9]})
     style.apply()
     fig = figure.draw({"known_answers_summary": summary, "known_answers_power": power})["rates"]
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "planted verdict with 16 draws" in labels and "planted verdict with 32 draws" in labels
+    assert "planted verdict with the sweep to m = 131072" in labels
     marks = {collection.get_label(): collection.get_offsets().tolist() for collection in fig.axes[0].collections}
     assert marks["planted verdict with 16 draws"] == [[0.97, 0.0]]  # C2 b is the lower row (y = 0)
+    assert marks["planted verdict with the sweep to m = 131072"] == [[0.9, 1.0]]
     plain = figure.draw({"known_answers_summary": summary})["rates"]
     assert not any("draws" in label for label in plain.axes[0].get_legend_handles_labels()[1])
     import matplotlib.pyplot as plt

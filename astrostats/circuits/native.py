@@ -555,7 +555,11 @@ int fused_ready(void) { return 0; }
 #endif
 """
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astrostats" / "native"
+
+
+def _cache() -> Path:
+    """Read when building, not at import: the process that imported this module may not be the one building."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "astrostats" / "native"
 
 
 def _cpu_flags() -> str:
@@ -572,13 +576,14 @@ def _cpu_flags() -> str:
 def _build(compiler: str) -> Path:
     """The compiled library in the cache, built into a temporary file and renamed (concurrent workers safe)."""
     key = hashlib.sha256("\n".join([SOURCE, " ".join(FLAGS), compiler, _cpu_flags(), sys.platform]).encode())
-    target = CACHE / f"rates-{key.hexdigest()[:16]}.so"
+    cache = _cache()
+    target = cache / f"rates-{key.hexdigest()[:16]}.so"
     record = target.with_suffix(".sha256")
     if target.is_file() and not target.is_symlink() and record.is_file() \
             and record.read_text().strip() == _digest(target):
         return target  # verified: the bytes are those this process's build recorded
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE) as folder:
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as folder:
         source = Path(folder) / "rates.c"
         source.write_text(SOURCE)
         built = Path(folder) / "rates.so"

@@ -14,15 +14,24 @@ MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to
 
 
 def reruns(power):
-    """The known-answers power table's reruns with more draws than the design's (its design rows left out)."""
-    return power[power["draws"] > power["design_draws"]]
+    """The known-answers power table's reruns: more draws than the design's, or (C1) a sweep to larger m than
+    its (a table written before the sweeps has no ``max_m``); its design rows left out."""
+    wider = power["max_m"] > power["design_max_m"] if "max_m" in power else False
+    return power[(power["draws"] > power["design_draws"]) | wider]
+
+
+def rerun_label(run) -> str:
+    """What a rerun changed: '16 feature draws', or 'the sweep to m = 131072'."""
+    if run.get("max_m") is not None and run.get("design_max_m") is not None and run["max_m"] > run["design_max_m"]:
+        return f"the sweep to m = {int(run['max_m'])}"
+    return f"{int(run['draws'])} feature draws"
 
 
 def validation_rates(tables: dict) -> list[dict]:
     """The known-answers summary (any table named ``*known_answers_summary``): per claim and planted scenario,
     how often the rule returned the planted verdict and its opposite, with Clopper-Pearson 95 % CIs; a missed
-    scenario run again with more feature draws (its ``*known_answers_power`` table) carries those rates in
-    ``more_draws``."""
+    scenario run again with more feature draws or a wider sweep (its ``*known_answers_power`` table) carries
+    those rates in ``reruns``."""
     rows = []
     for name, table in sorted(tables.items()):
         if not name.endswith("known_answers_summary") or table is None or table.empty:
@@ -36,16 +45,17 @@ def validation_rates(tables: dict) -> list[dict]:
                 "miss")}}
             if power is not None:
                 mine = power[(power["claim"] == row["claim"]) & (power["scenario"] == row["scenario"])]
-                row["more_draws"] = json.loads(mine[["draws", "n", "planted_rate", "ci_low", "ci_high",
-                                                     "opposite_rate", "meets_aim"]].to_json(orient="records"))
+                columns = [c for c in ("draws", "design_draws", "max_m", "design_max_m", "n", "planted_rate",
+                                       "ci_low", "ci_high", "opposite_rate", "meets_aim") if c in mine]
+                row["reruns"] = json.loads(mine[columns].to_json(orient="records"))
             rows.append(row)
     return rows
 
 
-def more_draws_text(runs: list[dict], planted: str) -> str:
-    """A missed scenario's reruns with more feature draws, as '16 feature draws: SUPPORTED 100% [83%, 100%] of 20,
-    aim met' (the opposite named where it occurred)."""
-    return "; ".join(f"{int(run['draws'])} feature draws: {planted} {run['planted_rate']:.0%} [{run['ci_low']:.0%}, "
+def reruns_text(runs: list[dict], planted: str) -> str:
+    """A missed scenario's reruns, as '16 feature draws: SUPPORTED 100% [83%, 100%] of 20, aim met' or 'the sweep
+    to m = 131072: NOT_SUPPORTED ...' (the opposite named where it occurred)."""
+    return "; ".join(f"{rerun_label(run)}: {planted} {run['planted_rate']:.0%} [{run['ci_low']:.0%}, "
                      f"{run['ci_high']:.0%}] of {int(run['n'])}"
                      + (f", opposite {run['opposite_rate']:.0%}" if run["opposite_rate"] else "")
                      + (", aim met" if run["meets_aim"] else ", aim still missed") for run in runs)
@@ -78,8 +88,8 @@ def validation_lines(validation: list[dict]) -> list[str]:
         missed = "" if row["meets_aim"] else f", missing the aim {how}" if how else " (misses the aim)"
         if row.get("design_resolves") is False:  # noise-free data at this design would not give it either
             missed = " (beyond this design" + ("" if row["meets_aim"] else "; the opposite too often") + ")"
-        if row.get("more_draws"):  # run again with more feature draws: the design's power, or the rule's miss?
-            missed += f"; run again at {more_draws_text(row['more_draws'], row['planted_verdict'])}"
+        if row.get("reruns"):  # run again with more draws or a wider sweep: the design's miss, or the rule's?
+            missed += f"; run again with {reruns_text(row['reruns'], row['planted_verdict'])}"
         by_claim.setdefault(row["claim"], []).append(
             f"{row['scenario']}: {row['planted_verdict']} {row['planted_rate']:.0%} [{row['ci_low']:.0%}, "
             f"{row['ci_high']:.0%}] of {int(row['n'])}{opposite}{other}{missed}")

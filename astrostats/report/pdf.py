@@ -18,7 +18,7 @@ from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
-from astrostats.report.audit import MISS_KINDS, reruns
+from astrostats.report.audit import MISS_KINDS, rerun_label, reruns
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
@@ -109,7 +109,7 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
     def names(rows) -> str:
         return ", ".join(f"{row.claim} {str(row.scenario).replace('_', ' ')}" for row in rows.itertuples())
 
-    power_name = name.removesuffix("_summary") + "_power"  # the missed scenarios' reruns with more draws
+    power_name = name.removesuffix("_summary") + "_power"  # the missed scenarios' reruns
 
     return {"text": f"Each rule was applied to data with a planted answer (table {name}, "
                     f"{decisive.plural(len(summary), 'scenario')}): how often the audit's verdict equals the planted "
@@ -118,35 +118,37 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
                     "real data. "
                     + "".join(_misses(missed[[k == kind for k in kinds]], MISS_KINDS.get(kind, ""), names)
                               for kind in [*MISS_KINDS, ""] if kind in kinds)
-                    + _more_draws(tables.get(power_name), power_name)
+                    + _reruns(tables.get(power_name), power_name)
                     + ("Every scenario this design can resolve meets the aim. " if not len(missed) else "")
                     + (f"Beyond this profile's design (noise-free data would not give the planted verdict either, "
                        f"so only a rare opposite verdict is asked for): {names(beyond)}." if len(beyond) else ""),
             "figure": _figure(figure, root) if figure is not None else None}
 
 
-def _more_draws(power, table: str) -> str:
-    """What the missed scenarios' reruns with more feature draws showed (the known-answers power table): a
-    scenario that meets the aim with more draws missed it for the design's power; one that still misses it at the
-    most draws run is not resolved by draws."""
+def _reruns(power, table: str) -> str:
+    """What the missed scenarios' reruns showed (the known-answers power table): a scenario that meets the aim
+    with more feature draws missed it for the design's power, one that meets it with C1's sweep extended to
+    larger m for the design's reach; one that still misses it at every rerun is not resolved by either."""
     if power is None or power.empty:
         return ""
     met, short = {}, {}
     for (claim, scenario), runs in reruns(power).groupby(["claim", "scenario"], sort=False):
-        runs = runs.sort_values("draws")
-        reached, last = runs[runs["meets_aim"].astype(bool)], runs.iloc[-1]
         label = f"{claim} {str(scenario).replace('_', ' ')}"
-        if len(reached):
-            met.setdefault(int(reached["draws"].iloc[0]), []).append(label)
+        reached = [run for run in runs.to_dict("records") if run["meets_aim"]]
+        if reached:
+            met.setdefault(rerun_label(reached[0]), []).append(label)
         else:
-            short.setdefault(int(last["draws"]), []).append(
-                f"{label} ({last['planted_verdict']} {last['planted_rate']:.0%}"
+            tried = " or ".join(dict.fromkeys(rerun_label(run) for run in runs.to_dict("records")))
+            last = runs.iloc[-1]
+            short.setdefault(tried, []).append(
+                f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
-    parts = [f"the aim is met at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(met.items())]
-    parts += [f"it is still missed at {draws} draws by {', '.join(labels)}" for draws, labels in sorted(short.items())]
-    return (f"Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head; table {table}): "
-            f"{'; '.join(parts)}. Met with more draws: the miss was this design's power; still missed: not resolved by "
-            "more draws (the rule, or a limit of the design other than its draws). ") if parts else ""
+    parts = [f"the aim is met with {how} by {', '.join(labels)}" for how, labels in met.items()]
+    parts += [f"it is still missed with {how} by {', '.join(labels)}" for how, labels in short.items()]
+    return (f"Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head) and, for C1, "
+            f"with the sweep extended to larger m (the same truth; table {table}): {'; '.join(parts)}. Met with "
+            "more draws: the miss was this design's power; met with a wider sweep: its reach; still missed: not "
+            "resolved by either (the rule, or a limit of the design other than these). ") if parts else ""
 
 
 def _misses(rows, how: str, names) -> str:

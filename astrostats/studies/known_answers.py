@@ -64,14 +64,16 @@ verdict) and ``<name>_summary`` (per claim and scenario: replicates, the rate of
 its opposite, Clopper-Pearson 95 % CIs, whether the design can resolve it (``design_resolves``), whether the aim,
 planted >= 95 % and opposite <= 5 % (beyond the design: the opposite alone), is met (``meets_aim``, ``aim``: "met",
 "aim missed" or "beyond this design: ..."), ``miss`` (how it misses), and the scenario's ``family`` and
-``misspecified`` labels); where ``power_draws`` is set, ``<name>_power`` (:func:`power_table`): each simulated
-scenario that missed, run again with more feature draws, which tells a design short of power (the planted
-verdict climbs to the aim) from a rule that cannot reach the truth (it does not).
+``misspecified`` labels); where ``power_draws`` or ``power_max_m`` is set, ``<name>_power`` (:func:`power_table`):
+each simulated scenario that missed, run again with more feature draws (and C1's with its sweep extended to larger
+m), which tells a design short of power or reach (the planted verdict climbs to the aim) from a rule that cannot
+reach the truth (it does not).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,6 +242,9 @@ class Parameters:
     # each simulated scenario that misses its aim at this design, run again at these feature draws (C1: the
     # scaling design's seeds; C2, C6: the measured design's draws per head): power or the rule? (power_table)
     power_draws: tuple[int, ...] = ()
+    # ... and each simulated C1 scenario that misses it, run again with the scaling sweep extended on its own grid
+    # (doubling, as the design) to each of these m, the same truth: a floor the design's m cannot see, or the rule?
+    power_max_m: tuple[int, ...] = ()
 
     def __post_init__(self):
         check_int("n_replicates", self.n_replicates, minimum=1)
@@ -284,6 +289,9 @@ class Parameters:
         if not (isinstance(self.power_draws, (tuple, list)) and not self.power_draws):  # () runs none again
             fewest = min(self.scaling_seeds, self.measured_seeds)  # a value no design is below would rerun nothing
             check_int_list("power_draws", self.power_draws, minimum=fewest + 1)
+        if not (isinstance(self.power_max_m, (tuple, list)) and not self.power_max_m):
+            top, below = sorted(set(self.scaling_m))[-1:-3:-1]
+            check_int_list("power_max_m", self.power_max_m, minimum=math.ceil(top * top / below))  # one more width
         self.overfitting_parameters()  # the splits' sizes are checked where the overfitting study checks them
 
     def overfitting_parameters(self) -> overfitting.Parameters:
@@ -773,35 +781,60 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
 #: the feature draws a simulated claim's design rests on (Parameters field): C1 the scaling run's seeds, C2 and C6
 #: the measured design's draws per head
 DESIGN_DRAWS = {"C1": "scaling_seeds", "C2": "measured_seeds", "C6": "measured_seeds"}
+#: the widths m a simulated claim's design sweeps (Parameters field); only C1's sweep is extended (power_max_m)
+DESIGN_WIDTHS = {"C1": "scaling_m", "C2": "measured_m", "C6": "measured_m"}
 #: the power table's columns and their types (an empty table keeps them)
-POWER_COLUMNS = {"claim": str, "scenario": str, "planted_verdict": str, "design_draws": int, "draws": int, "n": int,
-                 "planted_rate": float, "ci_low": float, "ci_high": float, "opposite_rate": float,
-                 "opposite_ci_high": float, "meets_aim": bool}
+POWER_COLUMNS = {"claim": str, "scenario": str, "planted_verdict": str, "design_draws": int, "draws": int,
+                 "design_max_m": int, "max_m": int, "n": int, "planted_rate": float, "ci_low": float,
+                 "ci_high": float, "opposite_rate": float, "opposite_ci_high": float, "meets_aim": bool}
+
+
+def extended_sweep(parameters: Parameters, max_m: int) -> Parameters:
+    """The C1 design with its scaling sweep continued on its own grid (the ratio of its two largest m) up to
+    ``max_m``, and the same truth: small_floor's floor, planted as a share of the error at the largest m, kept
+    where the design put it."""
+    widths = sorted(set(parameters.scaling_m))
+    ratio = widths[-1] / widths[-2]
+    while widths[-1] * ratio <= max_m * (1 + 1e-9):
+        widths.append(int(round(widths[-1] * ratio)))
+    share = parameters.floor_fraction * (widths[-1] / max(parameters.scaling_m)) ** 0.5
+    return dataclasses.replace(parameters, scaling_m=tuple(widths), floor_fraction=share, power_max_m=())
+
+
+def _rerun(row, parameters: Parameters, more: Parameters, label: str, seed: int) -> pd.DataFrame:
+    """One missed scenario run again under the design ``more`` (the same replicates, seeds of its own)."""
+    found = [{**found_row, "scenario": row.scenario}
+             for replicate in range(replicates(row.scenario, parameters))
+             for found_row in simulated_rows(row.scenario, more, replicate_seed(seed, f"{row.scenario}/{label}",
+                                                                                 replicate))
+             if found_row["claim"] == row.claim]
+    return summary_table(pd.DataFrame(found))
 
 
 def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
     """Is a miss the design's or the rule's? Each simulated scenario (C1, C2, C6) that misses its aim where this
     design can show the planted verdict at all, run again with more feature draws (``power_draws`` above the
-    design's own; the same number of replicates, seeds of their own): where the planted verdict's rate climbs to
-    the aim, the miss was this design's power; where it stays short or the opposite persists, the rule's. One row
-    per scenario, claim and number of draws, the design's own first (from ``summary``)."""
+    design's own) and, for C1, with its sweep extended to larger m (``power_max_m``; the same truth), each with
+    the same number of replicates and seeds of its own: where the planted verdict's rate climbs to the aim, the
+    miss was this design's (its power, or its reach); where it stays short or the opposite persists, the rule's.
+    One row per scenario, claim and rerun, the design's own first (from ``summary``)."""
     missed = summary[~summary["meets_aim"].astype(bool) & summary["design_resolves"].astype(bool)
                      & summary["claim"].isin(list(DESIGN_DRAWS)) & (summary["planted_verdict"] != COVERAGE)]
     parts = []
     for row in missed.itertuples():
         field = DESIGN_DRAWS[row.claim]
-        design = getattr(parameters, field)
-        parts.append(summary.loc[[row.Index]].assign(design_draws=design, draws=design))
+        design, widest = getattr(parameters, field), int(max(getattr(parameters, DESIGN_WIDTHS[row.claim])))
+        parts.append(summary.loc[[row.Index]].assign(design_draws=design, draws=design, design_max_m=widest,
+                                                     max_m=widest))
         for draws in sorted(set(parameters.power_draws)):
-            if draws <= design:
-                continue
-            more = dataclasses.replace(parameters, **{field: draws})
-            found = [{**found_row, "scenario": row.scenario}
-                     for replicate in range(replicates(row.scenario, parameters))
-                     for found_row in simulated_rows(row.scenario, more, replicate_seed(
-                         seed, f"{row.scenario}/{draws} draws", replicate))
-                     if found_row["claim"] == row.claim]
-            parts.append(summary_table(pd.DataFrame(found)).assign(design_draws=design, draws=draws))
+            if draws > design:
+                more = dataclasses.replace(parameters, **{field: draws})
+                parts.append(_rerun(row, parameters, more, f"{draws} draws", seed).assign(
+                    design_draws=design, draws=draws, design_max_m=widest, max_m=widest))
+        for max_m in sorted(set(parameters.power_max_m)) if row.claim == "C1" else ():
+            wider = extended_sweep(parameters, max_m)
+            parts.append(_rerun(row, parameters, wider, f"sweep to {max_m}", seed).assign(
+                design_draws=design, draws=design, design_max_m=widest, max_m=max(wider.scaling_m)))
     if not parts:
         return pd.DataFrame({column: pd.Series(dtype=kind) for column, kind in POWER_COLUMNS.items()})
     return pd.concat(parts, ignore_index=True)[list(POWER_COLUMNS)].astype(POWER_COLUMNS)
@@ -823,10 +856,15 @@ def study_cost(parameters: Parameters) -> StudyCost:
     """For the cost estimate (astrostats.cost): every scenario's replicates (within 1.2x of the measured time at
     the quick and full profiles), and the reruns with more draws of those that may miss their aim (the simulated
     scenarios with a misspecified truth or a noise family other than the fitted one), each rerun's replicate
-    priced in proportion to its draws (measured: C1 0.08, 0.16, 0.35 s at 8, 16, 32 seeds; C2 and C6 grow less)."""
+    priced in proportion to its draws (measured: C1 0.08, 0.16, 0.35 s at 8, 16, 32 seeds; C2 and C6 grow less),
+    and C1's reruns with a wider sweep in proportion to its widths."""
     def rerun_seconds(scenario: str) -> float:
-        design = getattr(parameters, DESIGN_DRAWS[SCENARIOS[scenario][0][0]])
-        return sum(draws / design for draws in set(parameters.power_draws) if draws > design) \
+        claim = SCENARIOS[scenario][0][0]
+        design = getattr(parameters, DESIGN_DRAWS[claim])
+        widths = len(set(parameters.scaling_m))
+        wider = sum(len(extended_sweep(parameters, max_m).scaling_m) / widths
+                    for max_m in set(parameters.power_max_m)) if claim == "C1" else 0.0
+        return (sum(draws / design for draws in set(parameters.power_draws) if draws > design) + wider) \
             * replicates(scenario, parameters) * SIMULATED_REPLICATE_SECONDS
 
     may_miss = [scenario for scenario in parameters.scenarios if SCENARIOS[scenario][0][0] in DESIGN_DRAWS
@@ -866,7 +904,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
         results[column] = pd.to_numeric(results[column], errors="coerce")
     summary = summary_table(results, resolves)
     tables = {spec.name: results, f"{spec.name}_summary": summary}
-    if parameters.power_draws:
+    if parameters.power_draws or parameters.power_max_m:
         tables[f"{spec.name}_power"] = power_table(summary, parameters, spec.seed)
     return tables
 

@@ -1,8 +1,8 @@
 """The rules on planted truth (known_answers): per claim and scenario, how often the rule returned the planted
 verdict (Clopper-Pearson 95 % CI) and how often its opposite, against the 95 % aim, so that a reader sees at a
 glance which rules recover what was planted and where they abstain; where a missed scenario was run again with
-more feature draws (the power table), its rate there beside it, so that a miss the design's power explains is
-told from one it does not."""
+more feature draws or (C1) a wider sweep (the power table), its rate there beside it, so that a miss the design's
+power or reach explains is told from one it does not."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -11,7 +11,7 @@ import pandas as pd
 
 from astrostats.claims import AuditedCircuit
 from astrostats.report import style
-from astrostats.report.audit import reruns
+from astrostats.report.audit import rerun_label, reruns
 from astrostats.report.figures import find_table
 
 AIM = 0.95
@@ -24,8 +24,8 @@ def draw(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> dict:
     return {"rates": _rates(summary.reset_index(drop=True), find_table(tables, "known_answers_power"))}
 
 
-#: a marker per number of draws in the reruns, fewest first
-RERUN_MARKERS = ("o", "s", "^", "D")
+#: a marker per kind of rerun (each number of draws, each sweep), in the power table's order
+RERUN_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
@@ -43,11 +43,13 @@ def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
                    label="opposite verdict returned")
     if power is not None and {"claim", "scenario", "draws", "design_draws", "planted_rate"} <= set(power):
         place = {key: position for key, position in zip(zip(summary["claim"], summary["scenario"]), y)}
-        for marker, (draws, runs) in zip(RERUN_MARKERS, reruns(power).groupby("draws")):
+        shown = reruns(power)
+        labels = pd.Series([rerun_label(run) for run in shown.to_dict("records")], index=shown.index, dtype=object)
+        for marker, (how, runs) in zip(RERUN_MARKERS, shown.groupby(labels, sort=False)):
             runs = runs[[key in place for key in zip(runs["claim"], runs["scenario"])]]
             ax.scatter(runs["planted_rate"], [place[key] for key in zip(runs["claim"], runs["scenario"])],
                        marker=marker, s=16, facecolors="none", edgecolors="0.2", linewidths=0.7, zorder=4,
-                       label=f"planted verdict with {int(draws)} draws")
+                       label=f"planted verdict with {how.replace('feature draws', 'draws')}")
     ax.axvline(AIM, **style.TOLERANCE_STYLE, label="aim: 95 %")
     labels = [f"{claim}  {str(scenario).replace('_', ' ')}" for claim, scenario in zip(summary["claim"], summary["scenario"])]
     ax.set_yticks(y, labels)
