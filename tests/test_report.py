@@ -380,13 +380,12 @@ def test_known_answers_figure_shows_the_reruns_with_more_draws_beside_the_rates(
     style.apply()
     fig = figure.draw({"known_answers_summary": summary, "known_answers_power": power})["rates"]
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "planted verdict with 16 draws" in labels and "planted verdict with 32 draws" in labels
-    assert "planted verdict with the sweep to m = 131072" in labels
+    assert "rerun: 16 draws" in labels and "rerun: 32 draws" in labels and "rerun: sweep to m = 131072" in labels
     marks = {collection.get_label(): collection.get_offsets().tolist() for collection in fig.axes[0].collections}
-    assert marks["planted verdict with 16 draws"] == [[0.97, 0.0]]  # C2 b is the lower row (y = 0)
-    assert marks["planted verdict with the sweep to m = 131072"] == [[0.9, 1.0]]
+    assert marks["rerun: 16 draws"] == [[0.97, 0.0]]  # C2 b is the lower row (y = 0)
+    assert marks["rerun: sweep to m = 131072"] == [[0.9, 1.0]]
     plain = figure.draw({"known_answers_summary": summary})["rates"]
-    assert not any("draws" in label for label in plain.axes[0].get_legend_handles_labels()[1])
+    assert not any("rerun" in label for label in plain.axes[0].get_legend_handles_labels()[1])
     import matplotlib.pyplot as plt
     plt.close(fig)
     plt.close(plain)

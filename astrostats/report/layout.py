@@ -94,7 +94,7 @@ CAPTIONS = (  # (kind, name pattern, caption): the first match wins; {detail} is
      "first along each resource."),
     ("known_answers", "rates", "Each claim's rule on data with a planted answer: the share of replicates in which "
      "it returned the planted verdict (dots, Clopper-Pearson 95 % CIs) and its opposite (crosses), per scenario. "
-     "Aim: 95 % (dotted). Red: the aim missed; amber: beyond the design; hollow: rerun, more draws or wider m."),
+     "Aim: 95 % (dotted). Red: the aim missed; amber: beyond the design; hollow: reruns."),
 )
 GENERIC_CAPTION = "{name} of the analysis {analysis}: see its tables for the numbers drawn."
 

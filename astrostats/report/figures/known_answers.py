@@ -49,7 +49,7 @@ def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
             runs = runs[[key in place for key in zip(runs["claim"], runs["scenario"])]]
             ax.scatter(runs["planted_rate"], [place[key] for key in zip(runs["claim"], runs["scenario"])],
                        marker=marker, s=16, facecolors="none", edgecolors="0.2", linewidths=0.7, zorder=4,
-                       label=f"planted verdict with {how.replace('feature draws', 'draws')}")
+                       label=f"rerun: {how.replace('feature draws', 'draws').removeprefix('the ')}")
     ax.axvline(AIM, **style.TOLERANCE_STYLE, label="aim: 95 %")
     labels = [f"{claim}  {str(scenario).replace('_', ' ')}" for claim, scenario in zip(summary["claim"], summary["scenario"])]
     ax.set_yticks(y, labels)
