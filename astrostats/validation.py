@@ -59,12 +59,12 @@ def check_identifier(name: str, value: Any) -> str:
     return value
 
 
-def check_int_list(name: str, values: Any, *, minimum: int = 1) -> tuple[int, ...]:
-    """A non-empty list of integers >= minimum (the m values of a sweep, say)."""
+def check_int_list(name: str, values: Any, *, minimum: int = 1, maximum: int | None = None) -> tuple[int, ...]:
+    """A non-empty list of integers >= minimum (and <= maximum, where given): the m values of a sweep, say."""
     items = None if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) else list(values)
     if not items:
         raise fail(name, f"a non-empty list of integers >= {minimum}", values)
-    return tuple(check_int(name, value, minimum=minimum) for value in items)
+    return tuple(check_int(name, value, minimum=minimum, maximum=maximum) for value in items)
 
 
 def check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,

@@ -381,7 +381,7 @@ def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_b
 
 
 def test_power_max_m_must_add_a_width_to_the_sweep():
-    for value in ([8192], [16383], 131072, ["x"]):
+    for value in ([8192], [16383], 131072, ["x"], [10**12 + 1], [True]):
         with pytest.raises(InputError, match="power_max_m"):
             _spec(power_max_m=value).bind(ka.Parameters)
     assert _spec(power_max_m=[16384]).bind(ka.Parameters).power_max_m == (16384,)
