@@ -381,10 +381,13 @@ def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_b
 
 
 def test_power_max_m_must_add_a_width_to_the_sweep():
-    for value in ([8192], [16383], 131072, ["x"], [10**12 + 1], [True]):
+    for value in ([8192], [16383], 131072, ["x"], [10**9 + 1], [True]):
         with pytest.raises(InputError, match="power_max_m"):
             _spec(power_max_m=value).bind(ka.Parameters)
     assert _spec(power_max_m=[16384]).bind(ka.Parameters).power_max_m == (16384,)
+    widest = ka.extended_sweep(_spec(power_max_m=[10**9]).bind(ka.Parameters), 10**9)  # the largest allowed
+    for scenario in ("small_floor", "converges_heteroscedastic"):
+        assert ka.simulated_rows(scenario, widest, 1)[0]["audit_verdict"] in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE")
 
 
 def test_power_draws_are_checked_and_none_means_no_power_table():

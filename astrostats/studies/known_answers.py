@@ -291,9 +291,9 @@ class Parameters:
             check_int_list("power_draws", self.power_draws, minimum=fewest + 1)
         if not (isinstance(self.power_max_m, (tuple, list)) and not self.power_max_m):
             top, below = sorted(set(self.scaling_m))[-1:-3:-1]
-            # at least one width more; at most 1e12, a thousand times past any circuit's synapses (a human
-            # astrocyte's 2e6), where the planted errors still sit far above float64's smallest numbers
-            check_int_list("power_max_m", self.power_max_m, minimum=math.ceil(top * top / below), maximum=10**12)
+            # at least one width more; at most 1e9, 500 times a human astrocyte's 2e6 synapses (past about 1e10
+            # the heteroscedastic family's noise, whose spread grows as m^0.25, drives planted errors to 0.0)
+            check_int_list("power_max_m", self.power_max_m, minimum=math.ceil(top * top / below), maximum=10**9)
         self.overfitting_parameters()  # the splits' sizes are checked where the overfitting study checks them
 
     def overfitting_parameters(self) -> overfitting.Parameters:
