@@ -264,7 +264,7 @@ def test_a_build_without_avx512_loads_and_serves_the_row_passes_only(tmp_path, m
     signatures it has are declared), say it has no fused pass, and leave the circuit to the earlier kernels."""
     if native._library() is None:
         pytest.skip("no C compiler (or ASTROSTATS_NATIVE=0): nothing is built")
-    monkeypatch.setattr(native, "CACHE", tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the build reads its cache folder from here
     monkeypatch.setattr(native, "FLAGS", [*native.FLAGS, "-mno-avx512f"])
     compiler = native.os.environ.get("CC") or native.shutil.which("cc") or native.shutil.which("gcc")
     library = native._declared(native.ctypes.CDLL(str(native._build(compiler))))
@@ -526,7 +526,7 @@ def test_a_tampered_cached_native_library_is_rebuilt_not_loaded(tmp_path, monkey
     from astrostats.circuits import native
     if native._library() is None:
         pytest.skip("no C compiler (or ASTROSTATS_NATIVE=0): the torch path is used")
-    monkeypatch.setattr(native, "CACHE", tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the build reads its cache folder from here
     compiler = native.os.environ.get("CC") or native.shutil.which("cc") or native.shutil.which("gcc")
     built = native._build(compiler)
     good = built.read_bytes()
