@@ -380,14 +380,23 @@ def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_b
     assert "run again with the sweep to m = 131072: NOT_SUPPORTED" in line and "aim met" in line
 
 
-def test_power_max_m_must_add_a_width_to_the_sweep():
-    for value in ([8192], [16383], 131072, ["x"], [10**9 + 1], [True]):
+def test_power_max_m_must_add_a_width_to_the_sweep_and_stay_where_planted_errors_are_positive():
+    """Refused (naming power_max_m): no width added, not a list of integers, past MAX_SWEEP_M, or any value where
+    the design's next width is already past it. Values off the grid stop at the width below, one rerun per width
+    reached. At the widest allowed sweep the heteroscedastic noise, the family whose spread grows with m, keeps
+    every planted error positive over 40,000 sequences (a zero would stop the log-log fit)."""
+    for value in ([8192], [16383], 131072, ["x"], [ka.MAX_SWEEP_M + 1], [True]):
         with pytest.raises(InputError, match="power_max_m"):
             _spec(power_max_m=value).bind(ka.Parameters)
-    assert _spec(power_max_m=[16384]).bind(ka.Parameters).power_max_m == (16384,)
-    widest = ka.extended_sweep(_spec(power_max_m=[10**9]).bind(ka.Parameters), 10**9)  # the largest allowed
-    for scenario in ("small_floor", "converges_heteroscedastic"):
-        assert ka.simulated_rows(scenario, widest, 1)[0]["audit_verdict"] in ("SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE")
+    with pytest.raises(InputError, match=r"power_max_m: expected \[\] \(no rerun can widen this sweep: its next width, 20000000"):
+        _spec(scaling_m=[64, 5_000_000, 10_000_000], power_max_m=[10**7]).bind(ka.Parameters)
+    parameters = _spec(power_max_m=[100000, 131071, 16384]).bind(ka.Parameters)
+    assert [max(sweep.scaling_m) for sweep in ka.wider_sweeps(parameters)] == [16384, 65536]
+    widest = ka.extended_sweep(_spec(power_max_m=[ka.MAX_SWEEP_M]).bind(ka.Parameters), ka.MAX_SWEEP_M)
+    m = np.array(widest.scaling_m, dtype=float)
+    assert m.max() == 2 ** 23
+    factors = ka.noise_factors("heteroscedastic", widest, np.random.default_rng(0), m, (m.size, 8, 40_000))
+    assert factors.min() > 0
 
 
 def test_power_draws_are_checked_and_none_means_no_power_table():

@@ -358,9 +358,14 @@ def test_validation_says_which_misses_more_draws_or_a_wider_sweep_resolve():
     assert "the aim is met with 16 feature draws by C2 inside" in text
     assert "the aim is met with the sweep to m = 131072 by C1 small floor" in text
     assert "still missed with the sweep to m = 131072 by C1 hetero (the sweep to m = 131072: SUPPORTED 30%)" in text
-    old = power.drop(columns=["design_max_m", "max_m"]).iloc[:4]
-    assert "still missed with 16 feature draws by C1 small floor (16 feature draws: NOT_SUPPORTED 20%, the " \
-           "opposite 75%)" in pdf._reruns(old, "known_answers_power")
+    assert text.startswith("Run again with more feature draws") and "met with a wider sweep: its reach" in text
+    # a table written before the sweeps (no max_m), its reruns out of order: read as draws alone, the most last
+    old = pd.concat([power.drop(columns=["design_max_m", "max_m"]).iloc[:4],
+                     power.drop(columns=["design_max_m", "max_m"]).iloc[[3]].assign(draws=32, planted_rate=0.3)])
+    old_text = pdf._reruns(old.iloc[[0, 1, 2, 4, 3]], "known_answers_power")
+    assert "still missed with 16 feature draws or 32 feature draws by C1 small floor (32 feature draws: " \
+           "NOT_SUPPORTED 30%, the opposite 75%)" in old_text
+    assert "sweep" not in old_text
     assert pdf._reruns(power[power["draws"] == power["design_draws"]].iloc[:1], "known_answers_power") == ""
     assert pdf._reruns(None, "known_answers_power") == ""
 

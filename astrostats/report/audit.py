@@ -14,17 +14,20 @@ MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to
 
 
 def reruns(power):
-    """The known-answers power table's reruns: more draws than the design's, or (C1) a sweep to larger m than
-    its (a table written before the sweeps has no ``max_m``); its design rows left out."""
-    wider = power["max_m"] > power["design_max_m"] if "max_m" in power else False
-    return power[(power["draws"] > power["design_draws"]) | wider]
+    """The known-answers power table's reruns, fewest draws and narrowest sweep first: more draws than the
+    design's, or (C1) a sweep to larger m than its (a table written before the sweeps has no ``max_m``); its
+    design rows left out."""
+    wider = power["max_m"] > power["design_max_m"] if {"max_m", "design_max_m"} <= set(power) else False
+    found = power[(power["draws"] > power["design_draws"]) | wider]
+    return found.sort_values([column for column in ("max_m", "draws") if column in found], kind="stable")
 
 
-def rerun_label(run) -> str:
-    """What a rerun changed: '16 feature draws', or 'the sweep to m = 131072'."""
+def rerun_label(run, short: bool = False) -> str:
+    """What a rerun changed: '16 feature draws' or 'the sweep to m = 131072' ('16 draws', 'sweep to m = 131072'
+    where ``short``)."""
     if run.get("max_m") is not None and run.get("design_max_m") is not None and run["max_m"] > run["design_max_m"]:
-        return f"the sweep to m = {int(run['max_m'])}"
-    return f"{int(run['draws'])} feature draws"
+        return f"{'' if short else 'the '}sweep to m = {int(run['max_m'])}"
+    return f"{int(run['draws'])} {'' if short else 'feature '}draws"
 
 
 def validation_rates(tables: dict) -> list[dict]:

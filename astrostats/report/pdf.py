@@ -128,27 +128,37 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
 def _reruns(power, table: str) -> str:
     """What the missed scenarios' reruns showed (the known-answers power table): a scenario that meets the aim
     with more feature draws missed it for the design's power, one that meets it with C1's sweep extended to
-    larger m for the design's reach; one that still misses it at every rerun is not resolved by either."""
-    if power is None or power.empty:
+    larger m for the design's reach; one that still misses it at every rerun is not resolved by them."""
+    shown = reruns(power) if power is not None and not power.empty else None
+    if shown is None or shown.empty:
         return ""
     met, short = {}, {}
-    for (claim, scenario), runs in reruns(power).groupby(["claim", "scenario"], sort=False):
-        label = f"{claim} {str(scenario).replace('_', ' ')}"
-        reached = [run for run in runs.to_dict("records") if run["meets_aim"]]
+    for (claim, scenario), runs in shown.groupby(["claim", "scenario"], sort=False):
+        label, runs = f"{claim} {str(scenario).replace('_', ' ')}", runs.to_dict("records")
+        reached = [run for run in runs if run["meets_aim"]]
         if reached:
             met.setdefault(rerun_label(reached[0]), []).append(label)
         else:
-            tried = " or ".join(dict.fromkeys(rerun_label(run) for run in runs.to_dict("records")))
-            last = runs.iloc[-1]
+            tried, last = " or ".join(dict.fromkeys(rerun_label(run) for run in runs)), runs[-1]
             short.setdefault(tried, []).append(
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
-    parts = [f"the aim is met with {how} by {', '.join(labels)}" for how, labels in met.items()]
-    parts += [f"it is still missed with {how} by {', '.join(labels)}" for how, labels in short.items()]
-    return (f"Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head) and, for C1, "
-            f"with the sweep extended to larger m (the same truth; table {table}): {'; '.join(parts)}. Met with "
-            "more draws: the miss was this design's power; met with a wider sweep: its reach; still missed: not "
-            "resolved by either (the rule, or a limit of the design other than these). ") if parts else ""
+    wider = {rerun_label(run).startswith("the sweep") for run in shown.to_dict("records")}
+    how = {frozenset({False}): ("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
+                                "Met with more draws: the miss was this design's power; still missed: not resolved "
+                                "by more draws (the rule, or a limit of the design other than its draws)."),
+           frozenset({True}): ("with C1's sweep extended to larger m (the same truth)",
+                               "Met with a wider sweep: the miss was this design's reach; still missed: not "
+                               "resolved by a wider sweep (the rule, or a limit of the design other than its "
+                               "reach)."),
+           frozenset({False, True}): ("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per "
+                                      "head) and, for C1, with the sweep extended to larger m (the same truth)",
+                                      "Met with more draws: the miss was this design's power; met with a wider "
+                                      "sweep: its reach; still missed: not resolved by either (the rule, or a limit "
+                                      "of the design other than these).")}[frozenset(wider)]
+    parts = [f"the aim is met with {run} by {', '.join(labels)}" for run, labels in met.items()]
+    parts += [f"it is still missed with {run} by {', '.join(labels)}" for run, labels in short.items()]
+    return f"Run again {how[0]}; table {table}: {'; '.join(parts)}. {how[1]} "
 
 
 def _misses(rows, how: str, names) -> str:

@@ -174,6 +174,10 @@ C7_CASES = {scenario: next(case for case, (expected, _, _) in planted.C7_CASES.i
 OPPOSITE = {"SUPPORTED": "NOT_SUPPORTED", "NOT_SUPPORTED": "SUPPORTED", "CONTAINS": "MISSES"}
 C6_SCENARIOS = ("heads_within_reach", "head_beyond_one_astrocyte")
 AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
+#: the widest sweep a C1 rerun may reach (power_max_m): five times a human astrocyte's 2e6 synapses. Past about
+#: 3e7 the heteroscedastic family's noise, whose spread grows as m^0.25, rounds some planted errors to 0.0 (a
+#: log-log fit cannot take them): over 40,000 sequences x 8 draws, none at 2^23, 7 at 2^25, 283 at 2^29
+MAX_SWEEP_M = 10**7
 #: a 95 % CI misses by design in 5 % of replicates, so "CONTAINS" is judged as a coverage: its aim is met
 #: unless the Clopper-Pearson CI of the rate lies wholly below 95 % (under-coverage shown)
 COVERAGE = "CONTAINS"
@@ -291,9 +295,11 @@ class Parameters:
             check_int_list("power_draws", self.power_draws, minimum=fewest + 1)
         if not (isinstance(self.power_max_m, (tuple, list)) and not self.power_max_m):
             top, below = sorted(set(self.scaling_m))[-1:-3:-1]
-            # at least one width more; at most 1e9, 500 times a human astrocyte's 2e6 synapses (past about 1e10
-            # the heteroscedastic family's noise, whose spread grows as m^0.25, drives planted errors to 0.0)
-            check_int_list("power_max_m", self.power_max_m, minimum=math.ceil(top * top / below), maximum=10**9)
+            next_width = math.ceil(top * top / below)  # at least one width more than the design's
+            if next_width > MAX_SWEEP_M:
+                raise fail("power_max_m", f"[] (no rerun can widen this sweep: its next width, {next_width}, is "
+                                          f"past {MAX_SWEEP_M})", self.power_max_m)
+            check_int_list("power_max_m", self.power_max_m, minimum=next_width, maximum=MAX_SWEEP_M)
         self.overfitting_parameters()  # the splits' sizes are checked where the overfitting study checks them
 
     def overfitting_parameters(self) -> overfitting.Parameters:
@@ -783,8 +789,8 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
 #: the feature draws a simulated claim's design rests on (Parameters field): C1 the scaling run's seeds, C2 and C6
 #: the measured design's draws per head
 DESIGN_DRAWS = {"C1": "scaling_seeds", "C2": "measured_seeds", "C6": "measured_seeds"}
-#: the widths m a simulated claim's design sweeps (Parameters field); only C1's sweep is extended (power_max_m)
-DESIGN_WIDTHS = {"C1": "scaling_m", "C2": "measured_m", "C6": "measured_m"}
+#: the widths m a simulated claim's design measures (Parameters fields); only C1's sweep is extended (power_max_m)
+DESIGN_WIDTHS = {"C1": ("scaling_m",), "C2": ("measured_m",), "C6": ("measured_m", "measured_large_m")}
 #: the power table's columns and their types (an empty table keeps them)
 POWER_COLUMNS = {"claim": str, "scenario": str, "planted_verdict": str, "design_draws": int, "draws": int,
                  "design_max_m": int, "max_m": int, "n": int, "planted_rate": float, "ci_low": float,
@@ -792,15 +798,26 @@ POWER_COLUMNS = {"claim": str, "scenario": str, "planted_verdict": str, "design_
 
 
 def extended_sweep(parameters: Parameters, max_m: int) -> Parameters:
-    """The C1 design with its scaling sweep continued on its own grid (the ratio of its two largest m) up to
-    ``max_m``, and the same truth: small_floor's floor, planted as a share of the error at the largest m, kept
-    where the design put it."""
+    """The C1 design with its scaling sweep continued on its own grid (the ratio of its two largest m: doubling in
+    every shipped profile) up to ``max_m``, and the same truth: small_floor's floor, planted as a share of the
+    error at the largest m, is kept where the design put it (slope_0_35's anchor, the sweep's geometric middle,
+    moves with the sweep: the same rate, planted errors up to 20 % lower)."""
     widths = sorted(set(parameters.scaling_m))
     ratio = widths[-1] / widths[-2]
     while widths[-1] * ratio <= max_m * (1 + 1e-9):
         widths.append(int(round(widths[-1] * ratio)))
     share = parameters.floor_fraction * (widths[-1] / max(parameters.scaling_m)) ** 0.5
     return dataclasses.replace(parameters, scaling_m=tuple(widths), floor_fraction=share, power_max_m=())
+
+
+def wider_sweeps(parameters: Parameters) -> list[Parameters]:
+    """The C1 designs of ``power_max_m``, one per distinct widest m on the grid (a value off the grid stops at the
+    width below it), narrowest first."""
+    sweeps = {}
+    for max_m in sorted(set(parameters.power_max_m)):
+        wider = extended_sweep(parameters, max_m)
+        sweeps.setdefault(max(wider.scaling_m), wider)
+    return list(sweeps.values())
 
 
 def _rerun(row, parameters: Parameters, more: Parameters, label: str, seed: int) -> pd.DataFrame:
@@ -825,7 +842,8 @@ def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     parts = []
     for row in missed.itertuples():
         field = DESIGN_DRAWS[row.claim]
-        design, widest = getattr(parameters, field), int(max(getattr(parameters, DESIGN_WIDTHS[row.claim])))
+        design = getattr(parameters, field)
+        widest = int(max(m for name in DESIGN_WIDTHS[row.claim] for m in getattr(parameters, name)))
         parts.append(summary.loc[[row.Index]].assign(design_draws=design, draws=design, design_max_m=widest,
                                                      max_m=widest))
         for draws in sorted(set(parameters.power_draws)):
@@ -833,10 +851,10 @@ def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
                 more = dataclasses.replace(parameters, **{field: draws})
                 parts.append(_rerun(row, parameters, more, f"{draws} draws", seed).assign(
                     design_draws=design, draws=draws, design_max_m=widest, max_m=widest))
-        for max_m in sorted(set(parameters.power_max_m)) if row.claim == "C1" else ():
-            wider = extended_sweep(parameters, max_m)
-            parts.append(_rerun(row, parameters, wider, f"sweep to {max_m}", seed).assign(
-                design_draws=design, draws=design, design_max_m=widest, max_m=max(wider.scaling_m)))
+        for wider in wider_sweeps(parameters) if row.claim == "C1" else ():
+            reach = max(wider.scaling_m)
+            parts.append(_rerun(row, parameters, wider, f"sweep to {reach}", seed).assign(
+                design_draws=design, draws=design, design_max_m=widest, max_m=reach))
     if not parts:
         return pd.DataFrame({column: pd.Series(dtype=kind) for column, kind in POWER_COLUMNS.items()})
     return pd.concat(parts, ignore_index=True)[list(POWER_COLUMNS)].astype(POWER_COLUMNS)
@@ -864,8 +882,7 @@ def study_cost(parameters: Parameters) -> StudyCost:
         claim = SCENARIOS[scenario][0][0]
         design = getattr(parameters, DESIGN_DRAWS[claim])
         widths = len(set(parameters.scaling_m))
-        wider = sum(len(extended_sweep(parameters, max_m).scaling_m) / widths
-                    for max_m in set(parameters.power_max_m)) if claim == "C1" else 0.0
+        wider = sum(len(sweep.scaling_m) / widths for sweep in wider_sweeps(parameters)) if claim == "C1" else 0.0
         return (sum(draws / design for draws in set(parameters.power_draws) if draws > design) + wider) \
             * replicates(scenario, parameters) * SIMULATED_REPLICATE_SECONDS
 

@@ -5,6 +5,8 @@ more feature draws or (C1) a wider sweep (the power table), its rate there besid
 power or reach explains is told from one it does not."""
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,12 +46,13 @@ def _rates(summary: pd.DataFrame, power: pd.DataFrame | None = None):
     if power is not None and {"claim", "scenario", "draws", "design_draws", "planted_rate"} <= set(power):
         place = {key: position for key, position in zip(zip(summary["claim"], summary["scenario"]), y)}
         shown = reruns(power)
-        labels = pd.Series([rerun_label(run) for run in shown.to_dict("records")], index=shown.index, dtype=object)
-        for marker, (how, runs) in zip(RERUN_MARKERS, shown.groupby(labels, sort=False)):
+        labels = pd.Series([rerun_label(run, short=True) for run in shown.to_dict("records")], index=shown.index,
+                           dtype=object)
+        for marker, (how, runs) in zip(itertools.cycle(RERUN_MARKERS), shown.groupby(labels, sort=False)):
             runs = runs[[key in place for key in zip(runs["claim"], runs["scenario"])]]
             ax.scatter(runs["planted_rate"], [place[key] for key in zip(runs["claim"], runs["scenario"])],
                        marker=marker, s=16, facecolors="none", edgecolors="0.2", linewidths=0.7, zorder=4,
-                       label=f"rerun: {how.replace('feature draws', 'draws').removeprefix('the ')}")
+                       label=f"rerun: {how}")
     ax.axvline(AIM, **style.TOLERANCE_STYLE, label="aim: 95 %")
     labels = [f"{claim}  {str(scenario).replace('_', ' ')}" for claim, scenario in zip(summary["claim"], summary["scenario"])]
     ax.set_yticks(y, labels)
