@@ -54,6 +54,7 @@ are, every other table in full, and the verdicts.
 """
 import json
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,8 @@ def test_every_reference_table_is_unchanged(smoke_run, path):
     missing = [column for column in reference if column not in new]
     assert not missing, f"{name}: columns gone: {missing}"
     other_rounding = name in FLOAT32_TABLES and cpu_vendor() != REFERENCE_CPU_VENDOR
+    if other_rounding:  # said in the test summary, not silent
+        warnings.warn(f"{name}: float columns not compared on a {cpu_vendor()} CPU (reference: {REFERENCE_CPU_VENDOR})")
     for column in reference:
         if column in TIMING or (other_rounding and pd.api.types.is_float_dtype(reference[column])):
             continue
