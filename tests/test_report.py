@@ -358,7 +358,7 @@ def test_validation_says_which_misses_more_draws_or_a_wider_sweep_resolve():
     assert "the aim is met with 16 feature draws by C2 inside" in text
     assert "the aim is met with the sweep to m = 131072 by C1 small floor" in text
     assert "still missed with the sweep to m = 131072 by C1 hetero (the sweep to m = 131072: SUPPORTED 30%)" in text
-    assert text.startswith("Run again with more feature draws") and "met with a wider sweep: its reach" in text
+    assert text.startswith("Run again with more feature draws") and "met with a wider sweep: the miss was this design's reach" in text
     # a table written before the sweeps (no max_m), its reruns out of order: read as draws alone, the most last
     old = pd.concat([power.drop(columns=["design_max_m", "max_m"]).iloc[:4],
                      power.drop(columns=["design_max_m", "max_m"]).iloc[[3]].assign(draws=32, planted_rate=0.3)])

@@ -143,22 +143,17 @@ def _reruns(power, table: str) -> str:
             short.setdefault(tried, []).append(
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
-    wider = {rerun_label(run).startswith("the sweep") for run in shown.to_dict("records")}
-    how = {frozenset({False}): ("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
-                                "Met with more draws: the miss was this design's power; still missed: not resolved "
-                                "by more draws (the rule, or a limit of the design other than its draws)."),
-           frozenset({True}): ("with C1's sweep extended to larger m (the same truth)",
-                               "Met with a wider sweep: the miss was this design's reach; still missed: not "
-                               "resolved by a wider sweep (the rule, or a limit of the design other than its "
-                               "reach)."),
-           frozenset({False, True}): ("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per "
-                                      "head) and, for C1, with the sweep extended to larger m (the same truth)",
-                                      "Met with more draws: the miss was this design's power; met with a wider "
-                                      "sweep: its reach; still missed: not resolved by either (the rule, or a limit "
-                                      "of the design other than these).")}[frozenset(wider)]
+    kinds = {rerun_label(run).startswith("the sweep") for run in shown.to_dict("records")}  # True: a wider sweep
+    ways = [("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
+             "met with more draws: the miss was this design's power")] * (False in kinds)
+    ways += [("with C1's sweep extended to larger m (the same truth)",
+              "met with a wider sweep: the miss was this design's reach")] * (True in kinds)
     parts = [f"the aim is met with {run} by {', '.join(labels)}" for run, labels in met.items()]
     parts += [f"it is still missed with {run} by {', '.join(labels)}" for run, labels in short.items()]
-    return f"Run again {how[0]}; table {table}: {'; '.join(parts)}. {how[1]} "
+    meaning = "; ".join(reading for _, reading in ways)
+    return (f"Run again {' and '.join(lead for lead, _ in ways)}; table {table}: {'; '.join(parts)}. "
+            f"{meaning[0].upper() + meaning[1:]}; still missed: not resolved by these reruns (the rule, or a limit "
+            "of the design they do not change). ")
 
 
 def _misses(rows, how: str, names) -> str:
