@@ -190,7 +190,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                             "exp(q·k); it is evidence about random features, not about astrocytes.",
                             "'Converges' is measured down to each head's floor bound in the headline; a smaller floor "
                             "is not excluded (the known-answers scenario small_floor, a floor at half the error at "
-                            "the largest m, is mostly called SUPPORTED: no sweep of this size can see it).",),
+                            "m = 8,192, is mostly called SUPPORTED by a sweep that stops there; continued to "
+                            "131,072, the same rule finds it in every replicate).",),
                         headline=_scope(deciding, table) + "; in the regime C/sqrt(m) <= 0.25: "
                         + "; ".join(findings + not_reached))
 
