@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from astrostats.stats.calibration import simulate_scaling_batch, simulate_scaling_table
-from astrostats.stats.scaling import _fit_floor, fit_scaling_law, scaling_fits_table
+from astrostats.stats.scaling import _fit_floor, fit_scaling_law, log_spread_trend, scaling_fits_table
 from astrostats.stats.scaling_batch import (_solve_steps, fit_floor_batch, floor_test_batch, power_law_batch,
                                             power_law_bootstrap, scaling_design)
 from astrostats.validation import InputError
@@ -230,3 +230,21 @@ def test_bootstrap_sd_of_alpha_matches_its_sampling_sd():
     # var of a sample variance of 600 normal estimates: 2 sigma^4 / 599; the mean bootstrap variance is far
     # more precise, so the band is the sampling error of `true` alone
     assert abs(boot.mean() / true - 1) <= Z_SCORE * math.sqrt(2 / 599)
+
+
+def test_the_log_spread_trend_recovers_a_planted_growth_and_contains_zero_without_one():
+    """log SD of the log errors planted as 0.2 (m / 64)^0.25 over 8 widths x 400 rows: the slope's 95 % CI holds
+    0.25; a constant SD's holds 0. Fewer than 3 widths: NaN with the reason; bad input: an InputError naming it."""
+    rng = np.random.default_rng(3)
+    m = np.repeat(2.0 ** np.arange(6, 14), 400)
+    growing = np.exp(0.2 * (m / 64) ** 0.25 * rng.standard_normal(m.size))
+    trend = log_spread_trend(m, growing)
+    assert trend["spread_slope_ci_low"] <= 0.25 <= trend["spread_slope_ci_high"] and trend["spread_slope_ci_low"] > 0
+    flat = log_spread_trend(m, np.exp(0.2 * rng.standard_normal(m.size)))
+    assert flat["spread_slope_ci_low"] <= 0 <= flat["spread_slope_ci_high"]
+    short = log_spread_trend(m[m < 256], growing[m < 256])
+    assert math.isnan(short["spread_slope"]) and "need >= 3" in short["spread_reason"]
+    with pytest.raises(InputError, match="values"):
+        log_spread_trend(m, -growing)
+    with pytest.raises(InputError, match="m, values"):
+        log_spread_trend(m, growing[:-1])

@@ -176,6 +176,9 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         findings.append(f"{deciding.loc[index, 'logit_scale']}: {quantity} outside its margin "
                         f"(Holm-adjusted across {len(deciding)} head{'s' if len(deciding) != 1 else ''})")
     verdict = "NOT_SUPPORTED" if refuted else "SUPPORTED" if supported else "INCONCLUSIVE"
+    spreading = [f"{row['logit_scale']} (slope of log SD on log m {row['spread_slope']:.2f} "
+                 f"[{row['spread_slope_ci_low']:.2f}, {row['spread_slope_ci_high']:.2f}])"
+                 for _, row in deciding.iterrows() if (finite(row.get("spread_slope_ci_low")) or 0.0) > 0]
     reason = {"SUPPORTED": "in the asymptotic regime the rate is 1/2 and the constant the predicted one, within "
                            "the margins, at every head that reaches it",
               "NOT_SUPPORTED": "in the asymptotic regime of some head the rate or the constant lies outside its "
@@ -191,7 +194,11 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                             "'Converges' is measured down to each head's floor bound in the headline; a smaller floor "
                             "is not excluded (the known-answers scenario small_floor, a floor at half the error at "
                             "m = 8,192, is mostly called SUPPORTED by a sweep that stops there; continued to "
-                            "131,072, the same rule finds it in every replicate).",),
+                            "131,072, the same rule finds it in every replicate).",
+                            *([f"The log error's spread grows with m at {', '.join(spreading)}: the fitted rate is the "
+                               "typical (geometric-mean) error's, which then falls faster than the root-mean-square "
+                               "error theory speaks of, so alpha may sit above 1/2 for that reason alone (the "
+                               "known-answers scenario converges_heteroscedastic)."] if spreading else [])),
                         headline=_scope(deciding, table) + "; in the regime C/sqrt(m) <= 0.25: "
                         + "; ".join(findings + not_reached))
 

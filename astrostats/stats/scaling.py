@@ -389,6 +389,28 @@ def scaling_fits_table(measurements: pd.DataFrame, by: Sequence[str] = ("feature
     return pd.DataFrame(rows)
 
 
+def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
+    """How the spread of log errors changes with m: OLS of log SD(log error at m) on log m (statsmodels), its
+    slope and CI. A slope above 0 means the typical (geometric-mean) error, whose rate a log-log fit measures,
+    falls faster than the root-mean-square error; below 0, slower (a floor compresses the spread). NaN, with a
+    reason, where fewer than 3 widths have a spread."""
+    m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
+    if m.shape != values.shape or m.ndim != 1:
+        raise fail("m, values", "two 1-D arrays of one length", f"shapes {m.shape} and {values.shape}")
+    if not (np.isfinite(values).all() and (values > 0).all() and np.isfinite(m).all()):
+        raise fail("values", "finite positive errors and finite m", "a non-finite or non-positive value")
+    frame = pd.DataFrame({"m": m, "log_value": np.log(values)})
+    spread = frame.groupby("m")["log_value"].std().dropna()
+    spread = spread[spread > 0]
+    if len(spread) < 3:
+        return {"spread_slope": math.nan, "spread_slope_ci_low": math.nan, "spread_slope_ci_high": math.nan,
+                "spread_reason": f"{len(spread)} widths with a spread of log errors; need >= 3"}
+    fit = sm.OLS(np.log(spread.to_numpy()), sm.add_constant(np.log(spread.index.to_numpy()))).fit()
+    low, high = fit.conf_int(alpha=1 - confidence)[1]
+    return {"spread_slope": float(fit.params[1]), "spread_slope_ci_low": float(low),
+            "spread_slope_ci_high": float(high), "spread_reason": ""}
+
+
 def _is_group_defect(error: InputError) -> bool:
     """Defects of one group's data (flagged per row) as opposed to a malformed call (raised)."""
     text = str(error)
