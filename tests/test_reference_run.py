@@ -52,6 +52,7 @@ AVX-512, where torch's own kernels and the compiled passes round float32 otherwi
 float columns of the float32 tables (``FLOAT32_TABLES``) are not compared; their rows and every other column
 are, every other table in full, and the verdicts.
 """
+import functools
 import json
 import platform
 import warnings
@@ -127,6 +128,7 @@ VERDICT_CHANGES = {"C7": ("INCONCLUSIVE", "NOT_SUPPORTED",
                           "its ratio bounded below 0.47 (censored): evidence against, where v1 at N = 64 had none")}
 
 
+@functools.cache
 def cpu_vendor() -> str:
     """This CPU's vendor (/proc/cpuinfo's vendor_id; the processor's name elsewhere)."""
     try:

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from astrostats.user_cache import cache_root
+
 SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
@@ -557,11 +559,6 @@ int fused_ready(void) { return 0; }
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
 
 
-def _cache() -> Path:
-    """Read when building, not at import: the process that imported this module may not be the one building."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "astrostats" / "native"
-
-
 def _cpu_flags() -> str:
     """The CPU's feature flags (the build is -march=native, so a cached library is valid on this CPU only)."""
     try:
@@ -576,7 +573,7 @@ def _cpu_flags() -> str:
 def _build(compiler: str) -> Path:
     """The compiled library in the cache, built into a temporary file and renamed (concurrent workers safe)."""
     key = hashlib.sha256("\n".join([SOURCE, " ".join(FLAGS), compiler, _cpu_flags(), sys.platform]).encode())
-    cache = _cache()
+    cache = cache_root() / "native"
     target = cache / f"rates-{key.hexdigest()[:16]}.so"
     record = target.with_suffix(".sha256")
     if target.is_file() and not target.is_symlink() and record.is_file() \

@@ -22,10 +22,15 @@ def reruns(power):
     return found.sort_values([column for column in ("max_m", "draws") if column in found], kind="stable")
 
 
+def widens_sweep(run) -> bool:
+    """Whether a rerun (a power-table row) extended the sweep rather than adding draws."""
+    return run.get("max_m") is not None and run.get("design_max_m") is not None and run["max_m"] > run["design_max_m"]
+
+
 def rerun_label(run, short: bool = False) -> str:
     """What a rerun changed: '16 feature draws' or 'the sweep to m = 131072' ('16 draws', 'sweep to m = 131072'
     where ``short``)."""
-    if run.get("max_m") is not None and run.get("design_max_m") is not None and run["max_m"] > run["design_max_m"]:
+    if widens_sweep(run):
         return f"{'' if short else 'the '}sweep to m = {int(run['max_m'])}"
     return f"{int(run['draws'])} {'' if short else 'feature '}draws"
 

@@ -18,7 +18,7 @@ from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
-from astrostats.report.audit import MISS_KINDS, rerun_label, reruns
+from astrostats.report.audit import MISS_KINDS, rerun_label, reruns, widens_sweep
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
@@ -143,7 +143,7 @@ def _reruns(power, table: str) -> str:
             short.setdefault(tried, []).append(
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
-    kinds = {rerun_label(run).startswith("the sweep") for run in shown.to_dict("records")}  # True: a wider sweep
+    kinds = {widens_sweep(run) for run in shown.to_dict("records")}
     ways = [("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
              "met with more draws: the miss was this design's power")] * (False in kinds)
     ways += [("with C1's sweep extended to larger m (the same truth)",

@@ -397,8 +397,10 @@ def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
     m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
     if m.shape != values.shape or m.ndim != 1:
         raise fail("m, values", "two 1-D arrays of one length", f"shapes {m.shape} and {values.shape}")
-    if not (np.isfinite(values).all() and (values > 0).all() and np.isfinite(m).all()):
-        raise fail("values", "finite positive errors and finite m", "a non-finite or non-positive value")
+    bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise fail("values", "finite positive errors at finite m", f"{values[index]} at m = {m[index]}")
     frame = pd.DataFrame({"m": m, "log_value": np.log(values)})
     spread = frame.groupby("m")["log_value"].std().dropna()
     spread = spread[spread > 0]

@@ -141,8 +141,9 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
     TOST p-value of alpha in 1/2 +- ALPHA_MARGIN (cluster-robust t, the calibrated alpha_vs_half statistic)
     and of observed/predicted in 1 +- RATIO_MARGIN (bootstrap draws: the percentile TOST), the floor test, the
     uniform-attention error and how the log errors' spread changes with m there (``spread_slope``: where it
-    grows, the fitted rate is the typical error's, not the root-mean-square error's that theory speaks of). Fewer than MIN_REGIME_WIDTHS widths or MIN_REGIME_DECADES decades inside the
-    regime: status "regime_not_reached" with the m the regime needs.
+    grows, the fitted rate is the typical error's, not the root-mean-square error's that theory speaks of).
+    Fewer than MIN_REGIME_WIDTHS widths or MIN_REGIME_DECADES decades inside the regime: status
+    "regime_not_reached" with the m the regime needs.
     """
     by = list(by)
     feature = get_circuit(audited).primary_feature_map

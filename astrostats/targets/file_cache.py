@@ -21,13 +21,10 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from astrostats.user_cache import cache_root
+
 LOG = logging.getLogger(__name__)
 RECORD = "astrostats-cache.json"
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/astrostats``, or ``~/.cache/astrostats`` (the convention of astrostats.circuits.native)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "astrostats"
 
 
 def sha256(path: Path) -> str:
