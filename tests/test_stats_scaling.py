@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from astrostats.stats.calibration import simulate_scaling_batch, simulate_scaling_table
-from astrostats.stats.scaling import _fit_floor, fit_scaling_law, log_spread_trend, scaling_fits_table
+from astrostats.stats.scaling import _fit_floor, fit_scaling_law, log_spread_trend, rms_rate, scaling_fits_table
 from astrostats.stats.scaling_batch import (_solve_steps, fit_floor_batch, floor_test_batch, power_law_batch,
                                             power_law_bootstrap, scaling_design)
 from astrostats.validation import InputError
@@ -248,3 +248,26 @@ def test_the_log_spread_trend_recovers_a_planted_growth_and_contains_zero_withou
         log_spread_trend(m, -growing)
     with pytest.raises(InputError, match="m, values"):
         log_spread_trend(m, growing[:-1])
+
+
+def test_the_rms_rate_is_the_root_mean_square_errors_where_the_log_fit_is_the_typical_errors():
+    """Errors C_s m^-1/2 x a log-normal factor of mean square 1 whose log-SD grows as 0.2 (m / 64)^0.25: the RMS
+    error falls as m^-1/2 exactly, the geometric-mean one faster. 8 widths x 8 draws x 50 sequences: alpha_rms's
+    95 % CI holds 0.5, while the slope of the mean log error lies above it by more than 4 of alpha_rms's SEs.
+    Fewer than 3 widths: NaN with the reason; bad input: an InputError naming it."""
+    rng = np.random.default_rng(5)
+    m, draw, sequence = (a.ravel() for a in np.meshgrid(2.0 ** np.arange(6, 14), np.arange(8), np.arange(50),
+                                                       indexing="ij"))
+    constants = np.exp(0.3 * rng.standard_normal(50))[sequence]
+    sd = 0.2 * (m / 64) ** 0.25
+    errors = constants / np.sqrt(m) * np.exp(-sd ** 2 + sd * rng.standard_normal(m.size))
+    rate = rms_rate(m, draw, errors)
+    assert rate["alpha_rms_ci_low"] <= 0.5 <= rate["alpha_rms_ci_high"] and rate["alpha_rms_reason"] == ""
+    log_slope = -np.polyfit(np.log(m), np.log(errors), 1)[0]
+    assert (log_slope - 0.5) / rate["alpha_rms_se"] > Z_SCORE
+    short = rms_rate(m[m < 256], draw[m < 256], errors[m < 256])
+    assert math.isnan(short["alpha_rms"]) and "need >= 3 widths" in short["alpha_rms_reason"]
+    with pytest.raises(InputError, match="values"):
+        rms_rate(m, draw, np.where(m == 64, np.nan, errors))
+    with pytest.raises(InputError, match="m, draw, values"):
+        rms_rate(m, draw[:-1], errors)

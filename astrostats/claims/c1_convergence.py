@@ -133,7 +133,7 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
         return ClaimVerdict(CLAIM_ID, STATEMENT, "INSUFFICIENT_DATA", RULE, tuple(regime_evidence),
                             reason="no head has its asymptotic regime inside the swept m: " + "; ".join(not_reached),
                             analyses_needed=("a scaling sweep to larger m (or heads with smaller constants)",))
-    evidence, supported, findings, outside, floors = [], True, [], {}, {}
+    evidence, supported, findings, outside, floors, unshown = [], True, [], {}, {}, []
     for index, row in deciding.iterrows():
         scale, query = row["logit_scale"], f"logit_scale == {quote(row['logit_scale'])}"
         alpha_p, ratio_p = finite(row["alpha_tost_p_value"]), finite(row["theory_ratio_tost_p_value"])
@@ -165,6 +165,7 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                                      note=f"{scale}: a floor is preferred (LR F-test p < {FLOOR_LEVEL:g})"))
         equivalent = alpha_p is not None and ratio_p is not None and alpha_p < LEVEL and ratio_p < LEVEL
         supported &= equivalent and not floor
+        unshown += _unshown(scale, alpha_p, ratio_p, floor, row)
         findings.append(f"{scale} alpha {row['alpha']:.2f} [{row['alpha_ci_low']:.2f}, {row['alpha_ci_high']:.2f}], "
                         f"obs/pred {row['theory_ratio']:.2f} [{row['theory_ratio_ci_low']:.2f}, "
                         f"{row['theory_ratio_ci_high']:.2f}]" + _floor_bound(row))
@@ -177,7 +178,7 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                         f"(Holm-adjusted across {len(deciding)} head{'s' if len(deciding) != 1 else ''})")
     verdict = "NOT_SUPPORTED" if refuted else "SUPPORTED" if supported else "INCONCLUSIVE"
     spreading = [f"{row['logit_scale']} (slope of log SD on log m {row['spread_slope']:.2f} "
-                 f"[{row['spread_slope_ci_low']:.2f}, {row['spread_slope_ci_high']:.2f}])"
+                 f"[{row['spread_slope_ci_low']:.2f}, {row['spread_slope_ci_high']:.2f}]{_rms_rate(row)})"
                  for _, row in deciding.iterrows() if (finite(row.get("spread_slope_ci_low")) or 0.0) > 0]
     reason = {"SUPPORTED": "in the asymptotic regime the rate is 1/2 and the constant the predicted one, within "
                            "the margins, at every head that reaches it",
@@ -185,6 +186,8 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                                "margin (Holm-adjusted across heads), or the error has a floor",
               "INCONCLUSIVE": "in the asymptotic regime neither equivalence nor its rejection is established at "
                               "some head (CI straddles a margin)"}[verdict]
+    if verdict == "INCONCLUSIVE" and unshown:
+        reason += ": " + "; ".join(unshown)
     if not_reached:
         reason += "; " + "; ".join(not_reached)
     return ClaimVerdict(CLAIM_ID, STATEMENT, verdict, RULE, tuple(evidence + regime_evidence), reason,
@@ -201,6 +204,32 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
                                "known-answers scenario converges_heteroscedastic)."] if spreading else [])),
                         headline=_scope(deciding, table) + "; in the regime C/sqrt(m) <= 0.25: "
                         + "; ".join(findings + not_reached))
+
+
+def _rms_rate(row) -> str:
+    """The root-mean-square error's own rate (a diagnostic beside the tested one), where the table has it."""
+    rate, low, high = (finite(row.get(key)) for key in ("alpha_rms", "alpha_rms_ci_low", "alpha_rms_ci_high"))
+    if rate is None or math.isnan(rate):
+        return ""
+    return f"; the root-mean-square error's rate {rate:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _unshown(scale, alpha_p, ratio_p, floor: bool, row) -> list[str]:
+    """What keeps one head from SUPPORTED, by name: a reader (and the known-answers tally) can then tell a rate
+    whose CI reaches past its margin from a constant measured too loosely, which more data resolve differently."""
+    parts = []
+    for p, name, estimate, low, high, lower, upper in (
+            (alpha_p, "alpha", "alpha", "alpha_ci_low", "alpha_ci_high", RATE - ALPHA_MARGIN, RATE + ALPHA_MARGIN),
+            (ratio_p, "observed/predicted constant", "theory_ratio", "theory_ratio_ci_low", "theory_ratio_ci_high",
+             1 - RATIO_MARGIN, 1 + RATIO_MARGIN)):
+        if p is None:
+            parts.append(f"{scale}: {name} not tested (no p-value)")
+        elif p >= LEVEL:
+            parts.append(f"{scale}: {name} {row[estimate]:.3g} [{row[low]:.3g}, {row[high]:.3g}] not shown within "
+                         f"[{lower:g}, {upper:g}] (TOST p {p:.2g})")
+    if floor:
+        parts.append(f"{scale}: a floor is preferred (LR F-test p {row['floor_p_value']:.2g} < {FLOOR_LEVEL:g})")
+    return parts
 
 
 def _scope(deciding: pd.DataFrame, table: pd.DataFrame) -> str:

@@ -20,7 +20,7 @@ _SOURCES = {
     "resampling": ("bootstrap_interval", "hierarchical_bootstrap", "hierarchical_weights", "paired_mean_test",
                    "paired_permutation_test", "rescaled_cluster_weights", "sign_flip_sums",
                    "two_sample_permutation_test"),
-    "scaling": ("fit_scaling_law", "log_spread_trend", "scaling_fits_table"),
+    "scaling": ("fit_scaling_law", "log_spread_trend", "rms_rate", "scaling_fits_table"),
     "scaling_batch": ("FitDesign", "floor_test_batch", "power_law_batch", "power_law_bootstrap", "scaling_design"),
     "scaling_result": ("ScalingFit", "epsilon_label"),
 }
@@ -41,7 +41,7 @@ def __dir__():
 __all__ = ["RESULT_COLUMNS", "StatsWarning", "paired_mean_test", "paired_permutation_test", "two_sample_permutation_test",
            "sign_flip_sums", "hierarchical_weights", "rescaled_cluster_weights", "hierarchical_bootstrap",
            "bootstrap_interval", "error_ratio", "paired_standardised_difference", "cliffs_delta", "equivalence_test",
-           "adjust_p_values", "fit_scaling_law", "log_spread_trend", "scaling_fits_table", "ScalingFit",
+           "adjust_p_values", "fit_scaling_law", "log_spread_trend", "rms_rate", "scaling_fits_table", "ScalingFit",
            "epsilon_label", "FitDesign", "scaling_design", "power_law_batch", "power_law_bootstrap", "floor_test_batch", "simulate_scaling_table",
            "simulate_check", "crossed_bootstrap", "crossed_draws", "share_below", "required_resource",
            "equal_error_comparisons", "equal_error_tests"]

@@ -413,6 +413,36 @@ def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
             "spread_slope_ci_high": float(high), "spread_reason": ""}
 
 
+def rms_rate(m: Any, draw: Any, values: Any, confidence: float = 0.95) -> dict:
+    """The rate of the root-mean-square error, the one theory speaks of (E err^2 = C^2 / m): OLS of
+    log sqrt(mean err^2 over the sequences of one feature draw) on log m (statsmodels, HC3 standard errors, t with
+    n - 2 df), one point per (m, draw). Beside the log-log fit's rate, which is the geometric-mean error's: the
+    two part where the log errors' spread changes with m. Every draw must hold the same sequences, so their
+    constants cancel in the slope. NaN, with a reason, below 3 widths or 2 draws at some width."""
+    m, draw, values = np.asarray(m, dtype=float), np.asarray(draw), np.asarray(values, dtype=float)
+    if not (m.ndim == 1 and m.size and m.shape == draw.shape == values.shape):
+        raise fail("m, draw, values", "three non-empty 1-D arrays of one length",
+                   f"shapes {m.shape}, {draw.shape} and {values.shape}")
+    frame = pd.DataFrame({"m": m, "draw": draw, "value": values})
+    bad = ~(np.isfinite(frame["value"]) & (frame["value"] > 0) & np.isfinite(frame["m"]) & (frame["m"] > 0))
+    if bad.any():
+        index = int(np.flatnonzero(bad.to_numpy())[0])
+        raise fail("values", "finite positive errors at finite positive m",
+                   f"{frame['value'].iloc[index]} at m = {frame['m'].iloc[index]}")
+    cells = frame.groupby(["m", "draw"])["value"].agg(lambda v: 0.5 * np.log(np.mean(np.square(v)))).reset_index()
+    draws_per_m = cells.groupby("m").size()
+    nan = {"alpha_rms": math.nan, "alpha_rms_ci_low": math.nan, "alpha_rms_ci_high": math.nan,
+           "alpha_rms_se": math.nan}
+    if len(draws_per_m) < 3 or draws_per_m.min() < 2:
+        return {**nan, "alpha_rms_reason": f"{len(draws_per_m)} widths with >= {int(draws_per_m.min())} draws each; "
+                                           f"need >= 3 widths with >= 2 draws"}
+    fit = sm.OLS(cells["value"].to_numpy(), sm.add_constant(np.log(cells["m"].to_numpy()))).fit(
+        cov_type="HC3", use_t=True)
+    low, high = fit.conf_int(alpha=1 - confidence)[1]
+    return {"alpha_rms": -float(fit.params[1]), "alpha_rms_ci_low": -float(high), "alpha_rms_ci_high": -float(low),
+            "alpha_rms_se": float(fit.bse[1]), "alpha_rms_reason": ""}
+
+
 def _is_group_defect(error: InputError) -> bool:
     """Defects of one group's data (flagged per row) as opposed to a malformed call (raised)."""
     text = str(error)

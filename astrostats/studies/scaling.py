@@ -26,7 +26,7 @@ from astrostats.claims.rules import thresholds
 from astrostats.runner import Sweep, run_sweep
 from astrostats.spec import Spec
 from astrostats.stats.effects import tost_bootstrap_p_value, tost_p_value
-from astrostats.stats.scaling import fit_scaling_law, log_spread_trend, scaling_fits_table
+from astrostats.stats.scaling import fit_scaling_law, log_spread_trend, rms_rate, scaling_fits_table
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
@@ -141,7 +141,8 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
     TOST p-value of alpha in 1/2 +- ALPHA_MARGIN (cluster-robust t, the calibrated alpha_vs_half statistic)
     and of observed/predicted in 1 +- RATIO_MARGIN (bootstrap draws: the percentile TOST), the floor test, the
     uniform-attention error and how the log errors' spread changes with m there (``spread_slope``: where it
-    grows, the fitted rate is the typical error's, not the root-mean-square error's that theory speaks of).
+    grows, the fitted rate is the typical error's, not the root-mean-square error's that theory speaks of) with
+    the root-mean-square error's own rate beside it (``alpha_rms``, a diagnostic: no rule tests it).
     Fewer than MIN_REGIME_WIDTHS widths or MIN_REGIME_DECADES decades inside the regime: status
     "regime_not_reached" with the m the regime needs.
     """
@@ -184,6 +185,7 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
         regime = group[group["m"] >= start]
         fit = fit_scaling_law(regime, predicted_constant=constants, n_resamples=n_resamples, seed=seed)
         row.update(log_spread_trend(regime["m"], regime["value"]))  # does the fitted rate speak for the RMS error?
+        row.update(rms_rate(regime["m"], regime["seed"], regime["value"]))  # the RMS error's own rate, beside it
         summary = fit.summary_row()
         row.update({name: summary[name] for name in (
             "alpha", "alpha_ci_low", "alpha_ci_high", "alpha_se_cluster", "a", "theory_ratio", "theory_ratio_ci_low",
