@@ -336,7 +336,8 @@ def test_a_threshold_miss_is_rerun_with_more_draws_and_shown_to_be_the_designs_p
     that the two Clopper-Pearson 95 % intervals do not overlap: the miss was the design's power. Scenarios that
     met their aim, coverages and those beyond the design are not run again."""
     parameters = dataclasses.replace(load_spec(SPEC, "quick").bind(ka.Parameters),
-                                     scenarios=("heads_just_inside_tolerance",), n_replicates=20, power_draws=(16,))
+                                     scenarios=("heads_just_inside_tolerance",), n_replicates=20, power_draws=(16,),
+                                     power_sequences=(64,))
     results = pd.DataFrame([{**row, "scenario": "heads_just_inside_tolerance"} for replicate in range(20)
                             for row in ka.simulated_rows("heads_just_inside_tolerance", parameters,
                                                          ka.replicate_seed(5, "heads_just_inside_tolerance", replicate))])
@@ -349,9 +350,9 @@ def test_a_threshold_miss_is_rerun_with_more_draws_and_shown_to_be_the_designs_p
     power = ka.power_table(pd.concat([summary, met, beyond], ignore_index=True), parameters, seed=5)
     assert list(power.columns) == list(ka.POWER_COLUMNS)
     assert set(power["scenario"]) == {"heads_just_inside_tolerance"}
-    design, rerun = power.sort_values("draws").to_dict("records")
+    design, rerun = power.sort_values("draws").to_dict("records")  # met with 16 draws: no rerun with more sequences
     assert (design["draws"], rerun["draws"], design["design_draws"]) == (4, 16, 4) and rerun["n"] == 20
-    assert not design["meets_aim"] and rerun["ci_low"] > design["ci_high"]
+    assert not design["meets_aim"] and rerun["ci_low"] > design["ci_high"] and rerun["meets_aim"]
     line = audit.validation_lines(audit.validation_rates({"known_answers_summary": summary,
                                                           "known_answers_power": power}))[-2]
     assert "run again with 16 feature draws: SUPPORTED" in line
@@ -378,6 +379,31 @@ def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_b
     line = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(results),
                                                           "known_answers_power": power}))[-2]
     assert "run again with the sweep to m = 131072: NOT_SUPPORTED" in line and "aim met" in line
+
+
+def test_a_constant_measured_too_loosely_is_rerun_with_more_sequences_and_shown_to_be_the_designs_power():
+    """converges_heteroscedastic (noise whose spread grows with m and differs per sequence) abstains at the quick
+    design's 8 sequences, mostly because the error constant's mean square is heavy-tailed; 16 feature draws do
+    not meet the aim, so it is run again with 64 sequences (the same replicates, seeds of their own), where the
+    rule returns SUPPORTED in at least 95 % and the Clopper-Pearson 95 % interval lies above the design's rate:
+    the miss was the design's sequences, not the rule."""
+    parameters = dataclasses.replace(load_spec(SPEC, "quick").bind(ka.Parameters),
+                                     scenarios=("converges_heteroscedastic",), n_replicates=20, power_draws=(16,),
+                                     power_max_m=(), power_sequences=(64,))
+    results = pd.DataFrame([{**row, "scenario": "converges_heteroscedastic"} for replicate in range(20)
+                            for row in ka.simulated_rows("converges_heteroscedastic", parameters,
+                                                         ka.replicate_seed(5, "converges_heteroscedastic", replicate))])
+    power = ka.power_table(ka.summary_table(results), parameters, seed=5)
+    design, draws, sequences = power.to_dict("records")
+    assert (draws["draws"], draws["sequences"], sequences["draws"], sequences["sequences"]) == (16, 8, 8, 64)
+    assert sequences["design_sequences"] == 8 and not design["meets_aim"] and not draws["meets_aim"]
+    assert sequences["meets_aim"] and sequences["ci_low"] > design["planted_rate"]
+    line = audit.validation_lines(audit.validation_rates({"known_answers_summary": ka.summary_table(results),
+                                                          "known_answers_power": power}))[-2]
+    assert "64 sequences: SUPPORTED" in line and line.index("16 feature draws") < line.index("64 sequences")
+    for value in ([8], [4], 64, [ka.MAX_RERUN_SEQUENCES + 1], ["x"]):  # none above both designs' 8, or malformed
+        with pytest.raises(InputError, match="power_sequences"):
+            _spec(power_sequences=value).bind(ka.Parameters)
 
 
 def test_power_max_m_must_add_a_width_to_the_sweep_and_stay_where_planted_errors_are_positive():

@@ -342,26 +342,37 @@ def test_a_worker_without_the_tables_in_memory_reads_and_checks_them(tmp_path):
     assert drawn and all((tmp_path / path).is_file() for _, path in drawn)
 
 
-def test_validation_says_which_misses_more_draws_or_a_wider_sweep_resolve():
-    """The known-answers power table's reruns: a scenario that meets the aim with more draws is named as the
-    design's power, one that meets it with a wider sweep as its reach, one still missing it at every rerun with
-    its last rates; a table written before the sweeps (no max_m) reads as draws alone; no reruns, no text."""
-    power = pd.DataFrame({"claim": ["C2", "C2", "C1", "C1", "C1", "C1"],
-                          "scenario": ["inside", "inside", "small_floor", "small_floor", "small_floor", "hetero"],
-                          "planted_verdict": ["SUPPORTED", "SUPPORTED"] + ["NOT_SUPPORTED"] * 3 + ["SUPPORTED"],
-                          "design_draws": [4, 4, 8, 8, 8, 8], "draws": [4, 16, 8, 16, 8, 8],
-                          "design_max_m": [100000, 100000, 8192, 8192, 8192, 8192],
-                          "max_m": [100000, 100000, 8192, 8192, 131072, 131072],
-                          "planted_rate": [0.5, 1.0, 0.0, 0.2, 1.0, 0.3], "opposite_rate": [0.0, 0.0, 0.9, 0.75, 0.0, 0.0],
-                          "meets_aim": [False, True, False, False, True, False]})
+def test_validation_says_which_misses_more_draws_or_sequences_or_a_wider_sweep_resolve():
+    """The known-answers power table's reruns: a scenario that meets the aim with more draws or more sequences
+    is named as the design's power, one that meets it with a wider sweep as its reach, one still missing it at
+    every rerun with its last rates; a table written before the sweeps and the sequences (no max_m, no
+    sequences) reads as draws alone; no reruns, no text."""
+    power = pd.DataFrame({"claim": ["C2", "C2", "C1", "C1", "C1", "C1", "C1"],
+                          "scenario": ["inside", "inside", "small_floor", "small_floor", "small_floor", "hetero",
+                                       "hetero"],
+                          "planted_verdict": ["SUPPORTED", "SUPPORTED"] + ["NOT_SUPPORTED"] * 3 + ["SUPPORTED"] * 2,
+                          "design_draws": [4, 4, 8, 8, 8, 8, 8], "draws": [4, 16, 8, 16, 8, 8, 8],
+                          "design_max_m": [100000, 100000, 8192, 8192, 8192, 8192, 8192],
+                          "max_m": [100000, 100000, 8192, 8192, 131072, 8192, 131072],
+                          "design_sequences": [8] * 7, "sequences": [8, 8, 8, 8, 8, 64, 8],
+                          "planted_rate": [0.5, 1.0, 0.0, 0.2, 1.0, 1.0, 0.3],
+                          "opposite_rate": [0.0, 0.0, 0.9, 0.75, 0.0, 0.0, 0.0],
+                          "meets_aim": [False, True, False, False, True, True, False]})
     text = pdf._reruns(power, "known_answers_power")
     assert "the aim is met with 16 feature draws by C2 inside" in text
     assert "the aim is met with the sweep to m = 131072 by C1 small floor" in text
-    assert "still missed with the sweep to m = 131072 by C1 hetero (the sweep to m = 131072: SUPPORTED 30%)" in text
-    assert text.startswith("Run again with more feature draws") and "met with a wider sweep: the miss was this design's reach" in text
+    assert "the aim is met with 64 sequences by C1 hetero" in text
+    assert text.startswith("Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head), "
+                           "with more sequences and with C1's sweep")
+    assert "met with more sequences: the miss was this design's power" in text
+    assert "met with a wider sweep: the miss was this design's reach" in text
+    still = pdf._reruns(power.iloc[:-2].assign(sequences=8), "known_answers_power") + pdf._reruns(
+        power.iloc[[-1]], "known_answers_power")
+    assert "still missed with the sweep to m = 131072 by C1 hetero (the sweep to m = 131072: SUPPORTED 30%)" in still
+    assert "sequences" not in pdf._reruns(power.iloc[:-2], "known_answers_power")
     # a table written before the sweeps (no max_m), its reruns out of order: read as draws alone, the most last
-    old = pd.concat([power.drop(columns=["design_max_m", "max_m"]).iloc[:4],
-                     power.drop(columns=["design_max_m", "max_m"]).iloc[[3]].assign(draws=32, planted_rate=0.3)])
+    before = power.drop(columns=["design_max_m", "max_m", "design_sequences", "sequences"])
+    old = pd.concat([before.iloc[:4], before.iloc[[3]].assign(draws=32, planted_rate=0.3)])
     old_text = pdf._reruns(old.iloc[[0, 1, 2, 4, 3]], "known_answers_power")
     assert "still missed with 16 feature draws or 32 feature draws by C1 small floor (32 feature draws: " \
            "NOT_SUPPORTED 30%, the opposite 75%)" in old_text

@@ -14,31 +14,41 @@ MARKDOWN_ROWS = 3  # decisive rows per claim in audit.md (the report shows up to
 
 
 def reruns(power):
-    """The known-answers power table's reruns, fewest draws and narrowest sweep first: more draws than the
-    design's, or (C1) a sweep to larger m than its (a table written before the sweeps has no ``max_m``); its
-    design rows left out."""
-    wider = power["max_m"] > power["design_max_m"] if {"max_m", "design_max_m"} <= set(power) else False
-    found = power[(power["draws"] > power["design_draws"]) | wider]
-    return found.sort_values([column for column in ("max_m", "draws") if column in found], kind="stable")
+    """The known-answers power table's reruns, fewest draws and sequences and narrowest sweep first: more draws
+    than the design's, more sequences, or (C1) a sweep to larger m (a table written before the sequences or the
+    sweeps lacks their columns); its design rows left out."""
+    changed = power["draws"] > power["design_draws"]
+    for column in ("max_m", "sequences"):
+        if {column, f"design_{column}"} <= set(power):
+            changed |= power[column] > power[f"design_{column}"]
+    found = power[changed]
+    return found.sort_values([column for column in ("max_m", "sequences", "draws") if column in found], kind="stable")
 
 
-def widens_sweep(run) -> bool:
-    """Whether a rerun (a power-table row) extended the sweep rather than adding draws."""
-    return run.get("max_m") is not None and run.get("design_max_m") is not None and run["max_m"] > run["design_max_m"]
+def rerun_kind(run) -> str:
+    """What a rerun (a power-table row) changed: "sweep", "sequences" or "draws"."""
+    for kind, column in (("sweep", "max_m"), ("sequences", "sequences")):
+        if run.get(column) is not None and run.get(f"design_{column}") is not None \
+                and run[column] > run[f"design_{column}"]:
+            return kind
+    return "draws"
 
 
 def rerun_label(run, short: bool = False) -> str:
-    """What a rerun changed: '16 feature draws' or 'the sweep to m = 131072' ('16 draws', 'sweep to m = 131072'
-    where ``short``)."""
-    if widens_sweep(run):
+    """What a rerun changed: '16 feature draws', '64 sequences' or 'the sweep to m = 131072' ('16 draws', 'sweep
+    to m = 131072' where ``short``)."""
+    kind = rerun_kind(run)
+    if kind == "sweep":
         return f"{'' if short else 'the '}sweep to m = {int(run['max_m'])}"
+    if kind == "sequences":
+        return f"{int(run['sequences'])} sequences"
     return f"{int(run['draws'])} {'' if short else 'feature '}draws"
 
 
 def validation_rates(tables: dict) -> list[dict]:
     """The known-answers summary (any table named ``*known_answers_summary``): per claim and planted scenario,
     how often the rule returned the planted verdict and its opposite, with Clopper-Pearson 95 % CIs; a missed
-    scenario run again with more feature draws or a wider sweep (its ``*known_answers_power`` table) carries
+    scenario run again with more feature draws, more sequences or a wider sweep (its ``*known_answers_power`` table) carries
     those rates in ``reruns``."""
     rows = []
     for name, table in sorted(tables.items()):
@@ -53,7 +63,8 @@ def validation_rates(tables: dict) -> list[dict]:
                 "miss")}}
             if power is not None:
                 mine = power[(power["claim"] == row["claim"]) & (power["scenario"] == row["scenario"])]
-                columns = [c for c in ("draws", "design_draws", "max_m", "design_max_m", "n", "planted_rate",
+                columns = [c for c in ("draws", "design_draws", "max_m", "design_max_m", "sequences",
+                                       "design_sequences", "n", "planted_rate",
                                        "ci_low", "ci_high", "opposite_rate", "meets_aim") if c in mine]
                 row["reruns"] = json.loads(mine[columns].to_json(orient="records"))
             rows.append(row)
@@ -96,7 +107,7 @@ def validation_lines(validation: list[dict]) -> list[str]:
         missed = "" if row["meets_aim"] else f", missing the aim {how}" if how else " (misses the aim)"
         if row.get("design_resolves") is False:  # noise-free data at this design would not give it either
             missed = " (beyond this design" + ("" if row["meets_aim"] else "; the opposite too often") + ")"
-        if row.get("reruns"):  # run again with more draws or a wider sweep: the design's miss, or the rule's?
+        if row.get("reruns"):  # run again with more draws, sequences or a wider sweep: the design's miss, or the rule's?
             missed += f"; run again with {reruns_text(row['reruns'], row['planted_verdict'])}"
         by_claim.setdefault(row["claim"], []).append(
             f"{row['scenario']}: {row['planted_verdict']} {row['planted_rate']:.0%} [{row['ci_low']:.0%}, "

@@ -18,7 +18,7 @@ from astrostats.constants import DEFAULT_CIRCUIT
 from astrostats import safe_io
 from astrostats.extras import require
 from astrostats.report import decisive, layout, narrative
-from astrostats.report.audit import MISS_KINDS, rerun_label, reruns, widens_sweep
+from astrostats.report.audit import MISS_KINDS, rerun_kind, rerun_label, reruns
 from astrostats.report.style import VERDICT_COLOURS
 
 MAIN_PAGES = (8, 16)  # pages before the appendix starts (the aim for a quick or default run: 12-15)
@@ -127,7 +127,7 @@ def _validation(tables: dict, figure: layout.FigureRef | None, root: Path) -> di
 
 def _reruns(power, table: str) -> str:
     """What the missed scenarios' reruns showed (the known-answers power table): a scenario that meets the aim
-    with more feature draws missed it for the design's power, one that meets it with C1's sweep extended to
+    with more feature draws or sequences missed it for the design's power, one that meets it with C1's sweep extended to
     larger m for the design's reach; one that still misses it at every rerun is not resolved by them."""
     shown = reruns(power) if power is not None and not power.empty else None
     if shown is None or shown.empty:
@@ -143,15 +143,19 @@ def _reruns(power, table: str) -> str:
             short.setdefault(tried, []).append(
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
-    kinds = {widens_sweep(run) for run in shown.to_dict("records")}
-    ways = [("with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
-             "met with more draws: the miss was this design's power")] * (False in kinds)
-    ways += [("with C1's sweep extended to larger m (the same truth)",
-              "met with a wider sweep: the miss was this design's reach")] * (True in kinds)
+    kinds = {rerun_kind(run) for run in shown.to_dict("records")}
+    ways = [(lead, reading) for kind, lead, reading in (
+        ("draws", "with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
+         "met with more draws: the miss was this design's power"),
+        ("sequences", "with more sequences", "met with more sequences: the miss was this design's power"),
+        ("sweep", "with C1's sweep extended to larger m (the same truth)",
+         "met with a wider sweep: the miss was this design's reach")) if kind in kinds]
     parts = [f"the aim is met with {run} by {', '.join(labels)}" for run, labels in met.items()]
     parts += [f"it is still missed with {run} by {', '.join(labels)}" for run, labels in short.items()]
     meaning = "; ".join(reading for _, reading in ways)
-    return (f"Run again {' and '.join(lead for lead, _ in ways)}; table {table}: {'; '.join(parts)}. "
+    leads = [lead for lead, _ in ways]
+    leads = ", ".join(leads[:-1]) + " and " + leads[-1] if len(leads) > 1 else leads[0]
+    return (f"Run again {leads}; table {table}: {'; '.join(parts)}. "
             f"{meaning[0].upper() + meaning[1:]}; still missed: not resolved by these reruns (the rule, or a limit "
             "of the design they do not change). ")
 

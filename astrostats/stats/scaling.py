@@ -423,13 +423,12 @@ def rms_rate(m: Any, draw: Any, values: Any, confidence: float = 0.95) -> dict:
     if not (m.ndim == 1 and m.size and m.shape == draw.shape == values.shape):
         raise fail("m, draw, values", "three non-empty 1-D arrays of one length",
                    f"shapes {m.shape}, {draw.shape} and {values.shape}")
-    frame = pd.DataFrame({"m": m, "draw": draw, "value": values})
-    bad = ~(np.isfinite(frame["value"]) & (frame["value"] > 0) & np.isfinite(frame["m"]) & (frame["m"] > 0))
+    bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m) & (m > 0))
     if bad.any():
-        index = int(np.flatnonzero(bad.to_numpy())[0])
-        raise fail("values", "finite positive errors at finite positive m",
-                   f"{frame['value'].iloc[index]} at m = {frame['m'].iloc[index]}")
-    cells = frame.groupby(["m", "draw"])["value"].agg(lambda v: 0.5 * np.log(np.mean(np.square(v)))).reset_index()
+        index = int(np.flatnonzero(bad)[0])
+        raise fail("values", "finite positive errors at finite positive m", f"{values[index]} at m = {m[index]}")
+    cells = pd.DataFrame({"m": m, "draw": draw, "square": np.square(values)}).groupby(["m", "draw"])["square"].mean().reset_index()
+    cells["value"] = 0.5 * np.log(cells["square"])
     draws_per_m = cells.groupby("m").size()
     nan = {"alpha_rms": math.nan, "alpha_rms_ci_low": math.nan, "alpha_rms_ci_high": math.nan,
            "alpha_rms_se": math.nan}

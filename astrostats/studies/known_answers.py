@@ -64,9 +64,9 @@ verdict) and ``<name>_summary`` (per claim and scenario: replicates, the rate of
 its opposite, Clopper-Pearson 95 % CIs, whether the design can resolve it (``design_resolves``), whether the aim,
 planted >= 95 % and opposite <= 5 % (beyond the design: the opposite alone), is met (``meets_aim``, ``aim``: "met",
 "aim missed" or "beyond this design: ..."), ``miss`` (how it misses), and the scenario's ``family`` and
-``misspecified`` labels); where ``power_draws`` or ``power_max_m`` is set, ``<name>_power`` (:func:`power_table`):
-each simulated scenario that missed, run again with more feature draws (and C1's with its sweep extended to larger
-m), which tells a design short of power or reach (the planted verdict climbs to the aim) from a rule that cannot
+``misspecified`` labels); where ``power_draws``, ``power_sequences`` or ``power_max_m`` is set, ``<name>_power``
+(:func:`power_table`): each simulated scenario that missed, run again with more feature draws, with more sequences
+(and C1's with its sweep extended to larger m), which tells a design short of power or reach (the planted verdict climbs to the aim) from a rule that cannot
 reach the truth (it does not).
 """
 from __future__ import annotations
@@ -178,6 +178,8 @@ AIM_PLANTED, AIM_OPPOSITE = 0.95, 0.05
 #: 3e7 the heteroscedastic family's noise, whose spread grows as m^0.25, rounds some planted errors to 0.0 (a
 #: log-log fit cannot take them): over 40,000 sequences x 8 draws, none at 2^23, 7 at 2^25, 283 at 2^29
 MAX_SWEEP_M = 10**7
+#: the most sequences a rerun may simulate: a C1 replicate's tables grow with them (1 s of one core at 128)
+MAX_RERUN_SEQUENCES = 1024
 #: a 95 % CI misses by design in 5 % of replicates, so "CONTAINS" is judged as a coverage: its aim is met
 #: unless the Clopper-Pearson CI of the rate lies wholly below 95 % (under-coverage shown)
 COVERAGE = "CONTAINS"
@@ -249,6 +251,9 @@ class Parameters:
     # ... and each simulated C1 scenario that misses it, run again with the scaling sweep extended on its own grid
     # (doubling, as the design) to each of these m, the same truth: a floor the design's m cannot see, or the rule?
     power_max_m: tuple[int, ...] = ()
+    # ... and each that neither more draws nor a wider sweep resolved, with more sequences (C1: the scaling run's;
+    # C2, C6: the measured design's): a quantity whose spread lies between sequences needs more of them
+    power_sequences: tuple[int, ...] = ()
 
     def __post_init__(self):
         check_int("n_replicates", self.n_replicates, minimum=1)
@@ -293,6 +298,9 @@ class Parameters:
         if not (isinstance(self.power_draws, (tuple, list)) and not self.power_draws):  # () runs none again
             fewest = min(self.scaling_seeds, self.measured_seeds)  # a value no design is below would rerun nothing
             check_int_list("power_draws", self.power_draws, minimum=fewest + 1)
+        if not (isinstance(self.power_sequences, (tuple, list)) and not self.power_sequences):
+            fewest = min(self.scaling_sequences, self.measured_sequences)
+            check_int_list("power_sequences", self.power_sequences, minimum=fewest + 1, maximum=MAX_RERUN_SEQUENCES)
         if not (isinstance(self.power_max_m, (tuple, list)) and not self.power_max_m):
             top, below = sorted(set(self.scaling_m))[-1:-3:-1]
             next_width = math.ceil(top * top / below)  # at least one width more than the design's
@@ -789,11 +797,13 @@ def summary_table(results: pd.DataFrame, resolves: dict | None = None) -> pd.Dat
 #: the feature draws a simulated claim's design rests on (Parameters field): C1 the scaling run's seeds, C2 and C6
 #: the measured design's draws per head
 DESIGN_DRAWS = {"C1": "scaling_seeds", "C2": "measured_seeds", "C6": "measured_seeds"}
+#: the sequences a simulated claim's design measures (Parameters field)
+DESIGN_SEQUENCES = {"C1": "scaling_sequences", "C2": "measured_sequences", "C6": "measured_sequences"}
 #: the widths m a simulated claim's design measures (Parameters fields); only C1's sweep is extended (power_max_m)
 DESIGN_WIDTHS = {"C1": ("scaling_m",), "C2": ("measured_m",), "C6": ("measured_m", "measured_large_m")}
 #: the power table's columns and their types (an empty table keeps them)
 POWER_COLUMNS = {"claim": str, "scenario": str, "planted_verdict": str, "design_draws": int, "draws": int,
-                 "design_max_m": int, "max_m": int, "n": int, "planted_rate": float, "ci_low": float,
+                 "design_max_m": int, "max_m": int, "design_sequences": int, "sequences": int, "n": int, "planted_rate": float, "ci_low": float,
                  "ci_high": float, "opposite_rate": float, "opposite_ci_high": float, "meets_aim": bool}
 
 
@@ -833,28 +843,35 @@ def _rerun(row, parameters: Parameters, more: Parameters, label: str, seed: int)
 def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.DataFrame:
     """Is a miss the design's or the rule's? Each simulated scenario (C1, C2, C6) that misses its aim where this
     design can show the planted verdict at all, run again with more feature draws (``power_draws`` above the
-    design's own) and, for C1, with its sweep extended to larger m (``power_max_m``; the same truth), each with
-    the same number of replicates and seeds of its own: where the planted verdict's rate climbs to the aim, the
-    miss was this design's (its power, or its reach); where it stays short or the opposite persists, the rule's.
-    One row per scenario, claim and rerun, the design's own first (from ``summary``)."""
+    design's own) and, for C1, with its sweep extended to larger m (``power_max_m``; the same truth), and where
+    none of those meets the aim, with more sequences (``power_sequences``; each costs a multiple of a replicate),
+    one change at a time, each with the same number of replicates and seeds of its own: where the planted
+    verdict's rate climbs to the aim, the miss was this design's (its power, or its reach); where it stays short
+    or the opposite persists, the rule's. One row per scenario, claim and rerun, the design's own first (from
+    ``summary``)."""
     missed = summary[~summary["meets_aim"].astype(bool) & summary["design_resolves"].astype(bool)
                      & summary["claim"].isin(list(DESIGN_DRAWS)) & (summary["planted_verdict"] != COVERAGE)]
     parts = []
     for row in missed.itertuples():
-        field = DESIGN_DRAWS[row.claim]
-        design = getattr(parameters, field)
+        field, sequences_field = DESIGN_DRAWS[row.claim], DESIGN_SEQUENCES[row.claim]
+        design, sequences = getattr(parameters, field), getattr(parameters, sequences_field)
         widest = int(max(m for name in DESIGN_WIDTHS[row.claim] for m in getattr(parameters, name)))
-        parts.append(summary.loc[[row.Index]].assign(design_draws=design, draws=design, design_max_m=widest,
-                                                     max_m=widest))
+        own = dict(design_draws=design, draws=design, design_max_m=widest, max_m=widest,
+                   design_sequences=sequences, sequences=sequences)
+        mine = [summary.loc[[row.Index]].assign(**own)]
         for draws in sorted(set(parameters.power_draws)):
             if draws > design:
                 more = dataclasses.replace(parameters, **{field: draws})
-                parts.append(_rerun(row, parameters, more, f"{draws} draws", seed).assign(
-                    design_draws=design, draws=draws, design_max_m=widest, max_m=widest))
+                mine.append(_rerun(row, parameters, more, f"{draws} draws", seed).assign(**{**own, "draws": draws}))
         for wider in wider_sweeps(parameters) if row.claim == "C1" else ():
             reach = max(wider.scaling_m)
-            parts.append(_rerun(row, parameters, wider, f"sweep to {reach}", seed).assign(
-                design_draws=design, draws=design, design_max_m=widest, max_m=reach))
+            mine.append(_rerun(row, parameters, wider, f"sweep to {reach}", seed).assign(**{**own, "max_m": reach}))
+        for count in sorted(set(parameters.power_sequences)):
+            if count > sequences and not any(part["meets_aim"].any() for part in mine):  # not yet resolved
+                more = dataclasses.replace(parameters, **{sequences_field: count})
+                mine.append(_rerun(row, parameters, more, f"{count} sequences", seed).assign(
+                    **{**own, "sequences": count}))
+        parts += mine
     if not parts:
         return pd.DataFrame({column: pd.Series(dtype=kind) for column, kind in POWER_COLUMNS.items()})
     return pd.concat(parts, ignore_index=True)[list(POWER_COLUMNS)].astype(POWER_COLUMNS)
@@ -877,7 +894,9 @@ def study_cost(parameters: Parameters) -> StudyCost:
     the quick and full profiles), and the reruns with more draws of those that may miss their aim (the simulated
     scenarios with a misspecified truth or a noise family other than the fitted one), each rerun's replicate
     priced in proportion to its draws (measured: C1 0.08, 0.16, 0.35 s at 8, 16, 32 seeds; C2 and C6 grow less),
-    and C1's reruns with a wider sweep in proportion to its widths."""
+    and C1's reruns with a wider sweep in proportion to its widths. The reruns with more sequences reach only
+    the misses neither of those resolved (one, C1's heteroscedastic scenario, in the shipped profiles): priced
+    for one C1 scenario, in proportion to its sequences."""
     def rerun_seconds(scenario: str) -> float:
         claim = SCENARIOS[scenario][0][0]
         design = getattr(parameters, DESIGN_DRAWS[claim])
@@ -888,9 +907,13 @@ def study_cost(parameters: Parameters) -> StudyCost:
 
     may_miss = [scenario for scenario in parameters.scenarios if SCENARIOS[scenario][0][0] in DESIGN_DRAWS
                 and (LABELS[scenario][1] or LABELS[scenario][0] != "lognormal")]
+    more_sequences = sum(count / parameters.scaling_sequences for count in set(parameters.power_sequences)
+                         if count > parameters.scaling_sequences) * parameters.n_replicates \
+        * SIMULATED_REPLICATE_SECONDS * any(SCENARIOS[scenario][0][0] == "C1" for scenario in may_miss)
     return StudyCost(seconds=sum(replicates(scenario, parameters) * (
         CIRCUIT_REPLICATE_SECONDS if SCENARIOS[scenario][0][0] == "C3" else SIMULATED_REPLICATE_SECONDS)
-        for scenario in parameters.scenarios) + sum(rerun_seconds(scenario) for scenario in may_miss))
+        for scenario in parameters.scenarios) + sum(rerun_seconds(scenario) for scenario in may_miss)
+        + more_sequences)
 
 
 def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -923,7 +946,7 @@ def run(spec: Spec, context: RunContext) -> dict[str, pd.DataFrame]:
         results[column] = pd.to_numeric(results[column], errors="coerce")
     summary = summary_table(results, resolves)
     tables = {spec.name: results, f"{spec.name}_summary": summary}
-    if parameters.power_draws or parameters.power_max_m:
+    if parameters.power_draws or parameters.power_max_m or parameters.power_sequences:
         tables[f"{spec.name}_power"] = power_table(summary, parameters, spec.seed)
     return tables
 
