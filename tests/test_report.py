@@ -364,7 +364,7 @@ def test_validation_says_which_misses_more_draws_or_sequences_or_a_wider_sweep_r
     assert "the aim is met with 64 sequences by C1 hetero" in text
     assert text.startswith("Run again with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head), "
                            "with more sequences and with C1's sweep")
-    assert "met with more sequences: the miss was this design's power" in text
+    assert "Met with more draws or sequences: the miss was this design's power" in text
     assert "met with a wider sweep: the miss was this design's reach" in text
     still = pdf._reruns(power.iloc[:-2].assign(sequences=8), "known_answers_power") + pdf._reruns(
         power.iloc[[-1]], "known_answers_power")

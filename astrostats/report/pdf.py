@@ -144,16 +144,15 @@ def _reruns(power, table: str) -> str:
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
     kinds = {rerun_kind(run) for run in shown.to_dict("records")}
-    ways = [(lead, reading) for kind, lead, reading in (
-        ("draws", "with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)",
-         "met with more draws: the miss was this design's power"),
-        ("sequences", "with more sequences", "met with more sequences: the miss was this design's power"),
-        ("sweep", "with C1's sweep extended to larger m (the same truth)",
-         "met with a wider sweep: the miss was this design's reach")) if kind in kinds]
+    leads = [lead for kind, lead in (
+        ("draws", "with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)"),
+        ("sequences", "with more sequences"), ("sweep", "with C1's sweep extended to larger m (the same truth)"))
+        if kind in kinds]
+    power = " or ".join(name for kind, name in (("draws", "draws"), ("sequences", "sequences")) if kind in kinds)
+    meaning = "; ".join([f"met with more {power}: the miss was this design's power"] * bool(power)
+                        + ["met with a wider sweep: the miss was this design's reach"] * ("sweep" in kinds))
     parts = [f"the aim is met with {run} by {', '.join(labels)}" for run, labels in met.items()]
     parts += [f"it is still missed with {run} by {', '.join(labels)}" for run, labels in short.items()]
-    meaning = "; ".join(reading for _, reading in ways)
-    leads = [lead for lead, _ in ways]
     leads = ", ".join(leads[:-1]) + " and " + leads[-1] if len(leads) > 1 else leads[0]
     return (f"Run again {leads}; table {table}: {'; '.join(parts)}. "
             f"{meaning[0].upper() + meaning[1:]}; still missed: not resolved by these reruns (the rule, or a limit "
