@@ -254,20 +254,28 @@ def test_the_rms_rate_is_the_root_mean_square_errors_where_the_log_fit_is_the_ty
     """Errors C_s m^-1/2 x a log-normal factor of mean square 1 whose log-SD grows as 0.2 (m / 64)^0.25: the RMS
     error falls as m^-1/2 exactly, the geometric-mean one faster. 8 widths x 8 draws x 50 sequences: alpha_rms's
     95 % CI holds 0.5, while the slope of the mean log error lies above it by more than 4 of alpha_rms's SEs.
-    Fewer than 3 widths: NaN with the reason; bad input: an InputError naming it."""
+    Fewer than 3 widths: NaN with the reason; bad input (a value, a missing draw, a sequence missing from one
+    cell, whose constant would then move the slope, a confidence outside (0, 1)): an InputError naming it."""
     rng = np.random.default_rng(5)
     m, draw, sequence = (a.ravel() for a in np.meshgrid(2.0 ** np.arange(6, 14), np.arange(8), np.arange(50),
                                                        indexing="ij"))
     constants = np.exp(0.3 * rng.standard_normal(50))[sequence]
     sd = 0.2 * (m / 64) ** 0.25
     errors = constants / np.sqrt(m) * np.exp(-sd ** 2 + sd * rng.standard_normal(m.size))
-    rate = rms_rate(m, draw, errors)
+    rate = rms_rate(m, draw, sequence, errors)
     assert rate["alpha_rms_ci_low"] <= 0.5 <= rate["alpha_rms_ci_high"] and rate["alpha_rms_reason"] == ""
     log_slope = -np.polyfit(np.log(m), np.log(errors), 1)[0]
     assert (log_slope - 0.5) / rate["alpha_rms_se"] > Z_SCORE
-    short = rms_rate(m[m < 256], draw[m < 256], errors[m < 256])
-    assert math.isnan(short["alpha_rms"]) and "need >= 3 widths" in short["alpha_rms_reason"]
+    short = m < 256
+    assert "need >= 3 widths" in rms_rate(m[short], draw[short], sequence[short], errors[short])["alpha_rms_reason"]
     with pytest.raises(InputError, match="values"):
-        rms_rate(m, draw, np.where(m == 64, np.nan, errors))
-    with pytest.raises(InputError, match="m, draw, values"):
-        rms_rate(m, draw[:-1], errors)
+        rms_rate(m, draw, sequence, np.where(m == 64, np.nan, errors))
+    with pytest.raises(InputError, match="m, draw, sequence, values"):
+        rms_rate(m, draw[:-1], sequence, errors)
+    with pytest.raises(InputError, match="draw, sequence"):
+        rms_rate(m, np.where(m == 64, np.nan, draw), sequence, errors)
+    gap = ~((m == 1024) & (draw == 3) & (sequence == 7))
+    with pytest.raises(InputError, match="sequence: expected each of the 50 sequences once .* at m = 1024, draw 3"):
+        rms_rate(m[gap], draw[gap], sequence[gap], errors[gap])
+    with pytest.raises(InputError, match="confidence"):
+        rms_rate(m, draw, sequence, errors, confidence=1.5)

@@ -209,7 +209,7 @@ def judge(tables: dict, circuit: AuditedCircuit = AuditedCircuit()) -> ClaimVerd
 def _rms_rate(row) -> str:
     """The root-mean-square error's own rate (a diagnostic beside the tested one), where the table has it."""
     rate, low, high = (finite(row.get(key)) for key in ("alpha_rms", "alpha_rms_ci_low", "alpha_rms_ci_high"))
-    if rate is None or math.isnan(rate):
+    if rate is None or low is None or high is None:
         return ""
     return f"; the root-mean-square error's rate {rate:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -225,8 +225,10 @@ def _unshown(scale, alpha_p, ratio_p, floor: bool, row) -> list[str]:
         if p is None:
             parts.append(f"{scale}: {name} not tested (no p-value)")
         elif p >= LEVEL:
-            parts.append(f"{scale}: {name} {row[estimate]:.3g} [{row[low]:.3g}, {row[high]:.3g}] not shown within "
-                         f"[{lower:g}, {upper:g}] (TOST p {p:.2g})")
+            values = [finite(row.get(key)) for key in (estimate, low, high)]
+            shown = (f"{values[0]:.3g} [{values[1]:.3g}, {values[2]:.3g}]" if None not in values
+                     else "(estimate or CI not computed)")
+            parts.append(f"{scale}: {name} {shown} not shown within [{lower:g}, {upper:g}] (TOST p {p:.2g})")
     if floor:
         parts.append(f"{scale}: a floor is preferred (LR F-test p {row['floor_p_value']:.2g} < {FLOOR_LEVEL:g})")
     return parts

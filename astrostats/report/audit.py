@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from astrostats.claims import AuditedCircuit
 from astrostats.claims.rules import rules_sha256
 from astrostats.claims.verdicts import ClaimVerdict
@@ -28,8 +30,8 @@ def reruns(power):
 def rerun_kind(run) -> str:
     """What a rerun (a power-table row) changed: "sweep", "sequences" or "draws"."""
     for kind, column in (("sweep", "max_m"), ("sequences", "sequences")):
-        if run.get(column) is not None and run.get(f"design_{column}") is not None \
-                and run[column] > run[f"design_{column}"]:
+        value, design = run.get(column), run.get(f"design_{column}")
+        if pd.notna(value) and pd.notna(design) and value > design:  # absent (an older table) or NA: not this kind
             return kind
     return "draws"
 
@@ -48,8 +50,8 @@ def rerun_label(run, short: bool = False) -> str:
 def validation_rates(tables: dict) -> list[dict]:
     """The known-answers summary (any table named ``*known_answers_summary``): per claim and planted scenario,
     how often the rule returned the planted verdict and its opposite, with Clopper-Pearson 95 % CIs; a missed
-    scenario run again with more feature draws, more sequences or a wider sweep (its ``*known_answers_power`` table) carries
-    those rates in ``reruns``."""
+    scenario run again with more feature draws, more sequences or a wider sweep (its ``*known_answers_power``
+    table) carries those rates in ``reruns``."""
     rows = []
     for name, table in sorted(tables.items()):
         if not name.endswith("known_answers_summary") or table is None or table.empty:
@@ -107,7 +109,7 @@ def validation_lines(validation: list[dict]) -> list[str]:
         missed = "" if row["meets_aim"] else f", missing the aim {how}" if how else " (misses the aim)"
         if row.get("design_resolves") is False:  # noise-free data at this design would not give it either
             missed = " (beyond this design" + ("" if row["meets_aim"] else "; the opposite too often") + ")"
-        if row.get("reruns"):  # run again with more draws, sequences or a wider sweep: the design's miss, or the rule's?
+        if row.get("reruns"):  # run again with more draws, sequences or a wider sweep: the design's miss or the rule's?
             missed += f"; run again with {reruns_text(row['reruns'], row['planted_verdict'])}"
         by_claim.setdefault(row["claim"], []).append(
             f"{row['scenario']}: {row['planted_verdict']} {row['planted_rate']:.0%} [{row['ci_low']:.0%}, "

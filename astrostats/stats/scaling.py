@@ -394,6 +394,7 @@ def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
     slope and CI. A slope above 0 means the typical (geometric-mean) error, whose rate a log-log fit measures,
     falls faster than the root-mean-square error; below 0, slower (a floor compresses the spread). NaN, with a
     reason, where fewer than 3 widths have a spread."""
+    confidence = check_confidence(confidence)
     m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
     if m.shape != values.shape or m.ndim != 1:
         raise fail("m, values", "two 1-D arrays of one length", f"shapes {m.shape} and {values.shape}")
@@ -413,21 +414,35 @@ def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
             "spread_slope_ci_high": float(high), "spread_reason": ""}
 
 
-def rms_rate(m: Any, draw: Any, values: Any, confidence: float = 0.95) -> dict:
+def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 0.95) -> dict:
     """The rate of the root-mean-square error, the one theory speaks of (E err^2 = C^2 / m): OLS of
     log sqrt(mean err^2 over the sequences of one feature draw) on log m (statsmodels, HC3 standard errors, t with
     n - 2 df), one point per (m, draw). Beside the log-log fit's rate, which is the geometric-mean error's: the
-    two part where the log errors' spread changes with m. Every draw must hold the same sequences, so their
-    constants cancel in the slope. NaN, with a reason, below 3 widths or 2 draws at some width."""
-    m, draw, values = np.asarray(m, dtype=float), np.asarray(draw), np.asarray(values, dtype=float)
-    if not (m.ndim == 1 and m.size and m.shape == draw.shape == values.shape):
-        raise fail("m, draw, values", "three non-empty 1-D arrays of one length",
-                   f"shapes {m.shape}, {draw.shape} and {values.shape}")
+    two part where the log errors' spread changes with m. Every (m, draw) must hold the same sequences once
+    each, so that their constants cancel in the slope (refused otherwise). NaN, with a reason, below 3 widths
+    or 2 draws at some width."""
+    confidence = check_confidence(confidence)
+    m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
+    if not (m.ndim == 1 and m.size and m.shape == np.shape(draw) == np.shape(sequence) == values.shape):
+        raise fail("m, draw, sequence, values", "four non-empty 1-D arrays of one length",
+                   f"shapes {m.shape}, {np.shape(draw)}, {np.shape(sequence)} and {values.shape}")
     bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m) & (m > 0))
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         raise fail("values", "finite positive errors at finite positive m", f"{values[index]} at m = {m[index]}")
-    cells = pd.DataFrame({"m": m, "draw": draw, "square": np.square(values)}).groupby(["m", "draw"])["square"].mean().reset_index()
+    frame = pd.DataFrame({"m": m, "draw": np.asarray(draw), "sequence": np.asarray(sequence),
+                          "square": np.square(values)})
+    if frame[["draw", "sequence"]].isna().any().any():
+        raise fail("draw, sequence", "a label on every row", "a missing one")
+    cells = frame.groupby(["m", "draw"])
+    counts, distinct = cells["sequence"].size(), cells["sequence"].nunique()
+    every = frame["sequence"].nunique()
+    if (counts != every).any() or (distinct != every).any():
+        m_bad, draw_bad = counts.index[((counts != every) | (distinct != every)).to_numpy()][0]
+        raise fail("sequence", f"each of the {every} sequences once in every (m, draw)",
+                   f"{int(counts[(m_bad, draw_bad)])} rows, {int(distinct[(m_bad, draw_bad)])} distinct, at m = "
+                   f"{m_bad:g}, draw {draw_bad}")
+    cells = cells["square"].mean().reset_index()
     cells["value"] = 0.5 * np.log(cells["square"])
     draws_per_m = cells.groupby("m").size()
     nan = {"alpha_rms": math.nan, "alpha_rms_ci_low": math.nan, "alpha_rms_ci_high": math.nan,
