@@ -279,3 +279,32 @@ def test_the_rms_rate_is_the_root_mean_square_errors_where_the_log_fit_is_the_ty
         rms_rate(m[gap], draw[gap], sequence[gap], errors[gap])
     with pytest.raises(InputError, match="confidence"):
         rms_rate(m, draw, sequence, errors, confidence=1.5)
+    with pytest.raises(InputError, match="m: expected an array of numbers"):
+        rms_rate(["64", "x"], [0, 0], [0, 0], [0.1, 0.1])
+    with pytest.raises(InputError, match="values: expected an array of numbers"):
+        log_spread_trend([64, 128], ["a", "b"])
+
+
+def test_the_rms_rate_takes_any_table_to_a_result_or_an_error_that_names_its_input():
+    """Generated tables (values that may be 0, negative, NaN or inf; cells that may lack a sequence): rms_rate
+    returns a finite rate or a NaN with its reason, or raises an InputError, never another exception."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    number = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.just(-1.0))
+
+    @settings(max_examples=150, deadline=None)
+    @given(values=st.lists(number, min_size=1, max_size=24), widths=st.integers(1, 4), drop=st.integers(0, 30))
+    def check(values, widths, drop):
+        rows = [(64.0 * 2 ** (i % widths), i // widths % 2, i // (2 * widths), v) for i, v in enumerate(values)]
+        rows = [row for position, row in enumerate(rows) if position != drop]
+        if not rows:
+            return
+        m, draw, sequence, value = (list(column) for column in zip(*rows))
+        try:
+            rate = rms_rate(m, draw, sequence, value)
+        except InputError:
+            return
+        assert math.isfinite(rate["alpha_rms"]) or rate["alpha_rms_reason"]
+
+    check()

@@ -389,13 +389,21 @@ def scaling_fits_table(measurements: pd.DataFrame, by: Sequence[str] = ("feature
     return pd.DataFrame(rows)
 
 
+def _numbers(name: str, values: Any) -> np.ndarray:
+    """``values`` as a float array, or an InputError naming ``name`` (not numpy's ValueError)."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise fail(name, "an array of numbers", values) from None
+
+
 def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
     """How the spread of log errors changes with m: OLS of log SD(log error at m) on log m (statsmodels), its
     slope and CI. A slope above 0 means the typical (geometric-mean) error, whose rate a log-log fit measures,
     falls faster than the root-mean-square error; below 0, slower (a floor compresses the spread). NaN, with a
     reason, where fewer than 3 widths have a spread."""
     confidence = check_confidence(confidence)
-    m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
+    m, values = _numbers("m", m), _numbers("values", values)
     if m.shape != values.shape or m.ndim != 1:
         raise fail("m, values", "two 1-D arrays of one length", f"shapes {m.shape} and {values.shape}")
     bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m))
@@ -422,7 +430,7 @@ def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 
     each, so that their constants cancel in the slope (refused otherwise). NaN, with a reason, below 3 widths
     or 2 draws at some width."""
     confidence = check_confidence(confidence)
-    m, values = np.asarray(m, dtype=float), np.asarray(values, dtype=float)
+    m, values = _numbers("m", m), _numbers("values", values)
     if not (m.ndim == 1 and m.size and m.shape == np.shape(draw) == np.shape(sequence) == values.shape):
         raise fail("m, draw, sequence, values", "four non-empty 1-D arrays of one length",
                    f"shapes {m.shape}, {np.shape(draw)}, {np.shape(sequence)} and {values.shape}")
@@ -430,8 +438,7 @@ def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         raise fail("values", "finite positive errors at finite positive m", f"{values[index]} at m = {m[index]}")
-    frame = pd.DataFrame({"m": m, "draw": np.asarray(draw), "sequence": np.asarray(sequence),
-                          "square": np.square(values)})
+    frame = pd.DataFrame({"m": m, "draw": np.asarray(draw), "sequence": np.asarray(sequence), "value": values})
     if frame[["draw", "sequence"]].isna().any().any():
         raise fail("draw, sequence", "a label on every row", "a missing one")
     cells = frame.groupby(["m", "draw"])
@@ -442,8 +449,12 @@ def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 
         raise fail("sequence", f"each of the {every} sequences once in every (m, draw)",
                    f"{int(counts[(m_bad, draw_bad)])} rows, {int(distinct[(m_bad, draw_bad)])} distinct, at m = "
                    f"{m_bad:g}, draw {draw_bad}")
-    cells = cells["square"].mean().reset_index()
-    cells["value"] = 0.5 * np.log(cells["square"])
+    # each cell's squares over its largest error: no overflow or underflow whatever the errors' scale
+    largest = cells["value"].transform("max")
+    frame["square"] = np.square(frame["value"] / largest)
+    cells = frame.assign(log_largest=np.log(largest)).groupby(["m", "draw"])[["square", "log_largest"]].agg(
+        {"square": "mean", "log_largest": "first"}).reset_index()
+    cells["value"] = 0.5 * np.log(cells["square"]) + cells["log_largest"]
     draws_per_m = cells.groupby("m").size()
     nan = {"alpha_rms": math.nan, "alpha_rms_ci_low": math.nan, "alpha_rms_ci_high": math.nan,
            "alpha_rms_se": math.nan}
@@ -453,8 +464,11 @@ def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 
     fit = sm.OLS(cells["value"].to_numpy(), sm.add_constant(np.log(cells["m"].to_numpy()))).fit(
         cov_type="HC3", use_t=True)
     low, high = fit.conf_int(alpha=1 - confidence)[1]
-    return {"alpha_rms": -float(fit.params[1]), "alpha_rms_ci_low": -float(high), "alpha_rms_ci_high": -float(low),
-            "alpha_rms_se": float(fit.bse[1]), "alpha_rms_reason": ""}
+    result = {"alpha_rms": -float(fit.params[1]), "alpha_rms_ci_low": -float(high), "alpha_rms_ci_high": -float(low),
+              "alpha_rms_se": float(fit.bse[1]), "alpha_rms_reason": ""}
+    if not all(math.isfinite(value) for value in (result["alpha_rms"], low, high)):
+        return {**nan, "alpha_rms_reason": "the fit's rate or its standard error is not finite"}
+    return result
 
 
 def _is_group_defect(error: InputError) -> bool:
