@@ -157,7 +157,7 @@ def test_a_spread_growing_with_m_is_named_as_a_concern_on_planted_truth():
 @pytest.mark.parametrize("loose", ["alpha", "theory_ratio"])
 def test_an_inconclusive_verdict_names_what_was_not_shown(loose):
     """INCONCLUSIVE says which equivalence a head lacks: a rate whose CI reaches past its margin and a constant
-    measured too loosely call for different remedies (a wider sweep, more draws)."""
+    measured too loosely call for different remedies (a wider sweep or more draws; more sequences)."""
     table = margin_edge_table(np.random.default_rng(7), 1).assign(
         alpha=0.5, alpha_ci_low=0.47, alpha_ci_high=0.53, alpha_tost_p_value=0.001)
     if loose == "alpha":

@@ -384,7 +384,7 @@ def test_a_floor_the_sweep_cannot_see_is_rerun_with_a_wider_sweep_and_shown_to_b
 def test_a_constant_measured_too_loosely_is_met_with_more_sequences():
     """converges_heteroscedastic (noise whose spread grows with m and differs per sequence) abstains at the quick
     design's 8 sequences, mostly because the error constant's mean square is heavy-tailed; at 64 sequences the
-    rule returns SUPPORTED as planted (97 of 100 in a separate run): at least 17 of 20 here (16 or fewer has
+    rule returns SUPPORTED as planted (97 of 100 on seeds replicate_seed(21, ...)): at least 17 of 20 here (16 or fewer has
     probability 1.6 % at 0.97) and never the opposite."""
     parameters = dataclasses.replace(load_spec(SPEC, "quick").bind(ka.Parameters), scaling_sequences=64)
     verdicts = [row["audit_verdict"] for replicate in range(20)
@@ -431,7 +431,7 @@ def test_more_sequences_are_tried_only_where_no_draws_or_sweep_rerun_met_the_aim
 
 def test_a_head_levelling_off_just_above_the_tolerance_is_shown_beyond_with_enough_draws():
     """C6's floor head (1.05 x the tolerance, a 5 % effect at 2e6) abstains at the full design's 4 draws per head;
-    at 256 draws the same rule returns NOT_SUPPORTED as planted (98 % [93, 100] of 100 in the full-profile run the
+    at 256 draws the same rule returns NOT_SUPPORTED as planted (98 % [93, 100] of 100 in the run of its own the
     docs quote): at least 17 of 20 here (16 or fewer has probability 0.06 % at 0.98, 1.6 % at the aim's 0.95), and
     never the opposite."""
     parameters = dataclasses.replace(load_spec(SPEC, "full").bind(ka.Parameters), measured_seeds=256)

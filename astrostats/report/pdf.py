@@ -144,7 +144,7 @@ def _reruns(power, table: str) -> str:
                 f"{label} ({rerun_label(last)}: {last['planted_verdict']} {last['planted_rate']:.0%}"
                 + (f", the opposite {last['opposite_rate']:.0%})" if last["opposite_rate"] else ")"))
     kinds = {rerun_kind(run) for run in shown.to_dict("records")}
-    leads = [lead for kind, lead in (
+    ways = [way for kind, way in (
         ("draws", "with more feature draws (C1: the scaling run's seeds; C2, C6: draws per head)"),
         ("sequences", "with more sequences"), ("sweep", "with C1's sweep extended to larger m (the same truth)"))
         if kind in kinds]
@@ -153,8 +153,8 @@ def _reruns(power, table: str) -> str:
                         + ["met with a wider sweep: the miss was this design's reach"] * ("sweep" in kinds))
     parts = [f"the aim is met with {run} by {', '.join(labels)}" for run, labels in met.items()]
     parts += [f"it is still missed with {run} by {', '.join(labels)}" for run, labels in short.items()]
-    leads = ", ".join(leads[:-1]) + " and " + leads[-1] if len(leads) > 1 else leads[0]
-    return (f"Run again {leads}; table {table}: {'; '.join(parts)}. "
+    how = ", ".join(ways[:-1]) + " and " + ways[-1] if len(ways) > 1 else ways[0]
+    return (f"Run again {how}; table {table}: {'; '.join(parts)}. "
             f"{meaning[0].upper() + meaning[1:]}; still missed: not resolved by these reruns (the rule, or a limit "
             "of the design they do not change). ")
 

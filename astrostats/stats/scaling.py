@@ -45,7 +45,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import optimize
 
-from astrostats.stats._common import check_columns, check_confidence, t_over_z
+from astrostats.stats._common import as_vector, check_columns, check_confidence, t_over_z
 from astrostats.stats.resampling import bootstrap_interval
 from astrostats.stats.scaling_batch import (RATE, alpha_draws, bootstrap_units, design_of, fit_floor_batch,
                                             floor_f_test, floor_starts, prepare)
@@ -389,27 +389,15 @@ def scaling_fits_table(measurements: pd.DataFrame, by: Sequence[str] = ("feature
     return pd.DataFrame(rows)
 
 
-def _numbers(name: str, values: Any) -> np.ndarray:
-    """``values`` as a float array, or an InputError naming ``name`` (not numpy's ValueError)."""
-    try:
-        return np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise fail(name, "an array of numbers", values) from None
-
-
 def log_spread_trend(m: Any, values: Any, confidence: float = 0.95) -> dict:
     """How the spread of log errors changes with m: OLS of log SD(log error at m) on log m (statsmodels), its
     slope and CI. A slope above 0 means the typical (geometric-mean) error, whose rate a log-log fit measures,
     falls faster than the root-mean-square error; below 0, slower (a floor compresses the spread). NaN, with a
     reason, where fewer than 3 widths have a spread."""
     confidence = check_confidence(confidence)
-    m, values = _numbers("m", m), _numbers("values", values)
-    if m.shape != values.shape or m.ndim != 1:
+    m, values = as_vector("m", m, positive=True), as_vector("values", values, positive=True)
+    if m.shape != values.shape:
         raise fail("m, values", "two 1-D arrays of one length", f"shapes {m.shape} and {values.shape}")
-    bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m))
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise fail("values", "finite positive errors at finite m", f"{values[index]} at m = {m[index]}")
     frame = pd.DataFrame({"m": m, "log_value": np.log(values)})
     spread = frame.groupby("m")["log_value"].std().dropna()
     spread = spread[spread > 0]
@@ -427,48 +415,40 @@ def rms_rate(m: Any, draw: Any, sequence: Any, values: Any, confidence: float = 
     log sqrt(mean err^2 over the sequences of one feature draw) on log m (statsmodels, HC3 standard errors, t with
     n - 2 df), one point per (m, draw). Beside the log-log fit's rate, which is the geometric-mean error's: the
     two part where the log errors' spread changes with m. Every (m, draw) must hold the same sequences once
-    each, so that their constants cancel in the slope (refused otherwise). NaN, with a reason, below 3 widths
-    or 2 draws at some width."""
+    each, so that their constants cancel in the slope. NaN, with a reason, where they do not, below 3 widths or
+    2 draws at some width, or where the fit is not finite."""
     confidence = check_confidence(confidence)
-    m, values = _numbers("m", m), _numbers("values", values)
-    if not (m.ndim == 1 and m.size and m.shape == np.shape(draw) == np.shape(sequence) == values.shape):
-        raise fail("m, draw, sequence, values", "four non-empty 1-D arrays of one length",
+    m, values = as_vector("m", m, positive=True), as_vector("values", values, positive=True)
+    if not m.shape == np.shape(draw) == np.shape(sequence) == values.shape:
+        raise fail("m, draw, sequence, values", "four 1-D arrays of one length",
                    f"shapes {m.shape}, {np.shape(draw)}, {np.shape(sequence)} and {values.shape}")
-    bad = ~(np.isfinite(values) & (values > 0) & np.isfinite(m) & (m > 0))
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise fail("values", "finite positive errors at finite positive m", f"{values[index]} at m = {m[index]}")
     frame = pd.DataFrame({"m": m, "draw": np.asarray(draw), "sequence": np.asarray(sequence), "value": values})
     if frame[["draw", "sequence"]].isna().any().any():
         raise fail("draw, sequence", "a label on every row", "a missing one")
-    cells = frame.groupby(["m", "draw"])
-    counts, distinct = cells["sequence"].size(), cells["sequence"].nunique()
-    every = frame["sequence"].nunique()
-    if (counts != every).any() or (distinct != every).any():
-        m_bad, draw_bad = counts.index[((counts != every) | (distinct != every)).to_numpy()][0]
-        raise fail("sequence", f"each of the {every} sequences once in every (m, draw)",
-                   f"{int(counts[(m_bad, draw_bad)])} rows, {int(distinct[(m_bad, draw_bad)])} distinct, at m = "
-                   f"{m_bad:g}, draw {draw_bad}")
-    # each cell's squares over its largest error: no overflow or underflow whatever the errors' scale
-    largest = cells["value"].transform("max")
-    frame["square"] = np.square(frame["value"] / largest)
-    cells = frame.assign(log_largest=np.log(largest)).groupby(["m", "draw"])[["square", "log_largest"]].agg(
-        {"square": "mean", "log_largest": "first"}).reset_index()
-    cells["value"] = 0.5 * np.log(cells["square"]) + cells["log_largest"]
-    draws_per_m = cells.groupby("m").size()
     nan = {"alpha_rms": math.nan, "alpha_rms_ci_low": math.nan, "alpha_rms_ci_high": math.nan,
            "alpha_rms_se": math.nan}
+    cells = frame.groupby(["m", "draw"])
+    counts, distinct, every = cells["sequence"].size(), cells["sequence"].nunique(), frame["sequence"].nunique()
+    uneven = (counts != every) | (distinct != every)
+    if uneven.any():
+        m_bad, draw_bad = uneven.index[uneven.to_numpy()][0]
+        return {**nan, "alpha_rms_reason": f"not each of the {every} sequences once in every (m, draw): "
+                                           f"{int(counts[(m_bad, draw_bad)])} rows, {int(distinct[(m_bad, draw_bad)])} "
+                                           f"distinct at m = {m_bad:g}, draw {draw_bad}"}
+    # each cell's squares over its largest error: no overflow or underflow whatever the errors' scale
+    scaled = frame["value"] / cells["value"].transform("max")
+    log_rms = 0.5 * np.log(scaled.pow(2).groupby([frame["m"], frame["draw"]]).mean()) + np.log(cells["value"].max())
+    draws_per_m = log_rms.groupby(level="m").size()
     if len(draws_per_m) < 3 or draws_per_m.min() < 2:
         return {**nan, "alpha_rms_reason": f"{len(draws_per_m)} widths with >= {int(draws_per_m.min())} draws each; "
                                            f"need >= 3 widths with >= 2 draws"}
-    fit = sm.OLS(cells["value"].to_numpy(), sm.add_constant(np.log(cells["m"].to_numpy()))).fit(
-        cov_type="HC3", use_t=True)
+    log_m = np.log(log_rms.index.get_level_values("m").to_numpy())
+    fit = sm.OLS(log_rms.to_numpy(), sm.add_constant(log_m)).fit(cov_type="HC3", use_t=True)
     low, high = fit.conf_int(alpha=1 - confidence)[1]
-    result = {"alpha_rms": -float(fit.params[1]), "alpha_rms_ci_low": -float(high), "alpha_rms_ci_high": -float(low),
-              "alpha_rms_se": float(fit.bse[1]), "alpha_rms_reason": ""}
-    if not all(math.isfinite(value) for value in (result["alpha_rms"], low, high)):
+    if not all(math.isfinite(value) for value in (fit.params[1], low, high)):
         return {**nan, "alpha_rms_reason": "the fit's rate or its standard error is not finite"}
-    return result
+    return {"alpha_rms": -float(fit.params[1]), "alpha_rms_ci_low": -float(high), "alpha_rms_ci_high": -float(low),
+            "alpha_rms_se": float(fit.bse[1]), "alpha_rms_reason": ""}
 
 
 def _is_group_defect(error: InputError) -> bool:

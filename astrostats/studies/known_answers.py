@@ -286,7 +286,7 @@ class Parameters:
         if self.reach_low > self.reach_high:
             raise fail("reach_low", f"at most reach_high ({self.reach_high:g})", self.reach_low)
         check_int("measured_resamples", self.measured_resamples, minimum=20)
-        if not (isinstance(self.measured_large_m, (tuple, list)) and not self.measured_large_m):  # () is no extension
+        if _given(self.measured_large_m):  # () is no extension
             check_int_list("measured_large_m", self.measured_large_m, minimum=1)
         if self.measured_large_m and max(self.measured_large_m) <= max(self.measured_m):
             raise fail("measured_large_m", f"values above max(measured_m) = {max(self.measured_m)}",
@@ -295,13 +295,13 @@ class Parameters:
         check_int("m", self.m, minimum=1)
         check_int("n_seeds", self.n_seeds, minimum=1)
         check_int("n_resamples", self.n_resamples, minimum=99)
-        if not (isinstance(self.power_draws, (tuple, list)) and not self.power_draws):  # () runs none again
+        if _given(self.power_draws):  # () runs none again
             fewest = min(self.scaling_seeds, self.measured_seeds)  # a value no design is below would rerun nothing
             check_int_list("power_draws", self.power_draws, minimum=fewest + 1)
-        if not (isinstance(self.power_sequences, (tuple, list)) and not self.power_sequences):
+        if _given(self.power_sequences):
             fewest = min(self.scaling_sequences, self.measured_sequences)
             check_int_list("power_sequences", self.power_sequences, minimum=fewest + 1, maximum=MAX_RERUN_SEQUENCES)
-        if not (isinstance(self.power_max_m, (tuple, list)) and not self.power_max_m):
+        if _given(self.power_max_m):
             top, below = sorted(set(self.scaling_m))[-1:-3:-1]
             next_width = math.ceil(top * top / below)  # at least one width more than the design's
             if next_width > MAX_SWEEP_M:
@@ -316,6 +316,12 @@ class Parameters:
             n_test=self.n_test, n_ood=self.n_ood, n_tokens=self.n_tokens, d_head=self.d_head,
             logit_scale=self.logit_scale, ood_n_tokens=self.ood_n_tokens, ood_logit_scale=self.ood_logit_scale,
             circuits=C3_CIRCUITS, controls=(), n_resamples=self.n_resamples)
+
+
+def _given(values) -> bool:
+    """Whether an optional list parameter was given: an empty list or tuple is "none" (anything else, a scalar
+    included, is checked and refused by name where malformed)."""
+    return not (isinstance(values, (tuple, list)) and not values)
 
 
 def _distinct_widths(name: str, values, at_least: int) -> None:
@@ -859,7 +865,7 @@ def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
     ``summary``)."""
     missed = summary[~summary["meets_aim"].astype(bool) & summary["design_resolves"].astype(bool)
                      & summary["claim"].isin(list(DESIGN_DRAWS)) & (summary["planted_verdict"] != COVERAGE)]
-    parts = []
+    parts, sweeps = [], wider_sweeps(parameters)
     for row in missed.itertuples():
         field, sequences_field = DESIGN_DRAWS[row.claim], DESIGN_SEQUENCES[row.claim]
         design, sequences = getattr(parameters, field), getattr(parameters, sequences_field)
@@ -871,7 +877,7 @@ def power_table(summary: pd.DataFrame, parameters: Parameters, seed: int) -> pd.
             if draws > design:
                 more = rerun_design(parameters, **{field: draws})
                 mine.append(_rerun(row, parameters, more, f"{draws} draws", seed).assign(**{**own, "draws": draws}))
-        for wider in wider_sweeps(parameters) if row.claim == "C1" else ():
+        for wider in sweeps if row.claim == "C1" else ():
             reach = max(wider.scaling_m)
             mine.append(_rerun(row, parameters, wider, f"sweep to {reach}", seed).assign(**{**own, "max_m": reach}))
         for count in sorted(set(parameters.power_sequences)):
@@ -906,11 +912,13 @@ def study_cost(parameters: Parameters) -> StudyCost:
     the misses neither of those resolved (at most one scenario per claim in the shipped profiles: C1's
     heteroscedastic one, and at the full profile C6's floor head): priced for one scenario of each claim that
     may miss, in proportion to its sequences."""
+    widths = len(set(parameters.scaling_m))
+    sweep_widths = sum(len(sweep.scaling_m) / widths for sweep in wider_sweeps(parameters))
+
     def rerun_seconds(scenario: str) -> float:
         claim = SCENARIOS[scenario][0][0]
         design = getattr(parameters, DESIGN_DRAWS[claim])
-        widths = len(set(parameters.scaling_m))
-        wider = sum(len(sweep.scaling_m) / widths for sweep in wider_sweeps(parameters)) if claim == "C1" else 0.0
+        wider = sweep_widths if claim == "C1" else 0.0
         return (sum(draws / design for draws in set(parameters.power_draws) if draws > design) + wider) \
             * replicates(scenario, parameters) * SIMULATED_REPLICATE_SECONDS
 

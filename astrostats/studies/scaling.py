@@ -30,7 +30,7 @@ from astrostats.stats.scaling import fit_scaling_law, log_spread_trend, rms_rate
 from astrostats.studies.base import RunContext
 from astrostats.targets.base import labelled
 from astrostats.targets.synthetic import qk_norm, synthetic_head
-from astrostats.validation import InputError, check_int, check_int_list, fail
+from astrostats.validation import check_int, check_int_list, fail
 
 #: claim C1's pre-registered numbers (astrostats/claims/rules.toml): the regime (the delta method's relative error
 #: C / sqrt(m) at most regime_bound), the widths and decades a rate needs inside it, the equivalence margins
@@ -185,11 +185,7 @@ def asymptotic_fits(measurements: pd.DataFrame, theory: pd.DataFrame, *, by=("lo
         regime = group[group["m"] >= start]
         fit = fit_scaling_law(regime, predicted_constant=constants, n_resamples=n_resamples, seed=seed)
         row.update(log_spread_trend(regime["m"], regime["value"]))  # does the fitted rate speak for the RMS error?
-        try:  # the root-mean-square error's own rate, beside it; a grid with gaps is flagged, not fitted
-            row.update(rms_rate(regime["m"], regime["seed"], regime["sequence_id"], regime["value"]))
-        except InputError as error:
-            row.update(alpha_rms=math.nan, alpha_rms_ci_low=math.nan, alpha_rms_ci_high=math.nan,
-                       alpha_rms_se=math.nan, alpha_rms_reason=str(error))
+        row.update(rms_rate(regime["m"], regime["seed"], regime["sequence_id"], regime["value"]))  # RMS error's
         summary = fit.summary_row()
         row.update({name: summary[name] for name in (
             "alpha", "alpha_ci_low", "alpha_ci_high", "alpha_se_cluster", "a", "theory_ratio", "theory_ratio_ci_low",
