@@ -179,6 +179,27 @@ def test_the_misspecified_slope_is_never_supported_by_c1_in_the_smoke_replicates
     assert (results["value"] < 0.4).all()
 
 
+
+def test_a_c1_row_reports_the_rate_the_rule_read_and_skips_the_whole_sweeps_fit():
+    """A C1-only scenario's row quotes the asymptotic regime's alpha and CI (the table C1 judges), so the whole
+    sweep's fits, which no C1 rule reads, are not computed; a scenario that also checks the fitted m_required CI
+    still gets them. The regime here starts past the sweep's first width, so the two fits differ."""
+    parameters = dataclasses.replace(ka.Parameters(), error_constant=3.0)  # the regime from m ~ 180
+    seed = ka.replicate_seed(3, "converges_at_half", 0)
+    tables = ka.scaling_tables(parameters, 0.0, seed, whole_sweep_fits=False)
+    assert "scaling_fits" not in tables
+    asymptotic = tables["scaling_asymptotic"].iloc[0]
+    assert asymptotic["status"] == "ok" and asymptotic["m_regime_start"] > min(parameters.scaling_m)
+    (row,) = ka.scaling_rows("converges_student_t", parameters, seed)
+    student = ka.scaling_tables(parameters, 0.0, seed, family="student_t", whole_sweep_fits=False)
+    assert row["value"] == student["scaling_asymptotic"].iloc[0]["alpha"]
+    assert (row["ci_low"], row["ci_high"]) == tuple(student["scaling_asymptotic"].iloc[0][["alpha_ci_low",
+                                                                                            "alpha_ci_high"]])
+    whole = ka.scaling_tables(parameters, 0.0, seed, family="student_t")["scaling_fits"].iloc[0]
+    assert whole["alpha"] != row["value"]
+    rows = ka.scaling_rows("converges_at_half", parameters, seed)
+    assert [r["claim"] for r in rows] == ["C1", "C6 m_required fit interval"] and rows[1]["ci_low"] is not None
+
 @pytest.mark.parametrize("family", ka.FAMILIES)
 def test_noise_families_keep_the_planted_constant_and_have_their_shape(family):
     parameters = load_spec(SPEC, "smoke").bind(ka.Parameters)
