@@ -303,26 +303,31 @@ def required_m_table(summary: pd.DataFrame, theory: pd.DataFrame, fits: pd.DataF
     """
     errors = summary[summary["metric"] == "relative_error"]
     fitted = _fitted(fits, circuit)
+    theories = {}  # each head's first theory row, as a lookup (a filter per head was most of this table's cost)
+    for key, value in zip(zip(*(theory[c] for c in HEAD_LABELS)), theory["m_required_theory"]):
+        theories.setdefault(key, float(value))
+    heads: dict[tuple, list[dict]] = {}  # the heads in order of appearance, each with its rows
+    for record in errors.to_dict("records"):
+        heads.setdefault(tuple(record[c] for c in HEAD_LABELS), []).append(record)
     rows = []
-    for (target, layer, head), part in errors.groupby(HEAD_LABELS, sort=False):
-        part = part.sort_values("m")
-        last = part.iloc[-1]
-        below = part[part["p_below_adjusted"] < FAMILY_ALPHA]
+    for (target, layer, head), part in heads.items():
+        part = sorted(part, key=lambda record: record["m"])
+        first, last = part[0], part[-1]
+        below = [float(r["m"]) for r in part if r["p_below_adjusted"] < FAMILY_ALPHA]
         # reached by a measurement: no lower bound needed (m_reached_measured says where); else the rate bound
-        lower = math.nan if len(below) else float(last["m"]) * max(float(last["ci_low"]) / TOLERANCE, 1.0) ** 2
-        theory_row = theory[(theory["target"] == target) & (theory["layer"] == layer) & (theory["head"] == head)]
+        lower = math.nan if below else float(last["m"]) * max(float(last["ci_low"]) / TOLERANCE, 1.0) ** 2
         fit = fitted.get((target, layer, head), {})
         required = {
-            "measured": list(zip(part["m"].astype(int), part["p_above_adjusted"], part["p_below_adjusted"])),
-            "lower": lower if not len(below) else None, "floor": fit.get("floor", False),
+            "measured": [(int(r["m"]), r["p_above_adjusted"], r["p_below_adjusted"]) for r in part],
+            "lower": lower if not below else None, "floor": fit.get("floor", False),
             "fitted_low": fit.get("low"), "fitted_high": fit.get("high"),
-            "theory": float(theory_row["m_required_theory"].iloc[0]) if len(theory_row) else None}
+            "theory": theories.get((target, layer, head))}
         row = {"target": target, "layer": layer, "head": head, "tolerance": TOLERANCE, "m_last": int(last["m"]),
                "error_at_m_last": float(last["statistic"]), "error_at_m_last_ci_low": float(last["ci_low"]),
-               "error_at_m_last_ci_high": float(last["ci_high"]), "m_smallest": int(part.iloc[0]["m"]),
-               "error_at_m_smallest": float(part.iloc[0]["statistic"]),
-               "error_at_m_smallest_p_above_adjusted": float(part.iloc[0]["p_above_adjusted"]),
-               "m_reached_measured": float(below["m"].min()) if len(below) else math.nan,
+               "error_at_m_last_ci_high": float(last["ci_high"]), "m_smallest": int(first["m"]),
+               "error_at_m_smallest": float(first["statistic"]),
+               "error_at_m_smallest_p_above_adjusted": float(first["p_above_adjusted"]),
+               "m_reached_measured": min(below) if below else math.nan,
                "m_required_lower": lower, "m_required_fitted": fit.get("estimate", math.nan),
                "m_required_fitted_ci_low": fit.get("low", math.nan),
                "m_required_fitted_ci_high": fit.get("high", math.nan),
