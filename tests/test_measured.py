@@ -80,3 +80,28 @@ def test_heads_to_extend_picks_undetermined_heads_nearest_first():
                              "m_last": [100000, 100000, 100000, 2000000], "m_required_lower": [5e6, 1e3, 2e5, 1e5]})
     assert measured.heads_to_extend(required, 5, [2000000]) == [("minilm", 0, 2), ("minilm", 0, 0)]
     assert measured.heads_to_extend(required, 1, [2000000]) == [("minilm", 0, 2)]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_head_grids_match_a_pivot_table_per_head(case):
+    """The one-pass grids equal pandas' pivot_table per head (the definition, :func:`measured._grid`) on shuffled
+    rows, heads missing a seed or a sequence, repeated cells (their mean), negative and non-integer labels, and
+    with a NaN value (the per-head path)."""
+    rng = np.random.default_rng(case)
+    rows = pd.DataFrame([(layer, head, seed, sequence) for layer in range(2) for head in range(-2, 3)
+                         for seed in (3, 7, 11) for sequence in (0, 5, 9, 12)], columns=["layer", "head", "seed",
+                                                                                         "sequence_id"])
+    rows = rows.sample(frac=0.8 if case else 1.0, random_state=case)  # some heads lose a seed or a sequence
+    rows = pd.concat([rows, rows.sample(n=7, random_state=case)]).sample(frac=1.0, random_state=case + 10)
+    rows["value"] = rng.lognormal(size=len(rows))
+    if case == 4:
+        rows["layer"] = rows["layer"].map({0: "early", 1: "late"})
+    if case == 5:
+        rows.iloc[3, rows.columns.get_loc("value")] = np.nan
+    heads, grids = measured._head_grids(rows)
+    expected = [(key, measured._grid(group)) for key, group in rows.groupby(["layer", "head"], sort=False)]
+    assert heads == [key for key, _ in expected]
+    for grid, (_, reference) in zip(grids, expected):
+        # a head's own seeds and sequences come first, NaN-padded after them
+        assert np.array_equal(grid[:reference.shape[0], :reference.shape[1]], reference, equal_nan=True)
+        assert np.isnan(grid[reference.shape[0]:]).all() and np.isnan(grid[:, reference.shape[1]:]).all()
