@@ -376,12 +376,11 @@ def noise_factors(family: str, parameters: Parameters, rng: np.random.Generator,
 def scaling_tables(parameters: Parameters, floor: float, seed: int, *, family: str = "lognormal",
                    slope: float = 0.5, whole_sweep_fits: bool = True) -> dict[str, pd.DataFrame]:
     """A simulated scaling run (measurements, theory, fits) with a planted law; floor 0 plants m^-1/2.
-    ``whole_sweep_fits=False`` leaves out the whole sweep's fits (``scaling_fits``), which C1 does not read: half a
-    C1 replicate's time.
 
     ``family`` picks the per-row noise (:func:`noise_factors`); a ``slope`` other than 1/2 plants
     C_i / sqrt(m_0) (m / m_0)^-slope, m_0 the geometric middle of the sweep (so the predicted constant is
-    right there and the rate wrong everywhere)."""
+    right there and the rate wrong everywhere). ``whole_sweep_fits=False`` leaves out the whole sweep's fits
+    (``scaling_fits``), which no C1 rule reads: half a C1 replicate's time."""
     rng = numpy_rng(seed)
     m = np.array(sorted(set(parameters.scaling_m)), dtype=float)
     n_seq, n_seeds = parameters.scaling_sequences, parameters.scaling_seeds
